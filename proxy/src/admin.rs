@@ -1,0 +1,90 @@
+//! The admin listener (its own address, never the public one): `/metrics` for Prometheus,
+//! `POST /admin/reload` (bearer admin token) and `/healthz`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::config::SnapshotCell;
+use crate::error::ApiError;
+use crate::reload::Reloader;
+use crate::telemetry::Metrics;
+
+pub struct AdminApp {
+    pub snapshot: Arc<SnapshotCell>,
+    pub reloader: Arc<Reloader>,
+    pub metrics: Arc<Metrics>,
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn error(e: ApiError) -> Response<Vec<u8>> {
+    reply(e.status, "application/json", e.body().to_vec())
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl AdminApp {
+    fn authorized(&self, session: &ServerSession) -> Result<(), ApiError> {
+        let snapshot = self.snapshot.load();
+        let Some(token) = &snapshot.admin_token else {
+            return Err(ApiError::unauthorized(
+                "The admin API is disabled: set admin.token in the config.",
+            ));
+        };
+        let given = session
+            .get_header(http::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        if same(given, token.expose().as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized("Missing or wrong admin token."))
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.as_str().to_string();
+        let path = session.req_header().uri.path().to_string();
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render()),
+            ("GET", "/healthz") => reply(StatusCode::OK, "application/json", b"{\"status\":\"ok\"}".to_vec()),
+            ("POST", "/admin/reload") => {
+                if let Err(e) = self.authorized(session) {
+                    return error(e);
+                }
+                let reloader = self.reloader.clone();
+                match tokio::task::spawn_blocking(move || reloader.reload("admin")).await {
+                    Ok(Ok(version)) => reply(
+                        StatusCode::OK,
+                        "application/json",
+                        format!("{{\"status\":\"reloaded\",\"config_version\":{version}}}").into_bytes(),
+                    ),
+                    Ok(Err(e)) => error(ApiError::bad_request("invalid_config", e.to_string())),
+                    Err(_) => error(ApiError::internal()),
+                }
+            }
+            (_, "/metrics" | "/healthz" | "/admin/reload") => error(ApiError::method_not_allowed(&method, &path)),
+            _ => error(ApiError::not_found(&path)),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Command line: every tunable of the process is a flag with a `TOLLGATE_*` env fallback.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::logging::LogFormat;
+
+/// Tollgate, an LLM edge gateway.
+#[derive(Parser, Debug)]
+#[command(name = "tollgate", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunOpts,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a config file; exit non-zero with every problem found.
+    Check {
+        /// Config file to check.
+        #[arg(long, env = "TOLLGATE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Flags of the gateway process.
+#[derive(Args, Debug, Clone)]
+pub struct RunOpts {
+    /// Config file (TOML).
+    #[arg(long, env = "TOLLGATE_CONFIG", default_value = "tollgate.toml")]
+    pub config: PathBuf,
+    /// Public listener (OpenAI-compatible API).
+    #[arg(long, env = "TOLLGATE_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// Admin listener (metrics, reload); keep it private.
+    #[arg(long, env = "TOLLGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: String,
+    /// Worker threads of the public listener (0 = one per CPU).
+    #[arg(long, env = "TOLLGATE_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "TOLLGATE_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Upstream connect timeout, in milliseconds.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub upstream_connect_timeout_ms: u64,
+    /// Upstream read timeout (response header, and between body chunks), in milliseconds.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_READ_TIMEOUT_MS", default_value_t = 120_000)]
+    pub upstream_read_timeout_ms: u64,
+    /// Idle upstream connections kept per process for reuse.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_POOL_SIZE", default_value_t = 512)]
+    pub upstream_pool_size: usize,
+    /// How long an idle upstream connection is kept, in seconds.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub upstream_idle_timeout_secs: u64,
+    /// How often the config file is checked for changes, in milliseconds (0 = never).
+    #[arg(long, env = "TOLLGATE_CONFIG_POLL_MS", default_value_t = 1_000)]
+    pub config_poll_ms: u64,
+    /// Seconds in-flight requests get to finish on SIGTERM.
+    #[arg(long, env = "TOLLGATE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Log line format.
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Log filter (e.g. `info`, `tollgate=debug`).
+    #[arg(long, env = "TOLLGATE_LOG", default_value = "info")]
+    pub log_level: String,
+}

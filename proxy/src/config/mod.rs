@@ -1,0 +1,63 @@
+//! Configuration: one TOML file, raw → validated → immutable snapshot.
+//!
+//! [`raw`] mirrors the file (`deny_unknown_fields`, spans for line numbers); [`snapshot`] is the
+//! validated, compiled form the hot path reads through `arc-swap` ([`SnapshotCell`]). Everything a
+//! request would otherwise look up by string (providers, peers, auth headers, the `/v1/models`
+//! body) is resolved here, once, at load.
+
+pub mod raw;
+pub mod snapshot;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use snapshot::{Provider, Route, Snapshot, Target};
+
+/// A config file that cannot be used; lists every problem found, each with its line and field.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid config {path}:\n  {}", problems.join("\n  "))]
+pub struct ConfigError {
+    pub path: String,
+    pub problems: Vec<String>,
+}
+
+/// Read, validate and compile the config file at `path`.
+pub fn load(path: &Path, version: u64) -> Result<Snapshot, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: shown.clone(),
+        problems: vec![format!("cannot read file: {e}")],
+    })?;
+    load_str(&text, &shown, path.parent(), version)
+}
+
+/// Validate and compile config text; `base_dir` resolves relative file paths in it.
+pub fn load_str(text: &str, shown: &str, base_dir: Option<&Path>, version: u64) -> Result<Snapshot, ConfigError> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        path: shown.to_string(),
+        problems: vec![raw::describe_toml_error(text, &e)],
+    })?;
+    snapshot::compile(raw, text, base_dir, version).map_err(|problems| ConfigError {
+        path: shown.to_string(),
+        problems,
+    })
+}
+
+/// The current snapshot, swapped atomically on reload; readers never lock.
+pub struct SnapshotCell(ArcSwap<Snapshot>);
+
+impl SnapshotCell {
+    pub fn new(snapshot: Snapshot) -> Self {
+        SnapshotCell(ArcSwap::from_pointee(snapshot))
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+
+    pub fn store(&self, snapshot: Snapshot) {
+        self.0.store(Arc::new(snapshot));
+    }
+}

@@ -1,0 +1,99 @@
+//! The one per-request context, carried through every phase and read by the access log.
+
+use std::time::{Duration, Instant};
+
+use crate::pipeline::endpoint::Endpoint;
+use crate::sse::Usage;
+
+/// How far model resolution got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ModelStage {
+    /// No model involved (health, `/v1/models`) or the body was never read.
+    #[default]
+    None,
+    /// The client asked for a model that is not configured (kept for the log only).
+    Unknown(String),
+    /// Routed: the public name, and the provider + provider model of the last attempt.
+    Routed {
+        public: String,
+        provider: String,
+        target_model: String,
+    },
+}
+
+/// How the response ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Outcome {
+    #[default]
+    Completed,
+    /// The gateway answered the error itself (bad request, no upstream reachable, ...).
+    Refused,
+    /// The upstream failed after the response had started; the client saw a cut stream.
+    UpstreamCut,
+    /// The client went away before the end.
+    ClientGone,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Refused => "refused",
+            Outcome::UpstreamCut => "upstream_cut",
+            Outcome::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// Everything known about one request.
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub started: Instant,
+    pub endpoint: Option<Endpoint>,
+    pub model: ModelStage,
+    pub stream: bool,
+    pub status: u16,
+    pub error_code: Option<&'static str>,
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub ttft: Option<Duration>,
+    pub usage: Option<Usage>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        RequestCtx {
+            request_id: String::new(),
+            started: Instant::now(),
+            endpoint: None,
+            model: ModelStage::None,
+            stream: false,
+            status: 0,
+            error_code: None,
+            outcome: Outcome::Completed,
+            attempts: 0,
+            ttft: None,
+            usage: None,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// The public model name for metric labels: bounded to configured names.
+    pub fn model_label(&self) -> &str {
+        match &self.model {
+            ModelStage::Routed { public, .. } => public,
+            ModelStage::Unknown(_) => "unknown",
+            ModelStage::None => "-",
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

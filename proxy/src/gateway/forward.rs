@@ -1,0 +1,312 @@
+//! A request's way through the gateway: classify, read and parse the body, route, try targets
+//! in order (fallback on connect errors, timeouts, 429 and 5xx while nothing has reached the
+//! client), then relay the response chunk by chunk, reading usage on the way.
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+
+use super::{respond, GatewayState};
+use crate::config::{Route, Snapshot};
+use crate::context::{ModelStage, Outcome, RequestCtx};
+use crate::error::ApiError;
+use crate::pipeline::body::{self, RequestView};
+use crate::pipeline::endpoint::{classify, Endpoint};
+use crate::pipeline::route::attempt_order;
+use crate::sse::usage::UsageFinder;
+use crate::sse::SseTap;
+use crate::upstream;
+
+/// Largest JSON response kept aside to read its usage after it was relayed.
+const MAX_JSON_USAGE_SCAN: usize = 8 << 20;
+
+/// Serve one request completely.
+pub async fn serve(state: &GatewayState, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    ctx.request_id = request_id(session.req_header().headers.get("x-request-id"));
+    let endpoint = {
+        let req = session.req_header();
+        classify(req.method.as_str(), req.uri.path())
+    };
+    let endpoint = match endpoint {
+        Ok(e) => e,
+        Err(err) => {
+            session.set_keepalive(None);
+            respond::error(session, ctx, err).await;
+            return Ok(());
+        }
+    };
+    ctx.endpoint = Some(endpoint);
+    let snapshot = state.snapshot.load();
+    match endpoint {
+        Endpoint::Health => {
+            respond::json(session, ctx, StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}")).await
+        }
+        Endpoint::Ready => {
+            let body = format!("{{\"status\":\"ready\",\"config_version\":{}}}", snapshot.version);
+            respond::json(session, ctx, StatusCode::OK, Bytes::from(body)).await
+        }
+        Endpoint::Models => respond::json(session, ctx, StatusCode::OK, snapshot.models_body.clone()).await,
+        Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => {
+            proxy(state, &snapshot, endpoint, session, ctx).await
+        }
+    }
+}
+
+/// A client-supplied request id if it is short and plain, else a fresh one.
+fn request_id(given: Option<&http::HeaderValue>) -> String {
+    if let Some(v) = given {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c)) {
+            return String::from_utf8_lossy(b).into_owned();
+        }
+    }
+    format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+}
+
+async fn proxy(
+    state: &GatewayState,
+    snapshot: &Snapshot,
+    endpoint: Endpoint,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<()> {
+    let body = match read_body(session, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(err) => {
+            session.set_keepalive(None);
+            respond::error(session, ctx, err).await;
+            return Ok(());
+        }
+    };
+    ctx.bytes_in = body.len() as u64;
+    let view = match body::parse(&body) {
+        Ok(v) => v,
+        Err(err) => {
+            respond::error(session, ctx, err).await;
+            return Ok(());
+        }
+    };
+    ctx.stream = view.stream;
+    let Some(route) = snapshot.route(&view.model) else {
+        let err = ApiError::unknown_model(&view.model);
+        ctx.model = ModelStage::Unknown(view.model);
+        respond::error(session, ctx, err).await;
+        return Ok(());
+    };
+    let force_usage = endpoint != Endpoint::Embeddings && body::needs_forced_usage(&view);
+    forward_with_fallback(state, route, &body, &view, force_usage, session, ctx).await
+}
+
+/// Read the whole request body, refusing it past `max` bytes.
+async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, ApiError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::too_large(max));
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > max {
+                    return Err(ApiError::too_large(max));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    "body_read_failed",
+                    format!("Could not read the request body: {}", e.etype().as_str()),
+                ))
+            }
+        }
+    }
+}
+
+async fn forward_with_fallback(
+    state: &GatewayState,
+    route: &Route,
+    body: &Bytes,
+    view: &RequestView,
+    force_usage: bool,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<()> {
+    let order = attempt_order(route, rand::random());
+    let path_and_query = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| session.req_header().uri.path().to_string());
+    let mut last_error = ApiError::bad_gateway("No upstream could be reached.");
+    for (n, &idx) in order.iter().enumerate() {
+        let target = &route.targets[idx];
+        let is_last = n + 1 == order.len();
+        ctx.attempts += 1;
+        ctx.model = ModelStage::Routed {
+            public: route.name.clone(),
+            provider: target.provider.name.clone(),
+            target_model: target.model.clone(),
+        };
+        let upstream_body = body::rewrite(body, view, &target.model_json, force_usage);
+        let req = upstream::request_header(
+            session.req_header(),
+            target,
+            &path_and_query,
+            upstream_body.len(),
+            &ctx.request_id,
+        )?;
+        let peer = upstream::peer(&target.provider, &state.upstream);
+        let attempts = &state.metrics.upstream_attempts;
+        match upstream::send(&state.connector, &peer, &req, &upstream_body).await {
+            Err(e) => {
+                attempts.with_label_values(&[&target.provider.name, e.outcome()]).inc();
+                tracing::warn!(request_id = %ctx.request_id, provider = %target.provider.name, error = ?e, "upstream attempt failed");
+                last_error = e.to_api_error();
+            }
+            Ok(up) => {
+                let status = up.response_header().map(|h| h.status.as_u16()).unwrap_or(502);
+                if !is_last && (status == 429 || status >= 500) {
+                    attempts
+                        .with_label_values(&[&target.provider.name, "retryable_status"])
+                        .inc();
+                    tracing::warn!(request_id = %ctx.request_id, provider = %target.provider.name, status, "upstream answered a retryable status; trying the next target");
+                    upstream::release(&state.connector, &peer, up, state.upstream.idle_timeout).await;
+                    continue;
+                }
+                attempts.with_label_values(&[&target.provider.name, "answered"]).inc();
+                let strip = force_usage && view.stream;
+                return relay(state, &peer, up, strip, session, ctx).await;
+            }
+        }
+    }
+    respond::error(session, ctx, last_error).await;
+    Ok(())
+}
+
+/// Response headers that belong to one hop and are not relayed.
+const HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
+fn downstream_header(up: &ResponseHeader, is_sse: bool, request_id: &str) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(up.status, Some(up.headers.len() + 2))?;
+    for (name, value) in up.headers.iter() {
+        let n = name.as_str();
+        if HOP_HEADERS.contains(&n) || n == "x-request-id" || (is_sse && n == "content-length") {
+            continue;
+        }
+        resp.append_header(name.clone(), value.clone())?;
+    }
+    resp.insert_header("x-request-id", request_id)?;
+    if resp.headers.get(http::header::CONTENT_LENGTH).is_none() {
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(resp)
+}
+
+/// Stream the upstream response to the client chunk by chunk.
+async fn relay(
+    state: &GatewayState,
+    peer: &HttpPeer,
+    mut up: HttpSession,
+    strip_usage_event: bool,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<()> {
+    let Some(up_header) = up.response_header() else {
+        return Error::e_explain(ErrorType::InternalError, "response header missing after it was read");
+    };
+    let is_sse = up_header
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let ok = up_header.status.is_success();
+    let resp = downstream_header(up_header, is_sse, &ctx.request_id)?;
+    ctx.status = resp.status.as_u16();
+    if let Err(e) = session.write_response_header(Box::new(resp), false).await {
+        ctx.outcome = Outcome::ClientGone;
+        return Err(e);
+    }
+
+    let mut tap = is_sse.then(|| SseTap::new(strip_usage_event));
+    let mut kept: Vec<Bytes> = Vec::new();
+    let mut kept_len = 0usize;
+    let mut out: Vec<Bytes> = Vec::with_capacity(4);
+    loop {
+        let chunk = match up.read_response_body().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                ctx.outcome = Outcome::UpstreamCut;
+                tracing::warn!(request_id = %ctx.request_id, error = %e.etype().as_str(), "upstream failed mid-response; cutting the client's stream");
+                if is_sse {
+                    let event = Bytes::from_static(b"data: {\"error\":{\"message\":\"The upstream connection failed mid-stream.\",\"type\":\"upstream_error\",\"code\":\"upstream_cut\"}}\n\n");
+                    let _ = session.write_response_body(Some(event), false).await;
+                }
+                return Err(e);
+            }
+        };
+        match &mut tap {
+            Some(t) => t.push(chunk, &mut out),
+            None => {
+                if ok && kept_len + chunk.len() <= MAX_JSON_USAGE_SCAN {
+                    kept_len += chunk.len();
+                    kept.push(chunk.clone());
+                }
+                out.push(chunk);
+            }
+        }
+        write_out(session, ctx, &mut out).await?;
+    }
+    if let Some(t) = &mut tap {
+        t.finish(&mut out);
+        write_out(session, ctx, &mut out).await?;
+        ctx.usage = t.usage();
+    } else if ok && !kept.is_empty() {
+        let usage = match kept.as_slice() {
+            [one] => UsageFinder::default().in_json(one),
+            many => UsageFinder::default().in_json(&many.concat()),
+        };
+        ctx.usage = usage;
+    }
+    if let Err(e) = session.write_response_body(None, true).await {
+        ctx.outcome = Outcome::ClientGone;
+        return Err(e);
+    }
+    upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
+    Ok(())
+}
+
+async fn write_out(session: &mut Session, ctx: &mut RequestCtx, out: &mut Vec<Bytes>) -> pingora::Result<()> {
+    for b in out.drain(..) {
+        if b.is_empty() {
+            continue;
+        }
+        if ctx.ttft.is_none() {
+            ctx.ttft = Some(ctx.started.elapsed());
+        }
+        ctx.bytes_out += b.len() as u64;
+        if let Err(e) = session.write_response_body(Some(b), false).await {
+            ctx.outcome = Outcome::ClientGone;
+            return Err(e);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The Pingora layer: one `impl ProxyHttp`, each phase a few lines.
+//!
+//! Tollgate answers every request from `request_filter`: it reads the body itself and forwards it
+//! through [`upstream`](crate::upstream) (see there for why), so `upstream_peer` is never
+//! reached. [`forward`] is the request's way through the pipeline; [`respond`] writes what the
+//! gateway answers on its own.
+
+pub mod forward;
+pub mod respond;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::connectors::http::Connector;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+
+use crate::config::SnapshotCell;
+use crate::context::RequestCtx;
+use crate::telemetry::{access, Metrics};
+use crate::upstream::UpstreamOptions;
+
+/// Shared by every worker thread; the config inside is swapped on reload.
+pub struct GatewayState {
+    pub snapshot: Arc<SnapshotCell>,
+    pub connector: Connector,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    pub upstream: UpstreamOptions,
+}
+
+/// The gateway service.
+pub struct Gateway {
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        Gateway { state }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// Runs once the request header is read. Serves the whole request: local endpoints, or the
+    /// body read, parsed, routed and forwarded with fallback, the response streamed back.
+    /// Always `Ok(true)` (response sent) unless the connection must be dropped.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        forward::serve(&self.state, session, ctx).await.map(|()| true)
+    }
+
+    /// Never reached: `request_filter` answers every request.
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        Error::e_explain(
+            ErrorType::InternalError,
+            "tollgate forwards requests from request_filter",
+        )
+    }
+
+    /// Runs when a phase returned an error. Once a response has started, the connection is just
+    /// dropped (a cut stream must not look complete); before that, the client gets a JSON 500.
+    async fn fail_to_proxy(&self, session: &mut Session, _e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let code = if session.response_written().is_some() {
+            0
+        } else {
+            respond::error(session, ctx, crate::error::ApiError::internal()).await;
+            500
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// The gateway logs its own failures with context; Pingora's generic line would repeat them.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        true
+    }
+
+    /// Runs last, for every request: the access line and the request metrics.
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        access::record(ctx, &self.state.metrics);
+    }
+}

@@ -1,0 +1,76 @@
+//! Assembles the process: config, metrics, the public and admin listeners, reload watchers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::cli::RunOpts;
+use crate::config::{self, SnapshotCell};
+use crate::gateway::{Gateway, GatewayState};
+use crate::reload::{self, Reloader};
+use crate::telemetry::Metrics;
+use crate::upstream::UpstreamOptions;
+
+/// Run the gateway until SIGTERM/SIGINT.
+pub fn run(opts: RunOpts) -> anyhow::Result<()> {
+    let snapshot = config::load(&opts.config, 1)?;
+    tracing::info!(path = %opts.config.display(), models = snapshot.model_names.len(), "config loaded");
+    let cell = Arc::new(SnapshotCell::new(snapshot));
+    let metrics = Arc::new(Metrics::new().context("creating metrics")?);
+    let reloader = Arc::new(Reloader::new(opts.config.clone(), cell.clone(), metrics.clone(), 1));
+
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        opts.threads
+    };
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(opts.shutdown_grace_secs),
+        graceful_shutdown_timeout_seconds: Some(opts.shutdown_grace_secs),
+        upstream_keepalive_pool_size: opts.upstream_pool_size,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let connector = Connector::new(Some(ConnectorOptions::new(opts.upstream_pool_size)));
+    let state = Arc::new(GatewayState {
+        snapshot: cell.clone(),
+        connector,
+        metrics: metrics.clone(),
+        max_body_bytes: opts.max_body_bytes,
+        upstream: UpstreamOptions {
+            connect_timeout: Duration::from_millis(opts.upstream_connect_timeout_ms),
+            read_timeout: Duration::from_millis(opts.upstream_read_timeout_ms),
+            idle_timeout: Duration::from_secs(opts.upstream_idle_timeout_secs),
+        },
+    });
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state), "tollgate");
+    proxy.add_tcp(&opts.listen);
+    let mut admin = Service::new(
+        "tollgate-admin".to_string(),
+        AdminApp {
+            snapshot: cell,
+            reloader: reloader.clone(),
+            metrics,
+        },
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(&opts.admin_listen);
+    server.add_service(proxy);
+    server.add_service(admin);
+
+    reload::spawn_watchers(reloader, Duration::from_millis(opts.config_poll_ms)).context("starting reload watchers")?;
+    tracing::info!(listen = %opts.listen, admin = %opts.admin_listen, threads, "tollgate serving");
+    server.run(RunArgs::default());
+    Ok(())
+}
