@@ -13,6 +13,7 @@
 //! | `x-mock-error-rate` | ... at this rate in [0, 1] (default 1 when a status is given) |
 //! | `x-mock-cut-after` | cut the connection after this many stream chunks |
 //! | `x-mock-usage-on-content` | put usage on the last content chunk instead of its own event |
+//! | `x-mock-fragment` | send the stream in pieces of this many bytes, cutting events anywhere |
 //!
 //! Every request is recorded (method, path, headers, body) for tests to inspect.
 
@@ -195,6 +196,7 @@ struct Plan {
     error_rate: f64,
     cut_after: Option<usize>,
     usage_on_content: bool,
+    fragment: usize,
 }
 
 fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
@@ -219,6 +221,7 @@ fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
         error_rate,
         cut_after: num("x-mock-cut-after").map(|n| n as usize).or(config.cut_after),
         usage_on_content: get("x-mock-usage-on-content").is_some(),
+        fragment: num("x-mock-fragment").map(|n| n as usize).unwrap_or(0),
     }
 }
 
@@ -389,6 +392,8 @@ fn stream_response(
         );
         for i in 0..plan.chunks {
             if plan.cut_after == Some(i) {
+                // Let what was sent reach the wire first, as when a real connection dies.
+                tokio::time::sleep(Duration::from_millis(30)).await;
                 let _ = tx.send(Err(std::io::Error::other("mock: cut"))).await;
                 return;
             }
@@ -413,7 +418,7 @@ fn stream_response(
                     "data: {{\"id\":\"cmpl-{name}\",\"object\":\"text_completion\",\"created\":0,\"model\":\"{model}\",\"choices\":[{{\"index\":0,\"text\":\"{text}\",\"finish_reason\":{finish}}}]{usage_here}}}\n\n"
                 )
             };
-            if tx.send(Ok(Bytes::from(event))).await.is_err() {
+            if !send_event(&tx, Bytes::from(event), plan.fragment).await {
                 return;
             }
         }
@@ -426,11 +431,11 @@ fn stream_response(
             let event = format!(
                 "data: {{\"id\":\"chatcmpl-{name}\",\"object\":\"{object}\",\"created\":0,\"model\":\"{model}\",\"choices\":[],\"usage\":{usage}}}\n\n"
             );
-            if tx.send(Ok(Bytes::from(event))).await.is_err() {
+            if !send_event(&tx, Bytes::from(event), plan.fragment).await {
                 return;
             }
         }
-        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        let _ = send_event(&tx, Bytes::from_static(b"data: [DONE]\n\n"), plan.fragment).await;
     });
     let mut resp = Response::new(ChannelBody::channel(rx));
     let h = resp.headers_mut();
@@ -443,6 +448,23 @@ fn stream_response(
         h.insert("x-mock-upstream", v);
     }
     resp
+}
+
+/// Send one event, whole or in `fragment`-byte pieces; false when the client is gone.
+async fn send_event(tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, event: Bytes, fragment: usize) -> bool {
+    if fragment == 0 {
+        return tx.send(Ok(event)).await.is_ok();
+    }
+    let mut at = 0;
+    while at < event.len() {
+        let end = (at + fragment).min(event.len());
+        if tx.send(Ok(event.slice(at..end))).await.is_err() {
+            return false;
+        }
+        at = end;
+        tokio::task::yield_now().await;
+    }
+    true
 }
 
 /// A response body that is either one buffer or chunks arriving over a channel.

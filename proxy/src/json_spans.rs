@@ -70,6 +70,34 @@ pub fn find_member(text: &[u8], name: &[u8]) -> Result<Option<Range<usize>>, Spa
     Ok(found)
 }
 
+/// Whether arrays/objects in `text` nest deeper than `limit`. Iterative, so any input is safe;
+/// run before handing untrusted JSON to a recursive deserializer.
+pub fn nests_deeper_than(text: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
+        match b {
+            b'"' => {
+                match skip_string(text, i + 1) {
+                    Ok(next) => i = next,
+                    Err(_) => return false,
+                }
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 pub fn skip_ws(text: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = text.get(i) {
         i += 1;
@@ -188,6 +216,16 @@ mod tests {
             );
         }
         assert_eq!(for_each_member(b"{}", |_, _| true), Ok(2));
+    }
+
+    #[test]
+    fn nesting_depth_is_measured_without_recursion() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(nests_deeper_than(deep.as_bytes(), 128));
+        let flat = format!("{{\"a\":[{}]}}", "[1],".repeat(10_000) + "[2]");
+        assert!(!nests_deeper_than(flat.as_bytes(), 3));
+        assert!(!nests_deeper_than(br#"{"s":"[[[[[[[[[[[[\"[[[["}"#, 2));
+        assert!(nests_deeper_than(br#"{"a":{"b":{"c":1}}}"#, 2));
     }
 
     #[test]

@@ -132,6 +132,9 @@ pub async fn send(
             .get_http_session(peer)
             .await
             .map_err(|e| classify(&e, "connecting"))?;
+        // Pingora's connector does not apply the peer's timeouts to the HTTP session itself.
+        session.set_read_timeout(peer.options.read_timeout);
+        session.set_write_timeout(peer.options.read_timeout);
         match exchange(&mut session, req, body).await {
             Ok(()) => return Ok(session),
             Err(e) if reused && !retried_stale && !is_timeout(&e) => {

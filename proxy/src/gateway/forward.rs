@@ -21,6 +21,9 @@ use crate::sse::usage::UsageFinder;
 use crate::sse::SseTap;
 use crate::upstream;
 
+/// Longest time spent discarding the rest of a refused oversized body.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Largest JSON response kept aside to read its usage after it was relayed.
 const MAX_JSON_USAGE_SCAN: usize = 8 << 20;
 
@@ -34,7 +37,7 @@ pub async fn serve(state: &GatewayState, session: &mut Session, ctx: &mut Reques
     let endpoint = match endpoint {
         Ok(e) => e,
         Err(err) => {
-            session.set_keepalive(None);
+            discard_body(session).await;
             respond::error(session, ctx, err).await;
             return Ok(());
         }
@@ -77,7 +80,7 @@ async fn proxy(
     let body = match read_body(session, state.max_body_bytes).await {
         Ok(b) => b,
         Err(err) => {
-            session.set_keepalive(None);
+            discard_body(session).await;
             respond::error(session, ctx, err).await;
             return Ok(());
         }
@@ -99,6 +102,16 @@ async fn proxy(
     };
     let force_usage = endpoint != Endpoint::Embeddings && body::needs_forced_usage(&view);
     forward_with_fallback(state, route, &body, &view, force_usage, session, ctx).await
+}
+
+/// Read and discard what the client is still sending (bounded in time) before answering an
+/// error, so the client reads the answer instead of a connection reset; the connection is only
+/// kept when the body was read to its end.
+async fn discard_body(session: &mut Session) {
+    match tokio::time::timeout(DRAIN_LIMIT, session.drain_request_body()).await {
+        Ok(Ok(())) => {}
+        _ => session.set_keepalive(None),
+    }
 }
 
 /// Read the whole request body, refusing it past `max` bytes.

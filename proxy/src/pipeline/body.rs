@@ -12,7 +12,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::json_spans::{for_each_member, Member};
+use crate::json_spans::{for_each_member, nests_deeper_than, Member};
+
+/// Deepest array/object nesting accepted in a request body (serde_json's default limit).
+pub const MAX_NESTING: usize = 128;
 
 /// What the gateway needs to know about a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,9 @@ struct StreamOptions {
 
 /// Parse and validate a request body.
 pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
+    if nests_deeper_than(body, MAX_NESTING) {
+        return Err(ApiError::bad_json(format!("nesting deeper than {MAX_NESTING} levels")));
+    }
     let mut scratch = body.to_vec();
     let fields: Fields<'_> =
         simd_json::serde::from_slice(&mut scratch).map_err(|e| ApiError::bad_json(describe(&e)))?;

@@ -1,0 +1,326 @@
+//! Test harness: the real `tollgate` binary as a child process on free ports, mocks on port 0
+//! in the test's runtime, and a small HTTP/1.1 client over real sockets.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tollgate_loadtest::mock::{self, MockConfig, MockHandle, TlsFiles};
+
+pub const PROVIDER_KEY: &str = "sk-provider-secret-7f3a";
+
+/// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh directory for one test's files.
+pub fn temp_dir() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-test-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(1);
+    h.finish()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Start a mock upstream on a free port in the current runtime.
+pub async fn start_mock(name: &str) -> MockHandle {
+    start_mock_with(MockConfig {
+        name: name.into(),
+        ..MockConfig::default()
+    })
+    .await
+}
+
+pub async fn start_mock_with(config: MockConfig) -> MockHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    mock::spawn(listener, config, None).unwrap()
+}
+
+pub async fn start_tls_mock(name: &str) -> MockHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls = TlsFiles {
+        cert_pem: std::fs::read(fixture("server.pem")).unwrap(),
+        key_pem: std::fs::read(fixture("server.key")).unwrap(),
+    };
+    mock::spawn(
+        listener,
+        MockConfig {
+            name: name.into(),
+            ..MockConfig::default()
+        },
+        Some(tls),
+    )
+    .unwrap()
+}
+
+/// A provider section pointing at `base_url` with the test provider key.
+pub fn provider(name: &str, base_url: &str) -> String {
+    format!("[[providers]]\nname = \"{name}\"\nkind = \"openai\"\nbase_url = \"{base_url}\"\napi_key = \"env:TEST_PROVIDER_KEY\"\n\n")
+}
+
+/// A running gateway process; killed on drop.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    child: Child,
+}
+
+impl Gateway {
+    pub async fn start(config: &str) -> Gateway {
+        Self::start_with(config, &[]).await
+    }
+
+    /// Start with extra CLI flags; waits until `/healthz` answers.
+    pub async fn start_with(config: &str, flags: &[&str]) -> Gateway {
+        let dir = temp_dir();
+        let config_path = dir.join("tollgate.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut last_log = String::new();
+        for attempt in 0..5 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let log_path = dir.join(format!("gateway-{attempt}.log"));
+            let log = std::fs::File::create(&log_path).unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+                .arg("--config")
+                .arg(&config_path)
+                .args(["--listen", &addr.to_string(), "--admin-listen", &admin.to_string()])
+                .args(["--threads", "2", "--log-format", "json"])
+                .args(if flags.contains(&"--config-poll-ms") {
+                    &[][..]
+                } else {
+                    &["--config-poll-ms", "100"][..]
+                })
+                .args(flags)
+                .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
+                .env("TEST_ADMIN_TOKEN", "admin-token-for-tests")
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .unwrap();
+            let mut gw = Gateway {
+                addr,
+                admin,
+                config_path: config_path.clone(),
+                log_path,
+                child,
+            };
+            if gw.wait_ready().await {
+                return gw;
+            }
+            let _ = gw.child.kill();
+            last_log = gw.log();
+        }
+        panic!("gateway did not start; config:\n{config}\nlog:\n{last_log}");
+    }
+
+    async fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(r) = request(self.addr, "GET", "/healthz", &[], Bytes::new()).await {
+                if r.status == 200 && request(self.admin, "GET", "/healthz", &[], Bytes::new()).await.is_ok() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Access-log lines, parsed.
+    pub fn access_lines(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "access")
+            .collect()
+    }
+
+    /// The access line of a request id, waiting briefly for it to be written.
+    pub async fn access_line(&self, request_id: &str) -> serde_json::Value {
+        for _ in 0..100 {
+            if let Some(v) = self.access_lines().into_iter().find(|v| v["request_id"] == request_id) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no access line for {request_id}; log:\n{}", self.log());
+    }
+
+    pub async fn chat(&self, body: &str) -> Resp {
+        self.post("/v1/chat/completions", &[], body).await
+    }
+
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        request(self.addr, "POST", path, &h, Bytes::from(body.to_string()))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    /// Body frames as they arrived.
+    pub frames: usize,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn request_id(&self) -> String {
+        self.header("x-request-id").unwrap_or_default().to_string()
+    }
+}
+
+/// Open a connection and send one request; returns the response head with its body unread.
+pub async fn open(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<http::Response<Incoming>, String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
+    sender.send_request(req).await.map_err(|e| e.to_string())
+}
+
+/// Read a response body to its end; `Err` with what was read if the stream broke.
+pub async fn read_body(resp: http::Response<Incoming>) -> (Result<(), String>, Bytes, usize) {
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    let mut frames = 0;
+    loop {
+        match body.frame().await {
+            None => return (Ok(()), Bytes::from(buf), frames),
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    frames += 1;
+                    buf.extend_from_slice(&d);
+                }
+            }
+            Some(Err(e)) => return (Err(e.to_string()), Bytes::from(buf), frames),
+        }
+    }
+}
+
+/// Send one request and read the whole response.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Resp, String> {
+    let resp = open(addr, method, path, headers, body).await?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let (done, body, frames) = read_body(resp).await;
+    done?;
+    Ok(Resp {
+        status,
+        headers,
+        body,
+        frames,
+    })
+}
+
+/// Send SIGHUP (or another signal) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Poll `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -1,0 +1,140 @@
+//! Config reload by file change, by SIGHUP and by the admin API: a bad file is refused and the
+//! old config keeps serving; a stream in flight across a reload completes.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+
+fn config_with(mock: &str, models: &[&str]) -> String {
+    let mut c = String::from("[admin]\ntoken = \"env:TEST_ADMIN_TOKEN\"\n\n");
+    c.push_str(&provider("mock", mock));
+    for m in models {
+        c.push_str(&format!(
+            "[[models]]\nname = \"{m}\"\ntargets = [{{ provider = \"mock\" }}]\n\n"
+        ));
+    }
+    c
+}
+
+async fn status_of(gw: &Gateway, model: &str) -> u16 {
+    gw.chat(&format!(r#"{{"model":"{model}","messages":[]}}"#)).await.status
+}
+
+async fn admin_reload(gw: &Gateway, token: &str) -> Resp {
+    let auth = format!("Bearer {token}");
+    request(
+        gw.admin,
+        "POST",
+        "/admin/reload",
+        &[("authorization", &auth)],
+        Bytes::new(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_on_file_change_and_a_bad_file_is_refused() {
+    let mock = start_mock("m").await;
+    let gw = Gateway::start(&config_with(&mock.base_url(), &["one"])).await;
+    assert_eq!(status_of(&gw, "two").await, 404);
+
+    std::fs::write(&gw.config_path, config_with(&mock.base_url(), &["one", "two"])).unwrap();
+    assert!(eventually(Duration::from_secs(10), || async { status_of(&gw, "two").await == 200 }).await);
+
+    std::fs::write(
+        &gw.config_path,
+        "[[models]]\nname = \"three\"\ntargets = [{ provider = \"missing\" }]\n",
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            gw.log().contains("config reload refused")
+        })
+        .await
+    );
+    assert_eq!(status_of(&gw, "two").await, 200, "the old config must keep serving");
+    assert_eq!(status_of(&gw, "three").await, 404);
+    let metrics = request(gw.admin, "GET", "/metrics", &[], Bytes::new())
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("tollgate_config_reloads_total{result=\"refused\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tollgate_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_on_sighup() {
+    let mock = start_mock("m").await;
+    let gw = Gateway::start_with(&config_with(&mock.base_url(), &["one"]), &["--config-poll-ms", "0"]).await;
+    std::fs::write(&gw.config_path, config_with(&mock.base_url(), &["one", "two"])).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status_of(&gw, "two").await,
+        404,
+        "with polling off only the signal reloads"
+    );
+    signal(gw.pid(), "HUP");
+    assert!(eventually(Duration::from_secs(10), || async { status_of(&gw, "two").await == 200 }).await);
+    assert!(gw.log().contains("\"trigger\":\"sighup\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_by_admin_call_needs_the_token_and_reports_a_bad_file() {
+    let mock = start_mock("m").await;
+    let gw = Gateway::start_with(&config_with(&mock.base_url(), &["one"]), &["--config-poll-ms", "0"]).await;
+    std::fs::write(&gw.config_path, config_with(&mock.base_url(), &["one", "two"])).unwrap();
+
+    let r = admin_reload(&gw, "wrong-token").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(status_of(&gw, "two").await, 404);
+    let r = admin_reload(&gw, "admin-token-for-tests").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["config_version"], 2);
+    assert_eq!(status_of(&gw, "two").await, 200);
+
+    std::fs::write(&gw.config_path, "[[models]\nbroken").unwrap();
+    let r = admin_reload(&gw, "admin-token-for-tests").await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().contains("line 1"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(status_of(&gw, "two").await, 200);
+    assert!(!gw.log().contains("admin-token-for-tests"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_in_flight_across_a_reload_completes() {
+    let mock = start_mock("m").await;
+    let gw = Gateway::start_with(&config_with(&mock.base_url(), &["one"]), &["--config-poll-ms", "0"]).await;
+    let resp = open(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-chunks", "10"), ("x-mock-chunk-delay-ms", "100")],
+        Bytes::from_static(br#"{"model":"one","stream":true,"messages":[]}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Reload to a config without the model while the stream runs.
+    std::fs::write(&gw.config_path, config_with(&mock.base_url(), &["other"])).unwrap();
+    assert_eq!(admin_reload(&gw, "admin-token-for-tests").await.status, 200);
+    assert_eq!(status_of(&gw, "one").await, 404, "new requests see the new config");
+    let (done, body, _) = read_body(resp).await;
+    assert!(done.is_ok());
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(text.matches("\"delta\"").count(), 10);
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
