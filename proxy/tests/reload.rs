@@ -1,6 +1,8 @@
 //! Config reload by file change, by SIGHUP and by the admin API: a bad file is refused and the
 //! old config keeps serving; a stream in flight across a reload completes.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Routing, rewriting, streaming and fallback, over real sockets: the real gateway binary in
 //! front of mock upstreams.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
 mod common;
 
 use bytes::Bytes;

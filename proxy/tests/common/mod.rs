@@ -2,6 +2,12 @@
 //! in the test's runtime, and a small HTTP/1.1 client over real sockets.
 
 #![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness: a failed setup step should fail the test loudly"
+)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
