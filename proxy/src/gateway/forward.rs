@@ -4,28 +4,19 @@
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
-use pingora::http::ResponseHeader;
-use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType};
 
-use super::{respond, GatewayState};
+use super::{relay, respond, GatewayState};
 use crate::config::{Route, Snapshot};
-use crate::context::{ModelStage, Outcome, RequestCtx};
+use crate::context::{ModelStage, RequestCtx};
 use crate::error::ApiError;
 use crate::pipeline::body::{self, RequestView};
 use crate::pipeline::endpoint::{classify, Endpoint};
 use crate::pipeline::route::attempt_order;
-use crate::sse::usage::UsageFinder;
-use crate::sse::SseTap;
 use crate::upstream;
 
 /// Longest time spent discarding the rest of a refused oversized body.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Largest JSON response kept aside to read its usage after it was relayed.
-const MAX_JSON_USAGE_SCAN: usize = 8 << 20;
 
 /// Serve one request completely.
 pub async fn serve(state: &GatewayState, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
@@ -199,127 +190,10 @@ async fn forward_with_fallback(
                 }
                 attempts.with_label_values(&[&target.provider.name, "answered"]).inc();
                 let strip = force_usage && view.stream;
-                return relay(state, &peer, up, strip, session, ctx).await;
+                return relay::relay(state, &peer, up, strip, session, ctx).await;
             }
         }
     }
     respond::error(session, ctx, last_error).await;
-    Ok(())
-}
-
-/// Response headers that belong to one hop and are not relayed.
-const HOP_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-];
-
-fn downstream_header(up: &ResponseHeader, is_sse: bool, request_id: &str) -> pingora::Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build(up.status, Some(up.headers.len() + 2))?;
-    for (name, value) in up.headers.iter() {
-        let n = name.as_str();
-        if HOP_HEADERS.contains(&n) || n == "x-request-id" || (is_sse && n == "content-length") {
-            continue;
-        }
-        resp.append_header(name.clone(), value.clone())?;
-    }
-    resp.insert_header("x-request-id", request_id)?;
-    if resp.headers.get(http::header::CONTENT_LENGTH).is_none() {
-        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-    }
-    Ok(resp)
-}
-
-/// Stream the upstream response to the client chunk by chunk.
-async fn relay(
-    state: &GatewayState,
-    peer: &HttpPeer,
-    mut up: HttpSession,
-    strip_usage_event: bool,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> pingora::Result<()> {
-    let Some(up_header) = up.response_header() else {
-        return Error::e_explain(ErrorType::InternalError, "response header missing after it was read");
-    };
-    let is_sse = up_header
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let ok = up_header.status.is_success();
-    let resp = downstream_header(up_header, is_sse, &ctx.request_id)?;
-    ctx.status = resp.status.as_u16();
-    if let Err(e) = session.write_response_header(Box::new(resp), false).await {
-        ctx.outcome = Outcome::ClientGone;
-        return Err(e);
-    }
-
-    let mut tap = is_sse.then(|| SseTap::new(strip_usage_event));
-    let mut kept: Vec<Bytes> = Vec::new();
-    let mut kept_len = 0usize;
-    let mut out: Vec<Bytes> = Vec::with_capacity(4);
-    loop {
-        let chunk = match up.read_response_body().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(e) => {
-                ctx.outcome = Outcome::UpstreamCut;
-                tracing::warn!(request_id = %ctx.request_id, error = %e.etype().as_str(), "upstream failed mid-response; cutting the client's stream");
-                if is_sse {
-                    let event = Bytes::from_static(b"data: {\"error\":{\"message\":\"The upstream connection failed mid-stream.\",\"type\":\"upstream_error\",\"code\":\"upstream_cut\"}}\n\n");
-                    let _ = session.write_response_body(Some(event), false).await;
-                }
-                return Err(e);
-            }
-        };
-        match &mut tap {
-            Some(t) => t.push(chunk, &mut out),
-            None => {
-                if ok && kept_len + chunk.len() <= MAX_JSON_USAGE_SCAN {
-                    kept_len += chunk.len();
-                    kept.push(chunk.clone());
-                }
-                out.push(chunk);
-            }
-        }
-        write_out(session, ctx, &mut out).await?;
-    }
-    if let Some(t) = &mut tap {
-        t.finish(&mut out);
-        write_out(session, ctx, &mut out).await?;
-        ctx.usage = t.usage();
-    } else if ok && !kept.is_empty() {
-        let usage = match kept.as_slice() {
-            [one] => UsageFinder::default().in_json(one),
-            many => UsageFinder::default().in_json(&many.concat()),
-        };
-        ctx.usage = usage;
-    }
-    if let Err(e) = session.write_response_body(None, true).await {
-        ctx.outcome = Outcome::ClientGone;
-        return Err(e);
-    }
-    upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
-    Ok(())
-}
-
-async fn write_out(session: &mut Session, ctx: &mut RequestCtx, out: &mut Vec<Bytes>) -> pingora::Result<()> {
-    for b in out.drain(..) {
-        if b.is_empty() {
-            continue;
-        }
-        if ctx.ttft.is_none() {
-            ctx.ttft = Some(ctx.started.elapsed());
-        }
-        ctx.bytes_out += b.len() as u64;
-        if let Err(e) = session.write_response_body(Some(b), false).await {
-            ctx.outcome = Outcome::ClientGone;
-            return Err(e);
-        }
-    }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! gateway answers on its own.
 
 pub mod forward;
+pub mod relay;
 pub mod respond;
 
 use std::sync::Arc;

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Load-test runner: direct-to-mock vs through Tollgate vs through nginx, in one sitting.
+
+Builds release binaries, starts the mock upstream, Tollgate and (when installed) nginx on free
+ports, drives each with oha, and prints one table per scenario:
+
+  - JSON and SSE (a burst stream of --chunks events) at full load: requests/s, p50, p99, and the
+    CPU time the proxy process spent per request (utime+stime from /proc; the figure that stays
+    stable on a shared machine);
+  - JSON at a fixed rate (default 1000 req/s): p50 and p99, and the latency each proxy adds over
+    going direct.
+
+Usage: python3 loadtest/run.py [--duration 10] [--connections 32] [--rate 1000] [--threads 1]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise SystemExit(f"not answering: {url}")
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except FileNotFoundError:
+            pass
+    return total / CLK_TCK
+
+
+def nginx_pids(master):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True).stdout
+    return [master] + [int(p) for p in out.split()]
+
+
+def oha(url, body, duration, connections, rate=None):
+    cmd = [
+        "oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(connections),
+        "-m", "POST", "-H", "content-type: application/json", "-d", body,
+    ]
+    if rate:
+        cmd += ["-q", str(rate)]
+    cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"oha failed: {out.stderr}")
+    return json.loads(out.stdout)
+
+
+def summarize(report):
+    summary = report["summary"]
+    pct = report.get("latencyPercentiles", {})
+    statuses = report.get("statusCodeDistribution", {})
+    ok = sum(v for k, v in statuses.items() if k.startswith("2"))
+    total = sum(statuses.values())
+    return {
+        "rps": summary["requestsPerSec"],
+        "p50_ms": (pct.get("p50") or 0) * 1000,
+        "p99_ms": (pct.get("p99") or 0) * 1000,
+        "ok": ok,
+        "total": total,
+    }
+
+
+def start(cmd, log_path, env=None):
+    log = open(log_path, "w")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=os.setsid)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=1, help="worker threads of Tollgate and nginx workers")
+    ap.add_argument("--chunks", type=int, default=16, help="events per streamed answer")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+
+    if not shutil.which("oha"):
+        raise SystemExit("oha not found: cargo install oha --locked")
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "tollgate", "-p", "tollgate-loadtest"], cwd=ROOT, check=True)
+    bin_dir = os.path.join(ROOT, "target", "release")
+    work = tempfile.mkdtemp(prefix="tollgate-load-")
+    procs = []
+
+    try:
+        mock_port = free_port()
+        procs.append(start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}",
+                            "--threads", "1", "--chunks", str(args.chunks)], os.path.join(work, "mock.log")))
+        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+
+        config = os.path.join(work, "tollgate.toml")
+        with open(config, "w") as f:
+            f.write(f'[[providers]]\nname = "mock"\nkind = "openai"\nbase_url = "http://127.0.0.1:{mock_port}/v1"\n'
+                    f'api_key = "env:LOAD_PROVIDER_KEY"\n\n[[models]]\nname = "gpt-4o-mini"\n'
+                    f'targets = [{{ provider = "mock", model = "mock-model" }}]\n')
+        gw_port, admin_port = free_port(), free_port()
+        env = dict(os.environ, LOAD_PROVIDER_KEY="sk-load")
+        gw = start([os.path.join(bin_dir, "tollgate"), "--config", config, "--listen", f"127.0.0.1:{gw_port}",
+                    "--admin-listen", f"127.0.0.1:{admin_port}", "--threads", str(args.threads),
+                    "--config-poll-ms", "0", "--shutdown-grace-secs", "1"], os.path.join(work, "tollgate.log"), env)
+        procs.append(gw)
+        wait_http(f"http://127.0.0.1:{gw_port}/healthz")
+
+        targets = [("direct (mock)", f"http://127.0.0.1:{mock_port}", lambda: [])]
+        targets.append(("tollgate", f"http://127.0.0.1:{gw_port}", lambda: [gw.pid]))
+        nginx = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
+        if nginx:
+            ng_port = free_port()
+            conf = os.path.join(work, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(f"""worker_processes {args.threads};
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log {work}/nginx-access.log;
+  client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+  upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{ng_port};
+    location / {{
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer sk-load";
+      proxy_buffering off;
+      client_max_body_size 32m;
+    }}
+  }}
+}}
+""")
+            ng = start([nginx, "-c", conf, "-p", work], os.path.join(work, "nginx.log"))
+            procs.append(ng)
+            wait_http(f"http://127.0.0.1:{ng_port}/v1/models")
+            targets.append(("nginx", f"http://127.0.0.1:{ng_port}", lambda: nginx_pids(ng.pid)))
+
+        chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello in three words."}]}
+        bodies = {
+            "json": json.dumps(chat),
+            f"sse ({args.chunks} events, burst)": json.dumps(dict(chat, stream=True)),
+        }
+        print(f"machine: {os.cpu_count()} cores; oha -c {args.connections} -z {args.duration}s; "
+              f"proxy threads/workers: {args.threads}\n")
+        for scenario, body in bodies.items():
+            print(f"## {scenario}, full load")
+            print(f"| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | ok/total |")
+            print(f"|---|---|---|---|---|---|")
+            for name, base, pids in targets:
+                oha(base + "/v1/chat/completions", body, 2, args.connections)  # warm-up
+                before = cpu_seconds(pids())
+                s = summarize(oha(base + "/v1/chat/completions", body, args.duration, args.connections))
+                used = cpu_seconds(pids()) - before
+                cpu = f"{used / s['total'] * 1e6:.1f}" if pids() and s["total"] else "-"
+                print(f"| {name} | {s['rps']:.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {cpu} | {s['ok']}/{s['total']} |")
+            print()
+
+        print(f"## json at a fixed {args.rate} req/s")
+        print("| target | p50 ms | p99 ms | added p50 ms | proxy CPU µs/req |")
+        print("|---|---|---|---|---|")
+        direct_p50 = None
+        for name, base, pids in targets:
+            before = cpu_seconds(pids())
+            s = summarize(oha(base + "/v1/chat/completions", bodies["json"], args.duration, 16, rate=args.rate))
+            used = cpu_seconds(pids()) - before
+            cpu = f"{used / s['total'] * 1e6:.1f}" if pids() and s["total"] else "-"
+            if direct_p50 is None:
+                direct_p50 = s["p50_ms"]
+                added = "-"
+            else:
+                added = f"{s['p50_ms'] - direct_p50:.3f}"
+            print(f"| {name} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {added} | {cpu} |")
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+//! Relaying a provider's response to the client, chunk by chunk.
+//!
+//! Each upstream chunk goes out as soon as it arrives, so time to first token is preserved; but
+//! chunks that are *already* buffered when one arrives (a provider flushing a burst of events)
+//! are taken at once without waiting and written downstream in one write, so a burst costs one
+//! send instead of one per event. Pingora's body reads are cancel-safe (its own proxy loop
+//! selects over them), which is what makes the non-waiting poll sound.
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+
+use super::GatewayState;
+use crate::context::{Outcome, RequestCtx};
+use crate::sse::usage::UsageFinder;
+use crate::sse::SseTap;
+use crate::upstream;
+
+/// Largest JSON response kept aside to read its usage after it was relayed.
+const MAX_JSON_USAGE_SCAN: usize = 8 << 20;
+
+/// Most bytes gathered from already-buffered chunks into one downstream write.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// Response headers that belong to one hop and are not relayed.
+const HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
+/// The SSE event a client gets when the upstream dies mid-stream, before the connection is cut.
+const CUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream connection failed mid-stream.\",\"type\":\"upstream_error\",\"code\":\"upstream_cut\"}}\n\n";
+
+fn downstream_header(up: &ResponseHeader, is_sse: bool, request_id: &str) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(up.status, Some(up.headers.len() + 2))?;
+    for (name, value) in up.headers.iter() {
+        let n = name.as_str();
+        if HOP_HEADERS.contains(&n) || n == "x-request-id" || (is_sse && n == "content-length") {
+            continue;
+        }
+        resp.append_header(name.clone(), value.clone())?;
+    }
+    resp.insert_header("x-request-id", request_id)?;
+    if resp.headers.get(http::header::CONTENT_LENGTH).is_none() {
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(resp)
+}
+
+/// What the body path does with each upstream chunk.
+struct BodySink {
+    /// SSE: whole events forwarded, usage read, the forced usage event stripped.
+    tap: Option<SseTap>,
+    /// JSON: chunks kept (by reference) to read usage at the end.
+    kept: Vec<Bytes>,
+    kept_len: usize,
+    keep_json: bool,
+    out: Vec<Bytes>,
+}
+
+impl BodySink {
+    fn push(&mut self, chunk: Bytes) {
+        match &mut self.tap {
+            Some(t) => t.push(chunk, &mut self.out),
+            None => {
+                if self.keep_json && self.kept_len + chunk.len() <= MAX_JSON_USAGE_SCAN {
+                    self.kept_len += chunk.len();
+                    self.kept.push(chunk.clone());
+                }
+                self.out.push(chunk);
+            }
+        }
+    }
+
+    fn finish(&mut self, ctx: &mut RequestCtx) {
+        if let Some(t) = &mut self.tap {
+            t.finish(&mut self.out);
+            ctx.usage = t.usage();
+        } else if self.keep_json && !self.kept.is_empty() {
+            ctx.usage = match self.kept.as_slice() {
+                [one] => UsageFinder::default().in_json(one),
+                many => UsageFinder::default().in_json(&many.concat()),
+            };
+        }
+    }
+
+    /// Everything pending as one buffer (no copy when it is a single piece).
+    fn take_out(&mut self) -> Option<Bytes> {
+        self.out.retain(|b| !b.is_empty());
+        match self.out.len() {
+            0 => None,
+            1 => self.out.pop(),
+            _ => {
+                let mut buf = BytesMut::with_capacity(self.out.iter().map(Bytes::len).sum());
+                for b in self.out.drain(..) {
+                    buf.extend_from_slice(&b);
+                }
+                Some(buf.freeze())
+            }
+        }
+    }
+}
+
+/// Poll a future once without waiting; `None` if it is not ready.
+fn poll_now<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+/// Stream the upstream response to the client.
+pub async fn relay(
+    state: &GatewayState,
+    peer: &HttpPeer,
+    mut up: HttpSession,
+    strip_usage_event: bool,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<()> {
+    let Some(up_header) = up.response_header() else {
+        return Error::e_explain(ErrorType::InternalError, "response header missing after it was read");
+    };
+    let is_sse = up_header
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let mut sink = BodySink {
+        tap: is_sse.then(|| SseTap::new(strip_usage_event)),
+        kept: Vec::new(),
+        kept_len: 0,
+        keep_json: up_header.status.is_success(),
+        out: Vec::with_capacity(8),
+    };
+    let resp = downstream_header(up_header, is_sse, &ctx.request_id)?;
+    ctx.status = resp.status.as_u16();
+    if let Err(e) = session.write_response_header(Box::new(resp), false).await {
+        ctx.outcome = Outcome::ClientGone;
+        return Err(e);
+    }
+
+    let mut ended = false;
+    while !ended {
+        let first = match up.read_response_body().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => return cut(session, ctx, is_sse, e).await,
+        };
+        let mut taken = first.len();
+        sink.push(first);
+        while taken < COALESCE_LIMIT {
+            match poll_now(up.read_response_body()) {
+                None => break,
+                Some(Ok(Some(c))) => {
+                    taken += c.len();
+                    sink.push(c);
+                }
+                Some(Ok(None)) => {
+                    ended = true;
+                    break;
+                }
+                Some(Err(e)) => {
+                    write(session, ctx, sink.take_out()).await?;
+                    return cut(session, ctx, is_sse, e).await;
+                }
+            }
+        }
+        write(session, ctx, sink.take_out()).await?;
+    }
+    sink.finish(ctx);
+    write(session, ctx, sink.take_out()).await?;
+    if let Err(e) = session.write_response_body(None, true).await {
+        ctx.outcome = Outcome::ClientGone;
+        return Err(e);
+    }
+    upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
+    Ok(())
+}
+
+async fn write(session: &mut Session, ctx: &mut RequestCtx, data: Option<Bytes>) -> pingora::Result<()> {
+    let Some(data) = data else { return Ok(()) };
+    if ctx.ttft.is_none() {
+        ctx.ttft = Some(ctx.started.elapsed());
+    }
+    ctx.bytes_out += data.len() as u64;
+    if let Err(e) = session.write_response_body(Some(data), false).await {
+        ctx.outcome = Outcome::ClientGone;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The upstream failed after the response started: tell an SSE client in-band, then return the
+/// error so the connection is dropped without a terminating chunk.
+async fn cut(session: &mut Session, ctx: &mut RequestCtx, is_sse: bool, e: Box<Error>) -> pingora::Result<()> {
+    ctx.outcome = Outcome::UpstreamCut;
+    tracing::warn!(request_id = %ctx.request_id, error = %e.etype().as_str(), "upstream failed mid-response; cutting the client's stream");
+    if is_sse {
+        let _ = session
+            .write_response_body(Some(Bytes::from_static(CUT_EVENT)), false)
+            .await;
+    }
+    Err(e)
+}
