@@ -1,7 +1,11 @@
 //! Every error a client can get is OpenAI-shaped JSON with the right status, and no input
 //! breaks the gateway.
 
-#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on setup errors"
+)]
 
 mod common;
 
@@ -217,4 +221,42 @@ async fn check_subcommand_reports_every_problem_and_exits_non_zero() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Send a request head with `Expect: 100-continue` and read what the gateway says before any
+/// body byte is sent.
+async fn head_with_expect(gw: &Gateway, content_length: usize) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {content_length}\r\nexpect: 100-continue\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(20), s.read(&mut buf))
+        .await
+        .expect("the gateway said nothing while the client waited for 100 Continue")
+        .unwrap();
+    (s, String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = start_mock("m").await;
+    let gw = Gateway::start_with(&config(&mock.base_url(), None), &["--max-body-bytes", "100000"]).await;
+
+    let body = br#"{"model":"ok","messages":[]}"#;
+    let (mut s, first) = head_with_expect(&gw, body.len()).await;
+    assert!(first.starts_with("HTTP/1.1 100"), "{first}");
+    s.write_all(body).await.unwrap();
+    let mut rest = vec![0u8; 8192];
+    let n = s.read(&mut rest).await.unwrap();
+    assert!(String::from_utf8_lossy(&rest[..n]).starts_with("HTTP/1.1 200"));
+
+    // Declared over the limit: refused at once, no 100, no waiting for a body.
+    let (_s, first) = head_with_expect(&gw, 200_000).await;
+    assert!(first.starts_with("HTTP/1.1 413"), "{first}");
+    assert!(first.contains("request_too_large"));
 }

@@ -99,10 +99,24 @@ async fn proxy(
 /// error, so the client reads the answer instead of a connection reset; the connection is only
 /// kept when the body was read to its end.
 async fn discard_body(session: &mut Session) {
+    if expects_continue(session) && !session.is_body_done() && session.body_bytes_read() == 0 {
+        // The client waits for `100 Continue` before sending: it will send nothing; close after
+        // the answer rather than wait for a body that is not coming.
+        session.set_keepalive(None);
+        return;
+    }
     match tokio::time::timeout(DRAIN_LIMIT, session.drain_request_body()).await {
         Ok(Ok(())) => {}
         _ => session.set_keepalive(None),
     }
+}
+
+fn expects_continue(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Read the whole request body, refusing it past `max` bytes.
@@ -115,6 +129,15 @@ async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, ApiError>
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
         return Err(ApiError::too_large(max));
+    }
+    if expects_continue(session) {
+        // Clients such as curl wait (about a second) for this before sending a large body.
+        session.write_continue_response().await.map_err(|e| {
+            ApiError::bad_request(
+                "body_read_failed",
+                format!("Could not read the request body: {}", e.etype().as_str()),
+            )
+        })?;
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
     loop {
