@@ -96,6 +96,7 @@ struct State {
     config: MockConfig,
     recorded: Mutex<Vec<Recorded>>,
     served: AtomicU64,
+    connections: AtomicU64,
 }
 
 /// A running mock; dropping it stops accepting connections.
@@ -114,6 +115,11 @@ impl MockHandle {
     /// Requests answered so far.
     pub fn served(&self) -> u64 {
         self.state.served.load(Ordering::Relaxed)
+    }
+
+    /// TCP connections accepted so far (to see keep-alive reuse).
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::Relaxed)
     }
 
     pub fn base_url(&self) -> String {
@@ -138,6 +144,7 @@ pub fn spawn(listener: TcpListener, config: MockConfig, tls: Option<TlsFiles>) -
         config,
         recorded: Mutex::new(Vec::new()),
         served: AtomicU64::new(0),
+        connections: AtomicU64::new(0),
     });
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let accept_state = state.clone();
@@ -149,6 +156,7 @@ pub fn spawn(listener: TcpListener, config: MockConfig, tls: Option<TlsFiles>) -
             };
             let Ok((stream, _)) = accepted else { continue };
             let _ = stream.set_nodelay(true);
+            accept_state.connections.fetch_add(1, Ordering::Relaxed);
             let state = accept_state.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {

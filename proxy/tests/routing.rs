@@ -324,3 +324,22 @@ async fn completions_and_embeddings_route_like_chat() {
     assert_eq!(a.requests().last().unwrap().json()["model"], "provider-b-model");
     assert!(gw.access_line("req-emb").await["prompt_tokens"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let a = start_mock("upstream-a").await;
+    let gw = Gateway::start_with(&two_upstreams(&a.base_url(), &a.base_url()), &["--threads", "1"]).await;
+    for i in 0..20 {
+        let stream = if i % 2 == 0 { "true" } else { "false" };
+        let r = gw
+            .chat(&format!(r#"{{"model":"model-a","stream":{stream},"messages":[]}}"#))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(a.served(), 20);
+    assert!(
+        a.connections() <= 2,
+        "20 sequential requests opened {} upstream connections",
+        a.connections()
+    );
+}

@@ -112,6 +112,7 @@ impl Gateway {
         let config_path = dir.join("tollgate.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut last_log = String::new();
+        let defaults = [("--threads", "2"), ("--config-poll-ms", "100")];
         for attempt in 0..5 {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -121,12 +122,13 @@ impl Gateway {
                 .arg("--config")
                 .arg(&config_path)
                 .args(["--listen", &addr.to_string(), "--admin-listen", &admin.to_string()])
-                .args(["--threads", "2", "--log-format", "json"])
-                .args(if flags.contains(&"--config-poll-ms") {
-                    &[][..]
-                } else {
-                    &["--config-poll-ms", "100"][..]
-                })
+                .args(["--log-format", "json"])
+                .args(
+                    defaults
+                        .iter()
+                        .filter(|(k, _)| !flags.contains(k))
+                        .flat_map(|(k, v)| [*k, *v]),
+                )
                 .args(flags)
                 .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
                 .env("TEST_ADMIN_TOKEN", "admin-token-for-tests")
