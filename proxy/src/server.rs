@@ -15,6 +15,7 @@ use crate::cli::RunOpts;
 use crate::config::{self, SnapshotCell};
 use crate::gateway::{Gateway, GatewayState};
 use crate::reload::{self, Reloader};
+use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
 use crate::upstream::UpstreamOptions;
 
@@ -41,11 +42,13 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let access_log = AccessLog::start(opts.log_format).context("starting the access-log writer")?;
     let connector = Connector::new(Some(ConnectorOptions::new(opts.upstream_pool_size)));
     let state = Arc::new(GatewayState {
         snapshot: cell.clone(),
         connector,
         metrics: metrics.clone(),
+        access_log: access_log.clone(),
         max_body_bytes: opts.max_body_bytes,
         upstream: UpstreamOptions {
             connect_timeout: Duration::from_millis(opts.upstream_connect_timeout_ms),
@@ -72,5 +75,6 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     reload::spawn_watchers(reloader, Duration::from_millis(opts.config_poll_ms)).context("starting reload watchers")?;
     tracing::info!(listen = %opts.listen, admin = %opts.admin_listen, threads, "tollgate serving");
     server.run(RunArgs::default());
+    access_log.flush();
     Ok(())
 }

@@ -87,7 +87,7 @@ async fn proxy(
     ctx.stream = view.stream;
     let Some(route) = snapshot.route(&view.model) else {
         let err = ApiError::unknown_model(&view.model);
-        ctx.model = ModelStage::Unknown(view.model);
+        ctx.model = ModelStage::Unknown(view.model.chars().take(128).collect());
         respond::error(session, ctx, err).await;
         return Ok(());
     };

@@ -19,7 +19,8 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::config::SnapshotCell;
 use crate::context::RequestCtx;
-use crate::telemetry::{access, Metrics};
+use crate::telemetry::access::AccessLog;
+use crate::telemetry::Metrics;
 use crate::upstream::UpstreamOptions;
 
 /// Shared by every worker thread; the config inside is swapped on reload.
@@ -27,6 +28,7 @@ pub struct GatewayState {
     pub snapshot: Arc<SnapshotCell>,
     pub connector: Connector,
     pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
     pub max_body_bytes: usize,
     pub upstream: UpstreamOptions,
 }
@@ -87,6 +89,6 @@ impl ProxyHttp for Gateway {
 
     /// Runs last, for every request: the access line and the request metrics.
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        access::record(ctx, &self.state.metrics);
+        self.state.access_log.record(ctx, &self.state.metrics);
     }
 }

@@ -1,53 +1,104 @@
-//! The access log: one structured line per request, and the metrics that go with it.
+//! The access log: one line per request, and the request metrics that go with it.
 //!
-//! Fields: request id, endpoint, model asked and used, provider, status, latency, TTFT, usage,
-//! bytes, attempts, outcome. No header values, no body text, no key ever reaches this line.
+//! Fields: request id, endpoint, model asked and used, provider, status, error, outcome, attempts,
+//! latency, TTFT, usage, bytes. No header value, body text or key ever reaches this line.
+//!
+//! At tens of thousands of requests per second a log line per request is a hot path of its own:
+//! lines are formatted by hand into a shared buffer (no value tree, no per-line syscall) and a
+//! writer thread flushes the buffer to stdout every few milliseconds in one write. If stdout
+//! blocks and the buffer passes its cap, lines are dropped and counted, never queued without
+//! bound and never in the way of a request.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::{ModelStage, RequestCtx};
+use crate::telemetry::logging::LogFormat;
 use crate::telemetry::Metrics;
 
-/// Emit the access line for a finished request and update the request metrics.
-pub fn record(ctx: &RequestCtx, metrics: &Metrics) {
-    let latency = ctx.started.elapsed();
-    let (asked, used, provider) = match &ctx.model {
-        ModelStage::None => ("", "", ""),
-        ModelStage::Unknown(m) => (m.as_str(), "", ""),
-        ModelStage::Routed {
-            public,
-            provider,
-            target_model,
-        } => (public.as_str(), target_model.as_str(), provider.as_str()),
-    };
-    let usage = ctx.usage.unwrap_or_default();
-    tracing::info!(
-        target: "tollgate::access",
-        request_id = %ctx.request_id,
-        endpoint = ctx.endpoint.map(|e| e.name()).unwrap_or("-"),
-        model = asked,
-        target_model = used,
-        provider = provider,
-        stream = ctx.stream,
-        status = ctx.status,
-        error = ctx.error_code.unwrap_or(""),
-        outcome = ctx.outcome.name(),
-        attempts = ctx.attempts,
-        latency_ms = latency.as_secs_f64() * 1000.0,
-        ttft_ms = ctx.ttft.map(|t| t.as_secs_f64() * 1000.0).unwrap_or(-1.0),
-        prompt_tokens = usage.prompt,
-        completion_tokens = usage.completion,
-        cached_tokens = usage.cached,
-        total_tokens = usage.total,
-        usage_known = ctx.usage.is_some(),
-        bytes_in = ctx.bytes_in,
-        bytes_out = ctx.bytes_out,
-        "access"
-    );
+/// How often the writer thread flushes.
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
+/// Buffered bytes beyond which new lines are dropped (stdout is not keeping up).
+const MAX_BUFFERED: usize = 8 << 20;
 
+struct Shared {
+    buf: Mutex<Vec<u8>>,
+    format: LogFormat,
+}
+
+/// Handle to the access log; cheap to share.
+#[derive(Clone)]
+pub struct AccessLog {
+    shared: Arc<Shared>,
+}
+
+impl AccessLog {
+    /// Start the writer thread.
+    pub fn start(format: LogFormat) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            buf: Mutex::new(Vec::with_capacity(64 * 1024)),
+            format,
+        });
+        let writer = shared.clone();
+        std::thread::Builder::new()
+            .name("tollgate-access-log".into())
+            .spawn(move || {
+                let mut spare = Vec::with_capacity(64 * 1024);
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    flush(&writer, &mut spare);
+                }
+            })?;
+        Ok(AccessLog { shared })
+    }
+
+    /// Write what is buffered now (at shutdown).
+    pub fn flush(&self) {
+        flush(&self.shared, &mut Vec::new());
+    }
+
+    /// Record a finished request: the line, and the request metrics.
+    pub fn record(&self, ctx: &RequestCtx, metrics: &Metrics) {
+        let latency = ctx.started.elapsed();
+        let mut line = Vec::with_capacity(512);
+        match self.shared.format {
+            LogFormat::Json => json_line(&mut line, ctx, latency),
+            LogFormat::Text => text_line(&mut line, ctx, latency),
+        }
+        let dropped = match self.shared.buf.lock() {
+            Ok(mut buf) if buf.len() + line.len() <= MAX_BUFFERED => {
+                buf.extend_from_slice(&line);
+                false
+            }
+            _ => true,
+        };
+        if dropped {
+            metrics.access_log_dropped.inc();
+        }
+        update_metrics(ctx, metrics, latency);
+    }
+}
+
+fn flush(shared: &Shared, spare: &mut Vec<u8>) {
+    if let Ok(mut buf) = shared.buf.lock() {
+        if buf.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut *buf, spare);
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(spare);
+    let _ = out.flush();
+    spare.clear();
+}
+
+fn update_metrics(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
     let model = ctx.model_label();
-    let mut status_buf = itoa_status(ctx.status);
+    let mut status_buf = [0u8; 3];
     metrics
         .requests
-        .with_label_values(&[model, status_str(&mut status_buf)])
+        .with_label_values(&[model, status_str(ctx.status, &mut status_buf)])
         .inc();
     metrics
         .duration
@@ -68,15 +119,203 @@ pub fn record(ctx: &RequestCtx, metrics: &Metrics) {
     }
 }
 
-fn itoa_status(status: u16) -> [u8; 3] {
+fn status_str(status: u16, buf: &mut [u8; 3]) -> &str {
     let s = status.min(999);
-    [
+    *buf = [
         b'0' + (s / 100) as u8,
         b'0' + (s / 10 % 10) as u8,
         b'0' + (s % 10) as u8,
-    ]
+    ];
+    std::str::from_utf8(buf).unwrap_or("000")
 }
 
-fn status_str(buf: &mut [u8; 3]) -> &str {
-    std::str::from_utf8(buf).unwrap_or("000")
+struct Fields<'a> {
+    asked: &'a str,
+    used: &'a str,
+    provider: &'a str,
+}
+
+fn fields(ctx: &RequestCtx) -> Fields<'_> {
+    match &ctx.model {
+        ModelStage::None => Fields {
+            asked: "",
+            used: "",
+            provider: "",
+        },
+        ModelStage::Unknown(m) => Fields {
+            asked: m,
+            used: "",
+            provider: "",
+        },
+        ModelStage::Routed {
+            public,
+            provider,
+            target_model,
+        } => Fields {
+            asked: public,
+            used: target_model,
+            provider,
+        },
+    }
+}
+
+fn json_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
+    use std::io::Write as _;
+    let f = fields(ctx);
+    let usage = ctx.usage.unwrap_or_default();
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out);
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"access\",\"request_id\":");
+    json_str(out, &ctx.request_id);
+    out.extend_from_slice(b",\"endpoint\":");
+    json_str(out, ctx.endpoint.map(|e| e.name()).unwrap_or("-"));
+    out.extend_from_slice(b",\"model\":");
+    json_str(out, f.asked);
+    out.extend_from_slice(b",\"target_model\":");
+    json_str(out, f.used);
+    out.extend_from_slice(b",\"provider\":");
+    json_str(out, f.provider);
+    let _ = write!(
+        out,
+        ",\"stream\":{},\"status\":{},\"error\":\"{}\",\"outcome\":\"{}\",\"attempts\":{},\"latency_ms\":{:.3},\"ttft_ms\":{:.3},\
+         \"prompt_tokens\":{},\"completion_tokens\":{},\"cached_tokens\":{},\"total_tokens\":{},\"usage_known\":{},\
+         \"bytes_in\":{},\"bytes_out\":{},\"target\":\"tollgate::access\"}}\n",
+        ctx.stream,
+        ctx.status,
+        ctx.error_code.unwrap_or(""),
+        ctx.outcome.name(),
+        ctx.attempts,
+        latency.as_secs_f64() * 1000.0,
+        ctx.ttft.map(|t| t.as_secs_f64() * 1000.0).unwrap_or(-1.0),
+        usage.prompt,
+        usage.completion,
+        usage.cached,
+        usage.total,
+        ctx.usage.is_some(),
+        ctx.bytes_in,
+        ctx.bytes_out,
+    );
+}
+
+fn text_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
+    use std::io::Write as _;
+    let f = fields(ctx);
+    let usage = ctx.usage.unwrap_or_default();
+    timestamp(out);
+    let _ = write!(
+        out,
+        "  INFO tollgate::access: access request_id={} endpoint={} model={:?} target_model={:?} provider={:?} stream={} \
+         status={} error={} outcome={} attempts={} latency_ms={:.3} ttft_ms={:.3} prompt_tokens={} completion_tokens={} \
+         cached_tokens={} total_tokens={} usage_known={} bytes_in={} bytes_out={}\n",
+        ctx.request_id,
+        ctx.endpoint.map(|e| e.name()).unwrap_or("-"),
+        f.asked,
+        f.used,
+        f.provider,
+        ctx.stream,
+        ctx.status,
+        ctx.error_code.unwrap_or("-"),
+        ctx.outcome.name(),
+        ctx.attempts,
+        latency.as_secs_f64() * 1000.0,
+        ctx.ttft.map(|t| t.as_secs_f64() * 1000.0).unwrap_or(-1.0),
+        usage.prompt,
+        usage.completion,
+        usage.cached,
+        usage.total,
+        ctx.usage.is_some(),
+        ctx.bytes_in,
+        ctx.bytes_out,
+    );
+}
+
+/// `s` as a JSON string literal.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+/// Now as RFC 3339 UTC with microseconds, e.g. `2026-11-25T07:06:17.927158Z`.
+fn timestamp(out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs();
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        now.subsec_micros()
+    );
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::Usage;
+
+    #[test]
+    fn dates_are_right_across_leap_years_and_eras() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_782), (2026, 11, 25));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn json_line_is_valid_json_with_escaped_client_text() {
+        let mut ctx = RequestCtx::new();
+        ctx.request_id = "r1".into();
+        ctx.model = ModelStage::Unknown("evil\"\n\u{1}model".into());
+        ctx.status = 404;
+        ctx.usage = Some(Usage {
+            prompt: 3,
+            completion: 4,
+            total: 7,
+            cached: 1,
+        });
+        let mut out = Vec::new();
+        json_line(&mut out, &ctx, Duration::from_micros(1500));
+        assert_eq!(out.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "evil\"\n\u{1}model");
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["total_tokens"], 7);
+        assert_eq!(v["latency_ms"], 1.5);
+        assert_eq!(v["message"], "access");
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
 }

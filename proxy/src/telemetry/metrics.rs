@@ -3,7 +3,9 @@
 //! Label sets are bounded: `model` is a configured public name (or `unknown` / `-`), `provider`
 //! a configured provider name, `status` an HTTP status. Nothing a client sends becomes a label.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// The gateway's metrics, owned by the server and shared by reference (no global registry).
 pub struct Metrics {
@@ -15,6 +17,7 @@ pub struct Metrics {
     pub upstream_attempts: IntCounterVec,
     pub reloads: IntCounterVec,
     pub config_version: IntGauge,
+    pub access_log_dropped: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -75,7 +78,12 @@ impl Metrics {
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(upstream_attempts.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
+        let access_log_dropped = IntCounter::new(
+            "tollgate_access_log_dropped_total",
+            "Access-log lines dropped because stdout did not keep up",
+        )?;
         registry.register(Box::new(config_version.clone()))?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -85,6 +93,7 @@ impl Metrics {
             upstream_attempts,
             reloads,
             config_version,
+            access_log_dropped,
         })
     }
 
