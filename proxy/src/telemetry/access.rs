@@ -175,11 +175,11 @@ fn json_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
     json_str(out, f.used);
     out.extend_from_slice(b",\"provider\":");
     json_str(out, f.provider);
-    let _ = write!(
+    let _ = writeln!(
         out,
         ",\"stream\":{},\"status\":{},\"error\":\"{}\",\"outcome\":\"{}\",\"attempts\":{},\"latency_ms\":{:.3},\"ttft_ms\":{:.3},\
          \"prompt_tokens\":{},\"completion_tokens\":{},\"cached_tokens\":{},\"total_tokens\":{},\"usage_known\":{},\
-         \"bytes_in\":{},\"bytes_out\":{},\"target\":\"tollgate::access\"}}\n",
+         \"bytes_in\":{},\"bytes_out\":{},\"target\":\"tollgate::access\"}}",
         ctx.stream,
         ctx.status,
         ctx.error_code.unwrap_or(""),
@@ -202,11 +202,11 @@ fn text_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
     let f = fields(ctx);
     let usage = ctx.usage.unwrap_or_default();
     timestamp(out);
-    let _ = write!(
+    let _ = writeln!(
         out,
         "  INFO tollgate::access: access request_id={} endpoint={} model={:?} target_model={:?} provider={:?} stream={} \
          status={} error={} outcome={} attempts={} latency_ms={:.3} ttft_ms={:.3} prompt_tokens={} completion_tokens={} \
-         cached_tokens={} total_tokens={} usage_known={} bytes_in={} bytes_out={}\n",
+         cached_tokens={} total_tokens={} usage_known={} bytes_in={} bytes_out={}",
         ctx.request_id,
         ctx.endpoint.map(|e| e.name()).unwrap_or("-"),
         f.asked,
