@@ -138,6 +138,8 @@ async fn json_and_sse_bodies_are_byte_identical_to_the_upstream_apart_from_the_s
     assert_eq!(via.header("content-type"), Some("text/event-stream"));
     assert_eq!(via.body, want);
     assert!(via.text().contains("\"choices\":[]"));
+    // A stream the provider flushed at once is sent whole, with its length.
+    assert_eq!(via.header("content-length"), Some(via.body.len().to_string().as_str()));
 
     // SSE, client did not ask: the gateway asked upstream for usage and removed that event only.
     let via = gw
@@ -165,6 +167,7 @@ async fn json_and_sse_bodies_are_byte_identical_to_the_upstream_apart_from_the_s
         "paced events were not relayed one by one: {} frames",
         via.frames
     );
+    assert_eq!(via.header("transfer-encoding"), Some("chunked"));
     let line = gw.access_line("req-sse-strip").await;
     assert_eq!(line["usage_known"], true);
     assert_eq!(line["completion_tokens"], 8);

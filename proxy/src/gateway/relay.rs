@@ -5,6 +5,11 @@
 //! are taken at once without waiting and written downstream in one write, so a burst costs one
 //! send instead of one per event. Pingora's body reads are cancel-safe (its own proxy loop
 //! selects over them), which is what makes the non-waiting poll sound.
+//!
+//! The response header waits for the first batch: when that batch already ends the body (a JSON
+//! answer, or a stream the provider flushed at once), the client gets it with `Content-Length`,
+//! header and body in a single write; otherwise the header goes out with the first chunk and the
+//! rest follows chunked, as it arrives.
 
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -144,48 +149,91 @@ pub async fn relay(
         keep_json: up_header.status.is_success(),
         out: Vec::with_capacity(8),
     };
-    let resp = downstream_header(up_header, is_sse, &ctx.request_id)?;
-    ctx.status = resp.status.as_u16();
-    if let Err(e) = session.write_response_header(Box::new(resp), false).await {
-        ctx.outcome = Outcome::ClientGone;
-        return Err(e);
-    }
+    let mut header = Some(Box::new(downstream_header(up_header, is_sse, &ctx.request_id)?));
+    ctx.status = up_header.status.as_u16();
 
-    let mut ended = false;
-    while !ended {
-        let first = match up.read_response_body().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(e) => return cut(session, ctx, is_sse, e).await,
-        };
-        let mut taken = first.len();
-        sink.push(first);
-        while taken < COALESCE_LIMIT {
-            match poll_now(up.read_response_body()) {
-                None => break,
-                Some(Ok(Some(c))) => {
-                    taken += c.len();
-                    sink.push(c);
-                }
-                Some(Ok(None)) => {
-                    ended = true;
-                    break;
-                }
-                Some(Err(e)) => {
-                    write(session, ctx, sink.take_out()).await?;
-                    return cut(session, ctx, is_sse, e).await;
-                }
-            }
+    loop {
+        let (ended, failure) = gather(&mut up, &mut sink).await;
+        if ended {
+            sink.finish(ctx);
         }
-        write(session, ctx, sink.take_out()).await?;
+        let data = sink.take_out();
+        if let Some(h) = header.take() {
+            if ended {
+                // The whole body came in the first batch (a JSON answer, a burst stream): send it
+                // with its length, header and body in one write.
+                send_whole(session, ctx, h, data).await?;
+                upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
+                return Ok(());
+            }
+            send_header(session, ctx, h).await?;
+        }
+        write(session, ctx, data).await?;
+        if let Some(e) = failure {
+            return cut(session, ctx, is_sse, e).await;
+        }
+        if ended {
+            break;
+        }
     }
-    sink.finish(ctx);
-    write(session, ctx, sink.take_out()).await?;
     if let Err(e) = session.write_response_body(None, true).await {
         ctx.outcome = Outcome::ClientGone;
         return Err(e);
     }
     upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
+    Ok(())
+}
+
+/// Wait for the next upstream chunk, then take every chunk already buffered behind it without
+/// waiting. Returns whether the body ended, and the error that broke it, if any.
+async fn gather(up: &mut HttpSession, sink: &mut BodySink) -> (bool, Option<Box<Error>>) {
+    let mut taken = match up.read_response_body().await {
+        Ok(Some(c)) => {
+            let n = c.len();
+            sink.push(c);
+            n
+        }
+        Ok(None) => return (true, None),
+        Err(e) => return (false, Some(e)),
+    };
+    while taken < COALESCE_LIMIT {
+        match poll_now(up.read_response_body()) {
+            None => break,
+            Some(Ok(Some(c))) => {
+                taken += c.len();
+                sink.push(c);
+            }
+            Some(Ok(None)) => return (true, None),
+            Some(Err(e)) => return (false, Some(e)),
+        }
+    }
+    (false, None)
+}
+
+async fn send_header(session: &mut Session, ctx: &mut RequestCtx, header: Box<ResponseHeader>) -> pingora::Result<()> {
+    if let Err(e) = session.write_response_header(header, false).await {
+        ctx.outcome = Outcome::ClientGone;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// A complete body: `Content-Length` instead of chunked framing, one write.
+async fn send_whole(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut header: Box<ResponseHeader>,
+    data: Option<Bytes>,
+) -> pingora::Result<()> {
+    let len = data.as_ref().map_or(0, Bytes::len);
+    header.remove_header(&http::header::TRANSFER_ENCODING);
+    header.insert_header(http::header::CONTENT_LENGTH, len)?;
+    send_header(session, ctx, header).await?;
+    write(session, ctx, data).await?;
+    if let Err(e) = session.write_response_body(None, true).await {
+        ctx.outcome = Outcome::ClientGone;
+        return Err(e);
+    }
     Ok(())
 }
 
