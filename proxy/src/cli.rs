@@ -56,6 +56,9 @@ pub struct RunOpts {
     /// How long an idle upstream connection is kept, in seconds.
     #[arg(long, env = "TOLLGATE_UPSTREAM_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub upstream_idle_timeout_secs: u64,
+    /// Write buffer per client connection, in bytes (a header and a small body go in one send).
+    #[arg(long, env = "TOLLGATE_DOWNSTREAM_WRITE_BUFFER_BYTES", default_value_t = 16 * 1024)]
+    pub downstream_write_buffer_bytes: usize,
     /// How often the config file is checked for changes, in milliseconds (0 = never).
     #[arg(long, env = "TOLLGATE_CONFIG_POLL_MS", default_value_t = 1_000)]
     pub config_poll_ms: u64,

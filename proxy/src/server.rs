@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
@@ -58,7 +59,10 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     });
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state), "tollgate");
-    proxy.add_tcp(&opts.listen);
+    // Flushes happen where the gateway decides (each streamed chunk, the end of a body); a write
+    // buffer larger than Pingora's one-MSS default lets a response header travel with its body.
+    let buffers = L4BufferSettings::default().write(opts.downstream_write_buffer_bytes);
+    proxy.add_listener(ListenerConfig::tcp(opts.listen.as_str()).l4_buffer(buffers));
     let mut admin = Service::new(
         "tollgate-admin".to_string(),
         AdminApp {
