@@ -346,3 +346,36 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         a.connections()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_and_tokens_by_model() {
+    let a = start_mock("upstream-a").await;
+    let gw = Gateway::start(&two_upstreams(&a.base_url(), &a.base_url())).await;
+    for _ in 0..3 {
+        assert_eq!(
+            gw.chat(r#"{"model":"model-a","stream":true,"messages":[]}"#)
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(gw.chat(r#"{"model":"nope","messages":[]}"#).await.status, 404);
+    let ok = eventually(std::time::Duration::from_secs(5), || async {
+        let m = request(gw.admin, "GET", "/metrics", &[], Bytes::new())
+            .await
+            .unwrap()
+            .text();
+        m.contains(r#"tollgate_requests_total{model="model-a",status="200"} 3"#)
+            && m.contains(r#"tollgate_tokens_total{kind="completion",model="model-a"} 24"#)
+            && m.contains(r#"tollgate_requests_total{model="unknown",status="404"} 1"#)
+            && m.contains(r#"tollgate_ttft_seconds_count{model="model-a"} 3"#)
+            && m.contains(r#"tollgate_upstream_attempts_total{outcome="answered",provider="a"} 3"#)
+    })
+    .await;
+    let m = request(gw.admin, "GET", "/metrics", &[], Bytes::new())
+        .await
+        .unwrap()
+        .text();
+    assert!(ok, "{m}");
+    assert!(!m.contains(PROVIDER_KEY));
+}
