@@ -37,7 +37,7 @@ fn tollgate_route(snapshot: &Snapshot, raw: &[u8], seed: u64) -> usize {
     let Some(r) = snapshot.route(&view.model) else { return 0 };
     let order = route::attempt_order(r, seed);
     let target = &r.targets[order[0]];
-    body::rewrite(raw, &view, &target.model_json, body::needs_forced_usage(&view)).len()
+    body::rewrite(raw, &view, &target.model_json, body::needs_forced_usage(&view), &[]).len()
 }
 
 fn serde_route(snapshot: &Snapshot, raw: &[u8]) -> usize {

@@ -32,14 +32,6 @@ fn error(e: ApiError) -> Response<Vec<u8>> {
     reply(e.status, "application/json", e.body().to_vec())
 }
 
-/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl AdminApp {
     fn authorized(&self, session: &ServerSession) -> Result<(), ApiError> {
         let snapshot = self.snapshot.load();
@@ -52,7 +44,7 @@ impl AdminApp {
             .get_header(http::header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
             .unwrap_or_default();
-        if same(given, token.expose().as_bytes()) {
+        if crate::secret::constant_time_eq(given, token.expose().as_bytes()) {
             Ok(())
         } else {
             Err(ApiError::unauthorized("Missing or wrong admin token."))

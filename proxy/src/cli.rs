@@ -24,6 +24,21 @@ pub enum Command {
         #[arg(long, env = "TOLLGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Manage consumer API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Print a fresh API key once, with the hash to put in the config (the key itself is not stored).
+    New {
+        /// The key's loggable id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 /// Flags of the gateway process.

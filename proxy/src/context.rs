@@ -1,7 +1,11 @@
 //! The one per-request context, carried through every phase and read by the access log.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use crate::config::consumers::Consumer;
 use crate::pipeline::endpoint::Endpoint;
 use crate::sse::Usage;
 
@@ -45,12 +49,29 @@ impl Outcome {
     }
 }
 
+/// Who is calling, once the key was checked.
+#[derive(Debug, Clone, Default)]
+pub enum Caller {
+    /// The gateway has no consumers configured: the API is open.
+    #[default]
+    Open,
+    /// Consumers are configured and the key was missing or unknown.
+    Unidentified,
+    /// A known key of a consumer.
+    Consumer { consumer: Arc<Consumer>, key_id: String },
+}
+
 /// Everything known about one request.
 #[derive(Debug)]
 pub struct RequestCtx {
     pub request_id: String,
     pub started: Instant,
     pub endpoint: Option<Endpoint>,
+    pub caller: Caller,
+    /// The end user named by the request (`user` in the body).
+    pub user: Option<String>,
+    /// The request body, kept only when the caller's consumer allows logging prompts.
+    pub logged_body: Option<Bytes>,
     pub model: ModelStage,
     pub stream: bool,
     pub status: u16,
@@ -69,6 +90,9 @@ impl RequestCtx {
             request_id: String::new(),
             started: Instant::now(),
             endpoint: None,
+            caller: Caller::Open,
+            user: None,
+            logged_body: None,
             model: ModelStage::None,
             stream: false,
             status: 0,

@@ -32,6 +32,15 @@ impl<T> fmt::Display for Secret<T> {
     }
 }
 
+/// Compare two byte strings in time that depends only on their lengths, so a secret cannot be
+/// guessed byte by byte from response timings.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Why a secret reference could not be resolved. Names the reference, never a value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {

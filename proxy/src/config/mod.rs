@@ -5,6 +5,8 @@
 //! request would otherwise look up by string (providers, peers, auth headers, the `/v1/models`
 //! body) is resolved here, once, at load.
 
+pub mod consumers;
+pub mod glob;
 pub mod raw;
 pub mod snapshot;
 

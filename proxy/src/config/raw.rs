@@ -1,6 +1,8 @@
 //! The config file as written: serde structs that refuse unknown fields and keep spans, so a
 //! problem found later (a dangling reference, a duplicate) can name its line.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -13,6 +15,9 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub models: Vec<RawModel>,
+    /// Who may call the gateway. With none configured the API is open (no key needed).
+    #[serde(default)]
+    pub consumers: Vec<RawConsumer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,4 +82,70 @@ pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
         Some(span) => format!("line {}: {msg}", line_of(text, span.start)),
         None => msg,
     }
+}
+
+/// A tenant of the gateway (a department, a team, an application).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumer {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    /// Public model names or globs (`*`, `?`) this consumer may use; absent means all.
+    pub models: Option<Vec<Spanned<String>>>,
+    /// Endpoints this consumer may call (`chat`, `completions`, `embeddings`, `models`); absent
+    /// means all.
+    pub endpoints: Option<Vec<Spanned<String>>>,
+    pub params: Option<RawParams>,
+    /// Free-form labels (team, cost centre) copied into audit lines.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Whether prompt text may appear in this consumer's audit lines.
+    #[serde(default)]
+    pub log_prompts: bool,
+}
+
+/// An API key of a consumer, stored only as its hash.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// A name for the key that may be logged (never the key itself).
+    pub id: Spanned<String>,
+    /// `sha256:<64 hex>` of the key, as printed by `tollgate keys new`.
+    pub hash: Spanned<String>,
+}
+
+/// What happens to a parameter outside its bounds.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamMode {
+    /// Move the value to the nearest bound.
+    #[default]
+    Clamp,
+    /// Refuse the request with a 400.
+    Reject,
+}
+
+/// Parameter rules of a consumer; `models` refines them per model.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParams {
+    pub mode: Option<ParamMode>,
+    /// Filled in when the request does not set them.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, toml::Value>,
+    /// Always set to these values, whatever the request says.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, toml::Value>,
+    /// `name = [min, max]` for numeric parameters.
+    #[serde(default)]
+    pub bounds: BTreeMap<String, Spanned<Vec<toml::Value>>>,
+    /// Parameters a request may not carry at all.
+    #[serde(default)]
+    pub forbidden: Vec<String>,
+    /// Refinements for the models matching a name or glob; the first match applies.
+    #[serde(default)]
+    pub models: Vec<RawParams>,
+    /// Only in `models` entries: the model name or glob they apply to.
+    pub model: Option<Spanned<String>>,
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 
+use super::consumers::{self, Consumers};
 use super::raw::{line_of, ProviderKind, RawConfig, RawProvider};
 use crate::secret::{self, Secret};
 
@@ -88,6 +89,8 @@ pub struct Snapshot {
     /// Pre-rendered `GET /v1/models` body.
     pub models_body: Bytes,
     pub admin_token: Option<Secret<String>>,
+    /// Consumers and their keys; `None` when the config has none (the API is open).
+    pub consumers: Option<Consumers>,
 }
 
 impl Snapshot {
@@ -202,16 +205,19 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         },
     };
 
+    let consumers = consumers::compile(&raw.consumers, &model_names, at, &mut problems);
+
     if !problems.is_empty() {
         return Err(problems);
     }
-    let models_body = render_models(&model_names);
+    let models_body = render_models(model_names.iter());
     Ok(Snapshot {
         version,
         routes,
         model_names,
         models_body,
         admin_token,
+        consumers,
     })
 }
 
@@ -303,9 +309,9 @@ fn load_ca(file: &str, base_dir: Option<&Path>) -> Result<Arc<[WrappedX509]>, St
     Ok(Arc::from(certs))
 }
 
-fn render_models(names: &[String]) -> Bytes {
+/// The `GET /v1/models` body listing `names`.
+pub(super) fn render_models<'a>(names: impl Iterator<Item = &'a String>) -> Bytes {
     let data: Vec<serde_json::Value> = names
-        .iter()
         .map(|n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "tollgate"}))
         .collect();
     Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())

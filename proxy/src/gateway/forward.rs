@@ -7,12 +7,14 @@ use http::StatusCode;
 use pingora::proxy::Session;
 
 use super::{relay, respond, GatewayState};
+use crate::config::consumers::KeyEntry;
 use crate::config::{Route, Snapshot};
-use crate::context::{ModelStage, RequestCtx};
+use crate::context::{Caller, ModelStage, RequestCtx};
 use crate::error::ApiError;
-use crate::pipeline::body::{self, RequestView};
+use crate::pipeline::body::{self, Edit, RequestView};
 use crate::pipeline::endpoint::{classify, Endpoint};
 use crate::pipeline::route::attempt_order;
+use crate::pipeline::{auth, params};
 use crate::upstream;
 
 /// Longest time spent discarding the rest of a refused oversized body.
@@ -35,6 +37,18 @@ pub async fn serve(state: &GatewayState, session: &mut Session, ctx: &mut Reques
     };
     ctx.endpoint = Some(endpoint);
     let snapshot = state.snapshot.load();
+    let caller = if matches!(endpoint, Endpoint::Health | Endpoint::Ready) {
+        None
+    } else {
+        match identify(&snapshot, endpoint, session, ctx) {
+            Ok(c) => c,
+            Err(err) => {
+                discard_body(session).await;
+                respond::error(session, ctx, err).await;
+                return Ok(());
+            }
+        }
+    };
     match endpoint {
         Endpoint::Health => {
             respond::json(session, ctx, StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}")).await
@@ -43,11 +57,33 @@ pub async fn serve(state: &GatewayState, session: &mut Session, ctx: &mut Reques
             let body = format!("{{\"status\":\"ready\",\"config_version\":{}}}", snapshot.version);
             respond::json(session, ctx, StatusCode::OK, Bytes::from(body)).await
         }
-        Endpoint::Models => respond::json(session, ctx, StatusCode::OK, snapshot.models_body.clone()).await,
+        Endpoint::Models => {
+            let body = caller.map_or_else(|| snapshot.models_body.clone(), |k| k.consumer.models_body.clone());
+            respond::json(session, ctx, StatusCode::OK, body).await
+        }
         Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => {
-            proxy(state, &snapshot, endpoint, session, ctx).await
+            proxy(state, &snapshot, caller, endpoint, session, ctx).await
         }
     }
+}
+
+/// Check the caller's key and its right to call `endpoint`; records the caller in `ctx`.
+fn identify<'a>(
+    snapshot: &'a Snapshot,
+    endpoint: Endpoint,
+    session: &Session,
+    ctx: &mut RequestCtx,
+) -> Result<Option<&'a KeyEntry>, ApiError> {
+    let entry = auth::authenticate(snapshot.consumers.as_ref(), &session.req_header().headers).inspect_err(|_| {
+        ctx.caller = Caller::Unidentified;
+    })?;
+    let Some(entry) = entry else { return Ok(None) };
+    ctx.caller = Caller::Consumer {
+        consumer: entry.consumer.clone(),
+        key_id: entry.key_id.clone(),
+    };
+    auth::authorize_endpoint(entry, endpoint)?;
+    Ok(Some(entry))
 }
 
 /// A client-supplied request id if it is short and plain, else a fresh one.
@@ -64,6 +100,7 @@ fn request_id(given: Option<&http::HeaderValue>) -> String {
 async fn proxy(
     state: &GatewayState,
     snapshot: &Snapshot,
+    caller: Option<&KeyEntry>,
     endpoint: Endpoint,
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -85,14 +122,37 @@ async fn proxy(
         }
     };
     ctx.stream = view.stream;
+    ctx.user = view.user.clone();
     let Some(route) = snapshot.route(&view.model) else {
         let err = ApiError::unknown_model(&view.model);
         ctx.model = ModelStage::Unknown(view.model.chars().take(128).collect());
         respond::error(session, ctx, err).await;
         return Ok(());
     };
+    let mut edits = Vec::new();
+    if let Some(entry) = caller {
+        if entry.consumer.log_prompts {
+            ctx.logged_body = Some(body.clone());
+        }
+        let checked = auth::authorize_model(entry, &view.model)
+            .and_then(|()| params::apply(&body, &entry.consumer.params.for_model(&view.model)));
+        match checked {
+            Ok(e) => edits = e,
+            Err(err) => {
+                ctx.model = ModelStage::Unknown(view.model.chars().take(128).collect());
+                respond::error(session, ctx, err).await;
+                return Ok(());
+            }
+        }
+    }
     let force_usage = endpoint != Endpoint::Embeddings && body::needs_forced_usage(&view);
-    forward_with_fallback(state, route, &body, &view, force_usage, session, ctx).await
+    let out = Outbound {
+        body: &body,
+        view: &view,
+        edits: &edits,
+        force_usage,
+    };
+    forward_with_fallback(state, route, out, session, ctx).await
 }
 
 /// Read and discard what the client is still sending (bounded in time) before answering an
@@ -159,15 +219,29 @@ async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, ApiError>
     }
 }
 
+/// What is sent upstream, before the per-target model rewrite.
+struct Outbound<'a> {
+    body: &'a Bytes,
+    view: &'a RequestView,
+    /// The caller's parameter policy, as splices.
+    edits: &'a [Edit],
+    /// Ask upstream for usage the client did not ask for (and strip it from the stream).
+    force_usage: bool,
+}
+
 async fn forward_with_fallback(
     state: &GatewayState,
     route: &Route,
-    body: &Bytes,
-    view: &RequestView,
-    force_usage: bool,
+    out: Outbound<'_>,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
+    let Outbound {
+        body,
+        view,
+        edits,
+        force_usage,
+    } = out;
     let order = attempt_order(route, rand::random());
     let path_and_query = session
         .req_header()
@@ -185,7 +259,7 @@ async fn forward_with_fallback(
             provider: target.provider.name.clone(),
             target_model: target.model.clone(),
         };
-        let upstream_body = body::rewrite(body, view, &target.model_json, force_usage);
+        let upstream_body = body::rewrite(body, view, &target.model_json, force_usage, edits);
         let req = upstream::request_header(
             session.req_header(),
             target,

@@ -24,6 +24,8 @@ pub struct RequestView {
     pub stream: bool,
     /// The client asked for `stream_options.include_usage: true`.
     pub include_usage: bool,
+    /// The body's `user` (the end user, as the client names them), at most 128 characters.
+    pub user: Option<String>,
     model_span: Range<usize>,
     stream_options_span: Option<Range<usize>>,
 }
@@ -36,6 +38,8 @@ struct Fields<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    #[serde(borrow, default)]
+    user: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +62,7 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
     };
     let stream = fields.stream.unwrap_or(false);
     let include_usage = fields.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
+    let user = fields.user.map(|u| u.chars().take(128).collect());
 
     let mut model_span = None;
     let mut stream_options_span = None;
@@ -76,6 +81,7 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
         model,
         stream,
         include_usage,
+        user,
         model_span,
         stream_options_span,
     })
@@ -99,29 +105,53 @@ pub fn needs_forced_usage(view: &RequestView) -> bool {
     view.stream && !view.include_usage
 }
 
-/// The body to send upstream: `model` replaced by `target_model_json` (a JSON string literal)
-/// and, when `force_usage`, `stream_options.include_usage` set to true.
-pub fn rewrite(body: &[u8], view: &RequestView, target_model_json: &[u8], force_usage: bool) -> Bytes {
-    let mut edits: Vec<(Range<usize>, Cow<'_, [u8]>)> = Vec::with_capacity(2);
-    edits.push((view.model_span.clone(), Cow::Borrowed(target_model_json)));
+/// One splice into a body: replace `range` with `bytes` (an empty range inserts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub range: Range<usize>,
+    pub bytes: Bytes,
+}
+
+impl Edit {
+    /// Insert a member as the first of the top-level object.
+    pub fn insert_member(body: &[u8], name: &str, value_json: &[u8]) -> Edit {
+        let open = body.iter().position(|&b| b == b'{').unwrap_or(0);
+        let mut m = Vec::with_capacity(name.len() + value_json.len() + 4);
+        m.extend_from_slice(serde_json::Value::String(name.to_string()).to_string().as_bytes());
+        m.push(b':');
+        m.extend_from_slice(value_json);
+        m.push(b',');
+        Edit {
+            range: open + 1..open + 1,
+            bytes: Bytes::from(m),
+        }
+    }
+}
+
+/// The body to send upstream: `model` replaced by `target_model_json` (a JSON string literal),
+/// `stream_options.include_usage` set to true when `force_usage`, and the policy's `edits`.
+pub fn rewrite(body: &[u8], view: &RequestView, target_model_json: &[u8], force_usage: bool, edits: &[Edit]) -> Bytes {
+    let mut all: Vec<(Range<usize>, Cow<'_, [u8]>)> = Vec::with_capacity(2 + edits.len());
+    all.push((view.model_span.clone(), Cow::Borrowed(target_model_json)));
     if force_usage {
         match &view.stream_options_span {
-            Some(span) => edits.push((span.clone(), Cow::Owned(stream_options_with_usage(&body[span.clone()])))),
+            Some(span) => all.push((span.clone(), Cow::Owned(stream_options_with_usage(&body[span.clone()])))),
             None => {
                 // Insert as the first member: the object has at least `model`, so a comma follows.
                 let open = body.iter().position(|&b| b == b'{').unwrap_or(0);
-                edits.push((
+                all.push((
                     open + 1..open + 1,
                     Cow::Borrowed(br#""stream_options":{"include_usage":true},"#),
                 ));
             }
         }
     }
-    edits.sort_by_key(|(r, _)| r.start);
-    let extra: usize = edits.iter().map(|(_, b)| b.len()).sum();
+    all.extend(edits.iter().map(|e| (e.range.clone(), Cow::Borrowed(&e.bytes[..]))));
+    all.sort_by_key(|(r, _)| r.start);
+    let extra: usize = all.iter().map(|(_, b)| b.len()).sum();
     let mut out = Vec::with_capacity(body.len() + extra);
     let mut at = 0;
-    for (range, bytes) in &edits {
+    for (range, bytes) in &all {
         out.extend_from_slice(&body[at..range.start]);
         out.extend_from_slice(bytes);
         at = range.end;
@@ -191,7 +221,7 @@ mod tests {
         let body =
             br#"{ "messages":[{"role":"user","content":"\"model\":\"x\""}], "model" : "public", "temperature":0.2}"#;
         let v = parse(body).unwrap();
-        let out = rewrite(body, &v, br#""provider-name""#, false);
+        let out = rewrite(body, &v, br#""provider-name""#, false, &[]);
         assert_eq!(
             &out[..],
             br#"{ "messages":[{"role":"user","content":"\"model\":\"x\""}], "model" : "provider-name", "temperature":0.2}"#
@@ -217,7 +247,7 @@ mod tests {
         for (input, want) in cases {
             let v = parse(input.as_bytes()).unwrap();
             assert!(needs_forced_usage(&v));
-            let out = rewrite(input.as_bytes(), &v, br#""b""#, true);
+            let out = rewrite(input.as_bytes(), &v, br#""b""#, true, &[]);
             assert_eq!(std::str::from_utf8(&out).unwrap(), want);
             let reparsed = parse(&out).unwrap();
             assert!(reparsed.include_usage);

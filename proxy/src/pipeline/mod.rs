@@ -3,8 +3,12 @@
 //!
 //! - [`endpoint`]: which API a method + path is, or the 404/405 it deserves.
 //! - [`body`]: the request body parsed once into a small view, and the rewrite sent upstream.
+//! - [`auth`]: who is calling, and whether they may call this endpoint and model.
+//! - [`params`]: the caller's parameter policy, as splices into the body.
 //! - [`route`]: the order in which a route's targets are tried.
 
+pub mod auth;
 pub mod body;
 pub mod endpoint;
+pub mod params;
 pub mod route;

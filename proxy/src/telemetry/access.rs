@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::context::{ModelStage, RequestCtx};
+use crate::context::{Caller, ModelStage, Outcome, RequestCtx};
 use crate::telemetry::logging::LogFormat;
 use crate::telemetry::Metrics;
 
@@ -65,6 +65,9 @@ impl AccessLog {
         match self.shared.format {
             LogFormat::Json => json_line(&mut line, ctx, latency),
             LogFormat::Text => text_line(&mut line, ctx, latency),
+        }
+        if !matches!(ctx.caller, Caller::Open) {
+            audit_line(&mut line, ctx);
         }
         let dropped = match self.shared.buf.lock() {
             Ok(mut buf) if buf.len() + line.len() <= MAX_BUFFERED => {
@@ -130,33 +133,87 @@ fn status_str(status: u16, buf: &mut [u8; 3]) -> &str {
 }
 
 struct Fields<'a> {
+    consumer: &'a str,
+    key_id: &'a str,
     asked: &'a str,
     used: &'a str,
     provider: &'a str,
 }
 
 fn fields(ctx: &RequestCtx) -> Fields<'_> {
-    match &ctx.model {
-        ModelStage::None => Fields {
-            asked: "",
-            used: "",
-            provider: "",
-        },
-        ModelStage::Unknown(m) => Fields {
-            asked: m,
-            used: "",
-            provider: "",
-        },
+    let (consumer, key_id) = match &ctx.caller {
+        Caller::Consumer { consumer, key_id } => (consumer.name.as_str(), key_id.as_str()),
+        Caller::Open | Caller::Unidentified => ("", ""),
+    };
+    let (asked, used, provider) = match &ctx.model {
+        ModelStage::None => ("", "", ""),
+        ModelStage::Unknown(m) => (m.as_str(), "", ""),
         ModelStage::Routed {
             public,
             provider,
             target_model,
-        } => Fields {
-            asked: public,
-            used: target_model,
-            provider,
-        },
+        } => (public.as_str(), target_model.as_str(), provider.as_str()),
+    };
+    Fields {
+        consumer,
+        key_id,
+        asked,
+        used,
+        provider,
     }
+}
+
+/// Largest prompt excerpt written to an audit line (for consumers that allow it).
+const MAX_LOGGED_PROMPT: usize = 16 * 1024;
+
+/// The audit line of an authenticated decision: who (consumer, key id, user; never the key),
+/// what (endpoint, model), the decision and why, and the tokens when known. Always JSON.
+fn audit_line(out: &mut Vec<u8>, ctx: &RequestCtx) {
+    use std::io::Write as _;
+    let f = fields(ctx);
+    let denied = ctx.outcome == Outcome::Refused && ctx.status < 500;
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out);
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"audit\",\"request_id\":");
+    json_str(out, &ctx.request_id);
+    out.extend_from_slice(b",\"consumer\":");
+    match &ctx.caller {
+        Caller::Consumer { .. } => json_str(out, f.consumer),
+        _ => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"key_id\":");
+    json_str(out, f.key_id);
+    out.extend_from_slice(b",\"user\":");
+    match &ctx.user {
+        Some(u) => json_str(out, u),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"metadata\":");
+    match &ctx.caller {
+        Caller::Consumer { consumer, .. } => out.extend_from_slice(consumer.metadata_json.as_bytes()),
+        _ => out.extend_from_slice(b"{}"),
+    }
+    out.extend_from_slice(b",\"endpoint\":");
+    json_str(out, ctx.endpoint.map(|e| e.name()).unwrap_or("-"));
+    out.extend_from_slice(b",\"model\":");
+    json_str(out, f.asked);
+    let usage = ctx.usage.unwrap_or_default();
+    let _ = write!(
+        out,
+        ",\"decision\":\"{}\",\"reason\":\"{}\",\"status\":{},\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}",
+        if denied { "denied" } else { "allowed" },
+        if denied { ctx.error_code.unwrap_or("refused") } else { "" },
+        ctx.status,
+        usage.prompt,
+        usage.completion,
+        usage.total,
+    );
+    if let Some(body) = &ctx.logged_body {
+        let cut = &body[..body.len().min(MAX_LOGGED_PROMPT)];
+        out.extend_from_slice(b",\"request_body\":");
+        json_str(out, &String::from_utf8_lossy(cut));
+    }
+    out.extend_from_slice(b",\"target\":\"tollgate::audit\"}\n");
 }
 
 fn json_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
@@ -169,6 +226,10 @@ fn json_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
     json_str(out, &ctx.request_id);
     out.extend_from_slice(b",\"endpoint\":");
     json_str(out, ctx.endpoint.map(|e| e.name()).unwrap_or("-"));
+    out.extend_from_slice(b",\"consumer\":");
+    json_str(out, f.consumer);
+    out.extend_from_slice(b",\"key_id\":");
+    json_str(out, f.key_id);
     out.extend_from_slice(b",\"model\":");
     json_str(out, f.asked);
     out.extend_from_slice(b",\"target_model\":");
@@ -204,10 +265,12 @@ fn text_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
     timestamp(out);
     let _ = writeln!(
         out,
-        "  INFO tollgate::access: access request_id={} endpoint={} model={:?} target_model={:?} provider={:?} stream={} \
+        "  INFO tollgate::access: access request_id={} consumer={:?} key_id={:?} endpoint={} model={:?} target_model={:?} provider={:?} stream={} \
          status={} error={} outcome={} attempts={} latency_ms={:.3} ttft_ms={:.3} prompt_tokens={} completion_tokens={} \
          cached_tokens={} total_tokens={} usage_known={} bytes_in={} bytes_out={}",
         ctx.request_id,
+        f.consumer,
+        f.key_id,
         ctx.endpoint.map(|e| e.name()).unwrap_or("-"),
         f.asked,
         f.used,

@@ -1,0 +1,421 @@
+//! Consumers (tenants), their keys and their rules, compiled for the hot path.
+//!
+//! Keys are held only as SHA-256 hashes: a presented key is hashed once and looked up in a map
+//! (O(1)), and the stored hash is compared in constant time. Parameter rules are turned into
+//! ready-to-splice JSON once, here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::glob;
+use super::raw::{ParamMode, RawConsumer, RawParams};
+use crate::pipeline::endpoint::Endpoint;
+
+/// SHA-256 of a key.
+pub type KeyHash = [u8; 32];
+
+/// Parameters the gateway itself manages; rules may not touch them.
+const RESERVED_PARAMS: &[&str] = &["model", "stream", "stream_options"];
+
+/// A numeric bound, with its limits ready to splice.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub name: String,
+    pub min: f64,
+    pub max: f64,
+    pub min_json: Bytes,
+    pub max_json: Bytes,
+}
+
+/// One level of parameter rules (consumer-wide, or for some models).
+#[derive(Debug, Clone, Default)]
+pub struct ParamRules {
+    pub mode: Option<ParamMode>,
+    pub defaults: Vec<(String, Bytes)>,
+    pub overrides: Vec<(String, Bytes)>,
+    pub bounds: Vec<Bound>,
+    pub forbidden: Vec<String>,
+}
+
+/// A consumer's parameter policy: rules, refined per model (first matching pattern wins).
+#[derive(Debug, Clone, Default)]
+pub struct ParamPolicy {
+    pub base: ParamRules,
+    pub per_model: Vec<(String, ParamRules)>,
+}
+
+/// The rules in force for one request: model-level entries first, then consumer-level ones for
+/// parameters the model level does not mention.
+#[derive(Debug, Default)]
+pub struct EffectiveRules<'a> {
+    pub mode: ParamMode,
+    pub defaults: Vec<&'a (String, Bytes)>,
+    pub overrides: Vec<&'a (String, Bytes)>,
+    pub bounds: Vec<&'a Bound>,
+    pub forbidden: Vec<&'a str>,
+}
+
+impl EffectiveRules<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.defaults.is_empty() && self.overrides.is_empty() && self.bounds.is_empty() && self.forbidden.is_empty()
+    }
+}
+
+impl ParamPolicy {
+    pub fn for_model(&self, model: &str) -> EffectiveRules<'_> {
+        let refined = self
+            .per_model
+            .iter()
+            .find(|(p, _)| glob::matches(p, model))
+            .map(|(_, r)| r);
+        let levels: Vec<&ParamRules> = refined.into_iter().chain(std::iter::once(&self.base)).collect();
+        let mut out = EffectiveRules {
+            mode: levels.iter().find_map(|l| l.mode).unwrap_or_default(),
+            ..EffectiveRules::default()
+        };
+        for level in levels {
+            for d in &level.defaults {
+                if !out.defaults.iter().any(|e| e.0 == d.0) {
+                    out.defaults.push(d);
+                }
+            }
+            for o in &level.overrides {
+                if !out.overrides.iter().any(|e| e.0 == o.0) {
+                    out.overrides.push(o);
+                }
+            }
+            for b in &level.bounds {
+                if !out.bounds.iter().any(|e| e.name == b.name) {
+                    out.bounds.push(b);
+                }
+            }
+            for f in &level.forbidden {
+                if !out.forbidden.contains(&f.as_str()) {
+                    out.forbidden.push(f);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A tenant of the gateway.
+#[derive(Debug)]
+pub struct Consumer {
+    pub name: String,
+    /// Model names or globs; `None` means every model.
+    pub models: Option<Vec<String>>,
+    /// Endpoints allowed; `None` means all.
+    pub endpoints: Option<Vec<Endpoint>>,
+    pub params: ParamPolicy,
+    pub metadata: BTreeMap<String, String>,
+    /// `metadata` as a JSON object, ready for audit lines.
+    pub metadata_json: String,
+    pub log_prompts: bool,
+    /// Pre-rendered `GET /v1/models` for this consumer (only the models it may use).
+    pub models_body: Bytes,
+}
+
+impl Consumer {
+    pub fn may_use_model(&self, model: &str) -> bool {
+        self.models
+            .as_ref()
+            .is_none_or(|pats| pats.iter().any(|p| glob::matches(p, model)))
+    }
+
+    pub fn may_call(&self, endpoint: Endpoint) -> bool {
+        match endpoint {
+            Endpoint::Health | Endpoint::Ready => true,
+            e => self.endpoints.as_ref().is_none_or(|list| list.contains(&e)),
+        }
+    }
+}
+
+/// A key, known by its hash.
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub consumer: Arc<Consumer>,
+    /// The loggable name of the key.
+    pub key_id: String,
+    pub hash: KeyHash,
+}
+
+/// Every consumer and key of a snapshot.
+#[derive(Debug, Default)]
+pub struct Consumers {
+    pub by_hash: HashMap<KeyHash, KeyEntry>,
+    pub list: Vec<Arc<Consumer>>,
+}
+
+impl Consumers {
+    /// The key entry for a presented key, if any (hash lookup, then constant-time check).
+    pub fn lookup(&self, presented: &[u8]) -> Option<&KeyEntry> {
+        let hash = hash_key(presented);
+        self.by_hash
+            .get(&hash)
+            .filter(|e| crate::secret::constant_time_eq(&e.hash, &hash))
+    }
+}
+
+/// SHA-256 of a key.
+pub fn hash_key(key: &[u8]) -> KeyHash {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// A fresh API key: `tg-` and 40 random base-62 characters (about 238 bits) from the OS.
+pub fn generate_key() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rngs::OsRng;
+    let mut key = String::with_capacity(43);
+    key.push_str("tg-");
+    for _ in 0..40 {
+        key.push(ALPHABET[rng.gen_range(0..ALPHABET.len())] as char);
+    }
+    key
+}
+
+/// `sha256:<hex>` form of a hash, as written in config.
+pub fn format_hash(hash: &KeyHash) -> String {
+    let mut s = String::with_capacity(71);
+    s.push_str("sha256:");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn parse_hash(text: &str) -> Result<KeyHash, String> {
+    let hex = text.strip_prefix("sha256:").ok_or("must start with `sha256:`")?;
+    if hex.len() != 64 {
+        return Err("must be `sha256:` followed by 64 hex digits".into());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| "is not hex".to_string())?;
+    }
+    Ok(out)
+}
+
+fn endpoint_named(name: &str) -> Option<Endpoint> {
+    match name {
+        "chat" => Some(Endpoint::ChatCompletions),
+        "completions" => Some(Endpoint::Completions),
+        "embeddings" => Some(Endpoint::Embeddings),
+        "models" => Some(Endpoint::Models),
+        _ => None,
+    }
+}
+
+fn json_of(v: &toml::Value) -> Result<Bytes, String> {
+    serde_json::to_string(v).map(Bytes::from).map_err(|e| e.to_string())
+}
+
+fn number(v: &toml::Value) -> Option<f64> {
+    match v {
+        toml::Value::Integer(i) => Some(*i as f64),
+        toml::Value::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+fn compile_rules(raw: &RawParams, at: &str, problems: &mut Vec<String>) -> ParamRules {
+    let mut rules = ParamRules {
+        mode: raw.mode,
+        ..ParamRules::default()
+    };
+    let reserved = |name: &str, field: &str, problems: &mut Vec<String>| {
+        if RESERVED_PARAMS.contains(&name) {
+            problems.push(format!(
+                "{at}.{field}.{name}: `{name}` is managed by the gateway and cannot be set by rules"
+            ));
+            true
+        } else {
+            false
+        }
+    };
+    for (name, v) in &raw.defaults {
+        if !reserved(name, "defaults", problems) {
+            match json_of(v) {
+                Ok(j) => rules.defaults.push((name.clone(), j)),
+                Err(e) => problems.push(format!("{at}.defaults.{name}: {e}")),
+            }
+        }
+    }
+    for (name, v) in &raw.overrides {
+        if !reserved(name, "overrides", problems) {
+            match json_of(v) {
+                Ok(j) => rules.overrides.push((name.clone(), j)),
+                Err(e) => problems.push(format!("{at}.overrides.{name}: {e}")),
+            }
+        }
+    }
+    for (name, pair) in &raw.bounds {
+        if reserved(name, "bounds", problems) {
+            continue;
+        }
+        let (min, max) = match pair.get_ref().as_slice() {
+            [a, b] => (a, b),
+            _ => {
+                problems.push(format!("{at}.bounds.{name}: must be [min, max]"));
+                continue;
+            }
+        };
+        match (number(min), number(max), json_of(min), json_of(max)) {
+            (Some(lo), Some(hi), Ok(min_json), Ok(max_json)) if lo <= hi => rules.bounds.push(Bound {
+                name: name.clone(),
+                min: lo,
+                max: hi,
+                min_json,
+                max_json,
+            }),
+            (Some(_), Some(_), _, _) => problems.push(format!("{at}.bounds.{name}: min is greater than max")),
+            _ => problems.push(format!("{at}.bounds.{name}: min and max must be numbers")),
+        }
+    }
+    for name in &raw.forbidden {
+        if !reserved(name, "forbidden", problems) {
+            rules.forbidden.push(name.clone());
+        }
+    }
+    rules
+}
+
+/// Compile the consumers; `model_names` are the configured public models (for `/v1/models`).
+pub fn compile(
+    raw: &[RawConsumer],
+    model_names: &[String],
+    line: impl Fn(std::ops::Range<usize>) -> String,
+    problems: &mut Vec<String>,
+) -> Option<Consumers> {
+    if raw.is_empty() {
+        return None;
+    }
+    let mut out = Consumers::default();
+    let mut names = std::collections::HashSet::new();
+    let mut key_ids = std::collections::HashSet::new();
+    for (i, c) in raw.iter().enumerate() {
+        let name = c.name.get_ref();
+        if name.is_empty() || !names.insert(name.clone()) {
+            problems.push(format!(
+                "{}: consumers[{i}].name: empty or duplicate consumer `{name}`",
+                line(c.name.span())
+            ));
+            continue;
+        }
+        let models = c
+            .models
+            .as_ref()
+            .map(|list| list.iter().map(|m| m.get_ref().clone()).collect::<Vec<_>>());
+        let endpoints = match &c.endpoints {
+            None => None,
+            Some(list) => {
+                let mut eps = Vec::new();
+                for e in list {
+                    match endpoint_named(e.get_ref()) {
+                        Some(ep) => eps.push(ep),
+                        None => problems.push(format!(
+                            "{}: consumers[{i}].endpoints: unknown endpoint `{}` (chat, completions, embeddings, models)",
+                            line(e.span()),
+                            e.get_ref()
+                        )),
+                    }
+                }
+                Some(eps)
+            }
+        };
+        let at = format!("consumers[{i}].params");
+        let params = match &c.params {
+            None => ParamPolicy::default(),
+            Some(p) => {
+                if p.model.is_some() {
+                    problems.push(format!("{at}.model: only allowed inside params.models entries"));
+                }
+                let base = compile_rules(p, &at, problems);
+                let mut per_model = Vec::new();
+                for (j, m) in p.models.iter().enumerate() {
+                    let at = format!("{at}.models[{j}]");
+                    let Some(pattern) = &m.model else {
+                        problems.push(format!(
+                            "{at}.model: required (the model name or glob these rules apply to)"
+                        ));
+                        continue;
+                    };
+                    if !m.models.is_empty() {
+                        problems.push(format!("{at}.models: rules do not nest further"));
+                    }
+                    per_model.push((pattern.get_ref().clone(), compile_rules(m, &at, problems)));
+                }
+                ParamPolicy { base, per_model }
+            }
+        };
+        let visible: Vec<&String> = model_names
+            .iter()
+            .filter(|m| {
+                models
+                    .as_ref()
+                    .is_none_or(|pats| pats.iter().any(|p| glob::matches(p, m)))
+            })
+            .collect();
+        let consumer = Arc::new(Consumer {
+            name: name.clone(),
+            models,
+            endpoints,
+            params,
+            metadata: c.metadata.clone(),
+            metadata_json: serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()),
+            log_prompts: c.log_prompts,
+            models_body: super::snapshot::render_models(visible.into_iter()),
+        });
+        for (j, k) in c.keys.iter().enumerate() {
+            if !key_ids.insert(k.id.get_ref().clone()) {
+                problems.push(format!(
+                    "{}: consumers[{i}].keys[{j}].id: duplicate key id `{}`",
+                    line(k.id.span()),
+                    k.id.get_ref()
+                ));
+                continue;
+            }
+            match parse_hash(k.hash.get_ref()) {
+                Ok(hash) => {
+                    if out.by_hash.contains_key(&hash) {
+                        problems.push(format!(
+                            "{}: consumers[{i}].keys[{j}].hash: the same key is listed twice",
+                            line(k.hash.span())
+                        ));
+                        continue;
+                    }
+                    out.by_hash.insert(
+                        hash,
+                        KeyEntry {
+                            consumer: consumer.clone(),
+                            key_id: k.id.get_ref().clone(),
+                            hash,
+                        },
+                    );
+                }
+                Err(e) => problems.push(format!("{}: consumers[{i}].keys[{j}].hash: {e}", line(k.hash.span()))),
+            }
+        }
+        out.list.push(consumer);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_and_lookup_finds_only_the_right_key() {
+        let h = hash_key(b"tg-secret");
+        assert_eq!(parse_hash(&format_hash(&h)), Ok(h));
+        assert!(parse_hash("md5:abc").is_err());
+        assert!(parse_hash(&format!("sha256:{}", "zz".repeat(32))).is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! A consumer's parameter policy applied to a request body: defaults filled in, overrides
+//! forced, numeric bounds clamped or refused, forbidden parameters refused.
+//!
+//! Works on the top-level members' byte spans and returns splices for
+//! [`body::rewrite`](super::body::rewrite); the body is never re-serialised. Keys are compared
+//! after unescaping, so `"temp\u0065rature"` is `temperature` here exactly as it is upstream.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use super::body::Edit;
+use crate::config::consumers::EffectiveRules;
+use crate::config::raw::ParamMode;
+use crate::error::ApiError;
+use crate::json_spans::for_each_member;
+
+/// The key of a member, unescaped when it has escapes.
+fn key_text(raw: &[u8]) -> Cow<'_, str> {
+    if !raw.contains(&b'\\') {
+        return String::from_utf8_lossy(raw);
+    }
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice::<String>(&quoted)
+        .map(Cow::Owned)
+        .unwrap_or(Cow::Borrowed(""))
+}
+
+/// The splices that make `body` follow `rules`, or the 400 it deserves.
+pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiError> {
+    if rules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut edits = Vec::new();
+    let mut present: Vec<String> = Vec::new();
+    let mut refusal: Option<ApiError> = None;
+    let walk = for_each_member(body, |raw_key, m| {
+        let key = key_text(raw_key);
+        if rules.forbidden.contains(&key.as_ref()) {
+            refusal = Some(ApiError::bad_request(
+                "parameter_forbidden",
+                format!("The parameter `{key}` is not allowed for your API key."),
+            ));
+            return false;
+        }
+        if let Some((_, json)) = rules.overrides.iter().find(|(n, _)| n == key.as_ref()) {
+            edits.push(Edit {
+                range: m.value.clone(),
+                bytes: json.clone(),
+            });
+        } else if let Some(b) = rules.bounds.iter().find(|b| b.name == key.as_ref()) {
+            let text = std::str::from_utf8(&body[m.value.clone()]).unwrap_or("");
+            if text == "null" {
+                // An explicit null means "provider default", which the bound cannot judge.
+            } else {
+                let Ok(v) = text.parse::<f64>() else {
+                    refusal = Some(ApiError::bad_request(
+                        "parameter_invalid",
+                        format!("The parameter `{key}` must be a number."),
+                    ));
+                    return false;
+                };
+                if v < b.min || v > b.max {
+                    match rules.mode {
+                        ParamMode::Reject => {
+                            refusal = Some(ApiError::bad_request(
+                                "parameter_out_of_range",
+                                format!(
+                                    "The parameter `{key}` must be between {} and {} for your API key.",
+                                    b.min, b.max
+                                ),
+                            ));
+                            return false;
+                        }
+                        ParamMode::Clamp => {
+                            let to: &Bytes = if v < b.min { &b.min_json } else { &b.max_json };
+                            edits.push(Edit {
+                                range: m.value.clone(),
+                                bytes: to.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        present.push(key.into_owned());
+        true
+    });
+    if let Some(e) = refusal {
+        return Err(e);
+    }
+    walk.map_err(ApiError::bad_json)?;
+    for (name, json) in &rules.overrides {
+        if !present.iter().any(|p| p == name) {
+            edits.push(Edit::insert_member(body, name, json));
+        }
+    }
+    for (name, json) in &rules.defaults {
+        if !present.iter().any(|p| p == name) && !rules.overrides.iter().any(|(o, _)| o == name) {
+            edits.push(Edit::insert_member(body, name, json));
+        }
+    }
+    Ok(edits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::consumers::{Bound, ParamPolicy, ParamRules};
+    use crate::pipeline::body::{parse, rewrite};
+    use http::StatusCode;
+
+    fn policy(mode: ParamMode) -> ParamPolicy {
+        let b = |name: &str, lo: &str, hi: &str| Bound {
+            name: name.into(),
+            min: lo.parse().unwrap(),
+            max: hi.parse().unwrap(),
+            min_json: Bytes::from(lo.to_string()),
+            max_json: Bytes::from(hi.to_string()),
+        };
+        ParamPolicy {
+            base: ParamRules {
+                mode: Some(mode),
+                defaults: vec![("temperature".into(), Bytes::from_static(b"0.2"))],
+                overrides: vec![("user".into(), Bytes::from_static(b"\"dept-a\""))],
+                bounds: vec![b("temperature", "0", "1"), b("max_tokens", "1", "4096")],
+                forbidden: vec!["logit_bias".into()],
+            },
+            per_model: vec![(
+                "big-*".into(),
+                ParamRules {
+                    bounds: vec![b("max_tokens", "1", "128")],
+                    ..ParamRules::default()
+                },
+            )],
+        }
+    }
+
+    fn run(body: &str, mode: ParamMode, model: &str) -> Result<serde_json::Value, StatusCode> {
+        let p = policy(mode);
+        let edits = apply(body.as_bytes(), &p.for_model(model)).map_err(|e| e.status)?;
+        let view = parse(body.as_bytes()).unwrap();
+        let out = rewrite(body.as_bytes(), &view, br#""m""#, false, &edits);
+        Ok(serde_json::from_slice(&out).unwrap())
+    }
+
+    #[test]
+    fn defaults_fill_in_overrides_force_and_bounds_clamp() {
+        let v = run(
+            r#"{"model":"x","max_tokens":9000,"user":"someone"}"#,
+            ParamMode::Clamp,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(v["temperature"], 0.2);
+        assert_eq!(v["user"], "dept-a");
+        assert_eq!(v["max_tokens"], 4096);
+        let v = run(r#"{"model":"x","temperature":1.7}"#, ParamMode::Clamp, "x").unwrap();
+        assert_eq!(v["temperature"], 1);
+        assert_eq!(v["user"], "dept-a");
+        let v = run(r#"{"model":"x","temperature":-3}"#, ParamMode::Clamp, "x").unwrap();
+        assert_eq!(v["temperature"], 0);
+        let v = run(
+            r#"{"model":"x","temperature":0.5,"max_tokens":null}"#,
+            ParamMode::Clamp,
+            "x",
+        )
+        .unwrap();
+        assert_eq!(v["temperature"], 0.5);
+    }
+
+    #[test]
+    fn reject_mode_forbidden_and_non_numbers_are_400() {
+        assert_eq!(
+            run(r#"{"model":"x","temperature":1.7}"#, ParamMode::Reject, "x").err(),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert!(run(r#"{"model":"x","temperature":0.7}"#, ParamMode::Reject, "x").is_ok());
+        assert_eq!(
+            run(r#"{"model":"x","logit_bias":{}}"#, ParamMode::Clamp, "x").err(),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            run(r#"{"model":"x","max_tokens":"9"}"#, ParamMode::Clamp, "x").err(),
+            Some(StatusCode::BAD_REQUEST)
+        );
+    }
+
+    #[test]
+    fn escaped_keys_do_not_slip_past_the_rules() {
+        assert_eq!(
+            run(r#"{"model":"x","logit\u005fbias":{}}"#, ParamMode::Clamp, "x").err(),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        let v = run(r#"{"model":"x","temp\u0065rature":5}"#, ParamMode::Clamp, "x").unwrap();
+        assert_eq!(v["temperature"], 1);
+    }
+
+    #[test]
+    fn model_rules_refine_consumer_rules() {
+        let v = run(r#"{"model":"x","max_tokens":1000}"#, ParamMode::Clamp, "big-model").unwrap();
+        assert_eq!(v["max_tokens"], 128);
+        assert_eq!(v["temperature"], 0.2, "consumer-level defaults still apply");
+    }
+}
