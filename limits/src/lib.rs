@@ -1,8 +1,19 @@
-//! `tollgate-limits`: token buckets and request counters for rate limits and quotas.
+//! `tollgate-limits`: request quotas and rate limits, decided on the hot path.
 //!
-//! Sharded in-memory tables (no global lock, bounded memory, idle-key eviction) decide on the
-//! hot path without a network round trip; a background task syncs deltas through Redis (`fred`)
-//! so many gateway nodes enforce one limit, with an exact per-request mode where a rule needs it.
-//! A plain library: no HTTP, no Pingora.
+//! - [`window`]: calendar windows (minute, hour, day in a fixed UTC offset) and their bounds.
+//! - [`clock`]: time through a trait, so tests move it by hand instead of sleeping.
+//! - [`counter`]: window counters in a sharded in-memory table (one node).
+//! - [`redis`]: the same counters in Redis (`fred`), atomic across nodes.
 //!
-//! Empty until the limits issue lands.
+//! Token buckets with background Redis sync (the limits issue) will live here too. A plain
+//! library: no HTTP, no Pingora types in its API.
+
+pub mod clock;
+pub mod counter;
+pub mod redis;
+pub mod window;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use counter::LocalCounters;
+pub use redis::RedisCounters;
+pub use window::{Period, Window};

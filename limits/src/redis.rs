@@ -1,0 +1,75 @@
+//! Window counters in Redis, shared by every gateway node.
+//!
+//! One Lua script per increment (`INCR`, and `PEXPIREAT` to the window's end on the first one)
+//! makes the count atomic across nodes: with a limit of N, exactly N increments see a count of
+//! at most N, whichever nodes they come from. Keys carry a `{hash tag}` so a Redis Cluster keeps
+//! each counter on one slot.
+
+use std::time::Duration;
+
+use fred::prelude::*;
+
+const INCR_SCRIPT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
+return n
+";
+
+/// Why Redis could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+/// A handle to Redis for counters; cheap to clone.
+#[derive(Clone)]
+pub struct RedisCounters {
+    client: Client,
+    timeout: Duration,
+}
+
+impl RedisCounters {
+    /// A client for `url` (`redis://host:port/db`). Call [`RedisCounters::connect`] from inside a
+    /// tokio runtime that lives as long as the client.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
+        let config = Config::from_url(url).map_err(|e| RedisError::Redis(e.to_string()))?;
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.max_command_attempts = 1;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build()
+            .map_err(|e| RedisError::Redis(e.to_string()))?;
+        Ok(RedisCounters { client, timeout })
+    }
+
+    /// Start connecting (and reconnecting forever) in the current runtime; waits up to
+    /// `wait` for the first connection.
+    pub async fn connect(&self, wait: Duration) -> Result<(), RedisError> {
+        let _task = self.client.connect();
+        match tokio_timeout(wait, self.client.wait_for_connect()).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(RedisError::Redis(e.to_string())),
+            None => Err(RedisError::Timeout(wait)),
+        }
+    }
+
+    /// Add one to `key` for the window ending at `end_ms`; returns the new count.
+    pub async fn incr(&self, key: &str, end_ms: u64) -> Result<u64, RedisError> {
+        let call = self.client.eval::<i64, _, _, _>(INCR_SCRIPT, vec![key.to_string()], vec![end_ms as i64]);
+        match tokio_timeout(self.timeout, call).await {
+            Some(Ok(n)) => Ok(n.max(0) as u64),
+            Some(Err(e)) => Err(RedisError::Redis(e.to_string())),
+            None => Err(RedisError::Timeout(self.timeout)),
+        }
+    }
+}
+
+/// `Some(output)` if `fut` finished within `d`.
+async fn tokio_timeout<F: std::future::Future>(d: Duration, fut: F) -> Option<F::Output> {
+    tokio::time::timeout(d, fut).await.ok()
+}
