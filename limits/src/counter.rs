@@ -2,7 +2,7 @@
 //! window has ended, so memory is bounded by the keys active in current windows.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 const SHARDS: usize = 64;
@@ -36,9 +36,7 @@ impl LocalCounters {
 
     /// Add one to `key` for the window ending at `end_ms`; returns the new count.
     pub fn incr(&self, key: &str, end_ms: u64, now_ms: u64) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let shard = &self.shards[(h.finish() as usize) % SHARDS];
+        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
         shard.since_sweep += 1;
         if shard.since_sweep >= 256 {
@@ -55,7 +53,10 @@ impl LocalCounters {
 
     /// Keys held (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map(|s| s.map.len()).unwrap_or(0)).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|s| s.map.len()).unwrap_or(0))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

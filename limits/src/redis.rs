@@ -60,7 +60,9 @@ impl RedisCounters {
 
     /// Add one to `key` for the window ending at `end_ms`; returns the new count.
     pub async fn incr(&self, key: &str, end_ms: u64) -> Result<u64, RedisError> {
-        let call = self.client.eval::<i64, _, _, _>(INCR_SCRIPT, vec![key.to_string()], vec![end_ms as i64]);
+        let call = self
+            .client
+            .eval::<i64, _, _, _>(INCR_SCRIPT, vec![key.to_string()], vec![end_ms as i64]);
         match tokio_timeout(self.timeout, call).await {
             Some(Ok(n)) => Ok(n.max(0) as u64),
             Some(Err(e)) => Err(RedisError::Redis(e.to_string())),

@@ -42,7 +42,10 @@ impl Window {
         let local = now_ms as i64 + offset;
         let start_local = local.div_euclid(len) * len;
         let start = (start_local - offset).max(0) as u64;
-        Window { start_ms: start, end_ms: start + period.millis() }
+        Window {
+            start_ms: start,
+            end_ms: start + period.millis(),
+        }
     }
 
     /// Milliseconds from `now_ms` to the end of the window.

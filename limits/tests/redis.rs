@@ -7,7 +7,10 @@ use std::time::Duration;
 use tollgate_limits::{Clock, RedisCounters, SystemClock};
 
 fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("tollgate:test:{{{name}-{}-{nanos}}}", std::process::id())
 }
 
@@ -37,14 +40,22 @@ async fn two_clients_share_one_exact_count() {
         all.extend(t.await.unwrap());
     }
     all.sort_unstable();
-    assert_eq!(all, (1..=200).collect::<Vec<u64>>(), "every increment got its own count");
+    assert_eq!(
+        all,
+        (1..=200).collect::<Vec<u64>>(),
+        "every increment got its own count"
+    );
     // With a limit of 20, exactly 20 increments were at or under it.
     assert_eq!(all.iter().filter(|&&n| n <= 20).count(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_redis_is_an_error_not_a_hang() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let c = RedisCounters::new(&format!("redis://127.0.0.1:{port}"), Duration::from_millis(300)).unwrap();
     assert!(c.connect(Duration::from_millis(500)).await.is_err());
     assert!(c.incr("k", 1).await.is_err());

@@ -74,6 +74,13 @@ pub struct RunOpts {
     /// Write buffer per client connection, in bytes (a header and a small body go in one send).
     #[arg(long, env = "TOLLGATE_DOWNSTREAM_WRITE_BUFFER_BYTES", default_value_t = 16 * 1024)]
     pub downstream_write_buffer_bytes: usize,
+    /// Redis for state shared by every node (quota counts), e.g. `redis://127.0.0.1:6379`;
+    /// unset keeps it in memory (one node).
+    #[arg(long, env = "TOLLGATE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Longest wait for a Redis answer on the request path, in milliseconds.
+    #[arg(long, env = "TOLLGATE_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
     /// How often the config file is checked for changes, in milliseconds (0 = never).
     #[arg(long, env = "TOLLGATE_CONFIG_POLL_MS", default_value_t = 1_000)]
     pub config_poll_ms: u64,

@@ -72,6 +72,8 @@ pub struct RequestCtx {
     pub user: Option<String>,
     /// The request body, kept only when the caller's consumer allows logging prompts.
     pub logged_body: Option<Bytes>,
+    /// Headers added to the response, whatever it is (e.g. `x-ratelimit-*`).
+    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub model: ModelStage,
     pub stream: bool,
     pub status: u16,
@@ -93,6 +95,7 @@ impl RequestCtx {
             caller: Caller::Open,
             user: None,
             logged_body: None,
+            extra_headers: Vec::new(),
             model: ModelStage::None,
             stream: false,
             status: 0,

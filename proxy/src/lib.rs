@@ -13,6 +13,7 @@ pub mod error;
 pub mod gateway;
 pub mod json_spans;
 pub mod pipeline;
+pub mod quota;
 pub mod reload;
 pub mod secret;
 pub mod server;

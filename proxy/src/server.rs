@@ -15,10 +15,12 @@ use crate::admin::AdminApp;
 use crate::cli::RunOpts;
 use crate::config::{self, SnapshotCell};
 use crate::gateway::{Gateway, GatewayState};
+use crate::quota::{self, Backend, QuotaStore};
 use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
 use crate::upstream::UpstreamOptions;
+use tollgate_limits::{LocalCounters, SystemClock};
 
 /// Run the gateway until SIGTERM/SIGINT.
 pub fn run(opts: RunOpts) -> anyhow::Result<()> {
@@ -44,12 +46,18 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     server.bootstrap();
 
     let access_log = AccessLog::start(opts.log_format).context("starting the access-log writer")?;
+    let backend = match &opts.redis_url {
+        Some(url) => Backend::Redis(quota::start_redis(url, Duration::from_millis(opts.redis_timeout_ms))?),
+        None => Backend::Local(LocalCounters::new()),
+    };
+    let quotas = QuotaStore::new(backend, Arc::new(SystemClock));
     let connector = Connector::new(Some(ConnectorOptions::new(opts.upstream_pool_size)));
     let state = Arc::new(GatewayState {
         snapshot: cell.clone(),
         connector,
         metrics: metrics.clone(),
         access_log: access_log.clone(),
+        quotas,
         max_body_bytes: opts.max_body_bytes,
         upstream: UpstreamOptions {
             connect_timeout: Duration::from_millis(opts.upstream_connect_timeout_ms),

@@ -101,6 +101,34 @@ impl ParamPolicy {
     }
 }
 
+/// Where a quota finds the end user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSource {
+    Body,
+    Header(http::HeaderName),
+    Key,
+}
+
+/// What a quota counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaScope {
+    User(UserSource),
+    Key,
+    Consumer,
+}
+
+/// A request quota, compiled.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    pub name: String,
+    pub limit: u64,
+    pub period: tollgate_limits::Period,
+    pub scope: QuotaScope,
+    pub utc_offset_secs: i32,
+    /// Serve when Redis cannot be reached (else refuse with 503).
+    pub fail_open: bool,
+}
+
 /// A tenant of the gateway.
 #[derive(Debug)]
 pub struct Consumer {
@@ -114,6 +142,7 @@ pub struct Consumer {
     /// `metadata` as a JSON object, ready for audit lines.
     pub metadata_json: String,
     pub log_prompts: bool,
+    pub quotas: Vec<Quota>,
     /// Pre-rendered `GET /v1/models` for this consumer (only the models it may use).
     pub models_body: Bytes,
 }
@@ -286,6 +315,97 @@ fn compile_rules(raw: &RawParams, at: &str, problems: &mut Vec<String>) -> Param
     rules
 }
 
+fn compile_quotas(
+    c: &RawConsumer,
+    i: usize,
+    line: &impl Fn(std::ops::Range<usize>) -> String,
+    problems: &mut Vec<String>,
+) -> Vec<Quota> {
+    let mut out = Vec::new();
+    for (j, q) in c.quotas.iter().enumerate() {
+        let at =
+            |span: std::ops::Range<usize>, field: &str| format!("{}: consumers[{i}].quotas[{j}].{field}", line(span));
+        let before = problems.len();
+        let period = match q.per.get_ref().as_str() {
+            "minute" => tollgate_limits::Period::Minute,
+            "hour" => tollgate_limits::Period::Hour,
+            "day" => tollgate_limits::Period::Day,
+            other => {
+                problems.push(format!(
+                    "{}: `{other}` is not minute, hour or day",
+                    at(q.per.span(), "per")
+                ));
+                tollgate_limits::Period::Day
+            }
+        };
+        let user_source = match q.user_from.get_ref().as_str() {
+            "body" => UserSource::Body,
+            "key" => UserSource::Key,
+            other => match other
+                .strip_prefix("header:")
+                .map(|h| http::HeaderName::from_bytes(h.as_bytes()))
+            {
+                Some(Ok(h)) => UserSource::Header(h),
+                _ => {
+                    problems.push(format!(
+                        "{}: `{other}` is not body, key or header:<name>",
+                        at(q.user_from.span(), "user_from")
+                    ));
+                    UserSource::Body
+                }
+            },
+        };
+        let scope = match q.by.get_ref().as_str() {
+            "user" => QuotaScope::User(user_source),
+            "key" => QuotaScope::Key,
+            "consumer" => QuotaScope::Consumer,
+            other => {
+                problems.push(format!(
+                    "{}: `{other}` is not user, key or consumer",
+                    at(q.by.span(), "by")
+                ));
+                QuotaScope::Consumer
+            }
+        };
+        let utc_offset_secs = match &q.timezone {
+            None => 0,
+            Some(tz) => tollgate_limits::window::parse_utc_offset(tz.get_ref()).unwrap_or_else(|| {
+                problems.push(format!(
+                    "{}: `{}` is not a UTC offset such as +08:00",
+                    at(tz.span(), "timezone"),
+                    tz.get_ref()
+                ));
+                0
+            }),
+        };
+        let fail_open = match q.on_redis_error.get_ref().as_str() {
+            "allow" => true,
+            "deny" => false,
+            other => {
+                problems.push(format!(
+                    "{}: `{other}` is not allow or deny",
+                    at(q.on_redis_error.span(), "on_redis_error")
+                ));
+                true
+            }
+        };
+        if q.name.get_ref().is_empty() || c.quotas[..j].iter().any(|o| o.name.get_ref() == q.name.get_ref()) {
+            problems.push(format!("{}: empty or duplicate quota name", at(q.name.span(), "name")));
+        }
+        if problems.len() == before {
+            out.push(Quota {
+                name: q.name.get_ref().clone(),
+                limit: q.limit,
+                period,
+                scope,
+                utc_offset_secs,
+                fail_open,
+            });
+        }
+    }
+    out
+}
+
 /// Compile the consumers; `model_names` are the configured public models (for `/v1/models`).
 pub fn compile(
     raw: &[RawConsumer],
@@ -370,6 +490,7 @@ pub fn compile(
             metadata: c.metadata.clone(),
             metadata_json: serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()),
             log_prompts: c.log_prompts,
+            quotas: compile_quotas(c, i, &line, problems),
             models_body: super::snapshot::render_models(visible.into_iter()),
         });
         for (j, k) in c.keys.iter().enumerate() {

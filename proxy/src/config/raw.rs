@@ -103,6 +103,45 @@ pub struct RawConsumer {
     /// Whether prompt text may appear in this consumer's audit lines.
     #[serde(default)]
     pub log_prompts: bool,
+    /// Request quotas (e.g. 20 calls per user per day).
+    #[serde(default)]
+    pub quotas: Vec<RawQuota>,
+}
+
+/// A request quota of a consumer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    /// Named in the 429 message and in audit lines.
+    pub name: Spanned<String>,
+    /// Requests allowed per window.
+    pub limit: u64,
+    /// `minute`, `hour` or `day` (calendar windows).
+    pub per: Spanned<String>,
+    /// What is counted: `user` (each end user separately), `key`, or `consumer` (all together).
+    #[serde(default = "default_quota_scope")]
+    pub by: Spanned<String>,
+    /// Where the user comes from when `by = "user"`: `body` (the `user` field), `header:<name>`,
+    /// or `key`. A request that names no user is counted under its key.
+    #[serde(default = "default_user_from")]
+    pub user_from: Spanned<String>,
+    /// Time zone of calendar windows as a UTC offset (`+08:00`); default UTC.
+    pub timezone: Option<Spanned<String>>,
+    /// With Redis unreachable: `allow` (serve, counted nowhere) or `deny` (503).
+    #[serde(default = "default_on_redis_error")]
+    pub on_redis_error: Spanned<String>,
+}
+
+fn default_quota_scope() -> Spanned<String> {
+    Spanned::new(0..0, "user".to_string())
+}
+
+fn default_user_from() -> Spanned<String> {
+    Spanned::new(0..0, "body".to_string())
+}
+
+fn default_on_redis_error() -> Spanned<String> {
+    Spanned::new(0..0, "allow".to_string())
 }
 
 /// An API key of a consumer, stored only as its hash.

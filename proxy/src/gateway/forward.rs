@@ -144,6 +144,27 @@ async fn proxy(
                 return Ok(());
             }
         }
+        if !entry.consumer.quotas.is_empty() {
+            let admitted = state
+                .quotas
+                .admit(
+                    &entry.consumer,
+                    &entry.key_id,
+                    view.user.as_deref(),
+                    &session.req_header().headers,
+                    &state.metrics,
+                )
+                .await;
+            match admitted {
+                Ok(Some(q)) => ctx.extra_headers.extend(q.headers()),
+                Ok(None) => {}
+                Err(refusal) => {
+                    ctx.extra_headers.extend(refusal.headers);
+                    respond::error(session, ctx, refusal.error).await;
+                    return Ok(());
+                }
+            }
+        }
     }
     let force_usage = endpoint != Endpoint::Embeddings && body::needs_forced_usage(&view);
     let out = Outbound {

@@ -29,6 +29,7 @@ pub struct GatewayState {
     pub connector: Connector,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
+    pub quotas: crate::quota::QuotaStore,
     pub max_body_bytes: usize,
     pub upstream: UpstreamOptions,
 }

@@ -47,7 +47,7 @@ const HOP_HEADERS: &[&str] = &[
 /// The SSE event a client gets when the upstream dies mid-stream, before the connection is cut.
 const CUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream connection failed mid-stream.\",\"type\":\"upstream_error\",\"code\":\"upstream_cut\"}}\n\n";
 
-fn downstream_header(up: &ResponseHeader, is_sse: bool, request_id: &str) -> pingora::Result<ResponseHeader> {
+fn downstream_header(up: &ResponseHeader, is_sse: bool, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(up.status, Some(up.headers.len() + 2))?;
     for (name, value) in up.headers.iter() {
         let n = name.as_str();
@@ -56,7 +56,10 @@ fn downstream_header(up: &ResponseHeader, is_sse: bool, request_id: &str) -> pin
         }
         resp.append_header(name.clone(), value.clone())?;
     }
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    for (name, value) in &ctx.extra_headers {
+        resp.insert_header(name.clone(), value.clone())?;
+    }
     if resp.headers.get(http::header::CONTENT_LENGTH).is_none() {
         resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
     }
@@ -149,7 +152,7 @@ pub async fn relay(
         keep_json: up_header.status.is_success(),
         out: Vec::with_capacity(8),
     };
-    let mut header = Some(Box::new(downstream_header(up_header, is_sse, &ctx.request_id)?));
+    let mut header = Some(Box::new(downstream_header(up_header, is_sse, ctx)?));
     ctx.status = up_header.status.as_u16();
 
     loop {

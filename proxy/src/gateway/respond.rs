@@ -14,6 +14,9 @@ pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: StatusCod
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    for (name, value) in &ctx.extra_headers {
+        resp.insert_header(name.clone(), value.clone())?;
+    }
     ctx.status = status.as_u16();
     session.write_response_header(Box::new(resp), false).await?;
     ctx.bytes_out += body.len() as u64;

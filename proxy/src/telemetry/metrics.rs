@@ -18,6 +18,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub config_version: IntGauge,
     pub access_log_dropped: IntCounter,
+    pub quota_rejections: IntCounterVec,
+    pub quota_store_errors: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -82,6 +84,16 @@ impl Metrics {
             "tollgate_access_log_dropped_total",
             "Access-log lines dropped because stdout did not keep up",
         )?;
+        let quota_rejections = IntCounterVec::new(
+            Opts::new("tollgate_quota_rejections_total", "Requests refused by a request quota"),
+            &["consumer", "quota"],
+        )?;
+        let quota_store_errors = IntCounter::new(
+            "tollgate_quota_store_errors_total",
+            "Quota checks that could not reach Redis",
+        )?;
+        registry.register(Box::new(quota_rejections.clone()))?;
+        registry.register(Box::new(quota_store_errors.clone()))?;
         registry.register(Box::new(config_version.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
         Ok(Metrics {
@@ -94,6 +106,8 @@ impl Metrics {
             reloads,
             config_version,
             access_log_dropped,
+            quota_rejections,
+            quota_store_errors,
         })
     }
 

@@ -1,0 +1,264 @@
+//! Request quotas at admission: every quota of the caller's consumer is counted for this request
+//! in its current calendar window; over the limit is a 429 naming the quota.
+//!
+//! Counts live in Redis when `--redis-url` is set (atomic, shared by every node: N calls allowed
+//! across all nodes, the N+1th refused on any), in memory otherwise. With Redis unreachable each
+//! quota says whether to serve anyway or refuse; the outage is logged once and counted.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tollgate_limits::{Clock, LocalCounters, RedisCounters, Window};
+
+use crate::config::consumers::{Consumer, Quota, QuotaScope, UserSource};
+use crate::error::ApiError;
+use crate::telemetry::Metrics;
+
+/// Where counts are kept.
+pub enum Backend {
+    Local(LocalCounters),
+    Redis(RedisCounters),
+}
+
+/// The state of the tightest quota after admission, for `x-ratelimit-*-requests` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaState {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_ms: u64,
+}
+
+impl QuotaState {
+    /// The OpenAI-style headers for this state.
+    pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let secs = self.reset_ms.div_ceil(1000);
+        vec![
+            (
+                HeaderName::from_static("x-ratelimit-limit-requests"),
+                HeaderValue::from(self.limit),
+            ),
+            (
+                HeaderName::from_static("x-ratelimit-remaining-requests"),
+                HeaderValue::from(self.remaining),
+            ),
+            (
+                HeaderName::from_static("x-ratelimit-reset-requests"),
+                HeaderValue::from_str(&format!("{secs}s")).unwrap_or(HeaderValue::from_static("0s")),
+            ),
+        ]
+    }
+}
+
+/// A refusal: the error and the headers that go with it.
+pub struct Refusal {
+    pub error: ApiError,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Counts requests against quotas.
+pub struct QuotaStore {
+    backend: Backend,
+    clock: Arc<dyn Clock>,
+    redis_down: AtomicBool,
+}
+
+/// Who a quota counts for this request.
+pub fn identity(scope: &QuotaScope, key_id: &str, body_user: Option<&str>, headers: &HeaderMap) -> String {
+    let by_key = || format!("key:{key_id}");
+    match scope {
+        QuotaScope::Consumer => "*".to_string(),
+        QuotaScope::Key | QuotaScope::User(UserSource::Key) => by_key(),
+        QuotaScope::User(UserSource::Body) => body_user
+            .filter(|u| !u.is_empty())
+            .map(|u| format!("user:{u}"))
+            .unwrap_or_else(by_key),
+        QuotaScope::User(UserSource::Header(name)) => headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|u| !u.is_empty())
+            .map(|u| format!("user:{}", u.chars().take(128).collect::<String>()))
+            .unwrap_or_else(by_key),
+    }
+}
+
+/// The counter key of a quota window. The `{…}` hash tag keeps a counter on one Redis Cluster
+/// slot; client-chosen text that could break the key's shape is replaced by its hash.
+pub fn counter_key(consumer: &str, quota: &str, identity: &str, window: &Window) -> String {
+    let safe = |s: &str| {
+        if s.len() <= 96 && !s.contains(['{', '}']) {
+            s.to_string()
+        } else {
+            let h = crate::config::consumers::hash_key(s.as_bytes());
+            h[..12].iter().map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    format!(
+        "tollgate:quota:{{{}/{}/{}}}:{}",
+        safe(consumer),
+        safe(quota),
+        safe(identity),
+        window.start_ms
+    )
+}
+
+impl QuotaStore {
+    pub fn new(backend: Backend, clock: Arc<dyn Clock>) -> Self {
+        QuotaStore {
+            backend,
+            clock,
+            redis_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Count this request against every quota of `consumer`; the tightest state, or a refusal.
+    pub async fn admit(
+        &self,
+        consumer: &Consumer,
+        key_id: &str,
+        body_user: Option<&str>,
+        headers: &HeaderMap,
+        metrics: &Metrics,
+    ) -> Result<Option<QuotaState>, Refusal> {
+        let mut tightest: Option<QuotaState> = None;
+        for quota in &consumer.quotas {
+            let now = self.clock.now_ms();
+            let window = Window::containing(now, quota.period, quota.utc_offset_secs);
+            let who = identity(&quota.scope, key_id, body_user, headers);
+            let key = counter_key(&consumer.name, &quota.name, &who, &window);
+            let count = match &self.backend {
+                Backend::Local(c) => c.incr(&key, window.end_ms, now),
+                Backend::Redis(r) => match r.incr(&key, window.end_ms).await {
+                    Ok(n) => {
+                        if self.redis_down.swap(false, Ordering::Relaxed) {
+                            tracing::warn!("quota store: redis is answering again");
+                        }
+                        n
+                    }
+                    Err(e) => {
+                        metrics.quota_store_errors.inc();
+                        if !self.redis_down.swap(true, Ordering::Relaxed) {
+                            tracing::error!(error = %e, "quota store: redis unreachable; quotas follow their on_redis_error policy");
+                        }
+                        if quota.fail_open {
+                            continue;
+                        }
+                        return Err(Refusal {
+                            error: ApiError::unavailable(
+                                "quota_store_unavailable",
+                                format!(
+                                    "The quota `{}` cannot be checked right now; try again shortly.",
+                                    quota.name
+                                ),
+                            ),
+                            headers: vec![(http::header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                        });
+                    }
+                },
+            };
+            let state = QuotaState {
+                limit: quota.limit,
+                remaining: quota.limit.saturating_sub(count),
+                reset_ms: window.remaining_ms(now),
+            };
+            if count > quota.limit {
+                metrics
+                    .quota_rejections
+                    .with_label_values(&[&consumer.name, &quota.name])
+                    .inc();
+                return Err(refusal(consumer, quota, &who, state));
+            }
+            if tightest.as_ref().is_none_or(|t| state.remaining < t.remaining) {
+                tightest = Some(state);
+            }
+        }
+        Ok(tightest)
+    }
+}
+
+fn refusal(consumer: &Consumer, quota: &Quota, who: &str, state: QuotaState) -> Refusal {
+    let whom = match &quota.scope {
+        QuotaScope::Consumer => "this consumer".to_string(),
+        _ => who.replacen(':', " `", 1) + "`",
+    };
+    let secs = state.reset_ms.div_ceil(1000);
+    let error = ApiError::rate_limited(
+        "quota_exceeded",
+        format!(
+            "Quota `{}` of `{}` exceeded: {} requests per {} for {whom}. It resets in {secs} s.",
+            quota.name,
+            consumer.name,
+            quota.limit,
+            quota.period.name()
+        ),
+    );
+    let mut headers = state.headers();
+    headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs.max(1))));
+    Refusal { error, headers }
+}
+
+/// Start a Redis client on its own runtime thread (kept for the life of the process) and wait
+/// briefly for the first connection. An unreachable Redis is logged, not fatal.
+pub fn start_redis(url: &str, timeout: Duration) -> anyhow::Result<RedisCounters> {
+    let counters = RedisCounters::new(url, timeout)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("tollgate-redis")
+        .enable_all()
+        .build()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let c = counters.clone();
+    std::thread::Builder::new()
+        .name("tollgate-redis-owner".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let _ = tx.send(c.connect(Duration::from_secs(2)).await);
+                std::future::pending::<()>().await;
+            });
+        })?;
+    match rx.recv() {
+        Ok(Ok(())) => tracing::info!("quota store: connected to redis"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "quota store: redis not reachable at start; retrying in the background")
+        }
+        Err(_) => anyhow::bail!("the redis thread stopped"),
+    }
+    Ok(counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_follow_the_configured_source() {
+        let mut h = HeaderMap::new();
+        h.insert("x-user", HeaderValue::from_static("bob"));
+        let header = QuotaScope::User(UserSource::Header(HeaderName::from_static("x-user")));
+        assert_eq!(
+            identity(&QuotaScope::User(UserSource::Body), "k1", Some("alice"), &h),
+            "user:alice"
+        );
+        assert_eq!(identity(&QuotaScope::User(UserSource::Body), "k1", None, &h), "key:k1");
+        assert_eq!(identity(&header, "k1", Some("alice"), &h), "user:bob");
+        assert_eq!(identity(&header, "k1", None, &HeaderMap::new()), "key:k1");
+        assert_eq!(identity(&QuotaScope::Key, "k1", Some("alice"), &h), "key:k1");
+        assert_eq!(identity(&QuotaScope::Consumer, "k1", Some("alice"), &h), "*");
+    }
+
+    #[test]
+    fn counter_keys_keep_their_shape_whatever_the_user_sends() {
+        let w = Window {
+            start_ms: 1000,
+            end_ms: 2000,
+        };
+        assert_eq!(
+            counter_key("dept-a", "daily", "user:alice", &w),
+            "tollgate:quota:{dept-a/daily/user:alice}:1000"
+        );
+        let k = counter_key("dept-a", "daily", "user:}{evil", &w);
+        assert_eq!(k.matches('{').count(), 1);
+        assert_eq!(k.matches('}').count(), 1);
+    }
+}

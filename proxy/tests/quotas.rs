@@ -1,0 +1,138 @@
+//! Request quotas over real sockets, in memory and shared by two gateway processes through the
+//! real Redis on 127.0.0.1:6379 (started by `scripts/setup.sh` when none answers).
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
+mod common;
+
+use common::*;
+use tollgate::config::consumers::{format_hash, hash_key};
+
+const KEY: &str = "tg-quota-test-key-0001";
+
+/// A consumer name no earlier run used: counters in Redis outlive a test run.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn config(mock: &str, consumer: &str, quota: &str) -> String {
+    format!(
+        "{}[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n\n\
+         [[consumers]]\nname = \"{consumer}\"\nkeys = [{{ id = \"q-1\", hash = \"{}\" }}]\n\n{quota}",
+        provider("mock", mock),
+        format_hash(&hash_key(KEY.as_bytes())),
+    )
+}
+
+async fn ask(gw: &Gateway, user: &str) -> Resp {
+    let body = format!(r#"{{"model":"m","messages":[],"user":"{user}"}}"#);
+    gw.post(
+        "/v1/chat/completions",
+        &[("authorization", &format!("Bearer {KEY}"))],
+        &body,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_per_user_daily_quota_is_exact_across_two_nodes_sharing_redis() {
+    let mock = start_mock("m").await;
+    let consumer = unique("dept-q");
+    let quota = "[[consumers.quotas]]\nname = \"daily-per-user\"\nlimit = 5\nper = \"day\"\nby = \"user\"\ntimezone = \"+08:00\"\n";
+    let cfg = config(&mock.base_url(), &consumer, quota);
+    let redis = ["--redis-url", "redis://127.0.0.1:6379"];
+    let a = Gateway::start_with(&cfg, &redis).await;
+    let b = Gateway::start_with(&cfg, &redis).await;
+
+    // 12 concurrent calls for alice, alternating nodes: exactly 5 are served.
+    let mut calls = Vec::new();
+    for i in 0..12 {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        calls.push(tokio::spawn(async move {
+            let auth = format!("Bearer {KEY}");
+            let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+            let body = bytes::Bytes::from_static(br#"{"model":"m","messages":[],"user":"alice"}"#);
+            request(addr, "POST", "/v1/chat/completions", &headers, body)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut results = Vec::new();
+    for c in calls {
+        results.push(c.await.unwrap());
+    }
+    let served = results.iter().filter(|r| r.status == 200).count();
+    let refused: Vec<&Resp> = results.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(
+        (served, refused.len()),
+        (5, 7),
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(mock.served(), 5);
+
+    let r = refused[0];
+    assert_eq!(r.json()["error"]["code"], "quota_exceeded");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("daily-per-user") && msg.contains("alice"), "{msg}");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 86_400);
+    assert_eq!(r.header("x-ratelimit-limit-requests"), Some("5"));
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
+
+    // Another user has a quota of their own, on either node; a served call says what is left.
+    let r = ask(&b, "bob").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("4"));
+    assert_eq!(ask(&a, "bob").await.status, 200);
+    assert_eq!(ask(&a, "alice").await.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_quotas_hold_on_one_node_by_header_user() {
+    let mock = start_mock("m").await;
+    let quota = "[[consumers.quotas]]\nname = \"per-minute\"\nlimit = 3\nper = \"minute\"\nby = \"user\"\nuser_from = \"header:x-user\"\n";
+    let gw = Gateway::start(&config(&mock.base_url(), "dept-local", quota)).await;
+    let auth = format!("Bearer {KEY}");
+    let call = |user: &'static str| {
+        let auth = auth.clone();
+        let gw = &gw;
+        async move {
+            gw.post(
+                "/v1/chat/completions",
+                &[("authorization", &auth), ("x-user", user)],
+                r#"{"model":"m","messages":[]}"#,
+            )
+            .await
+            .status
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(call("carol").await, 200);
+    }
+    assert_eq!(call("carol").await, 429);
+    assert_eq!(call("dave").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_redis_follows_each_quotas_policy() {
+    let mock = start_mock("m").await;
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    let redis = ["--redis-url", closed.as_str(), "--redis-timeout-ms", "200"];
+    let deny = "[[consumers.quotas]]\nname = \"strict\"\nlimit = 100\nper = \"hour\"\nby = \"consumer\"\non_redis_error = \"deny\"\n";
+    let gw = Gateway::start_with(&config(&mock.base_url(), &unique("dept-deny"), deny), &redis).await;
+    let r = ask(&gw, "erin").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["code"], "quota_store_unavailable");
+
+    let allow = deny.replace("\"deny\"", "\"allow\"");
+    let gw = Gateway::start_with(&config(&mock.base_url(), &unique("dept-allow"), &allow), &redis).await;
+    assert_eq!(ask(&gw, "erin").await.status, 200);
+    let metrics = bytes::Bytes::new();
+    let m = request(gw.admin, "GET", "/metrics", &[], metrics).await.unwrap().text();
+    assert!(m.contains("tollgate_quota_store_errors_total 1"), "{m}");
+}
