@@ -58,6 +58,16 @@ impl RedisCounters {
         }
     }
 
+    /// The underlying client, for other shared state kept in the same Redis.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The per-command timeout this handle was built with.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Add one to `key` for the window ending at `end_ms`; returns the new count.
     pub async fn incr(&self, key: &str, end_ms: u64) -> Result<u64, RedisError> {
         let call = self

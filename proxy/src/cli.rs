@@ -78,6 +78,10 @@ pub struct RunOpts {
     /// unset keeps it in memory (one node).
     #[arg(long, env = "TOLLGATE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Without Redis, where keys created or revoked through the admin API are kept
+    /// (default: `<config file>.keys.json`).
+    #[arg(long, env = "TOLLGATE_KEY_STORE_FILE")]
+    pub key_store_file: Option<PathBuf>,
     /// Longest wait for a Redis answer on the request path, in milliseconds.
     #[arg(long, env = "TOLLGATE_REDIS_TIMEOUT_MS", default_value_t = 250)]
     pub redis_timeout_ms: u64,

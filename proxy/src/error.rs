@@ -120,6 +120,20 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "invalid_request_error", code, message)
     }
 
+    pub fn not_found_named(what: &str, name: &str) -> Self {
+        let shown: String = name.chars().take(128).collect();
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            format!("No {what} named `{shown}`."),
+        )
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "invalid_request_error", code, message)
+    }
+
     pub fn rate_limited(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", code, message)
     }

@@ -12,6 +12,7 @@ pub mod context;
 pub mod error;
 pub mod gateway;
 pub mod json_spans;
+pub mod keys;
 pub mod pipeline;
 pub mod quota;
 pub mod reload;

@@ -198,31 +198,14 @@ fn refusal(consumer: &Consumer, quota: &Quota, who: &str, state: QuotaState) -> 
     Refusal { error, headers }
 }
 
-/// Start a Redis client on its own runtime thread (kept for the life of the process) and wait
+/// Connect a Redis client on `rt` (a runtime that lives as long as the process) and wait
 /// briefly for the first connection. An unreachable Redis is logged, not fatal.
-pub fn start_redis(url: &str, timeout: Duration) -> anyhow::Result<RedisCounters> {
+pub fn start_redis(url: &str, timeout: Duration, rt: &tokio::runtime::Handle) -> anyhow::Result<RedisCounters> {
     let counters = RedisCounters::new(url, timeout)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("tollgate-redis")
-        .enable_all()
-        .build()?;
-    let (tx, rx) = std::sync::mpsc::channel();
     let c = counters.clone();
-    std::thread::Builder::new()
-        .name("tollgate-redis-owner".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let _ = tx.send(c.connect(Duration::from_secs(2)).await);
-                std::future::pending::<()>().await;
-            });
-        })?;
-    match rx.recv() {
-        Ok(Ok(())) => tracing::info!("quota store: connected to redis"),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "quota store: redis not reachable at start; retrying in the background")
-        }
-        Err(_) => anyhow::bail!("the redis thread stopped"),
+    match rt.block_on(async move { c.connect(Duration::from_secs(2)).await }) {
+        Ok(()) => tracing::info!("connected to redis"),
+        Err(e) => tracing::error!(error = %e, "redis not reachable at start; retrying in the background"),
     }
     Ok(counters)
 }

@@ -15,6 +15,7 @@ use crate::admin::AdminApp;
 use crate::cli::RunOpts;
 use crate::config::{self, SnapshotCell};
 use crate::gateway::{Gateway, GatewayState};
+use crate::keys::{self, KeyBackend, KeyRegistry};
 use crate::quota::{self, Backend, QuotaStore};
 use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
@@ -46,11 +47,30 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     server.bootstrap();
 
     let access_log = AccessLog::start(opts.log_format).context("starting the access-log writer")?;
-    let backend = match &opts.redis_url {
-        Some(url) => Backend::Redis(quota::start_redis(url, Duration::from_millis(opts.redis_timeout_ms))?),
-        None => Backend::Local(LocalCounters::new()),
+    let shared_rt = shared_state_runtime()?;
+    let redis_timeout = Duration::from_millis(opts.redis_timeout_ms);
+    let redis = match &opts.redis_url {
+        Some(url) => Some(quota::start_redis(url, redis_timeout, &shared_rt)?),
+        None => None,
+    };
+    let (backend, key_backend) = match &redis {
+        Some(r) => (
+            Backend::Redis(r.clone()),
+            KeyBackend::Redis {
+                client: r.client().clone(),
+                timeout: redis_timeout,
+            },
+        ),
+        None => (
+            Backend::Local(LocalCounters::new()),
+            KeyBackend::File(key_store_file(&opts)),
+        ),
     };
     let quotas = QuotaStore::new(backend, Arc::new(SystemClock));
+    let keys = Arc::new(shared_rt.block_on(KeyRegistry::open(key_backend, Arc::new(SystemClock)))?);
+    if redis.is_some() {
+        shared_rt.spawn(keys::poll_forever(keys.clone()));
+    }
     let connector = Connector::new(Some(ConnectorOptions::new(opts.upstream_pool_size)));
     let state = Arc::new(GatewayState {
         snapshot: cell.clone(),
@@ -58,6 +78,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         access_log: access_log.clone(),
         quotas,
+        keys: keys.clone(),
         max_body_bytes: opts.max_body_bytes,
         upstream: UpstreamOptions {
             connect_timeout: Duration::from_millis(opts.upstream_connect_timeout_ms),
@@ -77,6 +98,8 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             snapshot: cell,
             reloader: reloader.clone(),
             metrics,
+            keys,
+            audit: access_log.clone(),
         },
     );
     admin.threads = Some(1);
@@ -89,4 +112,30 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     server.run(RunArgs::default());
     access_log.flush();
     Ok(())
+}
+
+/// A runtime for process-wide shared state (Redis connections, the key poller), on its own
+/// thread for the life of the process; the gateway's worker runtimes only send it requests.
+fn shared_state_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("tollgate-shared")
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("tollgate-shared-owner".into())
+        .spawn(move || {
+            rt.block_on(std::future::pending::<()>());
+        })?;
+    Ok(handle)
+}
+
+/// Where run-time key changes are kept without Redis: `--key-store-file`, or beside the config.
+fn key_store_file(opts: &RunOpts) -> std::path::PathBuf {
+    opts.key_store_file.clone().unwrap_or_else(|| {
+        let mut name = opts.config.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".keys.json");
+        opts.config.with_file_name(name)
+    })
 }

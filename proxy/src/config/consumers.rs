@@ -176,15 +176,15 @@ pub struct KeyEntry {
 pub struct Consumers {
     pub by_hash: HashMap<KeyHash, KeyEntry>,
     pub list: Vec<Arc<Consumer>>,
+    pub by_name: HashMap<String, Arc<Consumer>>,
 }
 
 impl Consumers {
-    /// The key entry for a presented key, if any (hash lookup, then constant-time check).
-    pub fn lookup(&self, presented: &[u8]) -> Option<&KeyEntry> {
-        let hash = hash_key(presented);
+    /// The config key entry with this hash, if any (map lookup, then constant-time check).
+    pub fn lookup_hash(&self, hash: &KeyHash) -> Option<&KeyEntry> {
         self.by_hash
-            .get(&hash)
-            .filter(|e| crate::secret::constant_time_eq(&e.hash, &hash))
+            .get(hash)
+            .filter(|e| crate::secret::constant_time_eq(&e.hash, hash))
     }
 }
 
@@ -523,6 +523,7 @@ pub fn compile(
                 Err(e) => problems.push(format!("{}: consumers[{i}].keys[{j}].hash: {e}", line(k.hash.span()))),
             }
         }
+        out.by_name.insert(consumer.name.clone(), consumer.clone());
         out.list.push(consumer);
     }
     Some(out)

@@ -7,10 +7,10 @@ use http::StatusCode;
 use pingora::proxy::Session;
 
 use super::{relay, respond, GatewayState};
-use crate::config::consumers::KeyEntry;
 use crate::config::{Route, Snapshot};
 use crate::context::{Caller, ModelStage, RequestCtx};
 use crate::error::ApiError;
+use crate::pipeline::auth::Identified;
 use crate::pipeline::body::{self, Edit, RequestView};
 use crate::pipeline::endpoint::{classify, Endpoint};
 use crate::pipeline::route::attempt_order;
@@ -40,7 +40,7 @@ pub async fn serve(state: &GatewayState, session: &mut Session, ctx: &mut Reques
     let caller = if matches!(endpoint, Endpoint::Health | Endpoint::Ready) {
         None
     } else {
-        match identify(&snapshot, endpoint, session, ctx) {
+        match identify(state, &snapshot, endpoint, session, ctx) {
             Ok(c) => c,
             Err(err) => {
                 discard_body(session).await;
@@ -62,27 +62,27 @@ pub async fn serve(state: &GatewayState, session: &mut Session, ctx: &mut Reques
             respond::json(session, ctx, StatusCode::OK, body).await
         }
         Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => {
-            proxy(state, &snapshot, caller, endpoint, session, ctx).await
+            proxy(state, &snapshot, caller.as_ref(), endpoint, session, ctx).await
         }
     }
 }
 
 /// Check the caller's key and its right to call `endpoint`; records the caller in `ctx`.
-fn identify<'a>(
-    snapshot: &'a Snapshot,
+fn identify(
+    state: &GatewayState,
+    snapshot: &Snapshot,
     endpoint: Endpoint,
     session: &Session,
     ctx: &mut RequestCtx,
-) -> Result<Option<&'a KeyEntry>, ApiError> {
-    let entry = auth::authenticate(snapshot.consumers.as_ref(), &session.req_header().headers).inspect_err(|_| {
-        ctx.caller = Caller::Unidentified;
-    })?;
+) -> Result<Option<Identified>, ApiError> {
+    let entry = auth::authenticate(snapshot.consumers.as_ref(), &state.keys, &session.req_header().headers)
+        .inspect_err(|_| ctx.caller = Caller::Unidentified)?;
     let Some(entry) = entry else { return Ok(None) };
     ctx.caller = Caller::Consumer {
         consumer: entry.consumer.clone(),
         key_id: entry.key_id.clone(),
     };
-    auth::authorize_endpoint(entry, endpoint)?;
+    auth::authorize_endpoint(&entry, endpoint)?;
     Ok(Some(entry))
 }
 
@@ -100,7 +100,7 @@ fn request_id(given: Option<&http::HeaderValue>) -> String {
 async fn proxy(
     state: &GatewayState,
     snapshot: &Snapshot,
-    caller: Option<&KeyEntry>,
+    caller: Option<&Identified>,
     endpoint: Endpoint,
     session: &mut Session,
     ctx: &mut RequestCtx,

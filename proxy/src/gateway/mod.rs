@@ -30,6 +30,7 @@ pub struct GatewayState {
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     pub quotas: crate::quota::QuotaStore,
+    pub keys: Arc<crate::keys::KeyRegistry>,
     pub max_body_bytes: usize,
     pub upstream: UpstreamOptions,
 }

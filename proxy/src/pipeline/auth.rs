@@ -4,11 +4,21 @@
 //! or unknown key is a 401 whose message never echoes the key; a known key used for an endpoint
 //! or model its consumer may not use is a 403.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 
 use super::endpoint::Endpoint;
-use crate::config::consumers::{Consumers, KeyEntry};
+use crate::config::consumers::{hash_key, Consumer, Consumers};
 use crate::error::ApiError;
+use crate::keys::{KeyRegistry, Verdict};
+
+/// A caller whose key checked out.
+#[derive(Debug, Clone)]
+pub struct Identified {
+    pub consumer: Arc<Consumer>,
+    pub key_id: String,
+}
 
 /// The key the client presented, if any.
 pub fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
@@ -33,24 +43,49 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// The key entry of the caller; `Ok(None)` when the gateway has no consumers (open API).
-pub fn authenticate<'a>(
-    consumers: Option<&'a Consumers>,
+///
+/// Keys managed at run time (the registry) are checked first: a revocation there also covers a
+/// key written in the config file.
+pub fn authenticate(
+    consumers: Option<&Consumers>,
+    registry: &KeyRegistry,
     headers: &HeaderMap,
-) -> Result<Option<&'a KeyEntry>, ApiError> {
+) -> Result<Option<Identified>, ApiError> {
     let Some(consumers) = consumers else { return Ok(None) };
     let Some(key) = presented_key(headers) else {
         return Err(ApiError::unauthorized(
             "You didn't provide an API key. Send it as `Authorization: Bearer <key>`, `x-api-key` or `api-key`.",
         ));
     };
-    consumers
-        .lookup(key)
-        .map(Some)
-        .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided, or the key was revoked."))
+    let refused = || ApiError::unauthorized("Incorrect API key provided, or the key was revoked or expired.");
+    let hash = hash_key(key);
+    let table = registry.table();
+    match registry.check(&table, &hash) {
+        Verdict::Refused => Err(refused()),
+        Verdict::Valid { consumer, id } => consumers
+            .by_name
+            .get(consumer)
+            .map(|c| {
+                Some(Identified {
+                    consumer: c.clone(),
+                    key_id: id.to_string(),
+                })
+            })
+            .ok_or_else(refused),
+        Verdict::Unknown => consumers
+            .lookup_hash(&hash)
+            .map(|e| {
+                Some(Identified {
+                    consumer: e.consumer.clone(),
+                    key_id: e.key_id.clone(),
+                })
+            })
+            .ok_or_else(refused),
+    }
 }
 
 /// Whether the caller's consumer may call `endpoint`.
-pub fn authorize_endpoint(entry: &KeyEntry, endpoint: Endpoint) -> Result<(), ApiError> {
+pub fn authorize_endpoint(entry: &Identified, endpoint: Endpoint) -> Result<(), ApiError> {
     if entry.consumer.may_call(endpoint) {
         Ok(())
     } else {
@@ -62,7 +97,7 @@ pub fn authorize_endpoint(entry: &KeyEntry, endpoint: Endpoint) -> Result<(), Ap
 }
 
 /// Whether the caller's consumer may use `model`.
-pub fn authorize_model(entry: &KeyEntry, model: &str) -> Result<(), ApiError> {
+pub fn authorize_model(entry: &Identified, model: &str) -> Result<(), ApiError> {
     if entry.consumer.may_use_model(model) {
         Ok(())
     } else {

@@ -58,6 +58,28 @@ impl AccessLog {
         flush(&self.shared, &mut Vec::new());
     }
 
+    /// The audit line of an admin action: who (the admin token's holder, from `peer`), what,
+    /// when, and the result. Never a key.
+    pub fn admin_action(&self, peer: &str, a: &crate::admin::keys::AdminAudit) {
+        let mut line = Vec::with_capacity(256);
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp(&mut line);
+        line.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"admin_audit\",\"who\":\"admin-token\",\"peer\":");
+        json_str(&mut line, peer);
+        line.extend_from_slice(b",\"action\":");
+        json_str(&mut line, a.action);
+        line.extend_from_slice(b",\"consumer\":");
+        json_str(&mut line, &a.consumer);
+        line.extend_from_slice(b",\"key_id\":");
+        json_str(&mut line, &a.key_id);
+        line.extend_from_slice(b",\"result\":");
+        json_str(&mut line, &a.result);
+        line.extend_from_slice(b",\"target\":\"tollgate::audit\"}\n");
+        if let Ok(mut buf) = self.shared.buf.lock() {
+            buf.extend_from_slice(&line);
+        }
+    }
+
     /// Record a finished request: the line, and the request metrics.
     pub fn record(&self, ctx: &RequestCtx, metrics: &Metrics) {
         let latency = ctx.started.elapsed();

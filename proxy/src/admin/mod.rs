@@ -1,5 +1,8 @@
 //! The admin listener (its own address, never the public one): `/metrics` for Prometheus,
-//! `POST /admin/reload` (bearer admin token) and `/healthz`.
+//! `/healthz`, and behind the bearer admin token `POST /admin/reload` and the key management
+//! API of [`keys`]. Every authenticated admin action writes an audit line.
+
+pub mod keys;
 
 use std::sync::Arc;
 
@@ -10,16 +13,20 @@ use pingora::protocols::http::ServerSession;
 
 use crate::config::SnapshotCell;
 use crate::error::ApiError;
+use crate::keys::KeyRegistry;
 use crate::reload::Reloader;
+use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
 
 pub struct AdminApp {
     pub snapshot: Arc<SnapshotCell>,
     pub reloader: Arc<Reloader>,
     pub metrics: Arc<Metrics>,
+    pub keys: Arc<KeyRegistry>,
+    pub audit: AccessLog,
 }
 
-fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+pub(crate) fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
     if let Ok(v) = http::HeaderValue::from_str(content_type) {
@@ -28,7 +35,7 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
     r
 }
 
-fn error(e: ApiError) -> Response<Vec<u8>> {
+pub(crate) fn error(e: ApiError) -> Response<Vec<u8>> {
     reply(e.status, "application/json", e.body().to_vec())
 }
 
@@ -50,6 +57,18 @@ impl AdminApp {
             Err(ApiError::unauthorized("Missing or wrong admin token."))
         }
     }
+}
+
+/// The request body (admin requests are small; capped at 64 KiB).
+async fn read_body(session: &mut ServerSession) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = session.read_request_body().await {
+        if body.len() + chunk.len() > 64 * 1024 {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    body
 }
 
 #[async_trait]
@@ -76,6 +95,18 @@ impl ServeHttp for AdminApp {
                 }
             }
             (_, "/metrics" | "/healthz" | "/admin/reload") => error(ApiError::method_not_allowed(&method, &path)),
+            (_, p) if p.starts_with("/admin/consumers/") => {
+                if let Err(e) = self.authorized(session) {
+                    return error(e);
+                }
+                let body = read_body(session).await;
+                let peer = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
+                let (response, audit) = keys::handle(self, &method, &path, &body).await;
+                if let Some(a) = audit {
+                    self.audit.admin_action(&peer, &a);
+                }
+                response
+            }
             _ => error(ApiError::not_found(&path)),
         }
     }

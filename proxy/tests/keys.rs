@@ -1,0 +1,152 @@
+//! Key management without restart: the admin API creates, lists, rotates and revokes keys; with
+//! Redis every node sees a change, without it a state file keeps them across restarts.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use tollgate::config::consumers::{format_hash, hash_key};
+
+const CONFIG_KEY: &str = "tg-config-key-for-key-tests-01";
+const ADMIN: &str = "Bearer admin-token-for-tests";
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn config(mock: &str, consumer: &str) -> String {
+    format!(
+        "[admin]\ntoken = \"env:TEST_ADMIN_TOKEN\"\n\n{}[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n\n\
+         [[consumers]]\nname = \"{consumer}\"\nkeys = [{{ id = \"{consumer}-cfg\", hash = \"{}\" }}]\n",
+        provider("mock", mock),
+        format_hash(&hash_key(CONFIG_KEY.as_bytes())),
+    )
+}
+
+async fn admin(gw: &Gateway, method: &str, path: &str, body: &str) -> Resp {
+    let headers = [("authorization", ADMIN), ("content-type", "application/json")];
+    request(gw.admin, method, path, &headers, Bytes::from(body.to_string()))
+        .await
+        .unwrap()
+}
+
+async fn chat_with(gw: &Gateway, key: &str) -> u16 {
+    let auth = format!("Bearer {key}");
+    gw.post(
+        "/v1/chat/completions",
+        &[("authorization", &auth)],
+        r#"{"model":"m","messages":[]}"#,
+    )
+    .await
+    .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_created_rotated_and_revoked_without_redis_survive_a_restart() {
+    let mock = start_mock("m").await;
+    let consumer = "dept-k";
+    let gw = Gateway::start(&config(&mock.base_url(), consumer)).await;
+    let base = format!("/admin/consumers/{consumer}/keys");
+
+    let r = request(gw.admin, "POST", &base, &[], Bytes::new()).await.unwrap();
+    assert_eq!(r.status, 401, "the key API needs the admin token");
+
+    let created = admin(&gw, "POST", &base, r#"{"id":"k-api-1"}"#).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let key1 = created.json()["key"].as_str().unwrap().to_string();
+    assert_eq!(chat_with(&gw, &key1).await, 200, "a new key works at once");
+    assert_eq!(admin(&gw, "POST", &base, r#"{"id":"k-api-1"}"#).await.status, 409);
+
+    let listed = admin(&gw, "GET", &base, "").await;
+    let text = listed.text();
+    assert!(
+        text.contains("k-api-1") && text.contains(&format!("{consumer}-cfg")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&key1) && !text.contains("sha256:"),
+        "a listing showed key material: {text}"
+    );
+
+    let rotated = admin(&gw, "POST", &format!("{base}/k-api-1/rotate"), r#"{"id":"k-api-2"}"#).await;
+    assert_eq!(rotated.status, 201, "{}", rotated.text());
+    let key2 = rotated.json()["key"].as_str().unwrap().to_string();
+    assert_eq!(chat_with(&gw, &key2).await, 200);
+    assert_eq!(chat_with(&gw, &key1).await, 401, "the rotated-out key is revoked");
+
+    // A key written in the config file can be revoked too.
+    assert_eq!(chat_with(&gw, CONFIG_KEY).await, 200);
+    assert_eq!(
+        admin(&gw, "DELETE", &format!("{base}/{consumer}-cfg"), "").await.status,
+        200
+    );
+    assert_eq!(chat_with(&gw, CONFIG_KEY).await, 401);
+    assert_eq!(
+        admin(&gw, "DELETE", &format!("{base}/no-such-key"), "").await.status,
+        404
+    );
+    assert_eq!(admin(&gw, "GET", "/admin/consumers/nobody/keys", "").await.status, 404);
+
+    // Audit lines for every admin action, never a key.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            gw.log().matches("\"message\":\"admin_audit\"").count() >= 5
+        })
+        .await
+    );
+    let log = gw.log();
+    assert!(log.contains("\"action\":\"key.rotate\""));
+    for secret in [key1.as_str(), key2.as_str(), CONFIG_KEY] {
+        assert!(!log.contains(secret), "a key reached the log");
+    }
+
+    // Restart on the same config: the state file next to it keeps every change.
+    let config_text = std::fs::read_to_string(&gw.config_path).unwrap();
+    let state = std::path::PathBuf::from(format!("{}.keys.json", gw.config_path.display()));
+    assert!(state.exists());
+    drop(gw);
+    let restarted = Gateway::start_with(&config_text, &["--key-store-file", state.to_str().unwrap()]).await;
+    assert_eq!(chat_with(&restarted, &key2).await, 200);
+    assert_eq!(chat_with(&restarted, &key1).await, 401);
+    assert_eq!(chat_with(&restarted, CONFIG_KEY).await, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_a_key_change_on_one_node_reaches_the_other() {
+    let mock = start_mock("m").await;
+    let consumer = unique("dept-r");
+    let cfg = config(&mock.base_url(), &consumer);
+    let redis = ["--redis-url", "redis://127.0.0.1:6379"];
+    let a = Gateway::start_with(&cfg, &redis).await;
+    let b = Gateway::start_with(&cfg, &redis).await;
+    let base = format!("/admin/consumers/{consumer}/keys");
+
+    let id = unique("k");
+    let created = admin(&a, "POST", &base, &format!(r#"{{"id":"{id}"}}"#)).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let key = created.json()["key"].as_str().unwrap().to_string();
+    assert!(
+        eventually(Duration::from_secs(2), || async { chat_with(&b, &key).await == 200 }).await,
+        "node B never saw the new key"
+    );
+
+    assert_eq!(admin(&a, "DELETE", &format!("{base}/{id}"), "").await.status, 200);
+    assert!(
+        eventually(Duration::from_secs(2), || async { chat_with(&b, &key).await == 401 }).await,
+        "node B still accepts a revoked key"
+    );
+    assert_eq!(chat_with(&a, &key).await, 401);
+
+    // A node started later loads the current state.
+    let c = Gateway::start_with(&cfg, &redis).await;
+    assert_eq!(chat_with(&c, &key).await, 401);
+    assert_eq!(chat_with(&c, CONFIG_KEY).await, 200);
+}
