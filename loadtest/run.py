@@ -14,6 +14,7 @@ Usage: python3 loadtest/run.py [--duration 10] [--connections 32] [--rate 1000] 
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -33,6 +34,15 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def redis_answers():
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def wait_http(url, timeout=20):
@@ -63,11 +73,13 @@ def nginx_pids(master):
     return [master] + [int(p) for p in out.split()]
 
 
-def oha(url, body, duration, connections, rate=None):
+def oha(url, body, duration, connections, rate=None, headers=()):
     cmd = [
         "oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(connections),
         "-m", "POST", "-H", "content-type: application/json", "-d", body,
     ]
+    for h in headers:
+        cmd += ["-H", h]
     if rate:
         cmd += ["-q", str(rate)]
     cmd.append(url)
@@ -134,8 +146,54 @@ def main():
         procs.append(gw)
         wait_http(f"http://127.0.0.1:{gw_port}/healthz")
 
-        targets = [("direct (mock)", f"http://127.0.0.1:{mock_port}", lambda: [])]
-        targets.append(("tollgate", f"http://127.0.0.1:{gw_port}", lambda: [gw.pid]))
+        targets = [("direct (mock)", f"http://127.0.0.1:{mock_port}", lambda: [], ())]
+        targets.append(("tollgate", f"http://127.0.0.1:{gw_port}", lambda: [gw.pid], ()))
+
+        # The same gateway with a consumer: key check, model allow-list, parameter rules and a
+        # per-user daily quota (high enough never to refuse), counted in memory, then in Redis.
+        key = "tg-loadtest-key-0000000000000000000000000001"
+        key_hash = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+        auth_config = os.path.join(work, "tollgate-auth.toml")
+        with open(config) as f:
+            base_config = f.read()
+        with open(auth_config, "w") as f:
+            f.write(base_config + f"""
+[[consumers]]
+name = "load"
+keys = [{{ id = "load-1", hash = "{key_hash}" }}]
+models = ["gpt-4o*"]
+[consumers.params]
+defaults = {{ temperature = 0.7 }}
+bounds = {{ max_tokens = [1, 4096] }}
+[[consumers.quotas]]
+name = "daily-per-user"
+limit = 1000000000
+per = "day"
+by = "user"
+""")
+        auth_headers = (f"authorization: Bearer {key}",)
+        redis_prefix = f"load-{os.getpid()}-{int(time.time())}"
+        for label, extra in (("tollgate + auth + quotas (memory)", []),
+                             ("tollgate + auth + quotas (redis)", ["--redis-url", "redis://127.0.0.1:6379"])):
+            if extra and not redis_answers():
+                print(f"(skipping '{label}': no redis on 127.0.0.1:6379)")
+                continue
+            port, aport = free_port(), free_port()
+            cfg = auth_config
+            if extra:
+                cfg = os.path.join(work, "tollgate-auth-redis.toml")
+                with open(auth_config) as f:
+                    text = f.read().replace('name = "load"', f'name = "{redis_prefix}"')
+                with open(cfg, "w") as f:
+                    f.write(text)
+            p = start([os.path.join(bin_dir, "tollgate"), "--config", cfg, "--listen", f"127.0.0.1:{port}",
+                       "--admin-listen", f"127.0.0.1:{aport}", "--threads", str(args.threads),
+                       "--config-poll-ms", "0", "--shutdown-grace-secs", "1",
+                       "--key-store-file", os.path.join(work, f"keys-{port}.json")] + extra,
+                      os.path.join(work, f"tollgate-{port}.log"), env)
+            procs.append(p)
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+            targets.append((label, f"http://127.0.0.1:{port}", (lambda p=p: [p.pid]), auth_headers))
         nginx = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
         if nginx:
             ng_port = free_port()
@@ -167,9 +225,9 @@ http {{
             ng = start([nginx, "-c", conf, "-p", work], os.path.join(work, "nginx.log"))
             procs.append(ng)
             wait_http(f"http://127.0.0.1:{ng_port}/v1/models")
-            targets.append(("nginx", f"http://127.0.0.1:{ng_port}", lambda: nginx_pids(ng.pid)))
+            targets.append(("nginx", f"http://127.0.0.1:{ng_port}", lambda: nginx_pids(ng.pid), ()))
 
-        chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello in three words."}]}
+        chat = {"model": "gpt-4o-mini", "user": "user-42", "messages": [{"role": "user", "content": "Say hello in three words."}]}
         bodies = {
             "json": json.dumps(chat),
             f"sse ({args.chunks} events, burst)": json.dumps(dict(chat, stream=True)),
@@ -180,10 +238,10 @@ http {{
             print(f"## {scenario}, full load")
             print(f"| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | ok/total |")
             print(f"|---|---|---|---|---|---|")
-            for name, base, pids in targets:
-                oha(base + "/v1/chat/completions", body, 2, args.connections)  # warm-up
+            for name, base, pids, hdrs in targets:
+                oha(base + "/v1/chat/completions", body, 2, args.connections, headers=hdrs)  # warm-up
                 before = cpu_seconds(pids())
-                s = summarize(oha(base + "/v1/chat/completions", body, args.duration, args.connections))
+                s = summarize(oha(base + "/v1/chat/completions", body, args.duration, args.connections, headers=hdrs))
                 used = cpu_seconds(pids()) - before
                 cpu = f"{used / s['total'] * 1e6:.1f}" if pids() and s["total"] else "-"
                 print(f"| {name} | {s['rps']:.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {cpu} | {s['ok']}/{s['total']} |")
@@ -193,9 +251,9 @@ http {{
         print("| target | p50 ms | p99 ms | added p50 ms | proxy CPU µs/req |")
         print("|---|---|---|---|---|")
         direct_p50 = None
-        for name, base, pids in targets:
+        for name, base, pids, hdrs in targets:
             before = cpu_seconds(pids())
-            s = summarize(oha(base + "/v1/chat/completions", bodies["json"], args.duration, 16, rate=args.rate))
+            s = summarize(oha(base + "/v1/chat/completions", bodies["json"], args.duration, 16, rate=args.rate, headers=hdrs))
             used = cpu_seconds(pids()) - before
             cpu = f"{used / s['total'] * 1e6:.1f}" if pids() and s["total"] else "-"
             if direct_p50 is None:
