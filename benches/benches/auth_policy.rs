@@ -23,11 +23,17 @@ fn key(c: usize, k: usize) -> String {
 
 #[expect(clippy::expect_used, reason = "a bench with a broken fixture must stop")]
 fn setup() -> (Snapshot, KeyRegistry) {
-    let mut text = String::from("[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n");
+    let mut text =
+        String::from("[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n");
     text.push_str("[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"p\" }]\n\n");
     for c in 0..CONSUMERS {
         let keys: Vec<String> = (0..KEYS_PER_CONSUMER)
-            .map(|k| format!("{{ id = \"c{c}-k{k}\", hash = \"{}\" }}", format_hash(&hash_key(key(c, k).as_bytes()))))
+            .map(|k| {
+                format!(
+                    "{{ id = \"c{c}-k{k}\", hash = \"{}\" }}",
+                    format_hash(&hash_key(key(c, k).as_bytes()))
+                )
+            })
             .collect();
         text.push_str(&format!(
             "[[consumers]]\nname = \"c{c}\"\nkeys = [{}]\nmodels = [\"gpt-4o*\", \"qwen-*\"]\nendpoints = [\"chat\", \"embeddings\"]\n\
@@ -41,25 +47,44 @@ fn setup() -> (Snapshot, KeyRegistry) {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let registry = rt
-        .block_on(KeyRegistry::open(KeyBackend::File(dir.join("keys.json")), Arc::new(tollgate_limits::SystemClock)))
+        .block_on(KeyRegistry::open(
+            KeyBackend::File(dir.join("keys.json")),
+            Arc::new(tollgate_limits::SystemClock),
+        ))
         .expect("registry");
     (snapshot, registry)
 }
 
 fn tollgate_path(snapshot: &Snapshot, registry: &KeyRegistry, headers: &http::HeaderMap, raw: &[u8]) -> usize {
-    let Ok(Some(id)) = auth::authenticate(snapshot.consumers.as_ref(), registry, headers) else { return 0 };
-    if auth::authorize_endpoint(&id, Endpoint::ChatCompletions).is_err() || auth::authorize_model(&id, "gpt-4o-mini").is_err() {
+    let Ok(Some(id)) = auth::authenticate(snapshot.consumers.as_ref(), registry, headers) else {
+        return 0;
+    };
+    if auth::authorize_endpoint(&id, Endpoint::ChatCompletions).is_err()
+        || auth::authorize_model(&id, "gpt-4o-mini").is_err()
+    {
         return 0;
     }
-    params::apply(raw, &id.consumer.params.for_model("gpt-4o-mini")).map(|e| e.len()).unwrap_or(0)
+    params::apply(raw, &id.consumer.params.for_model("gpt-4o-mini"))
+        .map(|e| e.len())
+        .unwrap_or(0)
 }
 
 fn naive_path(snapshot: &Snapshot, headers: &http::HeaderMap, raw: &[u8]) -> usize {
-    let Some(presented) = auth::presented_key(headers) else { return 0 };
+    let Some(presented) = auth::presented_key(headers) else {
+        return 0;
+    };
     let hash = hash_key(presented);
     let Some(consumers) = &snapshot.consumers else { return 0 };
-    let Some(entry) = consumers.by_hash.values().find(|e| tollgate::secret::constant_time_eq(&e.hash, &hash)) else { return 0 };
-    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(raw) else { return 0 };
+    let Some(entry) = consumers
+        .by_hash
+        .values()
+        .find(|e| tollgate::secret::constant_time_eq(&e.hash, &hash))
+    else {
+        return 0;
+    };
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(raw) else {
+        return 0;
+    };
     let Some(obj) = v.as_object_mut() else { return 0 };
     if obj.contains_key("logit_bias") {
         return 0;
@@ -76,7 +101,10 @@ fn bench(c: &mut Criterion) {
     let (snapshot, registry) = setup();
     let mut headers = http::HeaderMap::new();
     let auth_value = format!("Bearer {}", key(CONSUMERS - 1, KEYS_PER_CONSUMER - 1));
-    headers.insert(http::header::AUTHORIZATION, auth_value.parse().unwrap_or(http::HeaderValue::from_static("x")));
+    headers.insert(
+        http::header::AUTHORIZATION,
+        auth_value.parse().unwrap_or(http::HeaderValue::from_static("x")),
+    );
     let mut raw = chat_body(4, 500);
     // a temperature to clamp
     raw.splice(1..1, br#""temperature":1.7,"#.iter().copied());
@@ -88,10 +116,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("tollgate/{}_keys", CONSUMERS * KEYS_PER_CONSUMER), |b| {
         b.iter(|| black_box(tollgate_path(&snapshot, &registry, &headers, &raw)))
     });
-    g.bench_function(format!("naive_scan_and_value_tree/{}_keys", CONSUMERS * KEYS_PER_CONSUMER), |b| {
-        b.iter(|| black_box(naive_path(&snapshot, &headers, &raw)))
+    g.bench_function(
+        format!("naive_scan_and_value_tree/{}_keys", CONSUMERS * KEYS_PER_CONSUMER),
+        |b| b.iter(|| black_box(naive_path(&snapshot, &headers, &raw))),
+    );
+    g.bench_function("sha256_of_the_key_alone", |b| {
+        b.iter(|| black_box(hash_key(auth_value.as_bytes())))
     });
-    g.bench_function("sha256_of_the_key_alone", |b| b.iter(|| black_box(hash_key(auth_value.as_bytes()))));
     g.finish();
 }
 

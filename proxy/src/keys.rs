@@ -208,32 +208,12 @@ impl KeyRegistry {
         let KeyBackend::Redis { client, timeout } = &self.backend else {
             return Ok(false);
         };
-        let version: Option<i64> = tokio::time::timeout(
-            *timeout * 4,
-            client.eval::<Option<i64>, _, _, _>(
-                "return redis.call('GET', KEYS[1])",
-                vec![VERSION_KEY.to_string()],
-                Vec::<String>::new(),
-            ),
-        )
-        .await
-        .map_err(|_| KeyStoreError::Redis("timed out".into()))?
-        .map_err(|e| KeyStoreError::Redis(e.to_string()))?;
+        let version: Option<i64> = eval(client, *timeout, "return redis.call('GET', KEYS[1])", VERSION_KEY).await?;
         let version = version.unwrap_or(0);
         if version == self.version.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(false);
         }
-        let flat: Vec<String> = tokio::time::timeout(
-            *timeout * 4,
-            client.eval::<Vec<String>, _, _, _>(
-                "return redis.call('HGETALL', KEYS[1])",
-                vec![TABLE_KEY.to_string()],
-                Vec::<String>::new(),
-            ),
-        )
-        .await
-        .map_err(|_| KeyStoreError::Redis("timed out".into()))?
-        .map_err(|e| KeyStoreError::Redis(e.to_string()))?;
+        let flat: Vec<String> = eval(client, *timeout, "return redis.call('HGETALL', KEYS[1])", TABLE_KEY).await?;
         let records = flat
             .chunks(2)
             .filter_map(|pair| pair.get(1))
@@ -247,6 +227,20 @@ impl KeyRegistry {
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
+}
+
+/// Run a read-only script on one key, within a few command timeouts.
+async fn eval<R: fred::types::FromValue>(
+    client: &Client,
+    timeout: Duration,
+    script: &str,
+    key: &str,
+) -> Result<R, KeyStoreError> {
+    let call = client.eval::<R, _, _, _>(script.to_string(), vec![key.to_string()], Vec::<String>::new());
+    tokio::time::timeout(timeout * 4, call)
+        .await
+        .map_err(|_| KeyStoreError::Redis("timed out".into()))?
+        .map_err(|e| KeyStoreError::Redis(e.to_string()))
 }
 
 /// A new key and its record for `consumer`.

@@ -295,25 +295,7 @@ async fn audit_lines_carry_identity_and_decision_and_never_a_key() {
     )
     .await;
 
-    let audit = |id: &str| {
-        let id = id.to_string();
-        let gw = &gw;
-        async move {
-            for _ in 0..100 {
-                let line = gw
-                    .log()
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                    .find(|v| v["message"] == "audit" && v["request_id"] == id.as_str());
-                if let Some(l) = line {
-                    return l;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            panic!("no audit line for {id}");
-        }
-    };
-    let ok = audit("req-audit-ok").await;
+    let ok = gw.log_line("audit", "req-audit-ok").await;
     assert_eq!(ok["consumer"], "dept-a");
     assert_eq!(ok["key_id"], "a-1");
     assert_eq!(ok["user"], "alice");
@@ -321,13 +303,13 @@ async fn audit_lines_carry_identity_and_decision_and_never_a_key() {
     assert_eq!(ok["decision"], "allowed");
     assert!(ok["total_tokens"].as_u64().unwrap() > 0);
     assert!(ok.get("request_body").is_none());
-    let denied = audit("req-audit-denied").await;
+    let denied = gw.log_line("audit", "req-audit-denied").await;
     assert_eq!(denied["decision"], "denied");
     assert_eq!(denied["reason"], "model_not_allowed");
-    let unknown = audit("req-audit-401").await;
+    let unknown = gw.log_line("audit", "req-audit-401").await;
     assert_eq!(unknown["consumer"], serde_json::Value::Null);
     assert_eq!(unknown["reason"], "invalid_api_key");
-    let logged = audit("req-audit-prompt").await;
+    let logged = gw.log_line("audit", "req-audit-prompt").await;
     assert!(logged["request_body"].as_str().unwrap().contains("logged on purpose"));
 
     let log = gw.log();

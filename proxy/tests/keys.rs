@@ -14,14 +14,6 @@ use tollgate::config::consumers::{format_hash, hash_key};
 const CONFIG_KEY: &str = "tg-config-key-for-key-tests-01";
 const ADMIN: &str = "Bearer admin-token-for-tests";
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
 fn config(mock: &str, consumer: &str) -> String {
     format!(
         "[admin]\ntoken = \"env:TEST_ADMIN_TOKEN\"\n\n{}[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n\n\

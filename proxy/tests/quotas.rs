@@ -10,15 +10,6 @@ use tollgate::config::consumers::{format_hash, hash_key};
 
 const KEY: &str = "tg-quota-test-key-0001";
 
-/// A consumer name no earlier run used: counters in Redis outlive a test run.
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
 fn config(mock: &str, consumer: &str, quota: &str) -> String {
     format!(
         "{}[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n\n\

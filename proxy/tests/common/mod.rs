@@ -32,6 +32,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A name no earlier run used (state in Redis outlives a test run).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
 /// A fresh directory for one test's files.
 pub fn temp_dir() -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -187,13 +196,23 @@ impl Gateway {
 
     /// The access line of a request id, waiting briefly for it to be written.
     pub async fn access_line(&self, request_id: &str) -> serde_json::Value {
+        self.log_line("access", request_id).await
+    }
+
+    /// The log line with this `message` for a request id, waiting briefly for it to be written.
+    pub async fn log_line(&self, message: &str, request_id: &str) -> serde_json::Value {
         for _ in 0..100 {
-            if let Some(v) = self.access_lines().into_iter().find(|v| v["request_id"] == request_id) {
+            let found = self
+                .log()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["message"] == message && v["request_id"] == request_id);
+            if let Some(v) = found {
                 return v;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("no access line for {request_id}; log:\n{}", self.log());
+        panic!("no {message} line for {request_id}; log:\n{}", self.log());
     }
 
     pub async fn chat(&self, body: &str) -> Resp {
