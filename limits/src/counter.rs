@@ -43,12 +43,16 @@ impl LocalCounters {
             shard.since_sweep = 0;
             shard.map.retain(|_, (end, _)| *end > now_ms);
         }
-        let entry = shard.map.entry(key.to_string()).or_insert((end_ms, 0));
-        if entry.0 <= now_ms || entry.0 != end_ms {
-            *entry = (end_ms, 0);
+        // Look up by `&str` first: the key is only allocated when it is new.
+        if let Some(entry) = shard.map.get_mut(key) {
+            if entry.0 <= now_ms || entry.0 != end_ms {
+                *entry = (end_ms, 0);
+            }
+            entry.1 += 1;
+            return entry.1;
         }
-        entry.1 += 1;
-        entry.1
+        shard.map.insert(key.to_string(), (end_ms, 1));
+        1
     }
 
     /// Keys held (for tests and metrics).

@@ -317,6 +317,11 @@ fn text_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
 /// `s` as a JSON string literal.
 fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f) {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for &b in s.as_bytes() {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
