@@ -58,7 +58,7 @@ pub enum Caller {
     /// Consumers are configured and the key was missing or unknown.
     Unidentified,
     /// A known key of a consumer.
-    Consumer { consumer: Arc<Consumer>, key_id: String },
+    Consumer { consumer: Arc<Consumer>, key_id: Arc<str> },
 }
 
 /// Everything known about one request.

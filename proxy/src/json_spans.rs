@@ -23,7 +23,7 @@ pub struct Member {
 /// Members of the object that starts at the first non-space byte of `text`, in order.
 /// `f` returns `false` to stop early. Returns the end offset of the object when it was walked
 /// to its closing brace (or where the walk stopped).
-pub fn for_each_member(text: &[u8], mut f: impl FnMut(&[u8], Member) -> bool) -> Result<usize, SpanError> {
+pub fn for_each_member<'a>(text: &'a [u8], mut f: impl FnMut(&'a [u8], Member) -> bool) -> Result<usize, SpanError> {
     let mut i = skip_ws(text, 0);
     if text.get(i) != Some(&b'{') {
         return Err(SpanError(i));

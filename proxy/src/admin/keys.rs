@@ -89,7 +89,7 @@ fn id_taken(app: &AdminApp, snapshot: &crate::config::Snapshot, id: &str) -> boo
     let in_config = snapshot
         .consumers
         .as_ref()
-        .is_some_and(|c| c.by_hash.values().any(|e| e.key_id == id));
+        .is_some_and(|c| c.by_hash.values().any(|e| &*e.key_id == id));
     in_config || app.keys.table().by_id(id).is_some()
 }
 
@@ -99,14 +99,14 @@ fn list(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &str) -> (
     if let Some(c) = &snapshot.consumers {
         for e in c.by_hash.values().filter(|e| e.consumer.name == consumer) {
             let revoked = table.by_hash.get(&e.hash).and_then(|r| r.revoked_ms);
-            data.push(serde_json::json!({"id": e.key_id, "source": "config", "revoked_at_ms": revoked}));
+            data.push(serde_json::json!({"id": &*e.key_id, "source": "config", "revoked_at_ms": revoked}));
         }
     }
     for r in table.records().filter(|r| r.consumer == consumer) {
         let from_config = snapshot
             .consumers
             .as_ref()
-            .is_some_and(|c| c.by_hash.values().any(|e| e.key_id == r.id));
+            .is_some_and(|c| c.by_hash.values().any(|e| *e.key_id == *r.id));
         if !from_config {
             data.push(serde_json::json!({
                 "id": r.id, "source": "api", "created_at_ms": r.created_ms,
@@ -175,7 +175,7 @@ async fn revoke(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &s
             let entry = snapshot.consumers.as_ref().and_then(|c| {
                 c.by_hash
                     .values()
-                    .find(|e| e.key_id == id && e.consumer.name == consumer)
+                    .find(|e| &*e.key_id == id && e.consumer.name == consumer)
             });
             let Some(entry) = entry else {
                 return Err(ApiError::not_found_named("key", id));
@@ -207,7 +207,7 @@ async fn rotate(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &s
         || snapshot.consumers.as_ref().is_some_and(|c| {
             c.by_hash
                 .values()
-                .any(|e| e.key_id == id && e.consumer.name == consumer)
+                .any(|e| &*e.key_id == id && e.consumer.name == consumer)
         });
     if !exists {
         return Err(ApiError::not_found_named("key", id));

@@ -167,7 +167,7 @@ impl Consumer {
 pub struct KeyEntry {
     pub consumer: Arc<Consumer>,
     /// The loggable name of the key.
-    pub key_id: String,
+    pub key_id: Arc<str>,
     pub hash: KeyHash,
 }
 
@@ -515,7 +515,7 @@ pub fn compile(
                         hash,
                         KeyEntry {
                             consumer: consumer.clone(),
-                            key_id: k.id.get_ref().clone(),
+                            key_id: Arc::from(k.id.get_ref().as_str()),
                             hash,
                         },
                     );

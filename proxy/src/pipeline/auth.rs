@@ -17,7 +17,7 @@ use crate::keys::{KeyRegistry, Verdict};
 #[derive(Debug, Clone)]
 pub struct Identified {
     pub consumer: Arc<Consumer>,
-    pub key_id: String,
+    pub key_id: Arc<str>,
 }
 
 /// The key the client presented, if any.
@@ -68,7 +68,7 @@ pub fn authenticate(
             .map(|c| {
                 Some(Identified {
                     consumer: c.clone(),
-                    key_id: id.to_string(),
+                    key_id: Arc::from(id),
                 })
             })
             .ok_or_else(refused),

@@ -35,7 +35,7 @@ pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiEr
         return Ok(Vec::new());
     }
     let mut edits = Vec::new();
-    let mut present: Vec<String> = Vec::new();
+    let mut present: Vec<Cow<'_, str>> = Vec::new();
     let mut refusal: Option<ApiError> = None;
     let walk = for_each_member(body, |raw_key, m| {
         let key = key_text(raw_key);
@@ -86,7 +86,7 @@ pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiEr
                 }
             }
         }
-        present.push(key.into_owned());
+        present.push(key);
         true
     });
     if let Some(e) = refusal {

@@ -83,13 +83,15 @@ impl AccessLog {
     /// Record a finished request: the line, and the request metrics.
     pub fn record(&self, ctx: &RequestCtx, metrics: &Metrics) {
         let latency = ctx.started.elapsed();
-        let mut line = Vec::with_capacity(512);
+        let mut stamp = Vec::with_capacity(32);
+        timestamp(&mut stamp);
+        let mut line = Vec::with_capacity(1024);
         match self.shared.format {
-            LogFormat::Json => json_line(&mut line, ctx, latency),
-            LogFormat::Text => text_line(&mut line, ctx, latency),
+            LogFormat::Json => json_line(&mut line, &stamp, ctx, latency),
+            LogFormat::Text => text_line(&mut line, &stamp, ctx, latency),
         }
         if !matches!(ctx.caller, Caller::Open) {
-            audit_line(&mut line, ctx);
+            audit_line(&mut line, &stamp, ctx);
         }
         let dropped = match self.shared.buf.lock() {
             Ok(mut buf) if buf.len() + line.len() <= MAX_BUFFERED => {
@@ -164,7 +166,7 @@ struct Fields<'a> {
 
 fn fields(ctx: &RequestCtx) -> Fields<'_> {
     let (consumer, key_id) = match &ctx.caller {
-        Caller::Consumer { consumer, key_id } => (consumer.name.as_str(), key_id.as_str()),
+        Caller::Consumer { consumer, key_id } => (consumer.name.as_str(), key_id.as_ref()),
         Caller::Open | Caller::Unidentified => ("", ""),
     };
     let (asked, used, provider) = match &ctx.model {
@@ -190,12 +192,12 @@ const MAX_LOGGED_PROMPT: usize = 16 * 1024;
 
 /// The audit line of an authenticated decision: who (consumer, key id, user; never the key),
 /// what (endpoint, model), the decision and why, and the tokens when known. Always JSON.
-fn audit_line(out: &mut Vec<u8>, ctx: &RequestCtx) {
+fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
     use std::io::Write as _;
     let f = fields(ctx);
     let denied = ctx.outcome == Outcome::Refused && ctx.status < 500;
     out.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(out);
+    out.extend_from_slice(stamp);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"audit\",\"request_id\":");
     json_str(out, &ctx.request_id);
     out.extend_from_slice(b",\"consumer\":");
@@ -238,12 +240,12 @@ fn audit_line(out: &mut Vec<u8>, ctx: &RequestCtx) {
     out.extend_from_slice(b",\"target\":\"tollgate::audit\"}\n");
 }
 
-fn json_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
+fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duration) {
     use std::io::Write as _;
     let f = fields(ctx);
     let usage = ctx.usage.unwrap_or_default();
     out.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(out);
+    out.extend_from_slice(stamp);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"access\",\"request_id\":");
     json_str(out, &ctx.request_id);
     out.extend_from_slice(b",\"endpoint\":");
@@ -260,7 +262,7 @@ fn json_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
     json_str(out, f.provider);
     let _ = writeln!(
         out,
-        ",\"stream\":{},\"status\":{},\"error\":\"{}\",\"outcome\":\"{}\",\"attempts\":{},\"latency_ms\":{:.3},\"ttft_ms\":{:.3},\
+        ",\"stream\":{},\"status\":{},\"error\":\"{}\",\"outcome\":\"{}\",\"attempts\":{},\"latency_ms\":{},\"ttft_ms\":{},\
          \"prompt_tokens\":{},\"completion_tokens\":{},\"cached_tokens\":{},\"total_tokens\":{},\"usage_known\":{},\
          \"bytes_in\":{},\"bytes_out\":{},\"target\":\"tollgate::access\"}}",
         ctx.stream,
@@ -268,8 +270,8 @@ fn json_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
         ctx.error_code.unwrap_or(""),
         ctx.outcome.name(),
         ctx.attempts,
-        latency.as_secs_f64() * 1000.0,
-        ctx.ttft.map(|t| t.as_secs_f64() * 1000.0).unwrap_or(-1.0),
+        Ms(Some(latency)),
+        Ms(ctx.ttft),
         usage.prompt,
         usage.completion,
         usage.cached,
@@ -280,15 +282,15 @@ fn json_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
     );
 }
 
-fn text_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
+fn text_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duration) {
     use std::io::Write as _;
     let f = fields(ctx);
     let usage = ctx.usage.unwrap_or_default();
-    timestamp(out);
+    out.extend_from_slice(stamp);
     let _ = writeln!(
         out,
         "  INFO tollgate::access: access request_id={} consumer={:?} key_id={:?} endpoint={} model={:?} target_model={:?} provider={:?} stream={} \
-         status={} error={} outcome={} attempts={} latency_ms={:.3} ttft_ms={:.3} prompt_tokens={} completion_tokens={} \
+         status={} error={} outcome={} attempts={} latency_ms={} ttft_ms={} prompt_tokens={} completion_tokens={} \
          cached_tokens={} total_tokens={} usage_known={} bytes_in={} bytes_out={}",
         ctx.request_id,
         f.consumer,
@@ -302,8 +304,8 @@ fn text_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
         ctx.error_code.unwrap_or("-"),
         ctx.outcome.name(),
         ctx.attempts,
-        latency.as_secs_f64() * 1000.0,
-        ctx.ttft.map(|t| t.as_secs_f64() * 1000.0).unwrap_or(-1.0),
+        Ms(Some(latency)),
+        Ms(ctx.ttft),
         usage.prompt,
         usage.completion,
         usage.cached,
@@ -312,6 +314,21 @@ fn text_line(out: &mut Vec<u8>, ctx: &RequestCtx, latency: Duration) {
         ctx.bytes_in,
         ctx.bytes_out,
     );
+}
+
+/// A duration in milliseconds with three decimals (integer arithmetic), or `-1` when unknown.
+struct Ms(Option<Duration>);
+
+impl std::fmt::Display for Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("-1"),
+            Some(d) => {
+                let us = d.as_micros();
+                write!(f, "{}.{:03}", us / 1000, us % 1000)
+            }
+        }
+    }
 }
 
 /// `s` as a JSON string literal.
@@ -398,7 +415,12 @@ mod tests {
             cached: 1,
         });
         let mut out = Vec::new();
-        json_line(&mut out, &ctx, Duration::from_micros(1500));
+        json_line(
+            &mut out,
+            b"2026-01-01T00:00:00.000000Z",
+            &ctx,
+            Duration::from_micros(1500),
+        );
         assert_eq!(out.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "evil\"\n\u{1}model");
