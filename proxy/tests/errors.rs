@@ -260,3 +260,41 @@ async fn expect_100_continue_is_answered_before_the_body_is_sent() {
     assert!(first.starts_with("HTTP/1.1 413"), "{first}");
     assert!(first.contains("request_too_large"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_breaks_before_its_body_is_a_502_or_a_fallback() {
+    let mock = start_mock("m").await;
+    let gw = Gateway::start(&config(&mock.base_url(), None)).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-cut-after", "0")],
+            r#"{"model":"ok","stream":true,"messages":[]}"#,
+        )
+        .await;
+    assert_openai_error(&r, 502, "upstream_unreachable");
+
+    // With a second target, the client never notices.
+    let breaks = start_mock_with(tollgate_loadtest::mock::MockConfig {
+        name: "breaks".into(),
+        cut_after: Some(0),
+        ..Default::default()
+    })
+    .await;
+    let cfg = format!(
+        "{}{}[[models]]\nname = \"m\"\ntargets = [{{ provider = \"breaks\", weight = 1 }}, {{ provider = \"fine\", weight = 0 }}]\n",
+        provider("breaks", &breaks.base_url()),
+        provider("fine", &mock.base_url())
+    );
+    let gw = Gateway::start(&cfg).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-request-id", "req-broke")],
+            r#"{"model":"m","stream":true,"messages":[]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().ends_with("data: [DONE]\n\n"));
+    assert_eq!(gw.access_line("req-broke").await["attempts"], 2);
+}

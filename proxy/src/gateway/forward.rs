@@ -6,7 +6,8 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use pingora::proxy::Session;
 
-use super::{relay, respond, GatewayState};
+use super::relay::{self, Relayed};
+use super::{respond, GatewayState};
 use crate::config::{Route, Snapshot};
 use crate::context::{Caller, ModelStage, RequestCtx};
 use crate::error::ApiError;
@@ -306,9 +307,20 @@ async fn forward_with_fallback(
                     upstream::release(&state.connector, &peer, up, state.upstream.idle_timeout).await;
                     continue;
                 }
-                attempts.with_label_values(&[&target.provider.name, "answered"]).inc();
                 let strip = force_usage && view.stream;
-                return relay::relay(state, &peer, up, strip, session, ctx).await;
+                match relay::relay(state, &peer, up, strip, session, ctx).await? {
+                    Relayed::Done => {
+                        attempts.with_label_values(&[&target.provider.name, "answered"]).inc();
+                        return Ok(());
+                    }
+                    Relayed::BrokeBeforeBody(why) => {
+                        attempts
+                            .with_label_values(&[&target.provider.name, "broken_before_body"])
+                            .inc();
+                        tracing::warn!(request_id = %ctx.request_id, provider = %target.provider.name, error = %why, "upstream attempt failed");
+                        last_error = ApiError::bad_gateway(why);
+                    }
+                }
             }
         }
     }

@@ -120,6 +120,15 @@ impl BodySink {
     }
 }
 
+/// How a relay ended, when it did not fail with the client connection.
+pub enum Relayed {
+    /// The response went to the client (complete, or cut with an in-band error).
+    Done,
+    /// The upstream broke after its header and before any byte reached the client; the
+    /// caller may try the next target.
+    BrokeBeforeBody(String),
+}
+
 /// Poll a future once without waiting; `None` if it is not ready.
 fn poll_now<F: Future>(fut: F) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
@@ -137,7 +146,7 @@ pub async fn relay(
     strip_usage_event: bool,
     session: &mut Session,
     ctx: &mut RequestCtx,
-) -> pingora::Result<()> {
+) -> pingora::Result<Relayed> {
     let Some(up_header) = up.response_header() else {
         return Error::e_explain(ErrorType::InternalError, "response header missing after it was read");
     };
@@ -160,6 +169,13 @@ pub async fn relay(
         if ended {
             sink.finish(ctx);
         }
+        if let (Some(e), Some(_)) = (&failure, &header) {
+            // Nothing has reached the client yet: the attempt failed, another target may serve.
+            return Ok(Relayed::BrokeBeforeBody(format!(
+                "upstream failed before the body: {}",
+                e.etype().as_str()
+            )));
+        }
         let data = sink.take_out();
         if let Some(h) = header.take() {
             if ended {
@@ -167,13 +183,13 @@ pub async fn relay(
                 // with its length, header and body in one write.
                 send_whole(session, ctx, h, data).await?;
                 upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
-                return Ok(());
+                return Ok(Relayed::Done);
             }
             send_header(session, ctx, h).await?;
         }
         write(session, ctx, data).await?;
         if let Some(e) = failure {
-            return cut(session, ctx, is_sse, e).await;
+            return cut(session, ctx, is_sse, e).await.map(|()| Relayed::Done);
         }
         if ended {
             break;
@@ -184,7 +200,7 @@ pub async fn relay(
         return Err(e);
     }
     upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
-    Ok(())
+    Ok(Relayed::Done)
 }
 
 /// Wait for the next upstream chunk, then take every chunk already buffered behind it without
