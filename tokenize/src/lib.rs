@@ -1,10 +1,24 @@
 //! `tollgate-tokenize`: exact token counting for every model the gateway serves.
 //!
-//! The gateway must know a prompt's token count before forwarding it (to reserve against token
-//! limits and refuse over-budget requests early) and must count a stream's completion when a
-//! provider reports no usage. This crate will hold the count-first API (`count`, `count_chat`),
-//! the built-in OpenAI encodings and Hugging Face `tokenizer.json` loading, with a SIMD fast
-//! path whose counts equal the reference tokenizers'. It is a plain library: no HTTP, no Pingora.
+//! The gateway needs a prompt's token count before it forwards it (to reserve against token
+//! limits and refuse an over-budget request early) and a completion's count when a provider
+//! reports no usage. Counting must equal the model's real tokenizer, always.
 //!
-//! Empty until the tokenize issue lands; the gateway does not count tokens itself yet (it reads
-//! the usage providers report).
+//! - [`Tokenizer`]: OpenAI's `o200k_base` and `cl100k_base` built in (no download at run time),
+//!   and any Hugging Face `tokenizer.json` (Qwen, Llama, DeepSeek families) from a file.
+//! - [`chat`]: the chat template of each model family, so a list of messages is counted with
+//!   the tokens the template adds around them.
+//! - [`Registry`]: which tokenizer and template a model uses (configuration), with a clearly
+//!   named estimate for models nobody configured.
+//!
+//! A plain library: no HTTP, no Pingora. This first version counts through `bpe-openai` (GitHub's
+//! linear-time BPE, exact for the OpenAI encodings) and the `tokenizers` crate; the SIMD fast path
+//! of our own comes next and must keep every count equal.
+
+pub mod chat;
+pub mod registry;
+mod tokenizer;
+
+pub use chat::{ChatTemplate, Message};
+pub use registry::{Count, Registry};
+pub use tokenizer::{Tokenizer, TokenizerError};
