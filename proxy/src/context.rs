@@ -82,6 +82,8 @@ pub struct RequestCtx {
     pub attempts: u32,
     pub ttft: Option<Duration>,
     pub usage: Option<Usage>,
+    /// Prompt tokens counted by the gateway (before forwarding), exact or estimated.
+    pub prompt_count: Option<tollgate_tokenize::Count>,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -104,6 +106,7 @@ impl RequestCtx {
             attempts: 0,
             ttft: None,
             usage: None,
+            prompt_count: None,
             bytes_in: 0,
             bytes_out: 0,
         }

@@ -56,6 +56,28 @@ pub fn for_each_member<'a>(text: &'a [u8], mut f: impl FnMut(&'a [u8], Member) -
     }
 }
 
+/// Elements of the array that starts at the first non-space byte of `text`, as value spans.
+pub fn for_each_element(text: &[u8], mut f: impl FnMut(std::ops::Range<usize>)) -> Result<(), SpanError> {
+    let mut i = skip_ws(text, 0);
+    if text.get(i) != Some(&b'[') {
+        return Err(SpanError(i));
+    }
+    i = skip_ws(text, i + 1);
+    if text.get(i) == Some(&b']') {
+        return Ok(());
+    }
+    loop {
+        let end = skip_value(text, i)?;
+        f(i..end);
+        i = skip_ws(text, end);
+        match text.get(i) {
+            Some(b',') => i = skip_ws(text, i + 1),
+            Some(b']') => return Ok(()),
+            _ => return Err(SpanError(i)),
+        }
+    }
+}
+
 /// The value span of the top-level member named `name` (a plain key without escapes).
 pub fn find_member(text: &[u8], name: &[u8]) -> Result<Option<Range<usize>>, SpanError> {
     let mut found = None;

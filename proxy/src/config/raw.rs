@@ -18,6 +18,17 @@ pub struct RawConfig {
     /// Who may call the gateway. With none configured the API is open (no key needed).
     #[serde(default)]
     pub consumers: Vec<RawConsumer>,
+    /// Hugging Face `tokenizer.json` files models can count with (`o200k` and `cl100k` are built in).
+    #[serde(default)]
+    pub tokenizers: Vec<RawTokenizer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenizer {
+    pub name: Spanned<String>,
+    /// Path of the `tokenizer.json`, relative to the config file.
+    pub file: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +64,12 @@ pub struct RawModel {
     /// The public name clients send as `model`.
     pub name: Spanned<String>,
     pub targets: Spanned<Vec<RawTarget>>,
+    /// How prompts of this model are counted: `o200k`, `cl100k`, or a `[[tokenizers]]` name.
+    /// Absent: an estimate, marked as such in logs and metrics.
+    pub tokenizer: Option<Spanned<String>>,
+    /// The chat template around messages: `openai`, `chatml`, `llama3`, `deepseek_v3`
+    /// (default `openai` for the built-in tokenizers; required with a tokenizer file).
+    pub chat_template: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

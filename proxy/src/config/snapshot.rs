@@ -16,6 +16,7 @@ use pingora::utils::tls::{parse_x509, WrappedX509};
 use super::consumers::{self, Consumers};
 use super::raw::{line_of, ProviderKind, RawConfig, RawProvider};
 use crate::secret::{self, Secret};
+use tollgate_tokenize::{ChatTemplate, Tokenizer};
 
 /// One provider endpoint, ready to connect to.
 pub struct Provider {
@@ -77,6 +78,8 @@ pub struct Route {
     pub name: String,
     pub targets: Vec<Target>,
     pub total_weight: u64,
+    /// The tokenizer and chat template prompts are counted with; `None` means estimate.
+    pub counter: Option<(Arc<Tokenizer>, ChatTemplate)>,
 }
 
 /// The compiled config.
@@ -126,6 +129,7 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         }
     }
 
+    let tokenizers = compile_tokenizers(&raw, base_dir, &at, &mut problems);
     let mut routes = HashMap::new();
     let mut model_names = Vec::new();
     for (i, m) in raw.models.iter().enumerate() {
@@ -183,6 +187,7 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
                 at(m.targets.span())
             ));
         }
+        let counter = compile_counter(m, i, &tokenizers, &at, &mut problems);
         model_names.push(name.clone());
         routes.insert(
             name.clone(),
@@ -190,6 +195,7 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
                 name: name.clone(),
                 targets,
                 total_weight,
+                counter,
             }),
         );
     }
@@ -219,6 +225,80 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         admin_token,
         consumers,
     })
+}
+
+/// Built-in tokenizers and the `[[tokenizers]]` files, by name. Files are read here, at load.
+fn compile_tokenizers(
+    raw: &RawConfig,
+    base_dir: Option<&Path>,
+    at: &impl Fn(std::ops::Range<usize>) -> String,
+    problems: &mut Vec<String>,
+) -> HashMap<String, Arc<Tokenizer>> {
+    let mut out = HashMap::new();
+    out.insert("o200k".to_string(), Arc::new(Tokenizer::o200k()));
+    out.insert("cl100k".to_string(), Arc::new(Tokenizer::cl100k()));
+    for (i, t) in raw.tokenizers.iter().enumerate() {
+        let name = t.name.get_ref();
+        if out.contains_key(name) {
+            problems.push(format!(
+                "{}: tokenizers[{i}].name: `{name}` is taken",
+                at(t.name.span())
+            ));
+            continue;
+        }
+        let path = match base_dir {
+            Some(dir) if Path::new(t.file.get_ref()).is_relative() => dir.join(t.file.get_ref()),
+            _ => Path::new(t.file.get_ref()).to_path_buf(),
+        };
+        match Tokenizer::from_tokenizer_json(name, &path) {
+            Ok(tok) => {
+                out.insert(name.clone(), Arc::new(tok));
+            }
+            Err(e) => problems.push(format!("{}: tokenizers[{i}].file: {e}", at(t.file.span()))),
+        }
+    }
+    out
+}
+
+fn compile_counter(
+    m: &super::raw::RawModel,
+    i: usize,
+    tokenizers: &HashMap<String, Arc<Tokenizer>>,
+    at: &impl Fn(std::ops::Range<usize>) -> String,
+    problems: &mut Vec<String>,
+) -> Option<(Arc<Tokenizer>, ChatTemplate)> {
+    let t = m.tokenizer.as_ref()?;
+    let Some(tok) = tokenizers.get(t.get_ref()) else {
+        problems.push(format!(
+            "{}: models[{i}].tokenizer: unknown tokenizer `{}`",
+            at(t.span()),
+            t.get_ref()
+        ));
+        return None;
+    };
+    let builtin = matches!(t.get_ref().as_str(), "o200k" | "cl100k");
+    let template = match &m.chat_template {
+        Some(c) => match ChatTemplate::from_name(c.get_ref()) {
+            Some(ct) => ct,
+            None => {
+                problems.push(format!(
+                    "{}: models[{i}].chat_template: `{}` is not openai, chatml, llama3 or deepseek_v3",
+                    at(c.span()),
+                    c.get_ref()
+                ));
+                return None;
+            }
+        },
+        None if builtin => ChatTemplate::OpenAi,
+        None => {
+            problems.push(format!(
+                "{}: models[{i}].chat_template: required with a tokenizer file",
+                at(t.span())
+            ));
+            return None;
+        }
+    };
+    Some((tok.clone(), template))
 }
 
 type FieldProblem = (&'static str, String, std::ops::Range<usize>);

@@ -15,7 +15,7 @@ use crate::pipeline::auth::Identified;
 use crate::pipeline::body::{self, Edit, RequestView};
 use crate::pipeline::endpoint::{classify, Endpoint};
 use crate::pipeline::route::attempt_order;
-use crate::pipeline::{auth, params};
+use crate::pipeline::{auth, params, tokens};
 use crate::upstream;
 
 /// Longest time spent discarding the rest of a refused oversized body.
@@ -167,6 +167,7 @@ async fn proxy(
             }
         }
     }
+    ctx.prompt_count = Some(tokens::count_prompt(&body, &view, route.counter.as_ref()));
     let force_usage = endpoint != Endpoint::Embeddings && body::needs_forced_usage(&view);
     let out = Outbound {
         body: &body,

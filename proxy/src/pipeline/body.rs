@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::json_spans::{for_each_member, nests_deeper_than, Member};
+use crate::json_spans::{for_each_element, for_each_member, nests_deeper_than, Member};
 
 /// Deepest array/object nesting accepted in a request body (serde_json's default limit).
 pub const MAX_NESTING: usize = 128;
@@ -26,8 +26,38 @@ pub struct RequestView {
     pub include_usage: bool,
     /// The body's `user` (the end user, as the client names them), at most 128 characters.
     pub user: Option<String>,
+    /// What the model will read (messages, prompt or input), as spans of the body.
+    pub prompt: Prompt,
     model_span: Range<usize>,
     stream_options_span: Option<Range<usize>>,
+}
+
+/// A piece of prompt text: the span of a JSON string's contents in the body (escapes intact; see
+/// [`text_of`]), or a count of token ids sent as such.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(Range<usize>),
+    Tokens(usize),
+}
+
+/// One chat message's pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSpans {
+    pub role: Option<Range<usize>>,
+    pub content: Vec<Piece>,
+    pub name: Option<Range<usize>>,
+}
+
+/// The prompt of a request, located without copying it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Prompt {
+    /// `messages` of a chat request.
+    Chat(Vec<MessageSpans>),
+    /// `prompt` (completions) or `input` (embeddings): texts or token ids.
+    Texts(Vec<Piece>),
+    /// Nothing the gateway could read as a prompt.
+    #[default]
+    None,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +70,117 @@ struct Fields<'a> {
     stream_options: Option<StreamOptions>,
     #[serde(borrow, default)]
     user: Option<Cow<'a, str>>,
+}
+
+/// The span of a JSON string literal's contents (inside the quotes), if `value` is a string.
+fn string_contents(body: &[u8], value: Range<usize>) -> Option<Range<usize>> {
+    (body.get(value.start) == Some(&b'"') && value.end >= value.start + 2).then(|| value.start + 1..value.end - 1)
+}
+
+/// Value spans of the array at `value`, in body offsets (empty if it is not an array).
+fn elements(body: &[u8], value: Range<usize>) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let base = value.start;
+    let _ = for_each_element(&body[value], |r| out.push(base + r.start..base + r.end));
+    out
+}
+
+/// Members of the object at `value` by name, in body offsets.
+fn members<'a>(body: &'a [u8], value: Range<usize>, mut f: impl FnMut(&'a [u8], Range<usize>)) {
+    let base = value.start;
+    let _ = for_each_member(&body[value], |k, m| {
+        f(k, base + m.value.start..base + m.value.end);
+        true
+    });
+}
+
+/// `prompt` / `input`: a string, strings, token ids, or lists of token ids.
+fn text_pieces(body: &[u8], value: Range<usize>) -> Vec<Piece> {
+    if let Some(s) = string_contents(body, value.clone()) {
+        return vec![Piece::Text(s)];
+    }
+    let items = elements(body, value);
+    if items
+        .iter()
+        .all(|r| body.get(r.start).is_some_and(|b| b.is_ascii_digit()))
+        && !items.is_empty()
+    {
+        return vec![Piece::Tokens(items.len())];
+    }
+    items
+        .into_iter()
+        .filter_map(|r| match body.get(r.start) {
+            Some(b'"') => string_contents(body, r).map(Piece::Text),
+            Some(b'[') => Some(Piece::Tokens(elements(body, r).len())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Locate the prompt (messages, prompt or input) without copying it. Lenient: a shape the
+/// gateway does not know is no prompt, not an error; the provider judges the request.
+fn prompt_spans(body: &[u8]) -> Prompt {
+    let (mut messages, mut prompt, mut input) = (None, None, None);
+    members(body, 0..body.len(), |k, v| match k {
+        b"messages" => messages = Some(v),
+        b"prompt" => prompt = Some(v),
+        b"input" => input = Some(v),
+        _ => {}
+    });
+    if let Some(list) = messages.filter(|v| body.get(v.start) == Some(&b'[')) {
+        let mut out = Vec::new();
+        for m in elements(body, list)
+            .into_iter()
+            .filter(|r| body.get(r.start) == Some(&b'{'))
+        {
+            let mut spans = MessageSpans {
+                role: None,
+                content: Vec::new(),
+                name: None,
+            };
+            members(body, m, |k, v| match k {
+                b"role" => spans.role = string_contents(body, v),
+                b"name" => spans.name = string_contents(body, v),
+                b"content" => {
+                    if let Some(s) = string_contents(body, v.clone()) {
+                        spans.content.push(Piece::Text(s));
+                    } else {
+                        for part in elements(body, v)
+                            .into_iter()
+                            .filter(|r| body.get(r.start) == Some(&b'{'))
+                        {
+                            members(body, part, |pk, pv| {
+                                if pk == b"text" {
+                                    if let Some(s) = string_contents(body, pv) {
+                                        spans.content.push(Piece::Text(s));
+                                    }
+                                }
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            });
+            out.push(spans);
+        }
+        return Prompt::Chat(out);
+    }
+    match prompt.or(input) {
+        Some(v) if matches!(body.get(v.start), Some(b'"' | b'[')) => Prompt::Texts(text_pieces(body, v)),
+        _ => Prompt::None,
+    }
+}
+
+/// The text of a string's contents span: borrowed when it has no escapes, unescaped otherwise.
+pub fn text_of<'a>(body: &'a [u8], span: &Range<usize>) -> Cow<'a, str> {
+    let raw = body.get(span.clone()).unwrap_or_default();
+    if !raw.contains(&b'\\') {
+        return String::from_utf8_lossy(raw);
+    }
+    let quoted = [&b"\""[..], raw, &b"\""[..]].concat();
+    serde_json::from_slice::<String>(&quoted)
+        .map(Cow::Owned)
+        .unwrap_or(Cow::Borrowed(""))
 }
 
 #[derive(Deserialize)]
@@ -63,6 +204,7 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
     let stream = fields.stream.unwrap_or(false);
     let include_usage = fields.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
     let user = fields.user.map(|u| u.chars().take(128).collect());
+    let prompt = prompt_spans(body);
 
     let mut model_span = None;
     let mut stream_options_span = None;
@@ -82,6 +224,7 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
         stream,
         include_usage,
         user,
+        prompt,
         model_span,
         stream_options_span,
     })
@@ -214,6 +357,38 @@ mod tests {
         ] {
             assert_eq!(status(bad), StatusCode::BAD_REQUEST, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_prompt_is_located_in_messages_parts_prompt_and_input() {
+        let body = br#"{"model":"m","messages":[{"role":"system","content":"be \"brief\""},{"role":"user","name":"bob","content":[{"type":"text","text":"one"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"two"}]},{"role":"assistant","content":null,"tool_calls":[]}]}"#;
+        let v = parse(body).unwrap();
+        let Prompt::Chat(msgs) = &v.prompt else {
+            panic!("{:?}", v.prompt)
+        };
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(text_of(body, msgs[0].role.as_ref().unwrap()), "system");
+        let Piece::Text(t) = &msgs[0].content[0] else { panic!() };
+        assert_eq!(text_of(body, t), "be \"brief\"", "escapes are undone");
+        let texts: Vec<Cow<'_, str>> = msgs[1]
+            .content
+            .iter()
+            .map(|p| match p {
+                Piece::Text(r) => text_of(body, r),
+                Piece::Tokens(_) => Cow::Borrowed(""),
+            })
+            .collect();
+        assert_eq!(texts, ["one", "two"]);
+        assert_eq!(text_of(body, msgs[1].name.as_ref().unwrap()), "bob");
+        assert!(msgs[2].content.is_empty());
+
+        let v = parse(br#"{"model":"m","prompt":["a","b"]}"#).unwrap();
+        assert!(matches!(&v.prompt, Prompt::Texts(p) if p.len() == 2));
+        let v = parse(br#"{"model":"m","input":[1,2,3]}"#).unwrap();
+        assert_eq!(v.prompt, Prompt::Texts(vec![Piece::Tokens(3)]));
+        // Shapes the gateway does not know are not an error: the provider decides.
+        let v = parse(br#"{"model":"m","messages":"odd","prompt":{"x":1}}"#).unwrap();
+        assert_eq!(v.prompt, Prompt::None);
     }
 
     #[test]

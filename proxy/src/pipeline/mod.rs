@@ -6,9 +6,11 @@
 //! - [`auth`]: who is calling, and whether they may call this endpoint and model.
 //! - [`params`]: the caller's parameter policy, as splices into the body.
 //! - [`route`]: the order in which a route's targets are tried.
+//! - [`tokens`]: the prompt's tokens, exact with the model's tokenizer or a marked estimate.
 
 pub mod auth;
 pub mod body;
 pub mod endpoint;
 pub mod params;
 pub mod route;
+pub mod tokens;

@@ -134,6 +134,13 @@ fn update_metrics(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
     if let Some(t) = ctx.ttft {
         metrics.ttft.with_label_values(&[model]).observe(t.as_secs_f64());
     }
+    if let Some(c) = ctx.prompt_count {
+        let method = if c.is_estimate() { "estimate" } else { "exact" };
+        metrics
+            .prompt_tokens_counted
+            .with_label_values(&[model, method])
+            .inc_by(c.tokens() as u64);
+    }
     if let Some(u) = ctx.usage {
         metrics.tokens.with_label_values(&[model, "prompt"]).inc_by(u.prompt);
         metrics
@@ -264,7 +271,7 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         out,
         ",\"stream\":{},\"status\":{},\"error\":\"{}\",\"outcome\":\"{}\",\"attempts\":{},\"latency_ms\":{},\"ttft_ms\":{},\
          \"prompt_tokens\":{},\"completion_tokens\":{},\"cached_tokens\":{},\"total_tokens\":{},\"usage_known\":{},\
-         \"bytes_in\":{},\"bytes_out\":{},\"target\":\"tollgate::access\"}}",
+         \"prompt_tokens_counted\":{},\"prompt_count_estimated\":{},\"bytes_in\":{},\"bytes_out\":{},\"target\":\"tollgate::access\"}}",
         ctx.stream,
         ctx.status,
         ctx.error_code.unwrap_or(""),
@@ -277,6 +284,8 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         usage.cached,
         usage.total,
         ctx.usage.is_some(),
+        ctx.prompt_count.map_or(-1, |c| c.tokens() as i64),
+        ctx.prompt_count.is_some_and(|c| c.is_estimate()),
         ctx.bytes_in,
         ctx.bytes_out,
     );

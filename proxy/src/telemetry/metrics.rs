@@ -20,6 +20,7 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     pub quota_rejections: IntCounterVec,
     pub quota_store_errors: IntCounter,
+    pub prompt_tokens_counted: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -92,6 +93,14 @@ impl Metrics {
             "tollgate_quota_store_errors_total",
             "Quota checks that could not reach Redis",
         )?;
+        let prompt_tokens_counted = IntCounterVec::new(
+            Opts::new(
+                "tollgate_prompt_tokens_counted_total",
+                "Prompt tokens counted by the gateway before forwarding, by model and method (exact, estimate)",
+            ),
+            &["model", "method"],
+        )?;
+        registry.register(Box::new(prompt_tokens_counted.clone()))?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
         registry.register(Box::new(config_version.clone()))?;
@@ -108,6 +117,7 @@ impl Metrics {
             access_log_dropped,
             quota_rejections,
             quota_store_errors,
+            prompt_tokens_counted,
         })
     }
 

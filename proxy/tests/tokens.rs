@@ -1,0 +1,105 @@
+//! Prompt tokens counted by the gateway before forwarding: exact with the model's tokenizer
+//! (built in or a tokenizer.json file), a marked estimate otherwise.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
+mod common;
+
+use common::*;
+use tollgate_tokenize::{ChatTemplate, Message, Tokenizer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_tokens_are_counted_exactly_where_a_tokenizer_is_configured() {
+    let mock = start_mock("m").await;
+    let qwen_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/tokenizers/qwen3.json");
+    assert!(qwen_file.exists(), "run scripts/setup.sh to fetch the tokenizer files");
+    let config = format!(
+        "{}[[tokenizers]]\nname = \"qwen3\"\nfile = \"{}\"\n\n\
+         [[models]]\nname = \"gpt-4o\"\ntokenizer = \"o200k\"\ntargets = [{{ provider = \"mock\" }}]\n\n\
+         [[models]]\nname = \"qwen\"\ntokenizer = \"qwen3\"\nchat_template = \"chatml\"\ntargets = [{{ provider = \"mock\" }}]\n\n\
+         [[models]]\nname = \"plain\"\ntargets = [{{ provider = \"mock\" }}]\n",
+        provider("mock", &mock.base_url()),
+        qwen_file.display()
+    );
+    let gw = Gateway::start(&config).await;
+    let messages =
+        r#"[{"role":"system","content":"Be brief."},{"role":"user","content":"Wie spät ist es in 東京? 🙂"}]"#;
+    let msgs = [
+        Message {
+            role: "system",
+            content: "Be brief.",
+            name: None,
+        },
+        Message {
+            role: "user",
+            content: "Wie spät ist es in 東京? 🙂",
+            name: None,
+        },
+    ];
+    for (model, id) in [
+        ("gpt-4o", "req-tok-openai"),
+        ("qwen", "req-tok-qwen"),
+        ("plain", "req-tok-plain"),
+    ] {
+        let body = format!(r#"{{"model":"{model}","messages":{messages}}}"#);
+        assert_eq!(
+            gw.post("/v1/chat/completions", &[("x-request-id", id)], &body)
+                .await
+                .status,
+            200
+        );
+    }
+    let openai = ChatTemplate::OpenAi.count(&Tokenizer::o200k(), &msgs);
+    let line = gw.access_line("req-tok-openai").await;
+    assert_eq!(line["prompt_tokens_counted"], openai as u64);
+    assert_eq!(line["prompt_count_estimated"], false);
+
+    let qwen = ChatTemplate::ChatMl.count(&Tokenizer::from_tokenizer_json("qwen3", &qwen_file).unwrap(), &msgs);
+    let line = gw.access_line("req-tok-qwen").await;
+    assert_eq!(line["prompt_tokens_counted"], qwen as u64);
+    assert_eq!(line["prompt_count_estimated"], false);
+
+    let line = gw.access_line("req-tok-plain").await;
+    assert_eq!(line["prompt_count_estimated"], true);
+    assert!(line["prompt_tokens_counted"].as_u64().unwrap() > 0);
+
+    let metrics = request(gw.admin, "GET", "/metrics", &[], bytes::Bytes::new())
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains(r#"tollgate_prompt_tokens_counted_total{method="estimate",model="plain"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            r#"tollgate_prompt_tokens_counted_total{{method="exact",model="gpt-4o"}} {openai}"#
+        )),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokenizer_file_that_cannot_be_read_is_a_config_error() {
+    let dir = temp_dir();
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[tokenizers]]\nname = \"x\"\nfile = \"missing.json\"\n\n[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\n\
+         [[models]]\nname = \"m\"\ntokenizer = \"x\"\nchat_template = \"chatml\"\ntargets = [{ provider = \"p\" }]\n\n\
+         [[models]]\nname = \"n\"\ntokenizer = \"nope\"\ntargets = [{ provider = \"p\" }]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3: tokenizers[0].file: cannot read tokenizer"),
+        "{err}"
+    );
+    assert!(err.contains("models[1].tokenizer: unknown tokenizer `nope`"), "{err}");
+}
