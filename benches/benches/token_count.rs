@@ -1,0 +1,60 @@
+//! Token counting speed, single thread, MB/s: Tollgate's counter beside tiktoken-rs (the usual
+//! Rust reference), on English, Chinese and code from the tokenize test corpus repeated to about
+//! 10 MB, and on the worst case for BPE (1 MB of one repeated character). Counts are checked
+//! equal before timing. Hugging Face files (Qwen3) are timed when `scripts/setup.sh` fetched them.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tollgate_tokenize::Tokenizer;
+
+fn corpus(name: &str, size: usize) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tokenize/tests/corpus").join(name);
+    let text = std::fs::read_to_string(path).unwrap_or_else(|_| "hello world ".into());
+    let mut out = String::with_capacity(size + text.len());
+    while out.len() < size {
+        out.push_str(&text);
+    }
+    out
+}
+
+#[expect(clippy::expect_used, reason = "a bench with a broken fixture must stop")]
+fn bench(c: &mut Criterion) {
+    let inputs = [
+        ("english", corpus("english.txt", 10 << 20)),
+        ("chinese", corpus("chinese.txt", 10 << 20)),
+        ("code", corpus("code.txt", 10 << 20)),
+        ("one_char_1MB", "a".repeat(1 << 20)),
+    ];
+    let ours = Tokenizer::o200k();
+    let reference = tiktoken_rs::o200k_base().expect("tiktoken o200k");
+    let mut g = c.benchmark_group("count_o200k");
+    g.sample_size(10);
+    for (name, text) in &inputs {
+        // tiktoken is quadratic on long runs of one character: time it on a slice of that input.
+        let reference_text: &str = if name.starts_with("one_char") { &text[..1 << 14] } else { text };
+        assert_eq!(ours.count(reference_text), reference.encode_ordinary(reference_text).len());
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| b.iter(|| black_box(ours.count(t))));
+        g.throughput(Throughput::Bytes(reference_text.len() as u64));
+        g.bench_with_input(BenchmarkId::new("tiktoken-rs", name), reference_text, |b, t| {
+            b.iter(|| black_box(reference.encode_ordinary(t).len()))
+        });
+    }
+    g.finish();
+
+    let qwen_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/tokenizers/qwen3.json");
+    if let Ok(qwen) = Tokenizer::from_tokenizer_json("qwen3", &qwen_file) {
+        let mut g = c.benchmark_group("count_qwen3");
+        g.sample_size(10);
+        for (name, text) in &inputs[..3] {
+            g.throughput(Throughput::Bytes(text.len() as u64));
+            g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| b.iter(|| black_box(qwen.count(t))));
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
