@@ -10,7 +10,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use tollgate_tokenize::Tokenizer;
 
 fn corpus(name: &str, size: usize) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tokenize/tests/corpus").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tokenize/tests/corpus")
+        .join(name);
     let text = std::fs::read_to_string(path).unwrap_or_else(|_| "hello world ".into());
     let mut out = String::with_capacity(size + text.len());
     while out.len() < size {
@@ -33,10 +35,19 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     for (name, text) in &inputs {
         // tiktoken is quadratic on long runs of one character: time it on a slice of that input.
-        let reference_text: &str = if name.starts_with("one_char") { &text[..1 << 14] } else { text };
-        assert_eq!(ours.count(reference_text), reference.encode_ordinary(reference_text).len());
+        let reference_text: &str = if name.starts_with("one_char") {
+            &text[..1 << 14]
+        } else {
+            text
+        };
+        assert_eq!(
+            ours.count(reference_text),
+            reference.encode_ordinary(reference_text).len()
+        );
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| b.iter(|| black_box(ours.count(t))));
+        g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| {
+            b.iter(|| black_box(ours.count(t)))
+        });
         g.throughput(Throughput::Bytes(reference_text.len() as u64));
         g.bench_with_input(BenchmarkId::new("tiktoken-rs", name), reference_text, |b, t| {
             b.iter(|| black_box(reference.encode_ordinary(t).len()))
@@ -44,13 +55,29 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    let gpt4o_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/tokenizers/gpt4o.json");
+    if let Ok(file_based) = Tokenizer::from_tokenizer_json("gpt4o", &gpt4o_file) {
+        let mut g = c.benchmark_group("count_o200k_tokenizer_json");
+        g.sample_size(10);
+        for (name, text) in &inputs {
+            assert_eq!(file_based.count(text), ours.count(text));
+            g.throughput(Throughput::Bytes(text.len() as u64));
+            g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| {
+                b.iter(|| black_box(file_based.count(t)))
+            });
+        }
+        g.finish();
+    }
+
     let qwen_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/tokenizers/qwen3.json");
     if let Ok(qwen) = Tokenizer::from_tokenizer_json("qwen3", &qwen_file) {
         let mut g = c.benchmark_group("count_qwen3");
         g.sample_size(10);
         for (name, text) in &inputs[..3] {
             g.throughput(Throughput::Bytes(text.len() as u64));
-            g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| b.iter(|| black_box(qwen.count(t))));
+            g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| {
+                b.iter(|| black_box(qwen.count(t)))
+            });
         }
         g.finish();
     }

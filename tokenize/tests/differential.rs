@@ -67,6 +67,49 @@ fn openai_counts_equal_tiktoken_on_the_corpus() {
     }
 }
 
+/// OpenAI's encodings as tokenizer.json files (fetched by `scripts/setup.sh`), run through the
+/// `tokenizers` pipeline: the same counts as tiktoken, several times faster than the built-in
+/// counter (see docs/BENCHMARKS.md). A model can use them via `[[tokenizers]]`.
+fn openai_as_tokenizer_json(name: &str) -> Tokenizer {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.models/tokenizers")
+        .join(format!("{name}.json"));
+    assert!(path.exists(), "{} is missing: run scripts/setup.sh", path.display());
+    Tokenizer::from_tokenizer_json(name, &path).unwrap()
+}
+
+fn gpt4o() -> &'static Tokenizer {
+    static T: OnceLock<Tokenizer> = OnceLock::new();
+    T.get_or_init(|| openai_as_tokenizer_json("gpt4o"))
+}
+
+fn gpt4() -> &'static Tokenizer {
+    static T: OnceLock<Tokenizer> = OnceLock::new();
+    T.get_or_init(|| openai_as_tokenizer_json("gpt4"))
+}
+
+#[test]
+fn openai_tokenizer_json_files_count_equal_to_tiktoken_on_the_corpus() {
+    for (ours, encoding) in [(gpt4o(), "o200k_base"), (gpt4(), "cl100k_base")] {
+        let reference = reference(encoding);
+        for (file, text) in corpus() {
+            assert_eq!(
+                ours.count(&text),
+                reference.encode_ordinary(&text).len(),
+                "{encoding} file on {file}"
+            );
+            for (n, line) in text.lines().enumerate() {
+                assert_eq!(
+                    ours.count(line),
+                    reference.encode_ordinary(line).len(),
+                    "{encoding} file on {file}:{}",
+                    n + 1
+                );
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -74,6 +117,12 @@ proptest! {
     fn openai_counts_equal_tiktoken_on_random_strings(text in "\\PC{0,200}") {
         prop_assert_eq!(Tokenizer::o200k().count(&text), reference("o200k_base").encode_ordinary(&text).len());
         prop_assert_eq!(Tokenizer::cl100k().count(&text), reference("cl100k_base").encode_ordinary(&text).len());
+    }
+
+    #[test]
+    fn openai_tokenizer_json_files_count_equal_to_tiktoken_on_random_strings(text in "\\PC{0,200}") {
+        prop_assert_eq!(gpt4o().count(&text), reference("o200k_base").encode_ordinary(&text).len());
+        prop_assert_eq!(gpt4().count(&text), reference("cl100k_base").encode_ordinary(&text).len());
     }
 
     #[test]
