@@ -1,5 +1,5 @@
-//! Token counting speed, single thread, MB/s: Tollgate's counter beside tiktoken-rs (the usual
-//! Rust reference), on English, Chinese and code from the tokenize test corpus repeated to about
+//! Token counting speed, single thread, MB/s: Tollgate's counter beside bpe-openai (GitHub's
+//! linear-time BPE) and tiktoken-rs (the usual Rust reference), on English, Chinese and code from the tokenize test corpus repeated to about
 //! 10 MB, and on the worst case for BPE (1 MB of one repeated character). Counts are checked
 //! equal before timing. Hugging Face files (Qwen3) are timed when `scripts/setup.sh` fetched them.
 
@@ -30,6 +30,11 @@ fn bench(c: &mut Criterion) {
         ("one_char_1MB", "a".repeat(1 << 20)),
     ];
     let ours = Tokenizer::o200k();
+    assert!(
+        matches!(ours, Tokenizer::Fast { .. }),
+        "the fast pipeline did not build"
+    );
+    let bpe_openai = Tokenizer::o200k_bpe_openai();
     let reference = tiktoken_rs::o200k_base().expect("tiktoken o200k");
     let mut g = c.benchmark_group("count_o200k");
     g.sample_size(10);

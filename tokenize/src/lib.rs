@@ -16,6 +16,7 @@
 //! of our own comes next and must keep every count equal.
 
 pub mod chat;
+pub mod openai_fast;
 pub mod registry;
 mod tokenizer;
 

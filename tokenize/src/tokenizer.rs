@@ -1,8 +1,11 @@
 //! One tokenizer: an OpenAI encoding or a Hugging Face `tokenizer.json`.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use tokenizers::pipeline::PipelineTokenizer;
+
+use crate::openai_fast;
 
 /// Why a tokenizer could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -13,10 +16,15 @@ pub enum TokenizerError {
 
 /// A tokenizer the gateway can count with.
 pub enum Tokenizer {
-    /// A built-in OpenAI encoding.
+    /// A built-in OpenAI encoding counted by bpe-openai (the fallback, and a bench baseline).
     OpenAi {
         name: &'static str,
         bpe: &'static bpe_openai::Tokenizer,
+    },
+    /// A built-in OpenAI encoding run through the `tokenizers` pipeline ([`openai_fast`]).
+    Fast {
+        name: &'static str,
+        inner: &'static PipelineTokenizer,
     },
     /// A Hugging Face `tokenizer.json`.
     HuggingFace {
@@ -25,6 +33,9 @@ pub enum Tokenizer {
     },
 }
 
+static O200K_FAST: OnceLock<Option<PipelineTokenizer>> = OnceLock::new();
+static CL100K_FAST: OnceLock<Option<PipelineTokenizer>> = OnceLock::new();
+
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Tokenizer").field(&self.name()).finish()
@@ -32,16 +43,43 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
-    /// `o200k_base` (GPT-4o, GPT-4.1, o-series).
+    /// `o200k_base` (GPT-4o, GPT-4.1, o-series). The first call builds the fast pipeline from
+    /// the embedded ranks (a fraction of a second in release builds); later calls share it.
     pub fn o200k() -> Tokenizer {
+        let fast =
+            O200K_FAST.get_or_init(|| openai_fast::pipeline(bpe_openai::o200k_base(), openai_fast::O200K_PATTERN).ok());
+        match fast {
+            Some(inner) => Tokenizer::Fast {
+                name: "o200k_base",
+                inner,
+            },
+            None => Self::o200k_bpe_openai(),
+        }
+    }
+
+    /// `cl100k_base` (GPT-4, GPT-3.5, OpenAI embeddings).
+    pub fn cl100k() -> Tokenizer {
+        let fast = CL100K_FAST
+            .get_or_init(|| openai_fast::pipeline(bpe_openai::cl100k_base(), openai_fast::CL100K_PATTERN).ok());
+        match fast {
+            Some(inner) => Tokenizer::Fast {
+                name: "cl100k_base",
+                inner,
+            },
+            None => Self::cl100k_bpe_openai(),
+        }
+    }
+
+    /// `o200k_base` counted by bpe-openai.
+    pub fn o200k_bpe_openai() -> Tokenizer {
         Tokenizer::OpenAi {
             name: "o200k_base",
             bpe: bpe_openai::o200k_base(),
         }
     }
 
-    /// `cl100k_base` (GPT-4, GPT-3.5, OpenAI embeddings).
-    pub fn cl100k() -> Tokenizer {
+    /// `cl100k_base` counted by bpe-openai.
+    pub fn cl100k_bpe_openai() -> Tokenizer {
         Tokenizer::OpenAi {
             name: "cl100k_base",
             bpe: bpe_openai::cl100k_base(),
@@ -64,25 +102,19 @@ impl Tokenizer {
 
     pub fn name(&self) -> &str {
         match self {
-            Tokenizer::OpenAi { name, .. } => name,
+            Tokenizer::OpenAi { name, .. } | Tokenizer::Fast { name, .. } => name,
             Tokenizer::HuggingFace { name, .. } => name,
         }
     }
 
     /// Tokens in `text`. Special tokens written in the text (`<|im_start|>`) count as the single
-    /// tokens they are, as in a rendered chat template; nothing is added around the text.
+    /// tokens they are in a tokenizer.json, as in a rendered chat template; the built-in OpenAI
+    /// encodings count them as ordinary text, as OpenAI does for message content.
     pub fn count(&self, text: &str) -> usize {
         match self {
             Tokenizer::OpenAi { bpe, .. } => bpe.count(text),
-            Tokenizer::HuggingFace { inner, .. } => {
-                let mut out = Vec::new();
-                match inner.encode_into(text, &Self::options(), &mut out) {
-                    Ok(()) => out.len(),
-                    // The reader accepted the file, so encoding plain text does not fail; if it
-                    // ever did, an estimate beats a refusal on the request path.
-                    Err(_) => text.len().div_ceil(4),
-                }
-            }
+            Tokenizer::Fast { inner, .. } => pipeline_count(inner, text),
+            Tokenizer::HuggingFace { inner, .. } => pipeline_count(inner, text),
         }
     }
 
@@ -90,18 +122,31 @@ impl Tokenizer {
     pub fn encode(&self, text: &str) -> Vec<u32> {
         match self {
             Tokenizer::OpenAi { bpe, .. } => bpe.encode(text),
-            Tokenizer::HuggingFace { inner, .. } => {
-                let mut out = Vec::new();
-                let _ = inner.encode_into(text, &Self::options(), &mut out);
-                out.into_iter().map(u32::from).collect()
-            }
+            Tokenizer::Fast { inner, .. } => pipeline_encode(inner, text),
+            Tokenizer::HuggingFace { inner, .. } => pipeline_encode(inner, text),
         }
     }
+}
 
-    fn options() -> tokenizers::pipeline::EncodeOptions {
-        tokenizers::pipeline::EncodeOptions {
-            add_special_tokens: false,
-            ..Default::default()
-        }
+fn options() -> tokenizers::pipeline::EncodeOptions {
+    tokenizers::pipeline::EncodeOptions {
+        add_special_tokens: false,
+        ..Default::default()
     }
+}
+
+fn pipeline_count(inner: &PipelineTokenizer, text: &str) -> usize {
+    let mut out = Vec::new();
+    match inner.encode_into(text, &options(), &mut out) {
+        Ok(()) => out.len(),
+        // The reader accepted the file, so encoding plain text does not fail; if it ever did, an
+        // estimate beats a refusal on the request path.
+        Err(_) => text.len().div_ceil(4),
+    }
+}
+
+fn pipeline_encode(inner: &PipelineTokenizer, text: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let _ = inner.encode_into(text, &options(), &mut out);
+    out.into_iter().map(u32::from).collect()
 }

@@ -47,6 +47,33 @@ fn reference(name: &str) -> &'static tiktoken_rs::CoreBPE {
 }
 
 #[test]
+fn the_built_in_encodings_use_the_fast_pipeline() {
+    assert!(
+        matches!(Tokenizer::o200k(), Tokenizer::Fast { .. }),
+        "o200k fell back to bpe-openai"
+    );
+    assert!(
+        matches!(Tokenizer::cl100k(), Tokenizer::Fast { .. }),
+        "cl100k fell back to bpe-openai"
+    );
+}
+
+#[test]
+fn bpe_openai_counts_equal_tiktoken_on_the_corpus() {
+    for ours in [Tokenizer::o200k_bpe_openai(), Tokenizer::cl100k_bpe_openai()] {
+        let reference = reference(ours.name());
+        for (file, text) in corpus() {
+            assert_eq!(
+                ours.count(&text),
+                reference.encode_ordinary(&text).len(),
+                "{} on {file}",
+                ours.name()
+            );
+        }
+    }
+}
+
+#[test]
 fn openai_counts_equal_tiktoken_on_the_corpus() {
     for ours in [Tokenizer::o200k(), Tokenizer::cl100k()] {
         let reference = reference(ours.name());
