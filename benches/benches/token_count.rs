@@ -53,6 +53,10 @@ fn bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| {
             b.iter(|| black_box(ours.count(t)))
         });
+        assert_eq!(ours.count(text), bpe_openai.count(text));
+        g.bench_with_input(BenchmarkId::new("bpe-openai", name), text, |b, t| {
+            b.iter(|| black_box(bpe_openai.count(t)))
+        });
         g.throughput(Throughput::Bytes(reference_text.len() as u64));
         g.bench_with_input(BenchmarkId::new("tiktoken-rs", name), reference_text, |b, t| {
             b.iter(|| black_box(reference.encode_ordinary(t).len()))
