@@ -11,9 +11,10 @@
 //! - [`Registry`]: which tokenizer and template a model uses (configuration), with a clearly
 //!   named estimate for models nobody configured.
 //!
-//! A plain library: no HTTP, no Pingora. This first version counts through `bpe-openai` (GitHub's
-//! linear-time BPE, exact for the OpenAI encodings) and the `tokenizers` crate; the SIMD fast path
-//! of our own comes next and must keep every count equal.
+//! A plain library: no HTTP, no Pingora. Counting runs through the `tokenizers` 1.0 pipeline (a
+//! SIMD pre-tokenizer and a linear BPE): tokenizer.json files directly, and the OpenAI encodings
+//! through a description derived from the ranks `bpe-openai` embeds ([`openai_fast`]), with
+//! bpe-openai itself as the fallback. Every count equals the reference tokenizers' (tests).
 
 pub mod chat;
 pub mod openai_fast;
