@@ -13,6 +13,7 @@
 //! | `x-mock-error-rate` | ... at this rate in [0, 1] (default 1 when a status is given) |
 //! | `x-mock-cut-after` | cut the connection after this many stream chunks |
 //! | `x-mock-usage-on-content` | put usage on the last content chunk instead of its own event |
+//! | `x-mock-no-usage` | never report usage (as some providers do) |
 //! | `x-mock-fragment` | send the stream in pieces of this many bytes, cutting events anywhere |
 //!
 //! Every request is recorded (method, path, headers, body) for tests to inspect.
@@ -205,6 +206,7 @@ struct Plan {
     cut_after: Option<usize>,
     usage_on_content: bool,
     fragment: usize,
+    no_usage: bool,
 }
 
 fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
@@ -230,6 +232,7 @@ fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
         cut_after: num("x-mock-cut-after").map(|n| n as usize).or(config.cut_after),
         usage_on_content: get("x-mock-usage-on-content").is_some(),
         fragment: num("x-mock-fragment").map(|n| n as usize).unwrap_or(0),
+        no_usage: get("x-mock-no-usage").is_some(),
     }
 }
 
@@ -270,7 +273,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
     let include_usage = request
         .pointer("/stream_options/include_usage")
         .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+        .unwrap_or(false)
+        && !plan.no_usage;
     let prompt_tokens = (body.len() / 4).max(1) as u64;
 
     let response = match (parts.method.as_str(), path) {
@@ -311,6 +315,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
                         total = prompt_tokens + completion
                     )
                 };
+                let body = if plan.no_usage { strip_usage(&body) } else { body };
                 json_response(&state, StatusCode::OK, body)
             }
         }
@@ -348,6 +353,17 @@ fn record(state: &State, parts: &http::request::Parts, body: &Bytes) {
             all.remove(0);
         }
         all.push(rec);
+    }
+}
+
+/// A JSON answer without its `usage` member.
+fn strip_usage(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.remove("usage");
+            serde_json::Value::Object(m).to_string()
+        }
+        _ => body.to_string(),
     }
 }
 

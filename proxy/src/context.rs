@@ -84,6 +84,8 @@ pub struct RequestCtx {
     pub usage: Option<Usage>,
     /// Prompt tokens counted by the gateway (before forwarding), exact or estimated.
     pub prompt_count: Option<tollgate_tokenize::Count>,
+    /// Completion tokens counted by the gateway when the provider reported no usage.
+    pub completion_count: Option<usize>,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -107,6 +109,7 @@ impl RequestCtx {
             ttft: None,
             usage: None,
             prompt_count: None,
+            completion_count: None,
             bytes_in: 0,
             bytes_out: 0,
         }

@@ -103,3 +103,64 @@ async fn a_tokenizer_file_that_cannot_be_read_is_a_config_error() {
     );
     assert!(err.contains("models[1].tokenizer: unknown tokenizer `nope`"), "{err}");
 }
+
+/// The generated text of a direct answer from the mock, read with a real JSON parser.
+fn generated_text(body: &[u8], sse: bool) -> String {
+    let docs: Vec<serde_json::Value> = if sse {
+        String::from_utf8_lossy(body)
+            .split("\n\n")
+            .filter_map(|ev| ev.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect()
+    } else {
+        vec![serde_json::from_slice(body).unwrap()]
+    };
+    docs.iter()
+        .flat_map(|d| d["choices"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| {
+            c["delta"]["content"]
+                .as_str()
+                .or(c["message"]["content"].as_str())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_tokens_are_counted_when_the_provider_reports_no_usage() {
+    let mock = start_mock("m").await;
+    let config = format!(
+        "{}[[models]]\nname = \"gpt-4o\"\ntokenizer = \"o200k\"\ntargets = [{{ provider = \"mock\" }}]\n",
+        provider("mock", &mock.base_url())
+    );
+    let gw = Gateway::start(&config).await;
+    let o200k = Tokenizer::o200k();
+    for (stream, id) in [(true, "req-nousage-sse"), (false, "req-nousage-json")] {
+        let body = format!(r#"{{"model":"gpt-4o","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#);
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                &[("x-mock-no-usage", "1"), ("x-request-id", id)],
+                &body,
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let want = o200k.count(&generated_text(&r.body, stream));
+        assert!(want > 0);
+        let line = gw.access_line(id).await;
+        assert_eq!(line["usage_known"], false, "{line}");
+        assert_eq!(line["completion_tokens_counted"], want as u64, "{line}");
+    }
+    // With usage reported, the provider's figure stands and nothing is counted.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-request-id", "req-usage")],
+            r#"{"model":"gpt-4o","stream":true,"messages":[]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let line = gw.access_line("req-usage").await;
+    assert_eq!(line["usage_known"], true);
+    assert_eq!(line["completion_tokens_counted"], -1);
+}

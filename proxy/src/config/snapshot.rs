@@ -235,8 +235,6 @@ fn compile_tokenizers(
     problems: &mut Vec<String>,
 ) -> HashMap<String, Arc<Tokenizer>> {
     let mut out = HashMap::new();
-    out.insert("o200k".to_string(), Arc::new(Tokenizer::o200k()));
-    out.insert("cl100k".to_string(), Arc::new(Tokenizer::cl100k()));
     for (i, t) in raw.tokenizers.iter().enumerate() {
         let name = t.name.get_ref();
         if out.contains_key(name) {
@@ -268,15 +266,23 @@ fn compile_counter(
     problems: &mut Vec<String>,
 ) -> Option<(Arc<Tokenizer>, ChatTemplate)> {
     let t = m.tokenizer.as_ref()?;
-    let Some(tok) = tokenizers.get(t.get_ref()) else {
-        problems.push(format!(
-            "{}: models[{i}].tokenizer: unknown tokenizer `{}`",
-            at(t.span()),
-            t.get_ref()
-        ));
-        return None;
+    // Built-in encodings are built on first use (shared by every later snapshot), so a config that
+    // names none pays nothing.
+    let tok = match t.get_ref().as_str() {
+        "o200k" => Arc::new(Tokenizer::o200k()),
+        "cl100k" => Arc::new(Tokenizer::cl100k()),
+        other => match tokenizers.get(other) {
+            Some(tok) => tok.clone(),
+            None => {
+                problems.push(format!(
+                    "{}: models[{i}].tokenizer: unknown tokenizer `{other}`",
+                    at(t.span())
+                ));
+                return None;
+            }
+        },
     };
-    let builtin = matches!(t.get_ref().as_str(), "o200k" | "cl100k");
+    let builtin = BUILT_IN_TOKENIZERS.contains(&t.get_ref().as_str());
     let template = match &m.chat_template {
         Some(c) => match ChatTemplate::from_name(c.get_ref()) {
             Some(ct) => ct,
@@ -298,8 +304,11 @@ fn compile_counter(
             return None;
         }
     };
-    Some((tok.clone(), template))
+    Some((tok, template))
 }
+
+/// Tokenizer names that need no `[[tokenizers]]` entry.
+const BUILT_IN_TOKENIZERS: &[&str] = &["o200k", "cl100k"];
 
 type FieldProblem = (&'static str, String, std::ops::Range<usize>);
 

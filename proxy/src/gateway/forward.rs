@@ -309,7 +309,8 @@ async fn forward_with_fallback(
                     continue;
                 }
                 let strip = force_usage && view.stream;
-                match relay::relay(state, &peer, up, strip, session, ctx).await? {
+                let counter = route.counter.as_ref().map(|(t, _)| t.clone());
+                match relay::relay(state, &peer, up, strip, counter, session, ctx).await? {
                     Relayed::Done => {
                         attempts.with_label_values(&[&target.provider.name, "answered"]).inc();
                         return Ok(());

@@ -14,15 +14,19 @@
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
+use tollgate_tokenize::Tokenizer;
 
 use super::GatewayState;
 use crate::context::{Outcome, RequestCtx};
+use crate::sse::completion::completion_text;
 use crate::sse::usage::UsageFinder;
 use crate::sse::SseTap;
 use crate::upstream;
@@ -75,12 +79,23 @@ struct BodySink {
     kept_len: usize,
     keep_json: bool,
     out: Vec<Bytes>,
+    /// Counts the completion when the provider reports no usage (the route's tokenizer).
+    counter: Option<Arc<Tokenizer>>,
+    /// SSE: upstream chunks kept (by reference) for that count.
+    raw: Vec<Bytes>,
+    raw_len: usize,
 }
 
 impl BodySink {
     fn push(&mut self, chunk: Bytes) {
         match &mut self.tap {
-            Some(t) => t.push(chunk, &mut self.out),
+            Some(t) => {
+                if self.counter.is_some() && self.raw_len + chunk.len() <= MAX_JSON_USAGE_SCAN {
+                    self.raw_len += chunk.len();
+                    self.raw.push(chunk.clone());
+                }
+                t.push(chunk, &mut self.out)
+            }
             None => {
                 if self.keep_json && self.kept_len + chunk.len() <= MAX_JSON_USAGE_SCAN {
                     self.kept_len += chunk.len();
@@ -100,6 +115,19 @@ impl BodySink {
                 [one] => UsageFinder::default().in_json(one),
                 many => UsageFinder::default().in_json(&many.concat()),
             };
+        }
+        if ctx.usage.is_none() {
+            if let Some(tok) = &self.counter {
+                let (pieces, sse) = if self.tap.is_some() {
+                    (&self.raw, true)
+                } else {
+                    (&self.kept, false)
+                };
+                if !pieces.is_empty() {
+                    let text = completion_text(&pieces.concat(), sse);
+                    ctx.completion_count = Some(tok.count(&text));
+                }
+            }
         }
     }
 
@@ -144,6 +172,7 @@ pub async fn relay(
     peer: &HttpPeer,
     mut up: HttpSession,
     strip_usage_event: bool,
+    counter: Option<Arc<Tokenizer>>,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<Relayed> {
@@ -160,6 +189,9 @@ pub async fn relay(
         kept_len: 0,
         keep_json: up_header.status.is_success(),
         out: Vec::with_capacity(8),
+        counter: counter.filter(|_| up_header.status.is_success()),
+        raw: Vec::new(),
+        raw_len: 0,
     };
     let mut header = Some(Box::new(downstream_header(up_header, is_sse, ctx)?));
     ctx.status = up_header.status.as_u16();

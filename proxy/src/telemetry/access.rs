@@ -141,6 +141,13 @@ fn update_metrics(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
             .with_label_values(&[model, method])
             .inc_by(c.tokens() as u64);
     }
+    if let (None, Some(n)) = (ctx.usage, ctx.completion_count) {
+        // The provider reported nothing: the gateway's own count stands in.
+        metrics
+            .tokens
+            .with_label_values(&[model, "completion"])
+            .inc_by(n as u64);
+    }
     if let Some(u) = ctx.usage {
         metrics.tokens.with_label_values(&[model, "prompt"]).inc_by(u.prompt);
         metrics
@@ -271,7 +278,7 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         out,
         ",\"stream\":{},\"status\":{},\"error\":\"{}\",\"outcome\":\"{}\",\"attempts\":{},\"latency_ms\":{},\"ttft_ms\":{},\
          \"prompt_tokens\":{},\"completion_tokens\":{},\"cached_tokens\":{},\"total_tokens\":{},\"usage_known\":{},\
-         \"prompt_tokens_counted\":{},\"prompt_count_estimated\":{},\"bytes_in\":{},\"bytes_out\":{},\"target\":\"tollgate::access\"}}",
+         \"prompt_tokens_counted\":{},\"prompt_count_estimated\":{},\"completion_tokens_counted\":{},\"bytes_in\":{},\"bytes_out\":{},\"target\":\"tollgate::access\"}}",
         ctx.stream,
         ctx.status,
         ctx.error_code.unwrap_or(""),
@@ -286,6 +293,7 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         ctx.usage.is_some(),
         ctx.prompt_count.map_or(-1, |c| c.tokens() as i64),
         ctx.prompt_count.is_some_and(|c| c.is_estimate()),
+        ctx.completion_count.map_or(-1, |n| n as i64),
         ctx.bytes_in,
         ctx.bytes_out,
     );
