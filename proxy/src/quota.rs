@@ -86,21 +86,23 @@ pub fn identity(scope: &QuotaScope, key_id: &str, body_user: Option<&str>, heade
 /// The counter key of a quota window. The `{…}` hash tag keeps a counter on one Redis Cluster
 /// slot; client-chosen text that could break the key's shape is replaced by its hash.
 pub fn counter_key(consumer: &str, quota: &str, identity: &str, window: &Window) -> String {
-    let safe = |s: &str| {
-        if s.len() <= 96 && !s.contains(['{', '}']) {
-            s.to_string()
-        } else {
-            let h = crate::config::consumers::hash_key(s.as_bytes());
-            h[..12].iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    let mut key = String::with_capacity(32 + consumer.len() + quota.len() + identity.len());
+    key.push_str("tollgate:quota:{");
+    for (i, part) in [consumer, quota, identity].into_iter().enumerate() {
+        if i > 0 {
+            key.push('/');
         }
-    };
-    format!(
-        "tollgate:quota:{{{}/{}/{}}}:{}",
-        safe(consumer),
-        safe(quota),
-        safe(identity),
-        window.start_ms
-    )
+        if part.len() <= 96 && !part.contains(['{', '}']) {
+            key.push_str(part);
+        } else {
+            for b in &crate::config::consumers::hash_key(part.as_bytes())[..12] {
+                let _ = write!(key, "{b:02x}");
+            }
+        }
+    }
+    let _ = write!(key, "}}:{}", window.start_ms);
+    key
 }
 
 impl QuotaStore {

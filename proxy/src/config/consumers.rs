@@ -40,64 +40,79 @@ pub struct ParamRules {
 }
 
 /// A consumer's parameter policy: rules, refined per model (first matching pattern wins).
+/// The merge of each refinement with the consumer-level rules is done once, at load.
 #[derive(Debug, Clone, Default)]
 pub struct ParamPolicy {
     pub base: ParamRules,
     pub per_model: Vec<(String, ParamRules)>,
+    merged_base: ParamRules,
+    merged_models: Vec<(String, ParamRules)>,
 }
 
-/// The rules in force for one request: model-level entries first, then consumer-level ones for
-/// parameters the model level does not mention.
-#[derive(Debug, Default)]
+/// The rules in force for one request.
+#[derive(Debug, Clone, Copy)]
 pub struct EffectiveRules<'a> {
     pub mode: ParamMode,
-    pub defaults: Vec<&'a (String, Bytes)>,
-    pub overrides: Vec<&'a (String, Bytes)>,
-    pub bounds: Vec<&'a Bound>,
-    pub forbidden: Vec<&'a str>,
+    pub rules: &'a ParamRules,
 }
 
 impl EffectiveRules<'_> {
     pub fn is_empty(&self) -> bool {
-        self.defaults.is_empty() && self.overrides.is_empty() && self.bounds.is_empty() && self.forbidden.is_empty()
+        let r = self.rules;
+        r.defaults.is_empty() && r.overrides.is_empty() && r.bounds.is_empty() && r.forbidden.is_empty()
     }
 }
 
+/// `first` with the entries of `then` that `first` does not mention (by parameter name).
+fn merge(first: &ParamRules, then: &ParamRules) -> ParamRules {
+    let mut out = first.clone();
+    out.mode = first.mode.or(then.mode);
+    for d in &then.defaults {
+        if !out.defaults.iter().any(|e| e.0 == d.0) {
+            out.defaults.push(d.clone());
+        }
+    }
+    for o in &then.overrides {
+        if !out.overrides.iter().any(|e| e.0 == o.0) {
+            out.overrides.push(o.clone());
+        }
+    }
+    for b in &then.bounds {
+        if !out.bounds.iter().any(|e| e.name == b.name) {
+            out.bounds.push(b.clone());
+        }
+    }
+    for f in &then.forbidden {
+        if !out.forbidden.contains(f) {
+            out.forbidden.push(f.clone());
+        }
+    }
+    out
+}
+
 impl ParamPolicy {
+    pub fn new(base: ParamRules, per_model: Vec<(String, ParamRules)>) -> Self {
+        let merged_base = merge(&base, &ParamRules::default());
+        let merged_models = per_model.iter().map(|(p, r)| (p.clone(), merge(r, &base))).collect();
+        ParamPolicy {
+            base,
+            per_model,
+            merged_base,
+            merged_models,
+        }
+    }
+
+    /// The rules for `model`: the first matching refinement merged over the consumer's rules.
     pub fn for_model(&self, model: &str) -> EffectiveRules<'_> {
-        let refined = self
-            .per_model
+        let rules = self
+            .merged_models
             .iter()
             .find(|(p, _)| glob::matches(p, model))
-            .map(|(_, r)| r);
-        let levels: Vec<&ParamRules> = refined.into_iter().chain(std::iter::once(&self.base)).collect();
-        let mut out = EffectiveRules {
-            mode: levels.iter().find_map(|l| l.mode).unwrap_or_default(),
-            ..EffectiveRules::default()
-        };
-        for level in levels {
-            for d in &level.defaults {
-                if !out.defaults.iter().any(|e| e.0 == d.0) {
-                    out.defaults.push(d);
-                }
-            }
-            for o in &level.overrides {
-                if !out.overrides.iter().any(|e| e.0 == o.0) {
-                    out.overrides.push(o);
-                }
-            }
-            for b in &level.bounds {
-                if !out.bounds.iter().any(|e| e.name == b.name) {
-                    out.bounds.push(b);
-                }
-            }
-            for f in &level.forbidden {
-                if !out.forbidden.contains(&f.as_str()) {
-                    out.forbidden.push(f);
-                }
-            }
+            .map_or(&self.merged_base, |(_, r)| r);
+        EffectiveRules {
+            mode: rules.mode.unwrap_or_default(),
+            rules,
         }
-        out
     }
 }
 
@@ -471,7 +486,7 @@ pub fn compile(
                     }
                     per_model.push((pattern.get_ref().clone(), compile_rules(m, &at, problems)));
                 }
-                ParamPolicy { base, per_model }
+                ParamPolicy::new(base, per_model)
             }
         };
         let visible: Vec<&String> = model_names

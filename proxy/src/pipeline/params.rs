@@ -34,12 +34,13 @@ pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiEr
     if rules.is_empty() {
         return Ok(Vec::new());
     }
+    let (mode, rules) = (rules.mode, rules.rules);
     let mut edits = Vec::new();
     let mut present: Vec<Cow<'_, str>> = Vec::new();
     let mut refusal: Option<ApiError> = None;
     let walk = for_each_member(body, |raw_key, m| {
         let key = key_text(raw_key);
-        if rules.forbidden.contains(&key.as_ref()) {
+        if rules.forbidden.iter().any(|f| f == key.as_ref()) {
             refusal = Some(ApiError::bad_request(
                 "parameter_forbidden",
                 format!("The parameter `{key}` is not allowed for your API key."),
@@ -64,7 +65,7 @@ pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiEr
                     return false;
                 };
                 if v < b.min || v > b.max {
-                    match rules.mode {
+                    match mode {
                         ParamMode::Reject => {
                             refusal = Some(ApiError::bad_request(
                                 "parameter_out_of_range",
@@ -121,22 +122,22 @@ mod tests {
             min_json: Bytes::from(lo.to_string()),
             max_json: Bytes::from(hi.to_string()),
         };
-        ParamPolicy {
-            base: ParamRules {
+        ParamPolicy::new(
+            ParamRules {
                 mode: Some(mode),
                 defaults: vec![("temperature".into(), Bytes::from_static(b"0.2"))],
                 overrides: vec![("user".into(), Bytes::from_static(b"\"dept-a\""))],
                 bounds: vec![b("temperature", "0", "1"), b("max_tokens", "1", "4096")],
                 forbidden: vec!["logit_bias".into()],
             },
-            per_model: vec![(
+            vec![(
                 "big-*".into(),
                 ParamRules {
                     bounds: vec![b("max_tokens", "1", "128")],
                     ..ParamRules::default()
                 },
             )],
-        }
+        )
     }
 
     fn run(body: &str, mode: ParamMode, model: &str) -> Result<serde_json::Value, StatusCode> {
