@@ -308,7 +308,7 @@ fn text_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         out,
         "  INFO tollgate::access: access request_id={} consumer={:?} key_id={:?} endpoint={} model={:?} target_model={:?} provider={:?} stream={} \
          status={} error={} outcome={} attempts={} latency_ms={} ttft_ms={} prompt_tokens={} completion_tokens={} \
-         cached_tokens={} total_tokens={} usage_known={} bytes_in={} bytes_out={}",
+         cached_tokens={} total_tokens={} usage_known={} prompt_tokens_counted={} prompt_count_estimated={} completion_tokens_counted={} bytes_in={} bytes_out={}",
         ctx.request_id,
         f.consumer,
         f.key_id,
@@ -328,6 +328,9 @@ fn text_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         usage.cached,
         usage.total,
         ctx.usage.is_some(),
+        ctx.prompt_count.map_or(-1, |c| c.tokens() as i64),
+        ctx.prompt_count.is_some_and(|c| c.is_estimate()),
+        ctx.completion_count.map_or(-1, |n| n as i64),
         ctx.bytes_in,
         ctx.bytes_out,
     );
