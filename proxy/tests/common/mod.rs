@@ -23,13 +23,23 @@ use tollgate_loadtest::mock::{self, MockConfig, MockHandle, TlsFiles};
 
 pub const PROVIDER_KEY: &str = "sk-provider-secret-7f3a";
 
-/// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+/// A free TCP port on 127.0.0.1 for a gateway to listen on.
+///
+/// Not port 0: the gateway process binds it itself, so the port is released in between, and
+/// tests run in parallel threads. Ports come from a per-process counter below the ephemeral range
+/// (where the mocks' port-0 sockets live), so two tests of one binary never get the same port and
+/// a released port cannot be handed to a mock in between.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::AtomicU16;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 50) as u16 * 240;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = start + n % 240;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A name no earlier run used (state in Redis outlives a test run).
