@@ -120,6 +120,18 @@ pub fn nests_deeper_than(text: &[u8], limit: usize) -> bool {
     false
 }
 
+/// The text of a JSON string's contents (between the quotes): borrowed when it has no escapes,
+/// unescaped otherwise (empty if the escapes are invalid).
+pub fn unescape(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    if !raw.contains(&b'\\') {
+        return String::from_utf8_lossy(raw);
+    }
+    let quoted = [&b"\""[..], raw, &b"\""[..]].concat();
+    serde_json::from_slice::<String>(&quoted)
+        .map(std::borrow::Cow::Owned)
+        .unwrap_or(std::borrow::Cow::Borrowed(""))
+}
+
 pub fn skip_ws(text: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = text.get(i) {
         i += 1;

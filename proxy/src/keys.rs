@@ -22,7 +22,7 @@ use fred::prelude::*;
 use serde::{Deserialize, Serialize};
 use tollgate_limits::Clock;
 
-use crate::config::consumers::{format_hash, hash_key, KeyHash};
+use crate::config::consumers::{format_hash, hash_key, parse_hash, KeyHash};
 
 /// How often a node checks Redis for key changes.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -59,7 +59,7 @@ impl KeyTable {
     fn build(records: impl IntoIterator<Item = KeyRecord>) -> KeyTable {
         let mut by_hash = HashMap::new();
         for r in records {
-            if let Some(h) = parse_hash(&r.hash) {
+            if let Ok(h) = parse_hash(&r.hash) {
                 by_hash.insert(h, r);
             }
         }
@@ -73,18 +73,6 @@ impl KeyTable {
     pub fn by_id(&self, id: &str) -> Option<&KeyRecord> {
         self.by_hash.values().find(|r| r.id == id)
     }
-}
-
-fn parse_hash(text: &str) -> Option<KeyHash> {
-    let hex = text.strip_prefix("sha256:")?;
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Where changes are kept.

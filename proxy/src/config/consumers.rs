@@ -234,14 +234,16 @@ pub fn format_hash(hash: &KeyHash) -> String {
     s
 }
 
-fn parse_hash(text: &str) -> Result<KeyHash, String> {
+/// The hash in `sha256:<64 hex>` form, as written in config and in the key store.
+pub fn parse_hash(text: &str) -> Result<KeyHash, String> {
     let hex = text.strip_prefix("sha256:").ok_or("must start with `sha256:`")?;
     if hex.len() != 64 {
         return Err("must be `sha256:` followed by 64 hex digits".into());
     }
     let mut out = [0u8; 32];
     for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| "is not hex".to_string())?;
+        *byte =
+            u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or(""), 16).map_err(|_| "is not hex".to_string())?;
     }
     Ok(out)
 }

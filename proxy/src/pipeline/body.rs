@@ -173,14 +173,7 @@ fn prompt_spans(body: &[u8]) -> Prompt {
 
 /// The text of a string's contents span: borrowed when it has no escapes, unescaped otherwise.
 pub fn text_of<'a>(body: &'a [u8], span: &Range<usize>) -> Cow<'a, str> {
-    let raw = body.get(span.clone()).unwrap_or_default();
-    if !raw.contains(&b'\\') {
-        return String::from_utf8_lossy(raw);
-    }
-    let quoted = [&b"\""[..], raw, &b"\""[..]].concat();
-    serde_json::from_slice::<String>(&quoted)
-        .map(Cow::Owned)
-        .unwrap_or(Cow::Borrowed(""))
+    crate::json_spans::unescape(body.get(span.clone()).unwrap_or_default())
 }
 
 #[derive(Deserialize)]

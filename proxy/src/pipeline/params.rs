@@ -13,21 +13,7 @@ use super::body::Edit;
 use crate::config::consumers::EffectiveRules;
 use crate::config::raw::ParamMode;
 use crate::error::ApiError;
-use crate::json_spans::for_each_member;
-
-/// The key of a member, unescaped when it has escapes.
-fn key_text(raw: &[u8]) -> Cow<'_, str> {
-    if !raw.contains(&b'\\') {
-        return String::from_utf8_lossy(raw);
-    }
-    let mut quoted = Vec::with_capacity(raw.len() + 2);
-    quoted.push(b'"');
-    quoted.extend_from_slice(raw);
-    quoted.push(b'"');
-    serde_json::from_slice::<String>(&quoted)
-        .map(Cow::Owned)
-        .unwrap_or(Cow::Borrowed(""))
-}
+use crate::json_spans::{for_each_member, unescape};
 
 /// The splices that make `body` follow `rules`, or the 400 it deserves.
 pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiError> {
@@ -39,7 +25,7 @@ pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiEr
     let mut present: Vec<Cow<'_, str>> = Vec::new();
     let mut refusal: Option<ApiError> = None;
     let walk = for_each_member(body, |raw_key, m| {
-        let key = key_text(raw_key);
+        let key = unescape(raw_key);
         if rules.forbidden.iter().any(|f| f == key.as_ref()) {
             refusal = Some(ApiError::bad_request(
                 "parameter_forbidden",
