@@ -37,6 +37,15 @@ pub fn estimate(text: &str) -> usize {
     text.len().div_ceil(4)
 }
 
+/// Tokens of `messages` with `counter` (a tokenizer and its chat template), or the marked
+/// estimate when there is none: about 4 bytes a token, 4 tokens a message, 3 for the reply.
+pub fn count_chat(counter: Option<(&Tokenizer, ChatTemplate)>, messages: &[Message<'_>]) -> Count {
+    match counter {
+        Some((t, template)) => Count::Exact(template.count(t, messages)),
+        None => Count::Estimated(messages.iter().map(|m| 4 + estimate(m.content)).sum::<usize>() + 3),
+    }
+}
+
 impl Registry {
     pub fn new() -> Self {
         Self::default()
@@ -60,10 +69,10 @@ impl Registry {
 
     /// Tokens `model` sees for `messages`, template included.
     pub fn count_chat(&self, model: &str, messages: &[Message<'_>]) -> Count {
-        match self.models.get(model) {
-            Some((t, template)) => Count::Exact(template.count(t, messages)),
-            None => Count::Estimated(messages.iter().map(|m| 4 + estimate(m.content)).sum::<usize>() + 3),
-        }
+        count_chat(
+            self.models.get(model).map(|(t, template)| (t.as_ref(), *template)),
+            messages,
+        )
     }
 }
 

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use tollgate_tokenize::registry::estimate;
+use tollgate_tokenize::registry::{count_chat, estimate};
 use tollgate_tokenize::{ChatTemplate, Count, Message, Tokenizer};
 
 use super::body::{text_of, Piece, Prompt, RequestView};
@@ -47,10 +47,7 @@ pub fn count_prompt(body: &[u8], view: &RequestView, counter: Option<&(Arc<Token
                     name: name.as_deref(),
                 })
                 .collect();
-            match counter {
-                Some((tok, template)) => Count::Exact(template.count(tok, &messages)),
-                None => Count::Estimated(messages.iter().map(|m| 4 + estimate(m.content)).sum::<usize>() + 3),
-            }
+            count_chat(counter.map(|(tok, template)| (tok.as_ref(), *template)), &messages)
         }
         Prompt::Texts(pieces) => {
             let mut exact = 0;
