@@ -119,14 +119,13 @@ fn text_pieces(body: &[u8], value: Range<usize>) -> Vec<Piece> {
 
 /// Locate the prompt (messages, prompt or input) without copying it. Lenient: a shape the
 /// gateway does not know is no prompt, not an error; the provider judges the request.
-fn prompt_spans(body: &[u8]) -> Prompt {
-    let (mut messages, mut prompt, mut input) = (None, None, None);
-    members(body, 0..body.len(), |k, v| match k {
-        b"messages" => messages = Some(v),
-        b"prompt" => prompt = Some(v),
-        b"input" => input = Some(v),
-        _ => {}
-    });
+/// `messages`, `prompt` and `input` are the value spans of those top-level members, if present.
+fn prompt_spans(
+    body: &[u8],
+    messages: Option<Range<usize>>,
+    prompt: Option<Range<usize>>,
+    input: Option<Range<usize>>,
+) -> Prompt {
     if let Some(list) = messages.filter(|v| body.get(v.start) == Some(&b'[')) {
         let mut out = Vec::new();
         for m in elements(body, list)
@@ -197,19 +196,24 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
     let stream = fields.stream.unwrap_or(false);
     let include_usage = fields.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
     let user = fields.user.map(|u| u.chars().take(128).collect());
-    let prompt = prompt_spans(body);
 
+    // One walk over the top-level members finds every span the gateway needs.
     let mut model_span = None;
     let mut stream_options_span = None;
+    let (mut messages, mut prompt, mut input) = (None, None, None);
     for_each_member(body, |key, m: Member| {
         match key {
             b"model" => model_span = Some(m.value),
             b"stream_options" => stream_options_span = Some(m.value),
+            b"messages" => messages = Some(m.value),
+            b"prompt" => prompt = Some(m.value),
+            b"input" => input = Some(m.value),
             _ => {}
         }
         true
     })
     .map_err(ApiError::bad_json)?;
+    let prompt = prompt_spans(body, messages, prompt, input);
     let model_span = model_span
         .ok_or_else(|| ApiError::bad_request("invalid_model", "The `model` key must be written without escapes."))?;
     Ok(RequestView {
