@@ -257,7 +257,6 @@ fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
 fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duration) {
     use std::io::Write as _;
     let f = fields(ctx);
-    let usage = ctx.usage.unwrap_or_default();
     out.extend_from_slice(b"{\"timestamp\":\"");
     out.extend_from_slice(stamp);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"access\",\"request_id\":");
@@ -274,41 +273,31 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
     json_str(out, f.used);
     out.extend_from_slice(b",\"provider\":");
     json_str(out, f.provider);
-    let _ = writeln!(
-        out,
-        ",\"stream\":{},\"status\":{},\"error\":\"{}\",\"outcome\":\"{}\",\"attempts\":{},\"latency_ms\":{},\"ttft_ms\":{},\
-         \"prompt_tokens\":{},\"completion_tokens\":{},\"cached_tokens\":{},\"total_tokens\":{},\"usage_known\":{},\
-         \"prompt_tokens_counted\":{},\"prompt_count_estimated\":{},\"completion_tokens_counted\":{},\"bytes_in\":{},\"bytes_out\":{},\"target\":\"tollgate::access\"}}",
-        ctx.stream,
-        ctx.status,
-        ctx.error_code.unwrap_or(""),
-        ctx.outcome.name(),
-        ctx.attempts,
-        Ms(Some(latency)),
-        Ms(ctx.ttft),
-        usage.prompt,
-        usage.completion,
-        usage.cached,
-        usage.total,
-        ctx.usage.is_some(),
-        ctx.prompt_count.map_or(-1, |c| c.tokens() as i64),
-        ctx.prompt_count.is_some_and(|c| c.is_estimate()),
-        ctx.completion_count.map_or(-1, |n| n as i64),
-        ctx.bytes_in,
-        ctx.bytes_out,
-    );
+    for (name, value) in scalars(ctx, latency) {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Scalar::Code(c) => {
+                out.push(b'"');
+                out.extend_from_slice(c.as_bytes());
+                out.push(b'"');
+            }
+            v => {
+                let _ = write!(out, "{v}");
+            }
+        }
+    }
+    out.extend_from_slice(b",\"target\":\"tollgate::access\"}\n");
 }
 
 fn text_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duration) {
     use std::io::Write as _;
     let f = fields(ctx);
-    let usage = ctx.usage.unwrap_or_default();
     out.extend_from_slice(stamp);
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "  INFO tollgate::access: access request_id={} consumer={:?} key_id={:?} endpoint={} model={:?} target_model={:?} provider={:?} stream={} \
-         status={} error={} outcome={} attempts={} latency_ms={} ttft_ms={} prompt_tokens={} completion_tokens={} \
-         cached_tokens={} total_tokens={} usage_known={} prompt_tokens_counted={} prompt_count_estimated={} completion_tokens_counted={} bytes_in={} bytes_out={}",
+        "  INFO tollgate::access: access request_id={} consumer={:?} key_id={:?} endpoint={} model={:?} target_model={:?} provider={:?}",
         ctx.request_id,
         f.consumer,
         f.key_id,
@@ -316,24 +305,71 @@ fn text_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         f.asked,
         f.used,
         f.provider,
-        ctx.stream,
-        ctx.status,
-        ctx.error_code.unwrap_or("-"),
-        ctx.outcome.name(),
-        ctx.attempts,
-        Ms(Some(latency)),
-        Ms(ctx.ttft),
-        usage.prompt,
-        usage.completion,
-        usage.cached,
-        usage.total,
-        ctx.usage.is_some(),
-        ctx.prompt_count.map_or(-1, |c| c.tokens() as i64),
-        ctx.prompt_count.is_some_and(|c| c.is_estimate()),
-        ctx.completion_count.map_or(-1, |n| n as i64),
-        ctx.bytes_in,
-        ctx.bytes_out,
     );
+    for (name, value) in scalars(ctx, latency) {
+        match value {
+            Scalar::Code("") => {
+                let _ = write!(out, " {name}=-");
+            }
+            v => {
+                let _ = write!(out, " {name}={v}");
+            }
+        }
+    }
+    out.push(b'\n');
+}
+
+/// A value of the access line after its strings: a number, a flag or a fixed code.
+enum Scalar {
+    Int(i64),
+    Flag(bool),
+    Ms(Option<Duration>),
+    Code(&'static str),
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Int(n) => write!(f, "{n}"),
+            Scalar::Flag(b) => write!(f, "{b}"),
+            Scalar::Ms(d) => write!(f, "{}", Ms(*d)),
+            Scalar::Code(c) => f.write_str(c),
+        }
+    }
+}
+
+/// The access line's fields after its strings, in order, shared by the JSON and text forms.
+fn scalars(ctx: &RequestCtx, latency: Duration) -> [(&'static str, Scalar); 17] {
+    let usage = ctx.usage.unwrap_or_default();
+    let n = |v: u64| Scalar::Int(v as i64);
+    [
+        ("stream", Scalar::Flag(ctx.stream)),
+        ("status", Scalar::Int(i64::from(ctx.status))),
+        ("error", Scalar::Code(ctx.error_code.unwrap_or(""))),
+        ("outcome", Scalar::Code(ctx.outcome.name())),
+        ("attempts", Scalar::Int(i64::from(ctx.attempts))),
+        ("latency_ms", Scalar::Ms(Some(latency))),
+        ("ttft_ms", Scalar::Ms(ctx.ttft)),
+        ("prompt_tokens", n(usage.prompt)),
+        ("completion_tokens", n(usage.completion)),
+        ("cached_tokens", n(usage.cached)),
+        ("total_tokens", n(usage.total)),
+        ("usage_known", Scalar::Flag(ctx.usage.is_some())),
+        (
+            "prompt_tokens_counted",
+            Scalar::Int(ctx.prompt_count.map_or(-1, |c| c.tokens() as i64)),
+        ),
+        (
+            "prompt_count_estimated",
+            Scalar::Flag(ctx.prompt_count.is_some_and(|c| c.is_estimate())),
+        ),
+        (
+            "completion_tokens_counted",
+            Scalar::Int(ctx.completion_count.map_or(-1, |n| n as i64)),
+        ),
+        ("bytes_in", n(ctx.bytes_in)),
+        ("bytes_out", n(ctx.bytes_out)),
+    ]
 }
 
 /// A duration in milliseconds with three decimals (integer arithmetic), or `-1` when unknown.
