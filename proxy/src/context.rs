@@ -25,6 +25,13 @@ pub enum ModelStage {
     },
 }
 
+impl ModelStage {
+    /// A model the request named but may not use, kept (shortened) for the log only.
+    pub fn unknown(asked: &str) -> Self {
+        ModelStage::Unknown(asked.chars().take(128).collect())
+    }
+}
+
 /// How the response ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Outcome {

@@ -126,7 +126,7 @@ async fn proxy(
     ctx.user = view.user.clone();
     let Some(route) = snapshot.route(&view.model) else {
         let err = ApiError::unknown_model(&view.model);
-        ctx.model = ModelStage::Unknown(view.model.chars().take(128).collect());
+        ctx.model = ModelStage::unknown(&view.model);
         respond::error(session, ctx, err).await;
         return Ok(());
     };
@@ -140,7 +140,7 @@ async fn proxy(
         match checked {
             Ok(e) => edits = e,
             Err(err) => {
-                ctx.model = ModelStage::Unknown(view.model.chars().take(128).collect());
+                ctx.model = ModelStage::unknown(&view.model);
                 respond::error(session, ctx, err).await;
                 return Ok(());
             }

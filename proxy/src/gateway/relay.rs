@@ -227,10 +227,7 @@ pub async fn relay(
             break;
         }
     }
-    if let Err(e) = session.write_response_body(None, true).await {
-        ctx.outcome = Outcome::ClientGone;
-        return Err(e);
-    }
+    to_client(ctx, session.write_response_body(None, true).await)?;
     upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
     Ok(Relayed::Done)
 }
@@ -261,12 +258,16 @@ async fn gather(up: &mut HttpSession, sink: &mut BodySink) -> (bool, Option<Box<
     (false, None)
 }
 
-async fn send_header(session: &mut Session, ctx: &mut RequestCtx, header: Box<ResponseHeader>) -> pingora::Result<()> {
-    if let Err(e) = session.write_response_header(header, false).await {
+/// The result of a write to the client; a failure means the client is gone.
+fn to_client<T>(ctx: &mut RequestCtx, r: pingora::Result<T>) -> pingora::Result<T> {
+    if r.is_err() {
         ctx.outcome = Outcome::ClientGone;
-        return Err(e);
     }
-    Ok(())
+    r
+}
+
+async fn send_header(session: &mut Session, ctx: &mut RequestCtx, header: Box<ResponseHeader>) -> pingora::Result<()> {
+    to_client(ctx, session.write_response_header(header, false).await)
 }
 
 /// A complete body: `Content-Length` instead of chunked framing, one write.
@@ -281,10 +282,7 @@ async fn send_whole(
     header.insert_header(http::header::CONTENT_LENGTH, len)?;
     send_header(session, ctx, header).await?;
     write(session, ctx, data).await?;
-    if let Err(e) = session.write_response_body(None, true).await {
-        ctx.outcome = Outcome::ClientGone;
-        return Err(e);
-    }
+    to_client(ctx, session.write_response_body(None, true).await)?;
     Ok(())
 }
 
@@ -294,11 +292,7 @@ async fn write(session: &mut Session, ctx: &mut RequestCtx, data: Option<Bytes>)
         ctx.ttft = Some(ctx.started.elapsed());
     }
     ctx.bytes_out += data.len() as u64;
-    if let Err(e) = session.write_response_body(Some(data), false).await {
-        ctx.outcome = Outcome::ClientGone;
-        return Err(e);
-    }
-    Ok(())
+    to_client(ctx, session.write_response_body(Some(data), false).await)
 }
 
 /// The upstream failed after the response started: tell an SSE client in-band, then return the
