@@ -1,19 +1,31 @@
-//! `tollgate-limits`: request quotas and rate limits, decided on the hot path.
+//! `tollgate-limits`: request quotas and token rate limits, decided on the hot path.
 //!
-//! - [`window`]: calendar windows (minute, hour, day in a fixed UTC offset) and their bounds.
+//! - [`bucket`]: token-bucket arithmetic (refill, reserve, reconcile).
+//! - [`table`]: the sharded in-memory table of buckets, local or leased from a shared limit.
+//! - [`sync`]: the background sync of shared limits through Redis (`fred`).
+//! - [`exact`]: exact mode, one atomic Redis script per decision.
+//! - [`window`], [`counter`], [`redis`]: calendar-window request counters (quotas), in memory
+//!   and in Redis.
+//! - [`key`]: Redis keys with Cluster hash tags.
 //! - [`clock`]: time through a trait, so tests move it by hand instead of sleeping.
-//! - [`counter`]: window counters in a sharded in-memory table (one node).
-//! - [`redis`]: the same counters in Redis (`fred`), atomic across nodes.
 //!
-//! Token buckets with background Redis sync (the limits issue) will live here too. A plain
-//! library: no HTTP, no Pingora types in its API.
+//! A plain library: no HTTP, no Pingora types in its API.
 
+pub mod bucket;
 pub mod clock;
 pub mod counter;
+pub mod exact;
+pub mod key;
 pub mod redis;
+pub mod sync;
+pub mod table;
 pub mod window;
 
+pub use bucket::{Bucket, Decision, Limit};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use counter::LocalCounters;
+pub use exact::ExactBuckets;
 pub use redis::RedisCounters;
+pub use sync::{SyncOptions, SyncStats, Syncer};
+pub use table::{BucketTable, TableOptions};
 pub use window::{Period, Window};

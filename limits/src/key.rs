@@ -1,0 +1,63 @@
+//! Redis keys for limits and quotas: a fixed prefix, the identifying parts inside one `{hash
+//! tag}` (so a Redis Cluster keeps each key on one slot), and a suffix. Parts that come from
+//! clients keep the key's shape: a long part, or one that could close the tag, is replaced by a
+//! digest.
+
+use std::fmt::Write as _;
+
+/// Longest part kept verbatim.
+const MAX_PART: usize = 96;
+
+/// `prefix{part1/part2/...}suffix`.
+pub fn tagged_key(prefix: &str, parts: &[&str], suffix: &str) -> String {
+    let mut key =
+        String::with_capacity(prefix.len() + suffix.len() + 2 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    key.push_str(prefix);
+    key.push('{');
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push('/');
+        }
+        push_part(&mut key, part);
+    }
+    key.push('}');
+    key.push_str(suffix);
+    key
+}
+
+/// Append one part, verbatim when it is short and cannot break the key's shape.
+pub fn push_part(key: &mut String, part: &str) {
+    if part.len() <= MAX_PART && !part.contains(['{', '}', '/']) {
+        key.push_str(part);
+    } else {
+        // SHA-256: the same on every node and every version, so nodes agree on the key.
+        key.push('#');
+        for b in &ring::digest::digest(&ring::digest::SHA256, part.as_bytes()).as_ref()[..12] {
+            let _ = write!(key, "{b:02x}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_sit_inside_one_hash_tag() {
+        assert_eq!(
+            tagged_key("tollgate:limit:", &["tpm", "dept-a"], ":t"),
+            "tollgate:limit:{tpm/dept-a}:t"
+        );
+    }
+
+    #[test]
+    fn client_text_cannot_change_the_shape() {
+        let k = tagged_key("p:", &["r", "x}{y/z"], "");
+        assert_eq!(k.matches('{').count(), 1);
+        assert_eq!(k.matches('}').count(), 1);
+        assert_eq!(k.matches('/').count(), 1);
+        let long = "a".repeat(500);
+        assert!(tagged_key("p:", &[&long], "").len() < 60);
+        assert_ne!(tagged_key("p:", &["a}"], ""), tagged_key("p:", &["b}"], ""));
+    }
+}
