@@ -86,6 +86,9 @@ else
   local avail = f
   for _, v in pairs(o) do avail = avail + v end
   local target = math.max(0, math.floor(w * avail))
+  -- A node is not made to give back below an equal share of the capacity: what it holds, it
+  -- may well be about to use (a node that just started on a key has little demand yet).
+  target = math.max(target, math.min(balance, math.floor(cap / nodes)))
   top = target - balance
   if top > 0 then
     local hold = 0
@@ -219,6 +222,8 @@ impl Syncer {
                 last_heartbeat = Instant::now();
                 if let Err(e) = self.heartbeat().await {
                     tracing::debug!(error = %e, "limits: heartbeat failed");
+                    self.table.set_store_ok(false);
+                    self.stats.up.store(0, Ordering::Relaxed);
                 }
             }
             let up = self.round().await;

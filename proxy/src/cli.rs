@@ -85,6 +85,30 @@ pub struct RunOpts {
     /// Longest wait for a Redis answer on the request path, in milliseconds.
     #[arg(long, env = "TOLLGATE_REDIS_TIMEOUT_MS", default_value_t = 250)]
     pub redis_timeout_ms: u64,
+    /// Completion tokens a rate limit reserves for a request without `max_tokens`, and the
+    /// most it reserves for one with it (a rule's `completion_reserve` overrides it).
+    #[arg(long, env = "TOLLGATE_COMPLETION_RESERVE", default_value_t = 1_024)]
+    pub completion_reserve: u64,
+    /// Time between syncs of shared rate limits with Redis, in milliseconds.
+    #[arg(long, env = "TOLLGATE_LIMITS_SYNC_INTERVAL_MS", default_value_t = 20)]
+    pub limits_sync_interval_ms: u64,
+    /// Longest wait for Redis in an `exact` rate limit decision, in milliseconds.
+    #[arg(long, env = "TOLLGATE_LIMITS_EXACT_TIMEOUT_MS", default_value_t = 100)]
+    pub limits_exact_timeout_ms: u64,
+    /// Most rate limit keys held in memory per node (idle keys go first).
+    #[arg(long, env = "TOLLGATE_LIMITS_MAX_KEYS", default_value_t = 1_000_000)]
+    pub limits_max_keys: usize,
+    /// A shared rate limit key unused this long gives its lease back, in milliseconds.
+    #[arg(long, env = "TOLLGATE_LIMITS_IDLE_RELEASE_MS", default_value_t = 5_000)]
+    pub limits_idle_release_ms: u64,
+    /// Separates this gateway cluster's rate limits from another's in the same Redis (a word
+    /// put into every limit key); nodes with the same namespace share their limits.
+    #[arg(long, env = "TOLLGATE_LIMITS_NAMESPACE", default_value = "")]
+    pub limits_namespace: String,
+    /// This node's name among the nodes sharing limits (default: host name, pid and a random
+    /// suffix).
+    #[arg(long, env = "TOLLGATE_NODE_ID")]
+    pub node_id: Option<String>,
     /// How often the config file is checked for changes, in milliseconds (0 = never).
     #[arg(long, env = "TOLLGATE_CONFIG_POLL_MS", default_value_t = 1_000)]
     pub config_poll_ms: u64,

@@ -91,10 +91,13 @@ pub struct RequestCtx {
     pub usage: Option<Usage>,
     /// Prompt tokens counted by the gateway (before forwarding), exact or estimated.
     pub prompt_count: Option<tollgate_tokenize::Count>,
-    /// Completion tokens counted by the gateway when the provider reported no usage.
-    pub completion_count: Option<usize>,
+    /// Completion tokens counted by the gateway when the provider reported no usage (exact with
+    /// the route's tokenizer, else estimated).
+    pub completion_count: Option<tollgate_tokenize::Count>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Rate limit reservations, settled when the request ends.
+    pub limit_holds: Vec<crate::ratelimit::Hold>,
 }
 
 impl RequestCtx {
@@ -119,7 +122,22 @@ impl RequestCtx {
             completion_count: None,
             bytes_in: 0,
             bytes_out: 0,
+            limit_holds: Vec::new(),
         }
+    }
+
+    /// What this request cost in tokens, for rate limits: the provider's usage; without it the
+    /// gateway's own counts of the prompt and of what was streamed (a stream the client
+    /// abandoned included); `None` when no provider answered successfully (nothing to charge).
+    pub fn tokens_used(&self) -> Option<u64> {
+        if !(200..300).contains(&self.status) {
+            return None;
+        }
+        if let Some(u) = &self.usage {
+            return Some(u.total.max(u.prompt + u.completion));
+        }
+        let prompt = self.prompt_count.map_or(0, |c| c.tokens() as u64);
+        Some(prompt + self.completion_count.map_or(0, |c| c.tokens() as u64))
     }
 
     /// The public model name for metric labels: bounded to configured names.

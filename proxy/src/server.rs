@@ -17,11 +17,13 @@ use crate::config::{self, SnapshotCell};
 use crate::gateway::{Gateway, GatewayState};
 use crate::keys::{self, KeyBackend, KeyRegistry};
 use crate::quota::{self, Backend, QuotaStore};
+use crate::ratelimit::RateLimiter;
 use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
 use crate::upstream::UpstreamOptions;
-use tollgate_limits::{LocalCounters, SystemClock};
+use tollgate_limits::key::tagged_key;
+use tollgate_limits::{BucketTable, ExactBuckets, LocalCounters, SyncOptions, Syncer, SystemClock, TableOptions};
 
 /// Run the gateway until SIGTERM/SIGINT.
 pub fn run(opts: RunOpts) -> anyhow::Result<()> {
@@ -67,6 +69,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         ),
     };
     let quotas = QuotaStore::new(backend, Arc::new(SystemClock));
+    let limits = start_limits(&opts, redis.as_ref(), &metrics, &shared_rt);
     let keys = Arc::new(shared_rt.block_on(KeyRegistry::open(key_backend, Arc::new(SystemClock)))?);
     if redis.is_some() {
         shared_rt.spawn(keys::poll_forever(keys.clone()));
@@ -78,6 +81,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         access_log: access_log.clone(),
         quotas,
+        limits,
         keys: keys.clone(),
         max_body_bytes: opts.max_body_bytes,
         upstream: UpstreamOptions {
@@ -129,6 +133,69 @@ fn shared_state_runtime() -> anyhow::Result<tokio::runtime::Handle> {
             rt.block_on(std::future::pending::<()>());
         })?;
     Ok(handle)
+}
+
+/// The rate limiter: this node's bucket table, and with Redis the background syncer of shared
+/// limits (started on `rt`) and exact mode. Redis refusing scripts is reported loudly here and
+/// in metrics; limits then follow their `on_redis_error` policy, never quietly per node.
+fn start_limits(
+    opts: &RunOpts,
+    redis: Option<&tollgate_limits::RedisCounters>,
+    metrics: &Metrics,
+    rt: &tokio::runtime::Handle,
+) -> RateLimiter {
+    let table = Arc::new(BucketTable::new(TableOptions {
+        max_keys: opts.limits_max_keys,
+        idle_release_ms: opts.limits_idle_release_ms,
+    }));
+    let clock: Arc<dyn tollgate_limits::Clock> = Arc::new(SystemClock);
+    let mut sync_stats = None;
+    let exact = redis.map(|r| {
+        let node_id = opts.node_id.clone().unwrap_or_else(default_node_id);
+        let syncer = Syncer::new(
+            table.clone(),
+            r.client().clone(),
+            clock.clone(),
+            SyncOptions {
+                node_id,
+                interval: Duration::from_millis(opts.limits_sync_interval_ms.max(1)),
+                timeout: Duration::from_millis(opts.redis_timeout_ms.max(1)),
+                max_keys_per_round: 50_000,
+                nodes_key: match opts.limits_namespace.as_str() {
+                    "" => tollgate_limits::sync::NODES_KEY.to_string(),
+                    ns => tagged_key(&format!("tollgate:limits:{ns}:"), &["nodes"], ""),
+                },
+            },
+        );
+        sync_stats = Some(syncer.stats.clone());
+        match rt.block_on(syncer.check_scripts()) {
+            Ok(nodes) => tracing::info!(nodes, "limits: shared through redis"),
+            Err(e) if tollgate_limits::sync::is_script_refusal(&e) => tracing::error!(
+                error = %e,
+                "limits: REDIS REFUSES SCRIPTS: shared and exact rate limits cannot be enforced across nodes; they follow their on_redis_error policy (see tollgate_limit_redis_scripts_ok)"
+            ),
+            Err(e) => tracing::error!(error = %e, "limits: redis not answering at start; rules follow their on_redis_error policy until it does"),
+        }
+        rt.spawn(syncer.run());
+        ExactBuckets::new(r.client().clone())
+    });
+    let _ = metrics.limit_sources.set((table.clone(), sync_stats));
+    RateLimiter::new(
+        table,
+        exact,
+        Duration::from_millis(opts.limits_exact_timeout_ms.max(1)),
+        clock,
+        opts.completion_reserve,
+        &opts.limits_namespace,
+    )
+}
+
+/// Host name, process id and a random suffix: unique per process.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".to_string());
+    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
 }
 
 /// Where run-time key changes are kept without Redis: `--key-store-file`, or beside the config.

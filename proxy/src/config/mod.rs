@@ -7,6 +7,7 @@
 
 pub mod consumers;
 pub mod glob;
+pub mod limits;
 pub mod raw;
 pub mod snapshot;
 

@@ -21,6 +21,52 @@ pub struct RawConfig {
     /// Hugging Face `tokenizer.json` files models can count with (`o200k` and `cl100k` are built in).
     #[serde(default)]
     pub tokenizers: Vec<RawTokenizer>,
+    /// Token and request rate limits, any number; each applies to the requests it selects.
+    #[serde(default)]
+    pub limits: Vec<RawLimit>,
+    #[serde(default)]
+    pub network: RawNetwork,
+}
+
+/// Where clients are, as far as the gateway can tell.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    /// Addresses or CIDR blocks of proxies in front of the gateway whose `X-Forwarded-For` is
+    /// believed (e.g. a load balancer). Without any, the client IP is the connection's peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// A rate limit rule: a token bucket (and/or a request bucket) per key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    /// Named in 429 messages, metrics and Redis keys.
+    pub name: Spanned<String>,
+    /// What the bucket is kept per: any of `consumer`, `key`, `user`, `model`, `ip`,
+    /// `header:<name>`, `query:<name>`, `cookie:<name>`. Empty: one bucket for everything.
+    #[serde(default)]
+    pub by: Vec<Spanned<String>>,
+    /// Tokens (prompt + completion) per period.
+    pub tokens: Option<u64>,
+    /// Requests per period.
+    pub requests: Option<u64>,
+    /// `second`, `minute`, `hour` or `day`: the bucket refills its capacity over this time.
+    pub per: Spanned<String>,
+    /// Only requests of these consumers (names); absent: every request.
+    pub consumers: Option<Vec<Spanned<String>>>,
+    /// Only requests for these public models (names or globs); absent: every model.
+    pub models: Option<Vec<Spanned<String>>>,
+    /// `sync` (local decisions, shared through Redis in the background; the default), `exact`
+    /// (one Redis script per request) or `local` (this node only).
+    pub mode: Option<Spanned<String>>,
+    /// With Redis unreachable: `allow` (serve on this node's share) or `deny` (503).
+    #[serde(default = "default_on_redis_error")]
+    pub on_redis_error: Spanned<String>,
+    /// Completion tokens reserved for a request without `max_tokens`, and the most reserved
+    /// for one with it (default: `--completion-reserve`).
+    pub completion_reserve: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,7 @@ use http::HeaderValue;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 
 use super::consumers::{self, Consumers};
+use super::limits::{self, LimitRule, TrustedProxies};
 use super::raw::{line_of, ProviderKind, RawConfig, RawProvider};
 use crate::secret::{self, Secret};
 use tollgate_tokenize::{ChatTemplate, Tokenizer};
@@ -94,6 +95,9 @@ pub struct Snapshot {
     pub admin_token: Option<Secret<String>>,
     /// Consumers and their keys; `None` when the config has none (the API is open).
     pub consumers: Option<Consumers>,
+    /// Rate limit rules in file order.
+    pub limits: Vec<Arc<LimitRule>>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Snapshot {
@@ -212,6 +216,9 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
     };
 
     let consumers = consumers::compile(&raw.consumers, &model_names, at, &mut problems);
+    let consumer_names: Vec<&str> = raw.consumers.iter().map(|c| c.name.get_ref().as_str()).collect();
+    let limits = limits::compile(&raw.limits, &consumer_names, at, &mut problems);
+    let trusted_proxies = limits::compile_network(&raw.network, at, &mut problems);
 
     if !problems.is_empty() {
         return Err(problems);
@@ -224,6 +231,8 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         models_body,
         admin_token,
         consumers,
+        limits,
+        trusted_proxies,
     })
 }
 

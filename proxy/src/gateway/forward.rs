@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use pingora::proxy::Session;
 
-use super::relay::{self, Relayed};
+use super::relay::{self, CountCompletion, Relayed};
 use super::{respond, GatewayState};
 use crate::config::{Route, Snapshot};
 use crate::context::{Caller, ModelStage, RequestCtx};
@@ -16,6 +16,7 @@ use crate::pipeline::body::{self, Edit, RequestView};
 use crate::pipeline::endpoint::{classify, Endpoint};
 use crate::pipeline::route::attempt_order;
 use crate::pipeline::{auth, params, tokens};
+use crate::ratelimit;
 use crate::upstream;
 
 /// Longest time spent discarding the rest of a refused oversized body.
@@ -168,6 +169,13 @@ async fn proxy(
         }
     }
     ctx.prompt_count = Some(tokens::count_prompt(&body, &view, route.counter.as_ref()));
+    if !snapshot.limits.is_empty() {
+        if let Err(refusal) = admit_limits(state, snapshot, caller, endpoint, &view, session, ctx).await {
+            ctx.extra_headers.extend(refusal.headers);
+            respond::error(session, ctx, refusal.error).await;
+            return Ok(());
+        }
+    }
     let force_usage = endpoint != Endpoint::Embeddings && body::needs_forced_usage(&view);
     let out = Outbound {
         body: &body,
@@ -176,6 +184,64 @@ async fn proxy(
         force_usage,
     };
     forward_with_fallback(state, route, out, session, ctx).await
+}
+
+/// Reserve against every rate limit that selects this request; the holds go in `ctx` (settled
+/// when the request ends), the `x-ratelimit-*` headers with them.
+async fn admit_limits(
+    state: &GatewayState,
+    snapshot: &Snapshot,
+    caller: Option<&Identified>,
+    endpoint: Endpoint,
+    view: &RequestView,
+    session: &Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), crate::quota::Refusal> {
+    let req = session.req_header();
+    let forwarded: Vec<&str> = req
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    let facts = ratelimit::Facts {
+        consumer: caller.map(|c| c.consumer.name.as_str()),
+        key_id: caller.map(|c| &*c.key_id),
+        user: view.user.as_deref(),
+        model: &view.model,
+        client_ip: snapshot.trusted_proxies.client_ip(peer, &forwarded),
+        headers: &req.headers,
+        query: req.uri.query(),
+    };
+    let max_tokens = match (endpoint, caller) {
+        (Endpoint::Embeddings, _) => Some(0),
+        (_, Some(c)) => params::effective_max_tokens(&c.consumer.params.for_model(&view.model), view.max_tokens),
+        (_, None) => view.max_tokens,
+    };
+    let demand = ratelimit::Demand {
+        prompt_tokens: ctx.prompt_count.map_or(0, |c| c.tokens() as u64),
+        max_tokens,
+        choices: view.choices,
+    };
+    let (holds, headers) = state
+        .limits
+        .admit(&snapshot.limits, &facts, demand, &state.metrics)
+        .await?;
+    ctx.limit_holds = holds;
+    // A request quota may already have said how many requests remain: the tighter one stands.
+    let remaining = |hs: &[(http::HeaderName, http::HeaderValue)]| {
+        hs.iter()
+            .find(|(n, _)| n == "x-ratelimit-remaining-requests")
+            .and_then(|(_, v)| v.to_str().ok()?.parse::<u64>().ok())
+    };
+    let quota_tighter = matches!((remaining(&ctx.extra_headers), remaining(&headers)), (Some(q), Some(l)) if q <= l);
+    ctx.extra_headers.extend(
+        headers
+            .into_iter()
+            .filter(|(n, _)| !(quota_tighter && n.as_str().ends_with("-requests"))),
+    );
+    Ok(())
 }
 
 /// Read and discard what the client is still sending (bounded in time) before answering an
@@ -309,8 +375,12 @@ async fn forward_with_fallback(
                     continue;
                 }
                 let strip = force_usage && view.stream;
-                let counter = route.counter.as_ref().map(|(t, _)| t.clone());
-                match relay::relay(state, &peer, up, strip, counter, session, ctx).await? {
+                let count = match &route.counter {
+                    Some((tok, _)) => CountCompletion::With(tok.clone()),
+                    None if !ctx.limit_holds.is_empty() => CountCompletion::Estimate,
+                    None => CountCompletion::No,
+                };
+                match relay::relay(state, &peer, up, strip, count, session, ctx).await? {
                     Relayed::Done => {
                         attempts.with_label_values(&[&target.provider.name, "answered"]).inc();
                         return Ok(());

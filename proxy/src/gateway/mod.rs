@@ -30,9 +30,21 @@ pub struct GatewayState {
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     pub quotas: crate::quota::QuotaStore,
+    pub limits: crate::ratelimit::RateLimiter,
     pub keys: Arc<crate::keys::KeyRegistry>,
     pub max_body_bytes: usize,
     pub upstream: UpstreamOptions,
+}
+
+impl GatewayState {
+    /// Replace the request's rate limit reservations by what it used, once that is known (at
+    /// the end of the upstream body, before the client sees it end; else in the last phase).
+    pub fn settle_limits(&self, ctx: &mut RequestCtx) {
+        if !ctx.limit_holds.is_empty() {
+            let holds = std::mem::take(&mut ctx.limit_holds);
+            self.limits.settle(holds, ctx.tokens_used(), &self.metrics);
+        }
+    }
 }
 
 /// The gateway service.
@@ -91,6 +103,7 @@ impl ProxyHttp for Gateway {
 
     /// Runs last, for every request: the access line and the request metrics.
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.state.settle_limits(ctx);
         self.state.access_log.record(ctx, &self.state.metrics);
     }
 }

@@ -22,7 +22,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
-use tollgate_tokenize::Tokenizer;
+use tollgate_tokenize::{Count, Tokenizer};
 
 use super::GatewayState;
 use crate::context::{Outcome, RequestCtx};
@@ -70,6 +70,16 @@ fn downstream_header(up: &ResponseHeader, is_sse: bool, ctx: &RequestCtx) -> pin
     Ok(resp)
 }
 
+/// How to count a completion the provider reports no usage for.
+pub enum CountCompletion {
+    /// Not needed.
+    No,
+    /// About 4 bytes a token (no tokenizer for the model, but rate limits need a number).
+    Estimate,
+    /// Exactly, with the model's tokenizer.
+    With(Arc<Tokenizer>),
+}
+
 /// What the body path does with each upstream chunk.
 struct BodySink {
     /// SSE: whole events forwarded, usage read, the forced usage event stripped.
@@ -79,18 +89,19 @@ struct BodySink {
     kept_len: usize,
     keep_json: bool,
     out: Vec<Bytes>,
-    /// Counts the completion when the provider reports no usage (the route's tokenizer).
-    counter: Option<Arc<Tokenizer>>,
+    /// Whether and how to count the completion when the provider reports no usage.
+    count: CountCompletion,
     /// SSE: upstream chunks kept (by reference) for that count.
     raw: Vec<Bytes>,
     raw_len: usize,
+    finished: bool,
 }
 
 impl BodySink {
     fn push(&mut self, chunk: Bytes) {
         match &mut self.tap {
             Some(t) => {
-                if self.counter.is_some() && self.raw_len + chunk.len() <= MAX_JSON_USAGE_SCAN {
+                if !matches!(self.count, CountCompletion::No) && self.raw_len + chunk.len() <= MAX_JSON_USAGE_SCAN {
                     self.raw_len += chunk.len();
                     self.raw.push(chunk.clone());
                 }
@@ -106,7 +117,11 @@ impl BodySink {
         }
     }
 
+    /// The body ended, or the client left (then what was generated so far is counted).
     fn finish(&mut self, ctx: &mut RequestCtx) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         if let Some(t) = &mut self.tap {
             t.finish(&mut self.out);
             ctx.usage = t.usage();
@@ -116,17 +131,18 @@ impl BodySink {
                 many => UsageFinder::default().in_json(&many.concat()),
             };
         }
-        if ctx.usage.is_none() {
-            if let Some(tok) = &self.counter {
-                let (pieces, sse) = if self.tap.is_some() {
-                    (&self.raw, true)
-                } else {
-                    (&self.kept, false)
-                };
-                if !pieces.is_empty() {
-                    let text = completion_text(&pieces.concat(), sse);
-                    ctx.completion_count = Some(tok.count(&text));
-                }
+        if ctx.usage.is_none() && !matches!(self.count, CountCompletion::No) {
+            let (pieces, sse) = if self.tap.is_some() {
+                (&self.raw, true)
+            } else {
+                (&self.kept, false)
+            };
+            if !pieces.is_empty() {
+                let text = completion_text(&pieces.concat(), sse);
+                ctx.completion_count = Some(match &self.count {
+                    CountCompletion::With(tok) => Count::Exact(tok.count(&text)),
+                    _ => Count::Estimated(tollgate_tokenize::registry::estimate(&text)),
+                });
             }
         }
     }
@@ -170,9 +186,9 @@ fn poll_now<F: Future>(fut: F) -> Option<F::Output> {
 pub async fn relay(
     state: &GatewayState,
     peer: &HttpPeer,
-    mut up: HttpSession,
+    up: HttpSession,
     strip_usage_event: bool,
-    counter: Option<Arc<Tokenizer>>,
+    count: CountCompletion,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<Relayed> {
@@ -183,23 +199,46 @@ pub async fn relay(
         .headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let success = up_header.status.is_success();
     let mut sink = BodySink {
         tap: is_sse.then(|| SseTap::new(strip_usage_event)),
         kept: Vec::new(),
         kept_len: 0,
-        keep_json: up_header.status.is_success(),
+        keep_json: success,
         out: Vec::with_capacity(8),
-        counter: counter.filter(|_| up_header.status.is_success()),
+        count: if success { count } else { CountCompletion::No },
         raw: Vec::new(),
         raw_len: 0,
+        finished: false,
     };
-    let mut header = Some(Box::new(downstream_header(up_header, is_sse, ctx)?));
+    let header = Box::new(downstream_header(up_header, is_sse, ctx)?);
     ctx.status = up_header.status.as_u16();
+    let result = pump(state, peer, up, &mut sink, header, is_sse, session, ctx).await;
+    if result.is_err() {
+        // The client left, or the upstream broke mid-body: what was generated still counts.
+        sink.finish(ctx);
+    }
+    result
+}
 
+/// Move the body from upstream to the client until it ends.
+#[allow(clippy::too_many_arguments, reason = "one call site; the relay's state, spelled out")]
+async fn pump(
+    state: &GatewayState,
+    peer: &HttpPeer,
+    mut up: HttpSession,
+    sink: &mut BodySink,
+    header: Box<ResponseHeader>,
+    is_sse: bool,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<Relayed> {
+    let mut header = Some(header);
     loop {
-        let (ended, failure) = gather(&mut up, &mut sink).await;
+        let (ended, failure) = gather(&mut up, sink).await;
         if ended {
             sink.finish(ctx);
+            state.settle_limits(ctx);
         }
         if let (Some(e), Some(_)) = (&failure, &header) {
             // Nothing has reached the client yet: the attempt failed, another target may serve.

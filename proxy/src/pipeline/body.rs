@@ -28,6 +28,11 @@ pub struct RequestView {
     pub user: Option<String>,
     /// What the model will read (messages, prompt or input), as spans of the body.
     pub prompt: Prompt,
+    /// The completion budget the client asked for (`max_completion_tokens`, else `max_tokens`),
+    /// when it is a non-negative number.
+    pub max_tokens: Option<u64>,
+    /// Choices asked for (`n`), at least 1.
+    pub choices: u64,
     model_span: Range<usize>,
     stream_options_span: Option<Range<usize>>,
 }
@@ -201,8 +206,12 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
     let mut model_span = None;
     let mut stream_options_span = None;
     let (mut messages, mut prompt, mut input) = (None, None, None);
+    let (mut max_tokens, mut max_completion_tokens, mut choices) = (None, None, None);
     for_each_member(body, |key, m: Member| {
         match key {
+            b"max_tokens" => max_tokens = number(&body[m.value]),
+            b"max_completion_tokens" => max_completion_tokens = number(&body[m.value]),
+            b"n" => choices = number(&body[m.value]),
             b"model" => model_span = Some(m.value),
             b"stream_options" => stream_options_span = Some(m.value),
             b"messages" => messages = Some(m.value),
@@ -222,9 +231,17 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
         include_usage,
         user,
         prompt,
+        max_tokens: max_completion_tokens.or(max_tokens),
+        choices: choices.unwrap_or(1).clamp(1, 128),
         model_span,
         stream_options_span,
     })
+}
+
+/// A JSON number that is a whole count (`256`, `256.0`), else `None`.
+pub fn number(json: &[u8]) -> Option<u64> {
+    let v = std::str::from_utf8(json).ok()?.parse::<f64>().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| v.min(u64::MAX as f64) as u64)
 }
 
 fn describe(e: &simd_json::Error) -> String {

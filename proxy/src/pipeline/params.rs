@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use super::body::Edit;
+use super::body::{self, Edit};
 use crate::config::consumers::EffectiveRules;
 use crate::config::raw::ParamMode;
 use crate::error::ApiError;
@@ -93,6 +93,26 @@ pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiEr
     Ok(edits)
 }
 
+/// The completion budget a request ends up with once `rules` applied (an override or default
+/// of `max_completion_tokens`/`max_tokens`, a clamp to their bounds), from the body's `asked`.
+pub fn effective_max_tokens(rules: &EffectiveRules<'_>, asked: Option<u64>) -> Option<u64> {
+    let names = ["max_completion_tokens", "max_tokens"];
+    let r = rules.rules;
+    let find = |list: &[(String, Bytes)]| {
+        names
+            .iter()
+            .find_map(|n| list.iter().find(|(name, _)| name == n))
+            .and_then(|(_, json)| body::number(json))
+    };
+    let mut value = find(&r.overrides).or(asked).or_else(|| find(&r.defaults))?;
+    if rules.mode == ParamMode::Clamp {
+        for b in r.bounds.iter().filter(|b| names.contains(&b.name.as_str())) {
+            value = (value as f64).clamp(b.min.max(0.0), b.max.max(0.0)) as u64;
+        }
+    }
+    Some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +152,15 @@ mod tests {
         let view = parse(body.as_bytes()).unwrap();
         let out = rewrite(body.as_bytes(), &view, br#""m""#, false, &edits);
         Ok(serde_json::from_slice(&out).unwrap())
+    }
+
+    #[test]
+    fn the_completion_budget_follows_the_policy() {
+        let p = policy(ParamMode::Clamp);
+        assert_eq!(effective_max_tokens(&p.for_model("x"), Some(9000)), Some(4096));
+        assert_eq!(effective_max_tokens(&p.for_model("big-1"), Some(9000)), Some(128));
+        assert_eq!(effective_max_tokens(&p.for_model("x"), Some(100)), Some(100));
+        assert_eq!(effective_max_tokens(&p.for_model("x"), None), None);
     }
 
     #[test]

@@ -141,8 +141,8 @@ fn update_metrics(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
             .with_label_values(&[model, method])
             .inc_by(c.tokens() as u64);
     }
-    if let (None, Some(n)) = (ctx.usage, ctx.completion_count) {
-        // The provider reported nothing: the gateway's own count stands in.
+    if let (None, Some(tollgate_tokenize::Count::Exact(n))) = (ctx.usage, ctx.completion_count) {
+        // The provider reported nothing: the gateway's own exact count stands in.
         metrics
             .tokens
             .with_label_values(&[model, "completion"])
@@ -339,7 +339,7 @@ impl std::fmt::Display for Scalar {
 }
 
 /// The access line's fields after its strings, in order, shared by the JSON and text forms.
-fn scalars(ctx: &RequestCtx, latency: Duration) -> [(&'static str, Scalar); 17] {
+fn scalars(ctx: &RequestCtx, latency: Duration) -> [(&'static str, Scalar); 18] {
     let usage = ctx.usage.unwrap_or_default();
     let n = |v: u64| Scalar::Int(v as i64);
     [
@@ -365,7 +365,11 @@ fn scalars(ctx: &RequestCtx, latency: Duration) -> [(&'static str, Scalar); 17] 
         ),
         (
             "completion_tokens_counted",
-            Scalar::Int(ctx.completion_count.map_or(-1, |n| n as i64)),
+            Scalar::Int(ctx.completion_count.map_or(-1, |c| c.tokens() as i64)),
+        ),
+        (
+            "completion_count_estimated",
+            Scalar::Flag(ctx.completion_count.is_some_and(|c| c.is_estimate())),
         ),
         ("bytes_in", n(ctx.bytes_in)),
         ("bytes_out", n(ctx.bytes_out)),

@@ -3,9 +3,13 @@
 //! Label sets are bounded: `model` is a configured public name (or `unknown` / `-`), `provider`
 //! a configured provider name, `status` an HTTP status. Nothing a client sends becomes a label.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+use tollgate_limits::{BucketTable, SyncStats};
 
 /// The gateway's metrics, owned by the server and shared by reference (no global registry).
 pub struct Metrics {
@@ -21,6 +25,85 @@ pub struct Metrics {
     pub quota_rejections: IntCounterVec,
     pub quota_store_errors: IntCounter,
     pub prompt_tokens_counted: IntCounterVec,
+    pub limit_decisions: IntCounterVec,
+    pub limit_tokens: IntCounterVec,
+    pub limit_settle_errors: IntCounter,
+    limit_state: LimitState,
+    /// Where the limit series read their state at scrape time (set once at start).
+    pub limit_sources: std::sync::OnceLock<(Arc<BucketTable>, Option<Arc<SyncStats>>)>,
+}
+
+/// Series copied from the limits table and syncer at scrape time.
+struct LimitState {
+    keys: IntGauge,
+    evictions: IntCounter,
+    nodes: IntGauge,
+    redis_up: IntGauge,
+    scripts_ok: IntGauge,
+    sync_rounds: IntCounter,
+    sync_failures: IntCounter,
+    keys_synced: IntCounter,
+    sync_round_seconds: Gauge,
+}
+
+impl LimitState {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let s = LimitState {
+            keys: IntGauge::new("tollgate_limit_keys", "Limit keys held in this node's bucket table")?,
+            evictions: IntCounter::new(
+                "tollgate_limit_evictions_total",
+                "Limit keys dropped from the table to bound its memory",
+            )?,
+            nodes: IntGauge::new(
+                "tollgate_limit_sync_nodes",
+                "Gateway nodes sharing limits through Redis",
+            )?,
+            redis_up: IntGauge::new(
+                "tollgate_limit_sync_up",
+                "1 when the last sync of shared limits reached Redis",
+            )?,
+            scripts_ok: IntGauge::new(
+                "tollgate_limit_redis_scripts_ok",
+                "0 when Redis (or a proxy in front of it) refuses the limit scripts",
+            )?,
+            sync_rounds: IntCounter::new("tollgate_limit_sync_rounds_total", "Sync rounds of shared limits")?,
+            sync_failures: IntCounter::new(
+                "tollgate_limit_sync_failures_total",
+                "Sync rounds that could not reach Redis",
+            )?,
+            keys_synced: IntCounter::new("tollgate_limit_keys_synced_total", "Key reports booked in Redis")?,
+            sync_round_seconds: Gauge::new(
+                "tollgate_limit_sync_round_seconds",
+                "Duration of the last successful sync round (how stale shared state can be, beyond the interval)",
+            )?,
+        };
+        registry.register(Box::new(s.keys.clone()))?;
+        registry.register(Box::new(s.evictions.clone()))?;
+        registry.register(Box::new(s.nodes.clone()))?;
+        registry.register(Box::new(s.redis_up.clone()))?;
+        registry.register(Box::new(s.scripts_ok.clone()))?;
+        registry.register(Box::new(s.sync_rounds.clone()))?;
+        registry.register(Box::new(s.sync_failures.clone()))?;
+        registry.register(Box::new(s.keys_synced.clone()))?;
+        registry.register(Box::new(s.sync_round_seconds.clone()))?;
+        Ok(s)
+    }
+
+    fn update(&self, table: &BucketTable, sync: Option<&SyncStats>) {
+        let catch_up = |c: &IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
+        self.keys.set(table.len() as i64);
+        catch_up(&self.evictions, table.stats.evictions.load(Ordering::Relaxed));
+        if let Some(s) = sync {
+            self.nodes.set(s.nodes.load(Ordering::Relaxed) as i64);
+            self.redis_up.set(s.up.load(Ordering::Relaxed) as i64);
+            self.scripts_ok.set(s.scripts_ok.load(Ordering::Relaxed) as i64);
+            catch_up(&self.sync_rounds, s.rounds.load(Ordering::Relaxed));
+            catch_up(&self.sync_failures, s.failures.load(Ordering::Relaxed));
+            catch_up(&self.keys_synced, s.keys_synced.load(Ordering::Relaxed));
+            self.sync_round_seconds
+                .set(s.last_round_us.load(Ordering::Relaxed) as f64 / 1e6);
+        }
+    }
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -101,6 +184,28 @@ impl Metrics {
             &["model", "method"],
         )?;
         registry.register(Box::new(prompt_tokens_counted.clone()))?;
+        let limit_decisions = IntCounterVec::new(
+            Opts::new(
+                "tollgate_limit_decisions_total",
+                "Rate limit decisions, by rule, bucket kind (tokens, requests) and outcome (admitted, refused, too_large, unavailable, fail_open)",
+            ),
+            &["rule", "kind", "outcome"],
+        )?;
+        let limit_tokens = IntCounterVec::new(
+            Opts::new(
+                "tollgate_limit_tokens_total",
+                "Tokens reserved at admission and actually used once known, by rule",
+            ),
+            &["rule", "kind"],
+        )?;
+        let limit_settle_errors = IntCounter::new(
+            "tollgate_limit_settle_errors_total",
+            "Exact-mode reconciliations that could not reach Redis",
+        )?;
+        registry.register(Box::new(limit_decisions.clone()))?;
+        registry.register(Box::new(limit_tokens.clone()))?;
+        registry.register(Box::new(limit_settle_errors.clone()))?;
+        let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
         registry.register(Box::new(config_version.clone()))?;
@@ -118,11 +223,19 @@ impl Metrics {
             quota_rejections,
             quota_store_errors,
             prompt_tokens_counted,
+            limit_decisions,
+            limit_tokens,
+            limit_settle_errors,
+            limit_state,
+            limit_sources: std::sync::OnceLock::new(),
         })
     }
 
     /// The exposition text.
     pub fn render(&self) -> Vec<u8> {
+        if let Some((table, sync)) = self.limit_sources.get() {
+            self.limit_state.update(table, sync.as_deref());
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out

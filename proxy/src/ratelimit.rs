@@ -1,0 +1,434 @@
+//! Token and request rate limits at admission, and their reconciliation once a request's real
+//! cost is known.
+//!
+//! On the way in every rule that selects the request reserves, per its key: one request, and
+//! the prompt's counted tokens plus the completion it may generate (`max_tokens` as the policy
+//! leaves it, capped by the rule's completion reserve; the reserve itself when absent) times `n`.
+//! A request that does not fit is refused before anything is sent upstream — which is what keeps
+//! a limit real under concurrency. On the way out ([`RateLimiter::settle`]) the reservation is
+//! replaced by what was used: the provider's usage, else the gateway's own count of what was
+//! streamed (so an abandoned stream is charged for what was generated), and nothing when no
+//! answer came.
+//!
+//! Decisions read this node's bucket table; `sync` rules share their limit with every node
+//! through Redis in the background ([`tollgate_limits::sync`]), `exact` rules ask Redis on the
+//! request's path with their own timeout.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tollgate_limits::key::tagged_key;
+use tollgate_limits::{BucketTable, Clock, Decision, ExactBuckets, Limit};
+
+use crate::config::limits::{KeyPart, LimitMode, LimitRule};
+use crate::error::ApiError;
+use crate::quota::Refusal;
+use crate::telemetry::Metrics;
+
+/// What a request is, as far as limit keys go.
+pub struct Facts<'a> {
+    pub consumer: Option<&'a str>,
+    pub key_id: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub model: &'a str,
+    pub client_ip: Option<IpAddr>,
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+}
+
+/// The tokens a request reserves.
+#[derive(Debug, Clone, Copy)]
+pub struct Demand {
+    pub prompt_tokens: u64,
+    /// `max_tokens` after the parameter policy, if any.
+    pub max_tokens: Option<u64>,
+    pub choices: u64,
+}
+
+/// One reservation, held until the request's real cost is known.
+#[derive(Debug)]
+pub struct Hold {
+    rule: Arc<LimitRule>,
+    key: String,
+    limit: Limit,
+    reserved: u64,
+    how: Keeping,
+    tokens: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keeping {
+    Table,
+    Exact,
+    /// Admitted without a reservation (exact rule, Redis down, fail-open): nothing to settle.
+    Nowhere,
+}
+
+/// The state of the tightest bucket of one kind, for `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy)]
+struct Tightest {
+    limit: u64,
+    remaining: u64,
+    reset_ms: u64,
+}
+
+/// Decides and settles rate limits.
+pub struct RateLimiter {
+    table: Arc<BucketTable>,
+    /// Redis is configured: `sync` rules are shared, `exact` rules go to Redis.
+    exact: Option<ExactBuckets>,
+    exact_timeout: Duration,
+    clock: Arc<dyn Clock>,
+    completion_reserve: u64,
+    /// `tollgate:limit:` and the namespace, before each key's hash tag.
+    key_prefix: String,
+}
+
+impl RateLimiter {
+    pub fn new(
+        table: Arc<BucketTable>,
+        exact: Option<ExactBuckets>,
+        exact_timeout: Duration,
+        clock: Arc<dyn Clock>,
+        completion_reserve: u64,
+        namespace: &str,
+    ) -> Self {
+        let mut key_prefix = "tollgate:limit:".to_string();
+        if !namespace.is_empty() {
+            tollgate_limits::key::push_part(&mut key_prefix, namespace);
+            key_prefix.push(':');
+        }
+        RateLimiter {
+            table,
+            exact,
+            exact_timeout,
+            clock,
+            completion_reserve,
+            key_prefix,
+        }
+    }
+
+    pub fn table(&self) -> &Arc<BucketTable> {
+        &self.table
+    }
+
+    /// Reserve for every rule that selects this request: the holds and the success headers, or
+    /// the refusal (earlier reservations of this request given back).
+    pub async fn admit(
+        &self,
+        rules: &[Arc<LimitRule>],
+        facts: &Facts<'_>,
+        demand: Demand,
+        metrics: &Metrics,
+    ) -> Result<(Vec<Hold>, Vec<(HeaderName, HeaderValue)>), Refusal> {
+        let mut holds = Vec::new();
+        let mut tight_tokens: Option<Tightest> = None;
+        let mut tight_requests: Option<Tightest> = None;
+        for rule in rules.iter().filter(|r| r.selects(facts.consumer, facts.model)) {
+            let base = key_values(rule, facts);
+            let reserve = rule.completion_reserve.unwrap_or(self.completion_reserve);
+            let completion = demand.max_tokens.map_or(reserve, |m| m.min(reserve)) * demand.choices;
+            let token_cost = demand.prompt_tokens + completion;
+            let buckets = [(rule.requests, 1, false), (rule.tokens, token_cost, true)];
+            for (limit, cost, tokens) in buckets {
+                let Some(limit) = limit else { continue };
+                let key = bucket_key(&self.key_prefix, rule, &base, tokens);
+                let (decision, how) = self.decide(rule, &key, limit, cost).await;
+                let outcome = match (&decision, how) {
+                    (Decision::Admitted { .. }, Keeping::Nowhere) => "fail_open",
+                    (Decision::Admitted { .. }, Keeping::Table)
+                        if rule.mode == LimitMode::Sync && self.exact.is_some() && !self.table.store_ok() =>
+                    {
+                        "fail_open"
+                    }
+                    (Decision::Admitted { .. }, _) => "admitted",
+                    (Decision::Refused { .. }, _) => "refused",
+                    (Decision::TooLarge, _) => "too_large",
+                    (Decision::Unavailable, _) => "unavailable",
+                };
+                let kind = if tokens { "tokens" } else { "requests" };
+                metrics
+                    .limit_decisions
+                    .with_label_values(&[&rule.name, kind, outcome])
+                    .inc();
+                match decision {
+                    Decision::Admitted { remaining } => {
+                        if tokens && how != Keeping::Nowhere {
+                            metrics
+                                .limit_tokens
+                                .with_label_values(&[&rule.name, "reserved"])
+                                .inc_by(cost);
+                        }
+                        let state = Tightest {
+                            limit: limit.capacity,
+                            remaining,
+                            reset_ms: limit.ms_to_refill(limit.capacity_f() - remaining as f64),
+                        };
+                        let slot = if tokens { &mut tight_tokens } else { &mut tight_requests };
+                        if slot.is_none_or(|t| state.remaining < t.remaining) {
+                            *slot = Some(state);
+                        }
+                        holds.push(Hold {
+                            rule: rule.clone(),
+                            key,
+                            limit,
+                            reserved: cost,
+                            how,
+                            tokens,
+                        });
+                    }
+                    refused => {
+                        self.release(holds, metrics);
+                        return Err(refusal(rule, limit, tokens, cost, demand.prompt_tokens, refused));
+                    }
+                }
+            }
+        }
+        let mut headers = Vec::new();
+        if let Some(t) = tight_requests {
+            headers.extend(ratelimit_headers("requests", t));
+        }
+        if let Some(t) = tight_tokens {
+            headers.extend(ratelimit_headers("tokens", t));
+        }
+        Ok((holds, headers))
+    }
+
+    async fn decide(&self, rule: &LimitRule, key: &str, limit: Limit, cost: u64) -> (Decision, Keeping) {
+        let now = self.clock.now_ms();
+        match (rule.mode, &self.exact) {
+            (LimitMode::Exact, Some(exact)) => match exact.reserve(key, limit, cost, self.exact_timeout).await {
+                Decision::Unavailable if rule.fail_open => (Decision::Admitted { remaining: 0 }, Keeping::Nowhere),
+                d => (d, Keeping::Exact),
+            },
+            (LimitMode::Sync, Some(_)) => (
+                self.table.reserve(key, limit, cost, now, true, !rule.fail_open),
+                Keeping::Table,
+            ),
+            // No Redis configured (one node), or a local rule.
+            _ => (self.table.reserve(key, limit, cost, now, false, false), Keeping::Table),
+        }
+    }
+
+    /// Give back every reservation (the request was refused by a later rule).
+    fn release(&self, holds: Vec<Hold>, metrics: &Metrics) {
+        for h in holds {
+            self.adjust(&h, -(h.reserved as i64), metrics);
+        }
+    }
+
+    /// Replace each reservation by the real cost: `used_tokens` for token buckets (`None`: the
+    /// request was never answered, nothing is charged); a request counts as one either way,
+    /// unless nothing was answered.
+    pub fn settle(&self, holds: Vec<Hold>, used_tokens: Option<u64>, metrics: &Metrics) {
+        for h in holds {
+            let used = match (h.tokens, used_tokens) {
+                (true, Some(t)) => t,
+                (false, Some(_)) => 1,
+                (_, None) => 0,
+            };
+            if h.tokens && h.how != Keeping::Nowhere {
+                metrics
+                    .limit_tokens
+                    .with_label_values(&[&h.rule.name, "used"])
+                    .inc_by(used);
+            }
+            self.adjust(&h, used as i64 - h.reserved as i64, metrics);
+        }
+    }
+
+    fn adjust(&self, h: &Hold, delta: i64, metrics: &Metrics) {
+        if delta == 0 {
+            return;
+        }
+        match h.how {
+            Keeping::Table => self.table.adjust(&h.key, delta, self.clock.now_ms()),
+            Keeping::Exact => {
+                if let Some(exact) = self.exact.clone() {
+                    let (key, limit, timeout) = (h.key.clone(), h.limit, self.exact_timeout);
+                    let errors = metrics.limit_settle_errors.clone();
+                    tokio::spawn(async move {
+                        if exact.adjust(&key, limit, delta, timeout).await.is_err() {
+                            errors.inc();
+                        }
+                    });
+                }
+            }
+            Keeping::Nowhere => {}
+        }
+    }
+}
+
+/// The values of a rule's key parts for this request (`-` where the request has none: such
+/// requests share one bucket rather than escape the limit).
+fn key_values<'a>(rule: &LimitRule, facts: &Facts<'a>) -> Vec<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
+    let or_dash = |v: Option<&'a str>| Cow::Borrowed(v.filter(|v| !v.is_empty()).unwrap_or("-"));
+    rule.by
+        .iter()
+        .map(|part| match part {
+            KeyPart::Consumer => or_dash(facts.consumer),
+            KeyPart::Key => or_dash(facts.key_id),
+            KeyPart::User => or_dash(facts.user),
+            KeyPart::Model => Cow::Borrowed(facts.model),
+            KeyPart::Ip => facts
+                .client_ip
+                .map_or(Cow::Borrowed("-"), |ip| Cow::Owned(ip.to_string())),
+            KeyPart::Header(name) => or_dash(facts.headers.get(name).and_then(|v| v.to_str().ok())),
+            KeyPart::Query(name) => or_dash(facts.query.and_then(|q| query_param(q, name))),
+            KeyPart::Cookie(name) => or_dash(cookie(facts.headers, name)),
+        })
+        .collect()
+}
+
+fn bucket_key(prefix: &str, rule: &LimitRule, values: &[std::borrow::Cow<'_, str>], tokens: bool) -> String {
+    let mut parts: Vec<&str> = Vec::with_capacity(values.len() + 1);
+    parts.push(&rule.name);
+    parts.extend(values.iter().map(|v| v.as_ref()));
+    let suffix = match (rule.mode, tokens) {
+        (LimitMode::Exact, true) => ":xt",
+        (LimitMode::Exact, false) => ":xr",
+        (_, true) => ":t",
+        (_, false) => ":r",
+    };
+    tagged_key(prefix, &parts, suffix)
+}
+
+/// The raw value of `name` in a query string.
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// An OpenAI-style reset duration: `250ms`, `12s`, `6m0s`, `1h2m3s`.
+pub fn reset_text(ms: u64) -> String {
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms.div_ceil(1_000);
+    let (h, m, s) = (secs / 3_600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn ratelimit_headers(kind: &str, t: Tightest) -> [(HeaderName, HeaderValue); 3] {
+    let name = |what: &str| {
+        HeaderName::from_bytes(format!("x-ratelimit-{what}-{kind}").as_bytes())
+            .unwrap_or(HeaderName::from_static("x-ratelimit"))
+    };
+    [
+        (name("limit"), HeaderValue::from(t.limit)),
+        (name("remaining"), HeaderValue::from(t.remaining)),
+        (
+            name("reset"),
+            HeaderValue::from_str(&reset_text(t.reset_ms)).unwrap_or(HeaderValue::from_static("0s")),
+        ),
+    ]
+}
+
+fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64, decision: Decision) -> Refusal {
+    let unit = if tokens { "tokens" } else { "requests" };
+    let needs = if tokens {
+        format!(
+            "This request reserves {cost} tokens ({prompt} prompt + {} completion)",
+            cost - prompt.min(cost)
+        )
+    } else {
+        "This request needs 1 request".to_string()
+    };
+    match decision {
+        Decision::Refused {
+            remaining,
+            retry_after_ms,
+        } => {
+            let secs = retry_after_ms.div_ceil(1_000).max(1);
+            let error = ApiError::rate_limited(
+                "rate_limit_exceeded",
+                format!(
+                    "Rate limit `{}` reached: {} {unit} per {}. {needs}; {remaining} remain. Retry in {secs} s.",
+                    rule.name, limit.capacity, rule.per
+                ),
+            );
+            let mut headers = ratelimit_headers(
+                unit,
+                Tightest {
+                    limit: limit.capacity,
+                    remaining,
+                    reset_ms: limit.ms_to_refill(limit.capacity_f() - remaining as f64),
+                },
+            )
+            .to_vec();
+            headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs)));
+            Refusal { error, headers }
+        }
+        Decision::TooLarge => Refusal {
+            error: ApiError::rate_limited(
+                "request_exceeds_limit",
+                format!(
+                    "{needs}, more than the {} {unit} per {} that rate limit `{}` allows at all; lower `max_tokens` or shorten the prompt.",
+                    limit.capacity, rule.per, rule.name
+                ),
+            ),
+            headers: Vec::new(),
+        },
+        _ => Refusal {
+            error: ApiError::unavailable(
+                "limit_store_unavailable",
+                format!(
+                    "Rate limit `{}` cannot be checked right now; try again shortly.",
+                    rule.name
+                ),
+            ),
+            headers: vec![(http::header::RETRY_AFTER, HeaderValue::from_static("1"))],
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_durations_read_like_openai_s() {
+        assert_eq!(reset_text(250), "250ms");
+        assert_eq!(reset_text(1_000), "1s");
+        assert_eq!(reset_text(1_001), "2s");
+        assert_eq!(reset_text(360_000), "6m0s");
+        assert_eq!(reset_text(3_723_000), "1h2m3s");
+    }
+
+    #[test]
+    fn query_and_cookie_values_are_found_by_name() {
+        assert_eq!(query_param("a=1&team=blue&b", "team"), Some("blue"));
+        assert_eq!(query_param("a=1&b", "b"), Some(""));
+        assert_eq!(query_param("a=1", "team"), None);
+        let mut h = HeaderMap::new();
+        h.append(http::header::COOKIE, HeaderValue::from_static("x=1; session=abc"));
+        h.append(http::header::COOKIE, HeaderValue::from_static("tenant=\"t9\""));
+        assert_eq!(cookie(&h, "session"), Some("abc"));
+        assert_eq!(cookie(&h, "tenant"), Some("t9"));
+        assert_eq!(cookie(&h, "nope"), None);
+    }
+}
