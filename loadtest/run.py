@@ -173,19 +173,36 @@ by = "user"
 """)
         auth_headers = (f"authorization: Bearer {key}",)
         redis_prefix = f"load-{os.getpid()}-{int(time.time())}"
-        for label, extra in (("tollgate + auth + quotas (memory)", []),
-                             ("tollgate + auth + quotas (redis)", ["--redis-url", "redis://127.0.0.1:6379"])):
+        with open(auth_config) as f:
+            auth_redis_text = f.read().replace('name = "load"', f'name = "{redis_prefix}"')
+        auth_redis_config = os.path.join(work, "tollgate-auth-redis.toml")
+        with open(auth_redis_config, "w") as f:
+            f.write(auth_redis_text)
+
+        # The same gateway with a token limit and a request limit per user (high enough never to
+        # refuse): prompt counted, prompt + completion reserved, reconciled with the usage.
+        limits_config = os.path.join(work, "tollgate-limits.toml")
+        with open(limits_config, "w") as f:
+            f.write(base_config + """
+[[limits]]
+name = "tpm-per-user"
+by = ["user"]
+tokens = 1000000000000
+requests = 1000000000
+per = "minute"
+""")
+        redis = ["--redis-url", "redis://127.0.0.1:6379"]
+        variants = (
+            ("tollgate + auth + quotas (memory)", auth_config, [], auth_headers),
+            ("tollgate + auth + quotas (redis)", auth_redis_config, redis, auth_headers),
+            ("tollgate + token limits (memory)", limits_config, [], ()),
+            ("tollgate + token limits (redis sync)", limits_config, redis + ["--limits-namespace", redis_prefix], ()),
+        )
+        for label, cfg, extra, hdrs in variants:
             if extra and not redis_answers():
                 print(f"(skipping '{label}': no redis on 127.0.0.1:6379)")
                 continue
             port, aport = free_port(), free_port()
-            cfg = auth_config
-            if extra:
-                cfg = os.path.join(work, "tollgate-auth-redis.toml")
-                with open(auth_config) as f:
-                    text = f.read().replace('name = "load"', f'name = "{redis_prefix}"')
-                with open(cfg, "w") as f:
-                    f.write(text)
             p = start([os.path.join(bin_dir, "tollgate"), "--config", cfg, "--listen", f"127.0.0.1:{port}",
                        "--admin-listen", f"127.0.0.1:{aport}", "--threads", str(args.threads),
                        "--config-poll-ms", "0", "--shutdown-grace-secs", "1",
@@ -193,7 +210,7 @@ by = "user"
                       os.path.join(work, f"tollgate-{port}.log"), env)
             procs.append(p)
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            targets.append((label, f"http://127.0.0.1:{port}", (lambda p=p: [p.pid]), auth_headers))
+            targets.append((label, f"http://127.0.0.1:{port}", (lambda p=p: [p.pid]), hdrs))
         nginx = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
         if nginx:
             ng_port = free_port()

@@ -467,6 +467,10 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start(port: u16) -> OwnRedis {
+        Self::start_with(port, &[])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
         let child = std::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -478,6 +482,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server (installed by scripts/setup.sh)");
@@ -573,4 +578,46 @@ async fn redis_stopped_mid_test_fails_open_or_closed_per_rule_and_reconverges() 
     .await;
     assert!(converged, "node B never saw node A's outage consumption");
     assert!(a.log().contains("redis unreachable"), "the outage is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_that_refuses_scripts_is_reported_loudly_and_never_silently_per_node() {
+    let mock = start_mock("m").await;
+    let rules = "[[limits]]\nname = \"strict\"\ntokens = 100000\nper = \"day\"\non_redis_error = \"deny\"\n";
+    let cfg = config(&mock.base_url(), rules);
+    // As a proxy in front of Redis might: scripting commands are not available.
+    let redis = OwnRedis::start_with(
+        free_port(),
+        &[
+            "--rename-command",
+            "EVAL",
+            "",
+            "--rename-command",
+            "EVALSHA",
+            "",
+            "--rename-command",
+            "SCRIPT",
+            "",
+        ],
+    );
+    let flags: Vec<String> = ["--redis-url", &format!("redis://127.0.0.1:{}", redis.port)]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let gw = start(&cfg, &flags).await;
+    assert!(
+        gw.log().contains("REDIS REFUSES SCRIPTS"),
+        "not reported at start:\n{}",
+        gw.log()
+    );
+    let refused = eventually(Duration::from_secs(5), || async {
+        call(gw.addr, &[], r#"{"model":"m","messages":[]}"#).await.status == 503
+    })
+    .await;
+    assert!(refused, "a fail-closed rule must not be enforced on this node alone");
+    let metrics = request(gw.admin, "GET", "/metrics", &[], Bytes::new())
+        .await
+        .unwrap()
+        .text();
+    assert!(metrics.contains("tollgate_limit_redis_scripts_ok 0"), "{metrics}");
 }
