@@ -33,6 +33,7 @@ local dead = tonumber(ARGV[9])
 local ttl = tonumber(ARGV[10])
 local nodes = tonumber(ARGV[11])
 local young = tonumber(ARGV[12])
+local wanted = tonumber(ARGV[13])
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local f, t, c
@@ -74,7 +75,7 @@ if release then
   o[node] = nil; d[node] = nil; s[node] = nil
   redis.call('HDEL', key, 'o:' .. node, 'd:' .. node, 's:' .. node)
 else
-  d[node] = (d[node] or 0) * 0.5 + math.max(used, 0)
+  d[node] = (d[node] or 0) * 0.5 + math.max(used, 0) + wanted
   s[node] = now
   local m = cap * 0.02 + 1
   local sum, present = 0, 0
@@ -244,8 +245,7 @@ impl Syncer {
     pub async fn round(&self) -> bool {
         let started = Instant::now();
         let now = self.clock.now_ms();
-        let active_ms = (self.opts.interval.as_millis() as u64 * 2).max(50);
-        let reports = self.table.due_reports(now, active_ms, self.opts.max_keys_per_round);
+        let reports = self.table.due_reports(now, self.opts.max_keys_per_round);
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         if reports.is_empty() {
             if !self.table.store_ok() {
@@ -310,6 +310,7 @@ impl Syncer {
             ttl_ms.to_string(),
             self.table.nodes().to_string(),
             young_ms.to_string(),
+            r.wanted.to_string(),
         ];
         let call =
             self.sync_script

@@ -61,6 +61,8 @@ struct Shared {
     /// Tokens this node gave itself without Redis (the first lease, refill during an outage),
     /// not yet reported.
     self_granted: f64,
+    /// Tokens of requests refused since the last report (demand the lease did not cover).
+    wanted: f64,
     /// Everything available on all nodes at the last sync, and when.
     global: f64,
     global_at_ms: u64,
@@ -92,6 +94,8 @@ pub struct Report {
     pub balance: f64,
     pub used: f64,
     pub self_granted: f64,
+    /// Demand refused for want of lease since the last report.
+    pub wanted: f64,
     /// Give the whole lease back and forget the key.
     pub release: bool,
 }
@@ -221,6 +225,7 @@ impl BucketTable {
                         }
                     }
                     Decision::Refused { .. } => {
+                        s.wanted += cost as f64;
                         let remaining = entry_remaining(&limit, s, now_ms);
                         Decision::Refused {
                             remaining,
@@ -252,6 +257,7 @@ impl BucketTable {
                 weight,
                 used: 0.0,
                 self_granted: lease,
+                wanted: 0.0,
                 global: limit.capacity_f(),
                 global_at_ms: now_ms,
                 in_flight: false,
@@ -325,10 +331,11 @@ impl BucketTable {
         self.len() == 0
     }
 
-    /// The shared keys due for a sync: those that changed, those used recently (their share may
-    /// have moved), those holding a lease (once a second), and idle ones (to give the lease
-    /// back). Each is marked in flight until [`Self::apply`] or [`Self::restore`].
-    pub fn due_reports(&self, now_ms: u64, active_ms: u64, max: usize) -> Vec<Report> {
+    /// The shared keys due for a sync: those that used or refused something since the last
+    /// report, those holding a lease (once a second, so its share follows the other nodes'),
+    /// and idle ones (to give the lease back). Each is marked in flight until [`Self::apply`]
+    /// or [`Self::restore`].
+    pub fn due_reports(&self, now_ms: u64, max: usize) -> Vec<Report> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -342,10 +349,9 @@ impl BucketTable {
                 }
                 let idle = now_ms.saturating_sub(e.last_used_ms);
                 let release = idle >= self.opts.idle_release_ms;
-                let changed = s.used != 0.0 || s.self_granted != 0.0;
-                let active = idle <= active_ms;
+                let changed = s.used != 0.0 || s.self_granted != 0.0 || s.wanted != 0.0;
                 let holding = now_ms.saturating_sub(s.last_report_ms) >= 1_000;
-                if !(changed || active || holding || release) {
+                if !(changed || holding || release) {
                     continue;
                 }
                 s.in_flight = true;
@@ -355,6 +361,7 @@ impl BucketTable {
                     balance: e.bucket.level(),
                     used: std::mem::take(&mut s.used),
                     self_granted: std::mem::take(&mut s.self_granted),
+                    wanted: std::mem::take(&mut s.wanted),
                     release,
                 });
             }
@@ -404,6 +411,7 @@ impl BucketTable {
         s.in_flight = false;
         s.used += report.used;
         s.self_granted += report.self_granted;
+        s.wanted += report.wanted;
     }
 }
 
@@ -490,12 +498,12 @@ mod tests {
             .filter(|_| t.reserve("k", l, 1, 0, true, false).admitted())
             .count();
         assert_eq!(admitted, 25);
-        let reports = t.due_reports(0, 100, 100);
+        let reports = t.due_reports(0, 100);
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].self_granted, 25.0);
         assert_eq!(reports[0].used, 25.0);
         assert_eq!(reports[0].balance, 0.0);
-        assert!(t.due_reports(0, 100, 100).is_empty(), "in flight: not reported twice");
+        assert!(t.due_reports(0, 100).is_empty(), "in flight: not reported twice");
     }
 
     #[test]
@@ -507,9 +515,9 @@ mod tests {
             assert!(t.reserve("k", l, 1, 0, true, false).admitted());
         }
         assert!(!t.reserve("k", l, 1, 0, true, false).admitted());
-        let r = t.due_reports(1, 100, 10).remove(0);
+        let r = t.due_reports(1, 10).remove(0);
         t.restore(&r);
-        let r2 = t.due_reports(2, 100, 10).remove(0);
+        let r2 = t.due_reports(2, 10).remove(0);
         assert_eq!(
             (r2.used, r2.self_granted),
             (50.0, 50.0),
@@ -542,7 +550,7 @@ mod tests {
         // During the outage the node refills its own share (half the rate).
         assert!(t.reserve("k", l, 100, 200, true, false).admitted());
         assert!(!t.reserve("k", l, 100, 200, true, false).admitted());
-        let r = t.due_reports(200, 1_000, 10).remove(0);
+        let r = t.due_reports(200, 10).remove(0);
         assert_eq!(r.self_granted, 600.0, "first lease plus the outage refill are reported");
     }
 
@@ -551,7 +559,7 @@ mod tests {
         let t = table();
         let l = Limit::new(100, 60_000);
         assert!(t.reserve("k", l, 1, 0, true, false).admitted());
-        let r = t.due_reports(0, 100, 10).remove(0);
+        let r = t.due_reports(0, 10).remove(0);
         t.apply(
             &r,
             Grant {
@@ -561,7 +569,7 @@ mod tests {
             },
             0,
         );
-        let r = t.due_reports(6_000, 100, 10).remove(0);
+        let r = t.due_reports(6_000, 10).remove(0);
         assert!(r.release);
         assert_eq!(r.balance, 99.0);
         t.apply(

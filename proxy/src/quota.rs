@@ -33,7 +33,6 @@ pub struct QuotaState {
 impl QuotaState {
     /// The OpenAI-style headers for this state.
     pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let secs = self.reset_ms.div_ceil(1000);
         vec![
             (
                 HeaderName::from_static("x-ratelimit-limit-requests"),
@@ -45,7 +44,8 @@ impl QuotaState {
             ),
             (
                 HeaderName::from_static("x-ratelimit-reset-requests"),
-                HeaderValue::from_str(&format!("{secs}s")).unwrap_or(HeaderValue::from_static("0s")),
+                HeaderValue::from_str(&crate::ratelimit::reset_text(self.reset_ms))
+                    .unwrap_or(HeaderValue::from_static("0s")),
             ),
         ]
     }
