@@ -33,7 +33,8 @@ pub struct Facts<'a> {
     pub key_id: Option<&'a str>,
     pub user: Option<&'a str>,
     pub model: &'a str,
-    pub client_ip: Option<IpAddr>,
+    /// The client's address, found only if a rule keys by it.
+    pub client_ip: &'a (dyn Fn() -> Option<IpAddr> + Sync),
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
 }
@@ -127,39 +128,35 @@ impl RateLimiter {
         let mut tight_tokens: Option<Tightest> = None;
         let mut tight_requests: Option<Tightest> = None;
         for rule in rules.iter().filter(|r| r.selects(facts.consumer, facts.model)) {
-            let base = key_values(rule, facts);
+            let base = key_base(&self.key_prefix, rule, &key_values(rule, facts));
             let reserve = rule.completion_reserve.unwrap_or(self.completion_reserve);
             let completion = demand.max_tokens.map_or(reserve, |m| m.min(reserve)) * demand.choices;
             let token_cost = demand.prompt_tokens + completion;
             let buckets = [(rule.requests, 1, false), (rule.tokens, token_cost, true)];
             for (limit, cost, tokens) in buckets {
                 let Some(limit) = limit else { continue };
-                let key = bucket_key(&self.key_prefix, rule, &base, tokens);
+                let mut key = String::with_capacity(base.len() + 3);
+                key.push_str(&base);
+                key.push_str(bucket_suffix(rule.mode, tokens));
                 let (decision, how) = self.decide(rule, &key, limit, cost).await;
                 let outcome = match (&decision, how) {
-                    (Decision::Admitted { .. }, Keeping::Nowhere) => "fail_open",
+                    (Decision::Admitted { .. }, Keeping::Nowhere) => 4,
                     (Decision::Admitted { .. }, Keeping::Table)
                         if rule.mode == LimitMode::Sync && self.exact.is_some() && !self.table.store_ok() =>
                     {
-                        "fail_open"
+                        4
                     }
-                    (Decision::Admitted { .. }, _) => "admitted",
-                    (Decision::Refused { .. }, _) => "refused",
-                    (Decision::TooLarge, _) => "too_large",
-                    (Decision::Unavailable, _) => "unavailable",
+                    (Decision::Admitted { .. }, _) => 0,
+                    (Decision::Refused { .. }, _) => 1,
+                    (Decision::TooLarge, _) => 2,
+                    (Decision::Unavailable, _) => 3,
                 };
-                let kind = if tokens { "tokens" } else { "requests" };
-                metrics
-                    .limit_decisions
-                    .with_label_values(&[&rule.name, kind, outcome])
-                    .inc();
+                let counters = rule.counters.get_or_init(|| metrics.rule_counters(&rule.name));
+                counters.decisions[tokens as usize][outcome].inc();
                 match decision {
                     Decision::Admitted { remaining } => {
                         if tokens && how != Keeping::Nowhere {
-                            metrics
-                                .limit_tokens
-                                .with_label_values(&[&rule.name, "reserved"])
-                                .inc_by(cost);
+                            counters.reserved.inc_by(cost);
                         }
                         let state = Tightest {
                             limit: limit.capacity,
@@ -230,10 +227,8 @@ impl RateLimiter {
                 (_, None) => 0,
             };
             if h.tokens && h.how != Keeping::Nowhere {
-                metrics
-                    .limit_tokens
-                    .with_label_values(&[&h.rule.name, "used"])
-                    .inc_by(used);
+                let counters = h.rule.counters.get_or_init(|| metrics.rule_counters(&h.rule.name));
+                counters.used.inc_by(used);
             }
             self.adjust(&h, used as i64 - h.reserved as i64, metrics);
         }
@@ -273,9 +268,7 @@ fn key_values<'a>(rule: &LimitRule, facts: &Facts<'a>) -> Vec<std::borrow::Cow<'
             KeyPart::Key => or_dash(facts.key_id),
             KeyPart::User => or_dash(facts.user),
             KeyPart::Model => Cow::Borrowed(facts.model),
-            KeyPart::Ip => facts
-                .client_ip
-                .map_or(Cow::Borrowed("-"), |ip| Cow::Owned(ip.to_string())),
+            KeyPart::Ip => (facts.client_ip)().map_or(Cow::Borrowed("-"), |ip| Cow::Owned(ip.to_string())),
             KeyPart::Header(name) => or_dash(facts.headers.get(name).and_then(|v| v.to_str().ok())),
             KeyPart::Query(name) => or_dash(facts.query.and_then(|q| query_param(q, name))),
             KeyPart::Cookie(name) => or_dash(cookie(facts.headers, name)),
@@ -283,17 +276,22 @@ fn key_values<'a>(rule: &LimitRule, facts: &Facts<'a>) -> Vec<std::borrow::Cow<'
         .collect()
 }
 
-fn bucket_key(prefix: &str, rule: &LimitRule, values: &[std::borrow::Cow<'_, str>], tokens: bool) -> String {
+/// The key of a rule's buckets for these values, without its suffix.
+fn key_base(prefix: &str, rule: &LimitRule, values: &[std::borrow::Cow<'_, str>]) -> String {
     let mut parts: Vec<&str> = Vec::with_capacity(values.len() + 1);
     parts.push(&rule.name);
     parts.extend(values.iter().map(|v| v.as_ref()));
-    let suffix = match (rule.mode, tokens) {
+    tagged_key(prefix, &parts, "")
+}
+
+/// The suffix of a bucket: exact-mode buckets have their own layout in Redis.
+fn bucket_suffix(mode: LimitMode, tokens: bool) -> &'static str {
+    match (mode, tokens) {
         (LimitMode::Exact, true) => ":xt",
         (LimitMode::Exact, false) => ":xr",
         (_, true) => ":t",
         (_, false) => ":r",
-    };
-    tagged_key(prefix, &parts, suffix)
+    }
 }
 
 /// The raw value of `name` in a query string.
@@ -334,15 +332,24 @@ pub fn reset_text(ms: u64) -> String {
 }
 
 fn ratelimit_headers(kind: &str, t: Tightest) -> [(HeaderName, HeaderValue); 3] {
-    let name = |what: &str| {
-        HeaderName::from_bytes(format!("x-ratelimit-{what}-{kind}").as_bytes())
-            .unwrap_or(HeaderName::from_static("x-ratelimit"))
+    let [limit, remaining, reset] = if kind == "tokens" {
+        [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ]
+    } else {
+        [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ]
     };
     [
-        (name("limit"), HeaderValue::from(t.limit)),
-        (name("remaining"), HeaderValue::from(t.remaining)),
+        (HeaderName::from_static(limit), HeaderValue::from(t.limit)),
+        (HeaderName::from_static(remaining), HeaderValue::from(t.remaining)),
         (
-            name("reset"),
+            HeaderName::from_static(reset),
             HeaderValue::from_str(&reset_text(t.reset_ms)).unwrap_or(HeaderValue::from_static("0s")),
         ),
     ]

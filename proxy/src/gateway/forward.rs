@@ -198,19 +198,22 @@ async fn admit_limits(
     ctx: &mut RequestCtx,
 ) -> Result<(), crate::quota::Refusal> {
     let req = session.req_header();
-    let forwarded: Vec<&str> = req
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    let client_ip = || {
+        let forwarded: Vec<&str> = req
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        snapshot.trusted_proxies.client_ip(peer, &forwarded)
+    };
     let facts = ratelimit::Facts {
         consumer: caller.map(|c| c.consumer.name.as_str()),
         key_id: caller.map(|c| &*c.key_id),
         user: view.user.as_deref(),
         model: &view.model,
-        client_ip: snapshot.trusted_proxies.client_ip(peer, &forwarded),
+        client_ip: &client_ip,
         headers: &req.headers,
         query: req.uri.query(),
     };

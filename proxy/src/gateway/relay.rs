@@ -24,7 +24,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 use tollgate_tokenize::{Count, Tokenizer};
 
-use super::GatewayState;
+use super::{respond, GatewayState};
 use crate::context::{Outcome, RequestCtx};
 use crate::sse::completion::completion_text;
 use crate::sse::usage::UsageFinder;
@@ -51,23 +51,23 @@ const HOP_HEADERS: &[&str] = &[
 /// The SSE event a client gets when the upstream dies mid-stream, before the connection is cut.
 const CUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream connection failed mid-stream.\",\"type\":\"upstream_error\",\"code\":\"upstream_cut\"}}\n\n";
 
-fn downstream_header(up: &ResponseHeader, is_sse: bool, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build(up.status, Some(up.headers.len() + 2))?;
+fn downstream_header(up: &ResponseHeader, is_sse: bool, ctx: &RequestCtx) -> ResponseHeader {
+    let mut headers = http::HeaderMap::with_capacity(up.headers.len() + 2 + ctx.extra_headers.len());
     for (name, value) in up.headers.iter() {
         let n = name.as_str();
         if HOP_HEADERS.contains(&n) || n == "x-request-id" || (is_sse && n == "content-length") {
             continue;
         }
-        resp.append_header(name.clone(), value.clone())?;
+        headers.append(name.clone(), value.clone());
     }
-    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-    for (name, value) in &ctx.extra_headers {
-        resp.insert_header(name.clone(), value.clone())?;
+    respond::add_gateway_headers(&mut headers, ctx);
+    if !headers.contains_key(http::header::CONTENT_LENGTH) {
+        headers.insert(
+            http::header::TRANSFER_ENCODING,
+            http::HeaderValue::from_static("chunked"),
+        );
     }
-    if resp.headers.get(http::header::CONTENT_LENGTH).is_none() {
-        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-    }
-    Ok(resp)
+    respond::header(up.status, headers)
 }
 
 /// How to count a completion the provider reports no usage for.
@@ -211,7 +211,7 @@ pub async fn relay(
         raw_len: 0,
         finished: false,
     };
-    let header = Box::new(downstream_header(up_header, is_sse, ctx)?);
+    let header = Box::new(downstream_header(up_header, is_sse, ctx));
     ctx.status = up_header.status.as_u16();
     let result = pump(state, peer, up, &mut sink, header, is_sse, session, ctx).await;
     if result.is_err() {

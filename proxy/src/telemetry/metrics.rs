@@ -33,6 +33,30 @@ pub struct Metrics {
     pub limit_sources: std::sync::OnceLock<(Arc<BucketTable>, Option<Arc<SyncStats>>)>,
 }
 
+/// Outcomes of a rate limit decision, in the order of [`RuleCounters::decisions`].
+pub const LIMIT_OUTCOMES: [&str; 5] = ["admitted", "refused", "too_large", "unavailable", "fail_open"];
+
+/// One limit rule's series, looked up once per rule rather than on every request.
+#[derive(Debug, Clone)]
+pub struct RuleCounters {
+    /// By bucket kind (0 requests, 1 tokens), then by [`LIMIT_OUTCOMES`].
+    pub decisions: [[IntCounter; 5]; 2],
+    pub reserved: IntCounter,
+    pub used: IntCounter,
+}
+
+impl Metrics {
+    /// The series of limit rule `rule`.
+    pub fn rule_counters(&self, rule: &str) -> RuleCounters {
+        let d = |kind: &str| LIMIT_OUTCOMES.map(|o| self.limit_decisions.with_label_values(&[rule, kind, o]));
+        RuleCounters {
+            decisions: [d("requests"), d("tokens")],
+            reserved: self.limit_tokens.with_label_values(&[rule, "reserved"]),
+            used: self.limit_tokens.with_label_values(&[rule, "used"]),
+        }
+    }
+}
+
 /// Series copied from the limits table and syncer at scrape time.
 struct LimitState {
     keys: IntGauge,
