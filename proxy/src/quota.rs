@@ -131,7 +131,9 @@ impl QuotaStore {
             let key = counter_key(&consumer.name, &quota.name, &who, &window);
             let count = match &self.backend {
                 Backend::Local(c) => c.incr(&key, window.end_ms, now),
-                Backend::Redis(r) => match r.incr(&key, window.end_ms).await {
+                // Boxed: the Redis client's future is kilobytes; inline it would grow every
+                // request's future, counted in Redis or not.
+                Backend::Redis(r) => match Box::pin(r.incr(&key, window.end_ms)).await {
                     Ok(n) => {
                         if self.redis_down.swap(false, Ordering::Relaxed) {
                             tracing::warn!("quota store: redis is answering again");

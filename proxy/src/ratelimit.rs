@@ -196,10 +196,14 @@ impl RateLimiter {
     async fn decide(&self, rule: &LimitRule, key: &str, limit: Limit, cost: u64) -> (Decision, Keeping) {
         let now = self.clock.now_ms();
         match (rule.mode, &self.exact) {
-            (LimitMode::Exact, Some(exact)) => match exact.reserve(key, limit, cost, self.exact_timeout).await {
-                Decision::Unavailable if rule.fail_open => (Decision::Admitted { remaining: 0 }, Keeping::Nowhere),
-                d => (d, Keeping::Exact),
-            },
+            // Boxed: the Redis client's future is kilobytes, and inline it would grow (and be
+            // copied with) every request's future, Redis or not.
+            (LimitMode::Exact, Some(exact)) => {
+                match Box::pin(exact.reserve(key, limit, cost, self.exact_timeout)).await {
+                    Decision::Unavailable if rule.fail_open => (Decision::Admitted { remaining: 0 }, Keeping::Nowhere),
+                    d => (d, Keeping::Exact),
+                }
+            }
             (LimitMode::Sync, Some(_)) => (
                 self.table.reserve(key, limit, cost, now, true, !rule.fail_open),
                 Keeping::Table,

@@ -147,16 +147,14 @@ async fn proxy(
             }
         }
         if !entry.consumer.quotas.is_empty() {
-            let admitted = state
-                .quotas
-                .admit(
-                    &entry.consumer,
-                    &entry.key_id,
-                    view.user.as_deref(),
-                    &session.req_header().headers,
-                    &state.metrics,
-                )
-                .await;
+            let admitted = Box::pin(state.quotas.admit(
+                &entry.consumer,
+                &entry.key_id,
+                view.user.as_deref(),
+                &session.req_header().headers,
+                &state.metrics,
+            ))
+            .await;
             match admitted {
                 Ok(Some(q)) => ctx.extra_headers.extend(q.headers()),
                 Ok(None) => {}
@@ -170,7 +168,9 @@ async fn proxy(
     }
     ctx.prompt_count = Some(tokens::count_prompt(&body, &view, route.counter.as_ref()));
     if !snapshot.limits.is_empty() {
-        if let Err(refusal) = admit_limits(state, snapshot, caller, endpoint, &view, session, ctx).await {
+        // Boxed (here and for quotas): features a request may not use keep their state out of
+        // every request's future, which is moved as a whole.
+        if let Err(refusal) = Box::pin(admit_limits(state, snapshot, caller, endpoint, &view, session, ctx)).await {
             ctx.extra_headers.extend(refusal.headers);
             respond::error(session, ctx, refusal.error).await;
             return Ok(());
