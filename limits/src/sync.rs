@@ -159,6 +159,7 @@ pub struct Syncer {
     opts: SyncOptions,
     sync_script: Script,
     heartbeat_script: Script,
+    last_full_scan_ms: AtomicU64,
     pub stats: Arc<SyncStats>,
 }
 
@@ -171,6 +172,7 @@ impl Syncer {
             opts,
             sync_script: Script::from_lua(SYNC_SCRIPT),
             heartbeat_script: Script::from_lua(HEARTBEAT_SCRIPT),
+            last_full_scan_ms: AtomicU64::new(0),
             stats: Arc::new(SyncStats {
                 scripts_ok: AtomicU64::new(1),
                 ..SyncStats::default()
@@ -245,7 +247,13 @@ impl Syncer {
     pub async fn round(&self) -> bool {
         let started = Instant::now();
         let now = self.clock.now_ms();
-        let reports = self.table.due_reports(now, self.opts.max_keys_per_round);
+        // Every key is scanned (for leases to refresh or give back) about once a second; other
+        // rounds only take the keys queued with something to report.
+        let full = now.saturating_sub(self.last_full_scan_ms.load(Ordering::Relaxed)) >= 1_000;
+        if full {
+            self.last_full_scan_ms.store(now, Ordering::Relaxed);
+        }
+        let reports = self.table.due_reports(now, self.opts.max_keys_per_round, full);
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         if reports.is_empty() {
             if !self.table.store_ok() {

@@ -68,6 +68,8 @@ struct Shared {
     global_at_ms: u64,
     /// A report of this key is on its way to Redis.
     in_flight: bool,
+    /// The key is in its shard's queue of keys to report.
+    queued: bool,
     last_report_ms: u64,
 }
 
@@ -113,6 +115,16 @@ pub struct Grant {
 #[derive(Default)]
 struct Shard {
     map: HashMap<Box<str>, Entry, foldhash::fast::RandomState>,
+    /// Shared keys with something to report, so a sync round does not scan every key.
+    dirty: Vec<Box<str>>,
+}
+
+/// Queue `key` for the next report, once.
+fn queue(dirty: &mut Vec<Box<str>>, key: &str, s: &mut Shared) {
+    if !s.queued {
+        s.queued = true;
+        dirty.push(key.into());
+    }
 }
 
 /// Counters the owner exports as metrics.
@@ -188,8 +200,13 @@ impl BucketTable {
         if shared && fail_closed && !store_ok {
             return Decision::Unavailable;
         }
-        let mut shard = self.shard(key);
-        let entry = match shard.map.get_mut(key) {
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
+        if !shard.map.contains_key(key) && shard.map.len() > self.opts.max_keys / SHARDS {
+            self.evict(shard, now_ms);
+        }
+        let Shard { map, dirty } = shard;
+        let entry = match map.get_mut(key) {
             Some(e) => {
                 if e.limit != limit {
                     // The rule changed on reload: keep the level, within the new capacity.
@@ -197,13 +214,9 @@ impl BucketTable {
                 }
                 e
             }
-            None => {
-                if shard.map.len() > self.opts.max_keys / SHARDS {
-                    self.evict(&mut shard, now_ms);
-                }
-                let entry = self.new_entry(limit, now_ms, shared);
-                shard.map.entry(key.into()).or_insert(entry)
-            }
+            None => map
+                .entry(key.into())
+                .or_insert_with(|| self.new_entry(limit, now_ms, shared)),
         };
         entry.last_used_ms = now_ms;
         match &mut entry.shared {
@@ -217,7 +230,7 @@ impl BucketTable {
                     let cap = limit.capacity_f() * s.weight;
                     s.self_granted += entry.bucket.refill(cap, limit.rate_per_ms() * s.weight, now_ms);
                 }
-                match entry.bucket.take_refilled(&limit, cost) {
+                let decision = match entry.bucket.take_refilled(&limit, cost) {
                     Decision::Admitted { .. } => {
                         s.used += cost as f64;
                         Decision::Admitted {
@@ -233,7 +246,9 @@ impl BucketTable {
                         }
                     }
                     other => other,
-                }
+                };
+                queue(dirty, key, s);
+                decision
             }
         }
     }
@@ -261,6 +276,7 @@ impl BucketTable {
                 global: limit.capacity_f(),
                 global_at_ms: now_ms,
                 in_flight: false,
+                queued: false,
                 last_report_ms: 0,
             }),
             last_used_ms: now_ms,
@@ -273,8 +289,9 @@ impl BucketTable {
         if delta == 0 {
             return;
         }
-        let mut shard = self.shard(key);
-        let Some(entry) = shard.map.get_mut(key) else { return };
+        let mut guard = self.shard(key);
+        let Shard { map, dirty } = &mut *guard;
+        let Some(entry) = map.get_mut(key) else { return };
         let limit = entry.limit;
         if entry.shared.is_none() {
             entry.bucket.refill(limit.capacity_f(), limit.rate_per_ms(), now_ms);
@@ -282,6 +299,7 @@ impl BucketTable {
         entry.bucket.adjust(limit.capacity_f(), delta as f64);
         if let Some(s) = &mut entry.shared {
             s.used += delta as f64;
+            queue(dirty, key, s);
         }
     }
 
@@ -332,38 +350,44 @@ impl BucketTable {
     }
 
     /// The shared keys due for a sync: those that used or refused something since the last
-    /// report, those holding a lease (once a second, so its share follows the other nodes'),
-    /// and idle ones (to give the lease back). Each is marked in flight until [`Self::apply`]
-    /// or [`Self::restore`].
-    pub fn due_reports(&self, now_ms: u64, max: usize) -> Vec<Report> {
+    /// report (from each shard's queue); with `full`, also those holding a lease (once a second,
+    /// so the share follows the other nodes') and idle ones (to give the lease back) — a scan of
+    /// every key, which the syncer does about once a second rather than every round. Each is
+    /// marked in flight until [`Self::apply`] or [`Self::restore`].
+    pub fn due_reports(&self, now_ms: u64, max: usize, full: bool) -> Vec<Report> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for (key, e) in shard.map.iter_mut() {
+            let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let Shard { map, dirty } = &mut *guard;
+            let mut still_queued = Vec::new();
+            for key in dirty.drain(..) {
+                let Some(e) = map.get_mut(&key) else { continue };
+                let Some(s) = &mut e.shared else { continue };
+                if s.in_flight || out.len() >= max {
+                    // Reported once the answer in flight is in (or next round).
+                    still_queued.push(key);
+                    continue;
+                }
+                s.queued = false;
+                out.push(report(key, e, now_ms, self.opts.idle_release_ms));
+            }
+            *dirty = still_queued;
+            if !full {
+                continue;
+            }
+            for (key, e) in map.iter_mut() {
                 if out.len() >= max {
                     return out;
                 }
                 let Some(s) = &mut e.shared else { continue };
-                if s.in_flight {
+                if s.in_flight || s.queued {
                     continue;
                 }
                 let idle = now_ms.saturating_sub(e.last_used_ms);
-                let release = idle >= self.opts.idle_release_ms;
-                let changed = s.used != 0.0 || s.self_granted != 0.0 || s.wanted != 0.0;
                 let holding = now_ms.saturating_sub(s.last_report_ms) >= 1_000;
-                if !(changed || holding || release) {
-                    continue;
+                if holding || idle >= self.opts.idle_release_ms {
+                    out.push(report(key.clone(), e, now_ms, self.opts.idle_release_ms));
                 }
-                s.in_flight = true;
-                out.push(Report {
-                    key: key.clone(),
-                    limit: e.limit,
-                    balance: e.bucket.level(),
-                    used: std::mem::take(&mut s.used),
-                    self_granted: std::mem::take(&mut s.self_granted),
-                    wanted: std::mem::take(&mut s.wanted),
-                    release,
-                });
             }
         }
         out
@@ -371,13 +395,14 @@ impl BucketTable {
 
     /// Apply Redis's answer to `report`.
     pub fn apply(&self, report: &Report, grant: Grant, now_ms: u64) {
-        let mut shard = self.shard(&report.key);
-        let Some(e) = shard.map.get_mut(&*report.key) else {
+        let mut guard = self.shard(&report.key);
+        let Shard { map, dirty } = &mut *guard;
+        let Some(e) = map.get_mut(&*report.key) else {
             return;
         };
         if report.release {
             if e.last_used_ms + self.opts.idle_release_ms <= now_ms {
-                shard.map.remove(&*report.key);
+                map.remove(&*report.key);
                 return;
             }
             // Used again while the release was on its way (its balance went back to the pool):
@@ -389,6 +414,7 @@ impl BucketTable {
             e.bucket.adjust(f64::INFINITY, used_meanwhile);
             if let Some(s) = &mut e.shared {
                 s.used = used_meanwhile;
+                queue(dirty, &report.key, s);
             }
             return;
         }
@@ -403,8 +429,9 @@ impl BucketTable {
 
     /// Redis did not answer `report`: keep what it carried for the next sync.
     pub fn restore(&self, report: &Report) {
-        let mut shard = self.shard(&report.key);
-        let Some(e) = shard.map.get_mut(&*report.key) else {
+        let mut guard = self.shard(&report.key);
+        let Shard { map, dirty } = &mut *guard;
+        let Some(e) = map.get_mut(&*report.key) else {
             return;
         };
         let Some(s) = &mut e.shared else { return };
@@ -412,6 +439,34 @@ impl BucketTable {
         s.used += report.used;
         s.self_granted += report.self_granted;
         s.wanted += report.wanted;
+        queue(dirty, &report.key, s);
+    }
+}
+
+/// The report of a shared entry, which goes in flight.
+fn report(key: Box<str>, e: &mut Entry, now_ms: u64, idle_release_ms: u64) -> Report {
+    let release = now_ms.saturating_sub(e.last_used_ms) >= idle_release_ms;
+    let balance = e.bucket.level();
+    let limit = e.limit;
+    let (used, self_granted, wanted) = match &mut e.shared {
+        Some(s) => {
+            s.in_flight = true;
+            (
+                std::mem::take(&mut s.used),
+                std::mem::take(&mut s.self_granted),
+                std::mem::take(&mut s.wanted),
+            )
+        }
+        None => (0.0, 0.0, 0.0),
+    };
+    Report {
+        key,
+        limit,
+        balance,
+        used,
+        self_granted,
+        wanted,
+        release,
     }
 }
 
@@ -498,12 +553,12 @@ mod tests {
             .filter(|_| t.reserve("k", l, 1, 0, true, false).admitted())
             .count();
         assert_eq!(admitted, 25);
-        let reports = t.due_reports(0, 100);
+        let reports = t.due_reports(0, 100, false);
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].self_granted, 25.0);
         assert_eq!(reports[0].used, 25.0);
         assert_eq!(reports[0].balance, 0.0);
-        assert!(t.due_reports(0, 100).is_empty(), "in flight: not reported twice");
+        assert!(t.due_reports(0, 100, false).is_empty(), "in flight: not reported twice");
     }
 
     #[test]
@@ -515,9 +570,9 @@ mod tests {
             assert!(t.reserve("k", l, 1, 0, true, false).admitted());
         }
         assert!(!t.reserve("k", l, 1, 0, true, false).admitted());
-        let r = t.due_reports(1, 10).remove(0);
+        let r = t.due_reports(1, 10, false).remove(0);
         t.restore(&r);
-        let r2 = t.due_reports(2, 10).remove(0);
+        let r2 = t.due_reports(2, 10, false).remove(0);
         assert_eq!(
             (r2.used, r2.self_granted),
             (50.0, 50.0),
@@ -550,8 +605,41 @@ mod tests {
         // During the outage the node refills its own share (half the rate).
         assert!(t.reserve("k", l, 100, 200, true, false).admitted());
         assert!(!t.reserve("k", l, 100, 200, true, false).admitted());
-        let r = t.due_reports(200, 10).remove(0);
+        let r = t.due_reports(200, 10, false).remove(0);
         assert_eq!(r.self_granted, 600.0, "first lease plus the outage refill are reported");
+    }
+
+    #[test]
+    fn a_sync_round_takes_the_queued_keys_not_every_key() {
+        let t = table();
+        let l = Limit::new(1_000, 60_000);
+        let grant = Grant {
+            top_up: 0.0,
+            weight: 1.0,
+            global: 1_000.0,
+        };
+        for i in 0..10_000 {
+            assert!(t.reserve(&format!("k{i}"), l, 1, 0, true, false).admitted());
+        }
+        let first = t.due_reports(0, 100_000, false);
+        assert_eq!(first.len(), 10_000, "every new key reports its implicit lease");
+        // A key used while its report is in flight is reported again after the answer.
+        assert!(t.reserve("k7", l, 1, 1, true, false).admitted());
+        for r in &first {
+            t.apply(r, grant, 1);
+        }
+        for k in ["k1", "k2", "k3"] {
+            t.adjust(k, -1, 2);
+        }
+        let mut keys: Vec<String> = t
+            .due_reports(2, 100_000, false)
+            .into_iter()
+            .map(|r| r.key.to_string())
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["k1", "k2", "k3", "k7"]);
+        // The once-a-second scan refreshes every lease still held.
+        assert_eq!(t.due_reports(1_500, 100_000, true).len(), 9_996);
     }
 
     #[test]
@@ -559,7 +647,7 @@ mod tests {
         let t = table();
         let l = Limit::new(100, 60_000);
         assert!(t.reserve("k", l, 1, 0, true, false).admitted());
-        let r = t.due_reports(0, 10).remove(0);
+        let r = t.due_reports(0, 10, false).remove(0);
         t.apply(
             &r,
             Grant {
@@ -569,7 +657,7 @@ mod tests {
             },
             0,
         );
-        let r = t.due_reports(6_000, 10).remove(0);
+        let r = t.due_reports(6_000, 10, true).remove(0);
         assert!(r.release);
         assert_eq!(r.balance, 99.0);
         t.apply(
