@@ -14,7 +14,13 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Some(Command::Check { config: path }) => match config::load(&path, 1) {
             Ok(s) => {
-                println!("{}: ok ({} models)", path.display(), s.model_names.len());
+                println!(
+                    "{}: ok ({} models, {} consumers, {} rate limit rules)",
+                    path.display(),
+                    s.model_names.len(),
+                    s.consumers.as_ref().map_or(0, |c| c.list.len()),
+                    s.limits.len()
+                );
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {

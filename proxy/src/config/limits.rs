@@ -367,6 +367,28 @@ mod tests {
     }
 
     #[test]
+    fn bad_rules_are_refused_naming_line_and_field() {
+        let text = "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+                    [[models]]\nname = \"m\"\ntargets = [{ provider = \"p\" }]\n\n\
+                    [[limits]]\nname = \"a\"\nby = [\"email\"]\nper = \"week\"\nconsumers = [\"nobody\"]\nmode = \"eventual\"\n\n\
+                    [network]\ntrusted_proxies = [\"10.0.0.0/40\"]\n";
+        let err = crate::config::load_str(text, "t.toml", None, 1)
+            .err()
+            .map(|e| e.problems)
+            .unwrap_or_default();
+        let has = |needle: &str| err.iter().any(|p| p.contains(needle));
+        assert!(has("line 12: limits[0].by: `email` is not consumer"), "{err:?}");
+        assert!(
+            has("limits[0].per: `week` is not second, minute, hour or day"),
+            "{err:?}"
+        );
+        assert!(has("set `tokens`, `requests` or both"), "{err:?}");
+        assert!(has("limits[0].consumers: no consumer named `nobody`"), "{err:?}");
+        assert!(has("limits[0].mode: `eventual` is not sync, exact or local"), "{err:?}");
+        assert!(has("network.trusted_proxies[0]: `10.0.0.0/40`"), "{err:?}");
+    }
+
+    #[test]
     fn key_parts_are_named_or_refused() {
         assert_eq!(key_part("consumer"), Ok(KeyPart::Consumer));
         assert_eq!(key_part("query:team"), Ok(KeyPart::Query("team".into())));
