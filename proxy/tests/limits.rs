@@ -67,6 +67,20 @@ async fn burst(addrs: &[SocketAddr], n: usize, headers: &[(&str, &str)], body: &
     out
 }
 
+/// Wait until every node counts all of them in the node registry (their share of a new key
+/// depends on it).
+async fn see_each_other(nodes: &[Gateway]) {
+    let want = format!("tollgate_limit_sync_nodes {}", nodes.len());
+    for n in nodes {
+        let seen = eventually(Duration::from_secs(10), || async {
+            let m = request(n.admin, "GET", "/metrics", &[], Bytes::new()).await.unwrap();
+            m.text().lines().any(|l| l == want)
+        })
+        .await;
+        assert!(seen, "a node never saw {} nodes", nodes.len());
+    }
+}
+
 fn count(resps: &[Resp], status: u16) -> usize {
     resps.iter().filter(|r| r.status == status).count()
 }
@@ -121,8 +135,7 @@ async fn hundred_concurrent_requests_across_three_nodes_admit_at_most_ten() {
         start(&cfg, &flags).await,
         start(&cfg, &flags).await,
     ];
-    // Let every node see the other two in the node registry.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    see_each_other(&nodes).await;
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let team = unique("team");
     let resps = burst(
@@ -424,7 +437,7 @@ async fn three_nodes_under_sustained_load_stay_within_the_documented_bound() {
         start(&cfg, &flags).await,
         start(&cfg, &flags).await,
     ];
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    see_each_other(&nodes).await;
     let mut tasks = Vec::new();
     for node in &nodes {
         for _ in 0..4 {
