@@ -101,6 +101,10 @@ pub struct RunOpts {
     /// A shared rate limit key unused this long gives its lease back, in milliseconds.
     #[arg(long, env = "TOLLGATE_LIMITS_IDLE_RELEASE_MS", default_value_t = 5_000)]
     pub limits_idle_release_ms: u64,
+    /// Requests in one second on one node past which a rate limit key is logged and counted as
+    /// hot (`tollgate_limit_hot_keys_total`); 0 turns it off.
+    #[arg(long, env = "TOLLGATE_LIMITS_HOT_KEY_RPS", default_value_t = 100)]
+    pub limits_hot_key_rps: u64,
     /// Separates this gateway cluster's rate limits from another's in the same Redis (a word
     /// put into every limit key); nodes with the same namespace share their limits.
     #[arg(long, env = "TOLLGATE_LIMITS_NAMESPACE", default_value = "")]

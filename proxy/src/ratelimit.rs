@@ -85,6 +85,10 @@ pub struct RateLimiter {
     completion_reserve: u64,
     /// `tollgate:limit:` and the namespace, before each key's hash tag.
     key_prefix: String,
+    /// Requests per second per limit key on this node (count-min estimate), to spot hot keys.
+    hot: pingora_limits::rate::Rate,
+    /// Requests in one second past which a key is reported hot (0: off).
+    hot_key_rps: isize,
 }
 
 impl RateLimiter {
@@ -95,6 +99,7 @@ impl RateLimiter {
         clock: Arc<dyn Clock>,
         completion_reserve: u64,
         namespace: &str,
+        hot_key_rps: u64,
     ) -> Self {
         let mut key_prefix = "tollgate:limit:".to_string();
         if !namespace.is_empty() {
@@ -108,6 +113,22 @@ impl RateLimiter {
             clock,
             completion_reserve,
             key_prefix,
+            // 4 × 8192 counters: few enough collisions that a node's whole traffic spread over
+            // many keys does not make a quiet key look hot.
+            hot: pingora_limits::rate::Rate::new_with_estimator_config(Duration::from_secs(1), 4, 8192),
+            hot_key_rps: hot_key_rps.min(isize::MAX as u64) as isize,
+        }
+    }
+
+    /// Count a request against its key's rate; report the key once a second while it is hot.
+    fn spot_hot_key(&self, rule: &LimitRule, key: &str, metrics: &Metrics) {
+        if self.hot_key_rps == 0 {
+            return;
+        }
+        if self.hot.observe(&key, 1) == self.hot_key_rps {
+            metrics.limit_hot_keys.with_label_values(&[&rule.name]).inc();
+            // Client-sent header, query and cookie values are digests in keys: safe to log.
+            tracing::warn!(rule = %rule.name, key = %key, rps = self.hot_key_rps, "limits: hot key");
         }
     }
 
@@ -129,6 +150,7 @@ impl RateLimiter {
         let mut tight_requests: Option<Tightest> = None;
         for rule in rules.iter().filter(|r| r.selects(facts.consumer, facts.model)) {
             let base = key_base(&self.key_prefix, rule, &key_values(rule, facts));
+            self.spot_hot_key(rule, &base, metrics);
             let reserve = rule.completion_reserve.unwrap_or(self.completion_reserve);
             let completion = demand.max_tokens.map_or(reserve, |m| m.min(reserve)) * demand.choices;
             let token_cost = demand.prompt_tokens + completion;
@@ -260,6 +282,23 @@ impl RateLimiter {
     }
 }
 
+/// A header, query or cookie value as it goes into a key: a digest, since such values may be
+/// credentials (a session cookie, a token) that must not sit in Redis keys or log lines.
+fn digest(value: Option<&str>) -> std::borrow::Cow<'static, str> {
+    use std::fmt::Write as _;
+    match value.filter(|v| !v.is_empty()) {
+        None => std::borrow::Cow::Borrowed("-"),
+        Some(v) => {
+            let mut out = String::with_capacity(33);
+            out.push('#');
+            for b in &ring::digest::digest(&ring::digest::SHA256, v.as_bytes()).as_ref()[..16] {
+                let _ = write!(out, "{b:02x}");
+            }
+            std::borrow::Cow::Owned(out)
+        }
+    }
+}
+
 /// The values of a rule's key parts for this request (`-` where the request has none: such
 /// requests share one bucket rather than escape the limit).
 fn key_values<'a>(rule: &LimitRule, facts: &Facts<'a>) -> Vec<std::borrow::Cow<'a, str>> {
@@ -273,9 +312,9 @@ fn key_values<'a>(rule: &LimitRule, facts: &Facts<'a>) -> Vec<std::borrow::Cow<'
             KeyPart::User => or_dash(facts.user),
             KeyPart::Model => Cow::Borrowed(facts.model),
             KeyPart::Ip => (facts.client_ip)().map_or(Cow::Borrowed("-"), |ip| Cow::Owned(ip.to_string())),
-            KeyPart::Header(name) => or_dash(facts.headers.get(name).and_then(|v| v.to_str().ok())),
-            KeyPart::Query(name) => or_dash(facts.query.and_then(|q| query_param(q, name))),
-            KeyPart::Cookie(name) => or_dash(cookie(facts.headers, name)),
+            KeyPart::Header(name) => digest(facts.headers.get(name).and_then(|v| v.to_str().ok())),
+            KeyPart::Query(name) => digest(facts.query.and_then(|q| query_param(q, name))),
+            KeyPart::Cookie(name) => digest(cookie(facts.headers, name)),
         })
         .collect()
 }
@@ -428,6 +467,16 @@ mod tests {
         assert_eq!(reset_text(1_001), "2s");
         assert_eq!(reset_text(360_000), "6m0s");
         assert_eq!(reset_text(3_723_000), "1h2m3s");
+    }
+
+    #[test]
+    fn client_sent_values_go_into_keys_as_digests() {
+        assert_eq!(digest(None), "-");
+        assert_eq!(digest(Some("")), "-");
+        let d = digest(Some("session-secret-123"));
+        assert!(!d.contains("secret") && d.len() == 33, "{d}");
+        assert_eq!(d, digest(Some("session-secret-123")), "the same on every node");
+        assert_ne!(d, digest(Some("session-secret-124")));
     }
 
     #[test]

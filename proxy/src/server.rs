@@ -187,6 +187,7 @@ fn start_limits(
         clock,
         opts.completion_reserve,
         &opts.limits_namespace,
+        opts.limits_hot_key_rps,
     )
 }
 

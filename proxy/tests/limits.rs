@@ -638,3 +638,40 @@ async fn a_redis_that_refuses_scripts_is_reported_loudly_and_never_silently_per_
         .text();
     assert!(metrics.contains("tollgate_limit_redis_scripts_ok 0"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_key_is_reported_without_the_client_value_that_names_it() {
+    let mock = start_mock("m").await;
+    let rule = "[[limits]]\nname = \"per-session\"\nby = [\"cookie:session\"]\nrequests = 100000\nper = \"minute\"\n";
+    let flags = vec!["--limits-hot-key-rps".to_string(), "5".to_string()];
+    let gw = start(&config(&mock.base_url(), rule), &flags).await;
+    for _ in 0..20 {
+        let r = call(
+            gw.addr,
+            &[("cookie", "session=sess-secret-9f2c")],
+            r#"{"model":"m","messages":[]}"#,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let hot = eventually_metric(&gw, "tollgate_limit_hot_keys_total{rule=\"per-session\"}").await;
+    assert!(hot >= 1.0, "the hot key was not counted");
+    let log = gw.log();
+    assert!(log.contains("limits: hot key"), "{log}");
+    assert!(!log.contains("sess-secret-9f2c"), "a cookie value reached the log");
+    // A quiet key is not reported.
+    assert!(
+        call(
+            gw.addr,
+            &[("cookie", "session=quiet")],
+            r#"{"model":"m","messages":[]}"#
+        )
+        .await
+        .status
+            == 200
+    );
+    assert_eq!(
+        gw.log().matches("limits: hot key").count(),
+        log.matches("limits: hot key").count()
+    );
+}

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub limit_decisions: IntCounterVec,
     pub limit_tokens: IntCounterVec,
     pub limit_settle_errors: IntCounter,
+    pub limit_hot_keys: IntCounterVec,
     limit_state: LimitState,
     /// Where the limit series read their state at scrape time (set once at start).
     pub limit_sources: std::sync::OnceLock<(Arc<BucketTable>, Option<Arc<SyncStats>>)>,
@@ -229,6 +230,14 @@ impl Metrics {
         registry.register(Box::new(limit_decisions.clone()))?;
         registry.register(Box::new(limit_tokens.clone()))?;
         registry.register(Box::new(limit_settle_errors.clone()))?;
+        let limit_hot_keys = IntCounterVec::new(
+            Opts::new(
+                "tollgate_limit_hot_keys_total",
+                "Times a limit key passed --limits-hot-key-rps requests in a second on this node, by rule",
+            ),
+            &["rule"],
+        )?;
+        registry.register(Box::new(limit_hot_keys.clone()))?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
@@ -250,6 +259,7 @@ impl Metrics {
             limit_decisions,
             limit_tokens,
             limit_settle_errors,
+            limit_hot_keys,
             limit_state,
             limit_sources: std::sync::OnceLock::new(),
         })
