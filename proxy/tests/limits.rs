@@ -178,7 +178,10 @@ async fn exact_mode_admits_exactly_the_limit_across_three_nodes() {
     let mock = start_mock("m").await;
     let rule = FITS_TEN.replace("per = \"day\"", "per = \"day\"\nmode = \"exact\"");
     let cfg = config(&mock.base_url(), &rule);
-    let flags = shared(&unique("exact3"));
+    // A generous timeout: on a loaded machine a 100 ms default could time out and, fail-open,
+    // admit without a reservation.
+    let mut flags = shared(&unique("exact3"));
+    flags.extend(["--limits-exact-timeout-ms".to_string(), "5000".to_string()]);
     let nodes = [
         start(&cfg, &flags).await,
         start(&cfg, &flags).await,
