@@ -54,6 +54,8 @@ struct Entry {
 /// What a shared key keeps between syncs.
 #[derive(Debug, Clone)]
 struct Shared {
+    /// The key's name in Redis (local keys keep only their digest).
+    key: Box<str>,
     /// This node's share of the limit (from the last sync; `1 / nodes` before it).
     weight: f64,
     /// Net tokens used since the last report (refunds negative).
@@ -112,18 +114,22 @@ pub struct Grant {
     pub global: f64,
 }
 
+/// A key's 128-bit digest: what the table is keyed by, so an entry costs no string of its own
+/// and a lookup compares two words (collisions: ~1 in 10^26 for a million keys).
+type Id = u128;
+
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Box<str>, Entry, foldhash::fast::RandomState>,
+    map: HashMap<Id, Entry, foldhash::fast::RandomState>,
     /// Shared keys with something to report, so a sync round does not scan every key.
-    dirty: Vec<Box<str>>,
+    dirty: Vec<Id>,
 }
 
-/// Queue `key` for the next report, once.
-fn queue(dirty: &mut Vec<Box<str>>, key: &str, s: &mut Shared) {
+/// Queue `id` for the next report, once.
+fn queue(dirty: &mut Vec<Id>, id: Id, s: &mut Shared) {
     if !s.queued {
         s.queued = true;
-        dirty.push(key.into());
+        dirty.push(id);
     }
 }
 
@@ -136,7 +142,8 @@ pub struct TableStats {
 /// The bucket table of one node.
 pub struct BucketTable {
     shards: Box<[Mutex<Shard>]>,
-    hasher: foldhash::fast::RandomState,
+    /// Two independent hashers make a key's [`Id`].
+    hashers: [foldhash::quality::RandomState; 2],
     opts: TableOptions,
     /// Whether the last sync reached Redis.
     store_ok: AtomicBool,
@@ -151,7 +158,7 @@ impl BucketTable {
     pub fn new(opts: TableOptions) -> Self {
         BucketTable {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            hashers: Default::default(),
             opts,
             store_ok: AtomicBool::new(true),
             nodes: AtomicU64::new(1),
@@ -160,8 +167,12 @@ impl BucketTable {
         }
     }
 
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, Shard> {
-        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
+    fn id(&self, key: &str) -> Id {
+        (Id::from(self.hashers[0].hash_one(key)) << 64) | Id::from(self.hashers[1].hash_one(key))
+    }
+
+    fn shard(&self, id: Id) -> std::sync::MutexGuard<'_, Shard> {
+        let i = (id as usize) % SHARDS;
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -200,13 +211,14 @@ impl BucketTable {
         if shared && fail_closed && !store_ok {
             return Decision::Unavailable;
         }
-        let mut guard = self.shard(key);
+        let id = self.id(key);
+        let mut guard = self.shard(id);
         let shard = &mut *guard;
-        if !shard.map.contains_key(key) && shard.map.len() > self.opts.max_keys / SHARDS {
+        if !shard.map.contains_key(&id) && shard.map.len() > self.opts.max_keys / SHARDS {
             self.evict(shard, now_ms);
         }
         let Shard { map, dirty } = shard;
-        let entry = match map.get_mut(key) {
+        let entry = match map.get_mut(&id) {
             Some(e) => {
                 if e.limit != limit {
                     // The rule changed on reload: keep the level, within the new capacity.
@@ -215,8 +227,8 @@ impl BucketTable {
                 e
             }
             None => map
-                .entry(key.into())
-                .or_insert_with(|| self.new_entry(limit, now_ms, shared)),
+                .entry(id)
+                .or_insert_with(|| self.new_entry(limit, now_ms, shared.then_some(key))),
         };
         entry.last_used_ms = now_ms;
         match &mut entry.shared {
@@ -247,21 +259,22 @@ impl BucketTable {
                     }
                     other => other,
                 };
-                queue(dirty, key, s);
+                queue(dirty, id, s);
                 decision
             }
         }
     }
 
-    fn new_entry(&self, limit: Limit, now_ms: u64, shared: bool) -> Entry {
-        if !shared {
+    /// A fresh entry; `shared` names the key of a shared limit.
+    fn new_entry(&self, limit: Limit, now_ms: u64, shared: Option<&str>) -> Entry {
+        let Some(key) = shared else {
             return Entry {
                 limit,
                 bucket: Bucket::full(limit.capacity_f(), now_ms),
                 shared: None,
                 last_used_ms: now_ms,
             };
-        }
+        };
         let weight = 1.0 / self.nodes() as f64;
         let lease = (limit.capacity_f() * weight).floor();
         self.new_keys.notify_one();
@@ -269,6 +282,7 @@ impl BucketTable {
             limit,
             bucket: Bucket::with_level(lease, now_ms),
             shared: Some(Shared {
+                key: key.into(),
                 weight,
                 used: 0.0,
                 self_granted: lease,
@@ -289,9 +303,10 @@ impl BucketTable {
         if delta == 0 {
             return;
         }
-        let mut guard = self.shard(key);
+        let id = self.id(key);
+        let mut guard = self.shard(id);
         let Shard { map, dirty } = &mut *guard;
-        let Some(entry) = map.get_mut(key) else { return };
+        let Some(entry) = map.get_mut(&id) else { return };
         let limit = entry.limit;
         if entry.shared.is_none() {
             entry.bucket.refill(limit.capacity_f(), limit.rate_per_ms(), now_ms);
@@ -299,14 +314,15 @@ impl BucketTable {
         entry.bucket.adjust(limit.capacity_f(), delta as f64);
         if let Some(s) = &mut entry.shared {
             s.used += delta as f64;
-            queue(dirty, key, s);
+            queue(dirty, id, s);
         }
     }
 
     /// What this node believes is left of `key`'s limit, and milliseconds until it is full.
     pub fn peek(&self, key: &str, now_ms: u64) -> Option<(u64, u64)> {
-        let shard = self.shard(key);
-        let e = shard.map.get(key)?;
+        let id = self.id(key);
+        let shard = self.shard(id);
+        let e = shard.map.get(&id)?;
         let remaining = e.remaining(now_ms);
         Some((remaining, e.limit.ms_to_refill(e.limit.capacity_f() - remaining as f64)))
     }
@@ -360,22 +376,22 @@ impl BucketTable {
             let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
             let Shard { map, dirty } = &mut *guard;
             let mut still_queued = Vec::new();
-            for key in dirty.drain(..) {
-                let Some(e) = map.get_mut(&key) else { continue };
+            for id in dirty.drain(..) {
+                let Some(e) = map.get_mut(&id) else { continue };
                 let Some(s) = &mut e.shared else { continue };
                 if s.in_flight || out.len() >= max {
                     // Reported once the answer in flight is in (or next round).
-                    still_queued.push(key);
+                    still_queued.push(id);
                     continue;
                 }
                 s.queued = false;
-                out.push(report(key, e, now_ms, self.opts.idle_release_ms));
+                out.push(report(e, now_ms, self.opts.idle_release_ms));
             }
             *dirty = still_queued;
             if !full {
                 continue;
             }
-            for (key, e) in map.iter_mut() {
+            for e in map.values_mut() {
                 if out.len() >= max {
                     return out;
                 }
@@ -386,7 +402,7 @@ impl BucketTable {
                 let idle = now_ms.saturating_sub(e.last_used_ms);
                 let holding = now_ms.saturating_sub(s.last_report_ms) >= 1_000;
                 if holding || idle >= self.opts.idle_release_ms {
-                    out.push(report(key.clone(), e, now_ms, self.opts.idle_release_ms));
+                    out.push(report(e, now_ms, self.opts.idle_release_ms));
                 }
             }
         }
@@ -395,26 +411,27 @@ impl BucketTable {
 
     /// Apply Redis's answer to `report`.
     pub fn apply(&self, report: &Report, grant: Grant, now_ms: u64) {
-        let mut guard = self.shard(&report.key);
+        let id = self.id(&report.key);
+        let mut guard = self.shard(id);
         let Shard { map, dirty } = &mut *guard;
-        let Some(e) = map.get_mut(&*report.key) else {
+        let Some(e) = map.get_mut(&id) else {
             return;
         };
         if report.release {
             if e.last_used_ms + self.opts.idle_release_ms <= now_ms {
-                map.remove(&*report.key);
+                map.remove(&id);
                 return;
             }
             // Used again while the release was on its way (its balance went back to the pool):
             // start over on a fresh implicit lease, charged with what was used meanwhile.
             let used_meanwhile = e.shared.as_ref().map_or(0.0, |s| s.used);
             let last_used = e.last_used_ms;
-            *e = self.new_entry(e.limit, now_ms, true);
+            *e = self.new_entry(e.limit, now_ms, Some(&report.key));
             e.last_used_ms = last_used;
             e.bucket.adjust(f64::INFINITY, used_meanwhile);
             if let Some(s) = &mut e.shared {
                 s.used = used_meanwhile;
-                queue(dirty, &report.key, s);
+                queue(dirty, id, s);
             }
             return;
         }
@@ -429,9 +446,10 @@ impl BucketTable {
 
     /// Redis did not answer `report`: keep what it carried for the next sync.
     pub fn restore(&self, report: &Report) {
-        let mut guard = self.shard(&report.key);
+        let id = self.id(&report.key);
+        let mut guard = self.shard(id);
         let Shard { map, dirty } = &mut *guard;
-        let Some(e) = map.get_mut(&*report.key) else {
+        let Some(e) = map.get_mut(&id) else {
             return;
         };
         let Some(s) = &mut e.shared else { return };
@@ -439,25 +457,26 @@ impl BucketTable {
         s.used += report.used;
         s.self_granted += report.self_granted;
         s.wanted += report.wanted;
-        queue(dirty, &report.key, s);
+        queue(dirty, id, s);
     }
 }
 
 /// The report of a shared entry, which goes in flight.
-fn report(key: Box<str>, e: &mut Entry, now_ms: u64, idle_release_ms: u64) -> Report {
+fn report(e: &mut Entry, now_ms: u64, idle_release_ms: u64) -> Report {
     let release = now_ms.saturating_sub(e.last_used_ms) >= idle_release_ms;
     let balance = e.bucket.level();
     let limit = e.limit;
-    let (used, self_granted, wanted) = match &mut e.shared {
+    let (key, used, self_granted, wanted) = match &mut e.shared {
         Some(s) => {
             s.in_flight = true;
             (
+                s.key.clone(),
                 std::mem::take(&mut s.used),
                 std::mem::take(&mut s.self_granted),
                 std::mem::take(&mut s.wanted),
             )
         }
-        None => (0.0, 0.0, 0.0),
+        None => (Box::from(""), 0.0, 0.0, 0.0),
     };
     Report {
         key,
