@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod support;
+use support::own_redis::OwnRedis;
 use tollgate_limits::{
     BucketTable, Clock, Decision, ExactBuckets, Limit, RedisCounters, SyncOptions, Syncer, SystemClock, TableOptions,
 };
@@ -187,54 +189,6 @@ async fn exact_mode_admits_exactly_the_limit_across_clients() {
     exact.adjust(&key, limit, -250, Duration::from_secs(2)).await.unwrap();
     assert!(exact.reserve(&key, limit, 200, Duration::from_secs(2)).await.admitted());
     assert!(!exact.reserve(&key, limit, 100, Duration::from_secs(2)).await.admitted());
-}
-
-/// A `redis-server` of this test's own, on a free port.
-struct OwnRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> OwnRedis {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by scripts/setup.sh)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        OwnRedis {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 fn free_port() -> u16 {

@@ -10,12 +10,15 @@
 )]
 
 mod common;
+#[path = "../../limits/tests/support/own_redis.rs"]
+mod own_redis;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use own_redis::OwnRedis;
 use tollgate::config::consumers::{format_hash, hash_key};
 
 /// A config with model `m` on the mock and the given `[[limits]]` (and more) appended.
@@ -477,59 +480,6 @@ async fn three_nodes_under_sustained_load_stay_within_the_documented_bound() {
     );
     assert!(over < 0.05, "over-admission {:.2}% is past the 5% bound", over * 100.0);
     assert!(over > -0.10, "under-admitted: {used}");
-}
-
-/// A `redis-server` of this test's own on a free port, stopped on drop.
-struct OwnRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> OwnRedis {
-        Self::start_with(port, &[])
-    }
-
-    fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by scripts/setup.sh)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        OwnRedis {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
