@@ -103,18 +103,28 @@ const FITS_TEN: &str = "[[limits]]\nname = \"fits-ten\"\nby = [\"header:x-team\"
 /// given back) while the burst is being admitted.
 const SLOW: (&str, &str) = ("x-mock-ttft-ms", "1000");
 
+/// 100 concurrent requests of one team (each reserving ~1000 tokens against `FITS_TEN`) spread
+/// over `addrs`, answers held back by `SLOW`.
+async fn burst_of_100(addrs: &[SocketAddr]) -> Vec<Resp> {
+    let team = unique("team");
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    burst(addrs, 100, &[("x-team", &team), SLOW], body).await
+}
+
+/// Three gateway processes on one config and flags.
+async fn three_nodes(cfg: &str, flags: &[String]) -> [Gateway; 3] {
+    [
+        start(cfg, flags).await,
+        start(cfg, flags).await,
+        start(cfg, flags).await,
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundred_concurrent_requests_on_one_node_admit_at_most_the_ten_that_fit() {
     let mock = start_mock("m").await;
     let gw = start(&config(&mock.base_url(), FITS_TEN), &[]).await;
-    let team = unique("team");
-    let resps = burst(
-        &[gw.addr],
-        100,
-        &[("x-team", &team), SLOW],
-        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let resps = burst_of_100(&[gw.addr]).await;
     let (ok, limited) = (count(&resps, 200), count(&resps, 429));
     println!("one node: {ok} admitted, {limited} refused");
     assert_eq!(ok + limited, 100);
@@ -133,21 +143,10 @@ async fn hundred_concurrent_requests_across_three_nodes_admit_at_most_ten() {
     let mock = start_mock("m").await;
     let cfg = config(&mock.base_url(), FITS_TEN);
     let flags = shared(&unique("burst3"));
-    let nodes = [
-        start(&cfg, &flags).await,
-        start(&cfg, &flags).await,
-        start(&cfg, &flags).await,
-    ];
+    let nodes = three_nodes(&cfg, &flags).await;
     see_each_other(&nodes).await;
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let team = unique("team");
-    let resps = burst(
-        &addrs,
-        100,
-        &[("x-team", &team), SLOW],
-        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let resps = burst_of_100(&addrs).await;
     let ok = count(&resps, 200);
     println!("three nodes (sync mode): {ok} of 100 admitted (10 fit)");
     let odd: Vec<String> = resps
@@ -185,20 +184,9 @@ async fn exact_mode_admits_exactly_the_limit_across_three_nodes() {
     // admit without a reservation.
     let mut flags = shared(&unique("exact3"));
     flags.extend(["--limits-exact-timeout-ms".to_string(), "5000".to_string()]);
-    let nodes = [
-        start(&cfg, &flags).await,
-        start(&cfg, &flags).await,
-        start(&cfg, &flags).await,
-    ];
+    let nodes = three_nodes(&cfg, &flags).await;
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let team = unique("team");
-    let resps = burst(
-        &addrs,
-        100,
-        &[("x-team", &team), SLOW],
-        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let resps = burst_of_100(&addrs).await;
     assert_eq!(count(&resps, 200), 10);
     assert_eq!(count(&resps, 429), 90);
 }
@@ -438,11 +426,7 @@ async fn three_nodes_under_sustained_load_stay_within_the_documented_bound() {
     let rule = "[[limits]]\nname = \"shared-tpd\"\nby = [\"consumer\"]\ntokens = 20000\nper = \"day\"\n";
     let cfg = config(&mock.base_url(), rule);
     let flags = shared(&unique("sustained3"));
-    let nodes = [
-        start(&cfg, &flags).await,
-        start(&cfg, &flags).await,
-        start(&cfg, &flags).await,
-    ];
+    let nodes = three_nodes(&cfg, &flags).await;
     see_each_other(&nodes).await;
     let mut tasks = Vec::new();
     for node in &nodes {
