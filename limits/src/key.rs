@@ -30,11 +30,16 @@ pub fn push_part(key: &mut String, part: &str) {
     if part.len() <= MAX_PART && !part.contains(['{', '}', '/']) {
         key.push_str(part);
     } else {
-        // SHA-256: the same on every node and every version, so nodes agree on the key.
-        key.push('#');
-        for b in &ring::digest::digest(&ring::digest::SHA256, part.as_bytes()).as_ref()[..12] {
-            let _ = write!(key, "{b:02x}");
-        }
+        push_digest(key, part);
+    }
+}
+
+/// Append `#` and 128 bits of the SHA-256 of `text` in hex: the same on every node and every
+/// version, so nodes agree on keys, and the text itself (which may be a credential) stays out.
+pub fn push_digest(key: &mut String, text: &str) {
+    key.push('#');
+    for b in &ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref()[..16] {
+        let _ = write!(key, "{b:02x}");
     }
 }
 

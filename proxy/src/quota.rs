@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use tollgate_limits::key::tagged_key;
 use tollgate_limits::{Clock, LocalCounters, RedisCounters, Window};
 
 use crate::config::consumers::{Consumer, Quota, QuotaScope, UserSource};
@@ -83,26 +84,15 @@ pub fn identity(scope: &QuotaScope, key_id: &str, body_user: Option<&str>, heade
     }
 }
 
-/// The counter key of a quota window. The `{…}` hash tag keeps a counter on one Redis Cluster
-/// slot; client-chosen text that could break the key's shape is replaced by its hash.
+/// The counter key of a quota window: its parts in one `{hash tag}` (a Redis Cluster keeps a
+/// counter on one slot), client-chosen text that could break the key's shape replaced by its
+/// digest ([`tagged_key`]).
 pub fn counter_key(consumer: &str, quota: &str, identity: &str, window: &Window) -> String {
-    use std::fmt::Write as _;
-    let mut key = String::with_capacity(32 + consumer.len() + quota.len() + identity.len());
-    key.push_str("tollgate:quota:{");
-    for (i, part) in [consumer, quota, identity].into_iter().enumerate() {
-        if i > 0 {
-            key.push('/');
-        }
-        if part.len() <= 96 && !part.contains(['{', '}']) {
-            key.push_str(part);
-        } else {
-            for b in &crate::config::consumers::hash_key(part.as_bytes())[..12] {
-                let _ = write!(key, "{b:02x}");
-            }
-        }
-    }
-    let _ = write!(key, "}}:{}", window.start_ms);
-    key
+    tagged_key(
+        "tollgate:quota:",
+        &[consumer, quota, identity],
+        &format!(":{}", window.start_ms),
+    )
 }
 
 impl QuotaStore {

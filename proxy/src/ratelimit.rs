@@ -285,15 +285,11 @@ impl RateLimiter {
 /// A header, query or cookie value as it goes into a key: a digest, since such values may be
 /// credentials (a session cookie, a token) that must not sit in Redis keys or log lines.
 fn digest(value: Option<&str>) -> std::borrow::Cow<'static, str> {
-    use std::fmt::Write as _;
     match value.filter(|v| !v.is_empty()) {
         None => std::borrow::Cow::Borrowed("-"),
         Some(v) => {
             let mut out = String::with_capacity(33);
-            out.push('#');
-            for b in &ring::digest::digest(&ring::digest::SHA256, v.as_bytes()).as_ref()[..16] {
-                let _ = write!(out, "{b:02x}");
-            }
+            tollgate_limits::key::push_digest(&mut out, v);
             std::borrow::Cow::Owned(out)
         }
     }
