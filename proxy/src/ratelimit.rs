@@ -137,12 +137,15 @@ impl RateLimiter {
     }
 
     /// Reserve for every rule that selects this request: the holds and the success headers, or
-    /// the refusal (earlier reservations of this request given back).
+    /// the refusal (earlier reservations of this request given back). `quota_remaining`: the
+    /// requests a quota already said are left; the `-requests` headers are only sent when a
+    /// request limit is tighter.
     pub async fn admit(
         &self,
         rules: &[Arc<LimitRule>],
         facts: &Facts<'_>,
         demand: Demand,
+        quota_remaining: Option<u64>,
         metrics: &Metrics,
     ) -> Result<(Vec<Hold>, Vec<(HeaderName, HeaderValue)>), Refusal> {
         let mut holds = Vec::new();
@@ -206,7 +209,7 @@ impl RateLimiter {
             }
         }
         let mut headers = Vec::new();
-        if let Some(t) = tight_requests {
+        if let Some(t) = tight_requests.filter(|t| quota_remaining.is_none_or(|q| t.remaining < q)) {
             headers.extend(ratelimit_headers("requests", t));
         }
         if let Some(t) = tight_tokens {

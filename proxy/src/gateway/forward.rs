@@ -132,6 +132,9 @@ async fn proxy(
         return Ok(());
     };
     let mut edits = Vec::new();
+    // Requests left under the caller's tightest quota, which a request limit's headers must not
+    // contradict.
+    let mut quota_remaining = None;
     if let Some(entry) = caller {
         if entry.consumer.log_prompts {
             ctx.logged_body = Some(body.clone());
@@ -156,7 +159,10 @@ async fn proxy(
             ))
             .await;
             match admitted {
-                Ok(Some(q)) => ctx.extra_headers.extend(q.headers()),
+                Ok(Some(q)) => {
+                    quota_remaining = Some(q.remaining);
+                    ctx.extra_headers.extend(q.headers());
+                }
                 Ok(None) => {}
                 Err(refusal) => {
                     ctx.extra_headers.extend(refusal.headers);
@@ -170,7 +176,18 @@ async fn proxy(
     if !snapshot.limits.is_empty() {
         // Boxed (here and for quotas): features a request may not use keep their state out of
         // every request's future, which is moved as a whole.
-        if let Err(refusal) = Box::pin(admit_limits(state, snapshot, caller, endpoint, &view, session, ctx)).await {
+        if let Err(refusal) = Box::pin(admit_limits(
+            state,
+            snapshot,
+            caller,
+            endpoint,
+            &view,
+            quota_remaining,
+            session,
+            ctx,
+        ))
+        .await
+        {
             ctx.extra_headers.extend(refusal.headers);
             respond::error(session, ctx, refusal.error).await;
             return Ok(());
@@ -188,12 +205,17 @@ async fn proxy(
 
 /// Reserve against every rate limit that selects this request; the holds go in `ctx` (settled
 /// when the request ends), the `x-ratelimit-*` headers with them.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the request's facts, spelled out"
+)]
 async fn admit_limits(
     state: &GatewayState,
     snapshot: &Snapshot,
     caller: Option<&Identified>,
     endpoint: Endpoint,
     view: &RequestView,
+    quota_remaining: Option<u64>,
     session: &Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), crate::quota::Refusal> {
@@ -229,21 +251,10 @@ async fn admit_limits(
     };
     let (holds, headers) = state
         .limits
-        .admit(&snapshot.limits, &facts, demand, &state.metrics)
+        .admit(&snapshot.limits, &facts, demand, quota_remaining, &state.metrics)
         .await?;
     ctx.limit_holds = holds;
-    // A request quota may already have said how many requests remain: the tighter one stands.
-    let remaining = |hs: &[(http::HeaderName, http::HeaderValue)]| {
-        hs.iter()
-            .find(|(n, _)| n == "x-ratelimit-remaining-requests")
-            .and_then(|(_, v)| v.to_str().ok()?.parse::<u64>().ok())
-    };
-    let quota_tighter = matches!((remaining(&ctx.extra_headers), remaining(&headers)), (Some(q), Some(l)) if q <= l);
-    ctx.extra_headers.extend(
-        headers
-            .into_iter()
-            .filter(|(n, _)| !(quota_tighter && n.as_str().ends_with("-requests"))),
-    );
+    ctx.extra_headers.extend(headers);
     Ok(())
 }
 
