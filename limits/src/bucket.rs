@@ -147,11 +147,6 @@ impl Bucket {
     pub fn add(&mut self, tokens: f64) {
         self.level += tokens;
     }
-
-    /// Milliseconds until the bucket is full again.
-    pub fn ms_to_full(&self, limit: &Limit) -> u64 {
-        limit.ms_to_refill(limit.capacity_f() - self.level)
-    }
 }
 
 #[cfg(test)]

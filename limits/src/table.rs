@@ -78,14 +78,10 @@ struct Shared {
 impl Entry {
     /// What this node believes is left of the whole limit.
     fn remaining(&self, now_ms: u64) -> u64 {
-        let level = match &self.shared {
-            None => self.bucket.level(),
-            Some(s) => {
-                let refill = now_ms.saturating_sub(s.global_at_ms) as f64 * self.limit.rate_per_ms();
-                (s.global - s.used + refill).min(self.limit.capacity_f())
-            }
-        };
-        level.max(0.0) as u64
+        match &self.shared {
+            None => self.bucket.level().max(0.0) as u64,
+            Some(s) => entry_remaining(&self.limit, s, now_ms),
+        }
     }
 }
 

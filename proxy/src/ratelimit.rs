@@ -132,10 +132,6 @@ impl RateLimiter {
         }
     }
 
-    pub fn table(&self) -> &Arc<BucketTable> {
-        &self.table
-    }
-
     /// Reserve for every rule that selects this request: the holds and the success headers, or
     /// the refusal (earlier reservations of this request given back). `quota_remaining`: the
     /// requests a quota already said are left; the `-requests` headers are only sent when a

@@ -20,16 +20,6 @@ pub enum LimitMode {
     Local,
 }
 
-impl LimitMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            LimitMode::Sync => "sync",
-            LimitMode::Exact => "exact",
-            LimitMode::Local => "local",
-        }
-    }
-}
-
 /// One part of a limit key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPart {
