@@ -21,7 +21,7 @@ use crate::ratelimit::RateLimiter;
 use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
-use crate::upstream::UpstreamOptions;
+use crate::upstream::{Connections, Pool, UpstreamOptions};
 use tollgate_limits::key::tagged_key;
 use tollgate_limits::{BucketTable, ExactBuckets, LocalCounters, SyncOptions, Syncer, SystemClock, TableOptions};
 
@@ -74,10 +74,14 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     if redis.is_some() {
         shared_rt.spawn(keys::poll_forever(keys.clone()));
     }
-    let connector = Connector::new(Some(ConnectorOptions::new(opts.upstream_pool_size)));
+    let idle_timeout = Duration::from_secs(opts.upstream_idle_timeout_secs);
+    let upstreams = Connections {
+        connector: Connector::new(Some(ConnectorOptions::new(opts.upstream_pool_size))),
+        pool: Pool::new(opts.upstream_pool_size, idle_timeout),
+    };
     let state = Arc::new(GatewayState {
         snapshot: cell.clone(),
-        connector,
+        upstreams,
         metrics: metrics.clone(),
         access_log: access_log.clone(),
         quotas,
@@ -87,8 +91,17 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         upstream: UpstreamOptions {
             connect_timeout: Duration::from_millis(opts.upstream_connect_timeout_ms),
             read_timeout: Duration::from_millis(opts.upstream_read_timeout_ms),
-            idle_timeout: Duration::from_secs(opts.upstream_idle_timeout_secs),
+            idle_timeout,
         },
+    });
+    let sweeper = state.clone();
+    shared_rt.spawn(async move {
+        // Idle upstream connections past their timeout are closed even when no request comes.
+        let every = (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(every).await;
+            sweeper.upstreams.pool.sweep();
+        }
     });
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state), "tollgate");

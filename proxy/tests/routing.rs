@@ -347,6 +347,55 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
+/// An upstream that answers one request per connection, keep-alive by its headers, then closes
+/// the connection at once (as a provider with a very short idle timeout does). Counts connections.
+async fn answer_once_then_close() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = Vec::new();
+                // The request is small: its head and body arrive before the blank line's body ends.
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"}") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (base, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_the_provider_closed_is_retried_on_a_fresh_one() {
+    let (base, accepted) = answer_once_then_close().await;
+    let gw = Gateway::start_with(&two_upstreams(&base, &base), &["--threads", "1"]).await;
+    for _ in 0..5 {
+        let r = gw
+            .chat(r#"{"model":"model-a","messages":[{"role":"user","content":"hi"}]}"#)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["choices"][0]["message"]["content"], "hi");
+    }
+    // Every request but the first found the previous connection closed by the provider.
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_tokens_by_model() {
     let a = start_mock("upstream-a").await;

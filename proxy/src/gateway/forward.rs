@@ -363,7 +363,7 @@ async fn forward_with_fallback(
             target_model: target.model.clone(),
         };
         let upstream_body = body::rewrite(body, view, &target.model_json, force_usage, edits);
-        let req = upstream::request_header(
+        let head = upstream::request_head(
             session.req_header(),
             target,
             &path_and_query,
@@ -372,7 +372,7 @@ async fn forward_with_fallback(
         )?;
         let peer = upstream::peer(&target.provider, &state.upstream);
         let attempts = &state.metrics.upstream_attempts;
-        match upstream::send(&state.connector, &peer, &req, &upstream_body).await {
+        match upstream::send(&state.upstreams, &peer, &head, &upstream_body).await {
             Err(e) => {
                 attempts.with_label_values(&[&target.provider.name, e.outcome()]).inc();
                 tracing::warn!(request_id = %ctx.request_id, provider = %target.provider.name, error = ?e, "upstream attempt failed");
@@ -385,7 +385,7 @@ async fn forward_with_fallback(
                         .with_label_values(&[&target.provider.name, "retryable_status"])
                         .inc();
                     tracing::warn!(request_id = %ctx.request_id, provider = %target.provider.name, status, "upstream answered a retryable status; trying the next target");
-                    upstream::release(&state.connector, &peer, up, state.upstream.idle_timeout).await;
+                    upstream::release(&state.upstreams, &peer, up).await;
                     continue;
                 }
                 let strip = force_usage && view.stream;

@@ -12,7 +12,6 @@ pub mod respond;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora::connectors::http::Connector;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
@@ -26,7 +25,7 @@ use crate::upstream::UpstreamOptions;
 /// Shared by every worker thread; the config inside is swapped on reload.
 pub struct GatewayState {
     pub snapshot: Arc<SnapshotCell>,
-    pub connector: Connector,
+    pub upstreams: crate::upstream::Connections,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     pub quotas: crate::quota::QuotaStore,

@@ -253,7 +253,7 @@ async fn pump(
                 // The whole body came in the first batch (a JSON answer, a burst stream): send it
                 // with its length, header and body in one write.
                 send_whole(session, ctx, h, data).await?;
-                upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
+                upstream::release(&state.upstreams, peer, up).await;
                 return Ok(Relayed::Done);
             }
             send_header(session, ctx, h).await?;
@@ -267,7 +267,7 @@ async fn pump(
         }
     }
     to_client(ctx, session.write_response_body(None, true).await)?;
-    upstream::release(&state.connector, peer, up, state.upstream.idle_timeout).await;
+    upstream::release(&state.upstreams, peer, up).await;
     Ok(Relayed::Done)
 }
 

@@ -1,0 +1,244 @@
+//! Talking to a provider: one attempt = a pooled connection, the request, the response header.
+//!
+//! The gateway forwards every body through this path, whatever its size: Pingora's own proxy
+//! loop can only replay a request body of up to 64 KiB on retry, and LLM requests are larger.
+//! Here the body is a `Bytes` held by the request, so any attempt (retry, fallback to another
+//! target) re-sends it whole. New connections come from Pingora's connector; idle ones wait in
+//! the gateway's own [`pool`] (see there for why).
+
+mod pool;
+
+pub use pool::Pool;
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as HttpSessionV1;
+use pingora::protocols::Stream;
+use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::{Error, ErrorType};
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{Provider, Target};
+use crate::error::ApiError;
+
+/// Process-wide upstream settings (CLI flags).
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamOptions {
+    pub connect_timeout: Duration,
+    /// Longest wait for the response header and between two body reads.
+    pub read_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+}
+
+/// How the gateway reaches providers: new connections, and idle ones kept for reuse.
+pub struct Connections {
+    pub connector: Connector,
+    pub pool: Pool,
+}
+
+/// Why an attempt failed before a response header arrived.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// Could not connect, or the connection broke before the header: 502, try the next target.
+    Unreachable(String),
+    /// Connecting or waiting for the header took too long: 504, try the next target.
+    Timeout(String),
+}
+
+impl AttemptError {
+    pub fn to_api_error(&self) -> ApiError {
+        match self {
+            AttemptError::Unreachable(m) => ApiError::bad_gateway(m.clone()),
+            AttemptError::Timeout(m) => ApiError::gateway_timeout(m.clone()),
+        }
+    }
+
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            AttemptError::Unreachable(_) => "unreachable",
+            AttemptError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+/// The peer to reach `provider`.
+pub fn peer(provider: &Provider, opts: &UpstreamOptions) -> HttpPeer {
+    let mut peer = HttpPeer::new(provider.addr, provider.tls, provider.host.clone());
+    peer.options.connection_timeout = Some(opts.connect_timeout);
+    peer.options.total_connection_timeout = Some(opts.connect_timeout);
+    peer.options.read_timeout = Some(opts.read_timeout);
+    peer.options.idle_timeout = Some(opts.idle_timeout);
+    if let Some(ca) = &provider.ca {
+        peer.options.ca = Some(ca.clone());
+    }
+    peer
+}
+
+/// Headers never forwarded from the client: hop-by-hop ones, the client's own credentials (the
+/// provider's key is injected instead), and those the gateway sets itself.
+const DROPPED_REQUEST_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "accept-encoding",
+    "expect",
+    "cookie",
+];
+
+/// The request head (request line and headers, up to the blank line) sent to `target` for a
+/// client request, ready for the wire. Written straight from the client's parsed header: the
+/// head and the body then leave in one write.
+pub fn request_head(
+    client: &RequestHeader,
+    target: &Target,
+    path_and_query: &str,
+    body_len: usize,
+    request_id: &str,
+) -> pingora::Result<BytesMut> {
+    let provider = &target.provider;
+    let path = provider.upstream_path(path_and_query);
+    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Error::e_explain(
+            ErrorType::InvalidHTTPHeader,
+            "the upstream path has bytes a request line cannot carry",
+        );
+    }
+    let mut head = BytesMut::with_capacity(256 + path.len() + client.headers.len() * 48);
+    head.extend_from_slice(client.method.as_str().as_bytes());
+    head.extend_from_slice(b" ");
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    // Values of an `http::HeaderValue` never hold CR, LF or NUL, so each line stays one line.
+    let mut line = |name: &[u8], value: &[u8]| {
+        head.extend_from_slice(name);
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    };
+    line(b"host", provider.host_header.as_bytes());
+    line(b"content-length", itoa::Buffer::new().format(body_len).as_bytes());
+    if request_id.bytes().all(|b| b.is_ascii_graphic()) {
+        line(b"x-request-id", request_id.as_bytes());
+    }
+    if let Some(auth) = &provider.auth {
+        line(b"authorization", auth.expose().as_bytes());
+    }
+    for (name, value) in client.headers.iter() {
+        if DROPPED_REQUEST_HEADERS.contains(&name.as_str()) || name.as_str() == "x-request-id" {
+            continue;
+        }
+        line(name.as_str().as_bytes(), value.as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    Ok(head)
+}
+
+/// Send the request and wait for the response header. A pooled connection the provider closed
+/// while it idled is retried once on a fresh one before the attempt counts as failed.
+pub async fn send(
+    conns: &Connections,
+    peer: &HttpPeer,
+    head: &[u8],
+    body: &Bytes,
+) -> Result<HttpSession, AttemptError> {
+    let key = peer.reuse_hash();
+    let mut retried_stale = false;
+    loop {
+        let pooled = if retried_stale { None } else { conns.pool.take(key) };
+        let reused = pooled.is_some();
+        let stream = match pooled {
+            Some(s) => s,
+            None => connect(&conns.connector, peer).await?,
+        };
+        match exchange(stream, peer, head, body).await {
+            Ok(session) => return Ok(session),
+            Err(e) if reused && !is_timeout(&e) => {
+                retried_stale = true;
+                tracing::debug!(error = %e, "pooled upstream connection was stale; retrying on a new one");
+            }
+            Err(e) => return Err(classify(&e, "waiting for the response")),
+        }
+    }
+}
+
+/// A new connection (TCP, and TLS for https providers) from Pingora's connector.
+async fn connect(connector: &Connector, peer: &HttpPeer) -> Result<Stream, AttemptError> {
+    let (session, _) = connector
+        .get_http_session(peer)
+        .await
+        .map_err(|e| classify(&e, "connecting"))?;
+    match session {
+        HttpSession::H1(h1) => Ok(h1.into_inner()),
+        _ => Err(AttemptError::Unreachable(
+            "upstream failed while connecting: the provider answered with HTTP/2, which the gateway does not speak upstream".into(),
+        )),
+    }
+}
+
+async fn exchange(mut stream: Stream, peer: &HttpPeer, head: &[u8], body: &Bytes) -> pingora::Result<HttpSession> {
+    let write_timeout = peer.options.read_timeout.unwrap_or(Duration::MAX);
+    let mut request = head.chain(&body[..]);
+    let written = async {
+        stream.write_all_buf(&mut request).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(write_timeout, written).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Error::because(ErrorType::WriteError, "writing the request", e)),
+        Err(_) => return Error::e_explain(ErrorType::WriteTimedout, "writing the request"),
+    }
+    let mut session = HttpSession::H1(HttpSessionV1::new_with_options(stream, peer));
+    session.set_read_timeout(peer.options.read_timeout);
+    session.set_write_timeout(peer.options.read_timeout);
+    session.read_response_header().await?;
+    Ok(session)
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
+}
+
+fn classify(e: &Error, during: &str) -> AttemptError {
+    // Error text from Pingora names the address and the cause, never a header value.
+    let msg = format!("upstream failed while {during}: {}", e.etype().as_str());
+    if is_timeout(e) {
+        AttemptError::Timeout(msg)
+    } else {
+        AttemptError::Unreachable(msg)
+    }
+}
+
+/// Park a connection whose response was read to its end for the next request; close it
+/// otherwise (a response cut short leaves bytes nobody will read).
+pub async fn release(conns: &Connections, peer: &HttpPeer, mut session: HttpSession) {
+    if !session.response_done() {
+        session.shutdown().await;
+        return;
+    }
+    if let HttpSession::H1(mut h1) = session {
+        // Keep-alive as the response allows (HTTP/1.1 default, `Connection: close`, HTTP/1.0).
+        h1.respect_keepalive();
+        if let Some(stream) = h1.reuse().await {
+            conns.pool.put(peer.reuse_hash(), stream);
+        }
+    }
+}
