@@ -10,12 +10,12 @@ const SHARDS: usize = 64;
 /// One node's counters.
 pub struct LocalCounters {
     shards: Vec<Mutex<Shard>>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::quality::RandomState,
 }
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<String, (u64, u64)>,
+    map: HashMap<String, (u64, u64), foldhash::quality::RandomState>,
     /// Increments since the last sweep of ended windows.
     since_sweep: usize,
 }
@@ -30,7 +30,8 @@ impl LocalCounters {
     pub fn new() -> Self {
         LocalCounters {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            // Seeded per process: keys carry client-chosen identities.
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 

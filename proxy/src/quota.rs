@@ -33,8 +33,8 @@ pub struct QuotaState {
 
 impl QuotaState {
     /// The OpenAI-style headers for this state.
-    pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        vec![
+    pub fn headers(&self) -> [(HeaderName, HeaderValue); 3] {
+        [
             (
                 HeaderName::from_static("x-ratelimit-limit-requests"),
                 HeaderValue::from(self.limit),
@@ -187,7 +187,7 @@ fn refusal(consumer: &Consumer, quota: &Quota, who: &str, state: QuotaState) -> 
             quota.period.name()
         ),
     );
-    let mut headers = state.headers();
+    let mut headers = state.headers().to_vec();
     headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs.max(1))));
     Refusal { error, headers }
 }
