@@ -15,6 +15,7 @@ pub mod json_spans;
 pub mod keys;
 pub mod pipeline;
 pub mod quota;
+pub mod rate_headers;
 pub mod ratelimit;
 pub mod reload;
 pub mod secret;

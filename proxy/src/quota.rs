@@ -34,21 +34,12 @@ pub struct QuotaState {
 impl QuotaState {
     /// The OpenAI-style headers for this state.
     pub fn headers(&self) -> [(HeaderName, HeaderValue); 3] {
-        [
-            (
-                HeaderName::from_static("x-ratelimit-limit-requests"),
-                HeaderValue::from(self.limit),
-            ),
-            (
-                HeaderName::from_static("x-ratelimit-remaining-requests"),
-                HeaderValue::from(self.remaining),
-            ),
-            (
-                HeaderName::from_static("x-ratelimit-reset-requests"),
-                HeaderValue::from_str(&crate::ratelimit::reset_text(self.reset_ms))
-                    .unwrap_or(HeaderValue::from_static("0s")),
-            ),
-        ]
+        crate::rate_headers::headers(
+            crate::rate_headers::Unit::Requests,
+            self.limit,
+            self.remaining,
+            self.reset_ms,
+        )
     }
 }
 
@@ -67,13 +58,19 @@ pub struct QuotaStore {
 
 /// Who a quota counts for this request.
 pub fn identity(scope: &QuotaScope, key_id: &str, body_user: Option<&str>, headers: &HeaderMap) -> String {
-    let by_key = || format!("key:{key_id}");
+    let tagged = |tag: &str, id: &str| {
+        let mut s = String::with_capacity(tag.len() + id.len());
+        s.push_str(tag);
+        s.push_str(id);
+        s
+    };
+    let by_key = || tagged("key:", key_id);
     match scope {
         QuotaScope::Consumer => "*".to_string(),
         QuotaScope::Key | QuotaScope::User(UserSource::Key) => by_key(),
         QuotaScope::User(UserSource::Body) => body_user
             .filter(|u| !u.is_empty())
-            .map(|u| format!("user:{u}"))
+            .map(|u| tagged("user:", u))
             .unwrap_or_else(by_key),
         QuotaScope::User(UserSource::Header(name)) => headers
             .get(name)
@@ -91,7 +88,7 @@ pub fn counter_key(consumer: &str, quota: &str, identity: &str, window: &Window)
     tagged_key(
         "tollgate:quota:",
         &[consumer, quota, identity],
-        &format!(":{}", window.start_ms),
+        &[":", itoa::Buffer::new().format(window.start_ms)].concat(),
     )
 }
 

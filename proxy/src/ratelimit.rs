@@ -14,6 +14,7 @@
 //! through Redis in the background ([`tollgate_limits::sync`]), `exact` rules ask Redis on the
 //! request's path with their own timeout.
 
+use crate::rate_headers::{self, Unit};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,10 +207,10 @@ impl RateLimiter {
         }
         let mut headers = Vec::new();
         if let Some(t) = tight_requests.filter(|t| quota_remaining.is_none_or(|q| t.remaining < q)) {
-            headers.extend(ratelimit_headers("requests", t));
+            headers.extend(ratelimit_headers(Unit::Requests, t));
         }
         if let Some(t) = tight_tokens {
-            headers.extend(ratelimit_headers("tokens", t));
+            headers.extend(ratelimit_headers(Unit::Tokens, t));
         }
         Ok((holds, headers))
     }
@@ -353,44 +354,8 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v.trim_matches('"'))
 }
 
-/// An OpenAI-style reset duration: `250ms`, `12s`, `6m0s`, `1h2m3s`.
-pub fn reset_text(ms: u64) -> String {
-    if ms < 1_000 {
-        return format!("{ms}ms");
-    }
-    let secs = ms.div_ceil(1_000);
-    let (h, m, s) = (secs / 3_600, secs / 60 % 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
-fn ratelimit_headers(kind: &str, t: Tightest) -> [(HeaderName, HeaderValue); 3] {
-    let [limit, remaining, reset] = if kind == "tokens" {
-        [
-            "x-ratelimit-limit-tokens",
-            "x-ratelimit-remaining-tokens",
-            "x-ratelimit-reset-tokens",
-        ]
-    } else {
-        [
-            "x-ratelimit-limit-requests",
-            "x-ratelimit-remaining-requests",
-            "x-ratelimit-reset-requests",
-        ]
-    };
-    [
-        (HeaderName::from_static(limit), HeaderValue::from(t.limit)),
-        (HeaderName::from_static(remaining), HeaderValue::from(t.remaining)),
-        (
-            HeaderName::from_static(reset),
-            HeaderValue::from_str(&reset_text(t.reset_ms)).unwrap_or(HeaderValue::from_static("0s")),
-        ),
-    ]
+fn ratelimit_headers(unit: Unit, t: Tightest) -> [(HeaderName, HeaderValue); 3] {
+    rate_headers::headers(unit, t.limit, t.remaining, t.reset_ms)
 }
 
 fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64, decision: Decision) -> Refusal {
@@ -417,7 +382,7 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
                 ),
             );
             let mut headers = ratelimit_headers(
-                unit,
+                if tokens { Unit::Tokens } else { Unit::Requests },
                 Tightest {
                     limit: limit.capacity,
                     remaining,
@@ -454,15 +419,6 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reset_durations_read_like_openai_s() {
-        assert_eq!(reset_text(250), "250ms");
-        assert_eq!(reset_text(1_000), "1s");
-        assert_eq!(reset_text(1_001), "2s");
-        assert_eq!(reset_text(360_000), "6m0s");
-        assert_eq!(reset_text(3_723_000), "1h2m3s");
-    }
 
     #[test]
     fn client_sent_values_go_into_keys_as_digests() {

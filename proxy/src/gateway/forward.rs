@@ -140,7 +140,7 @@ async fn proxy(
             ctx.logged_body = Some(body.clone());
         }
         let checked = auth::authorize_model(entry, &view.model)
-            .and_then(|()| params::apply(&body, &entry.consumer.params.for_model(&view.model)));
+            .and_then(|()| params::apply(&body, &view.members, &entry.consumer.params.for_model(&view.model)));
         match checked {
             Ok(e) => edits = e,
             Err(err) => {

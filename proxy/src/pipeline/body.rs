@@ -33,6 +33,8 @@ pub struct RequestView {
     pub max_tokens: Option<u64>,
     /// Choices asked for (`n`), at least 1.
     pub choices: u64,
+    /// The top-level members, in order (parameter rules read them without a second walk).
+    pub members: Vec<Member>,
     model_span: Range<usize>,
     stream_options_span: Option<Range<usize>>,
 }
@@ -207,7 +209,9 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
     let mut stream_options_span = None;
     let (mut messages, mut prompt, mut input) = (None, None, None);
     let (mut max_tokens, mut max_completion_tokens, mut choices) = (None, None, None);
+    let mut members = Vec::with_capacity(8);
     for_each_member(body, |key, m: Member| {
+        members.push(m.clone());
         match key {
             b"max_tokens" => max_tokens = number(&body[m.value]),
             b"max_completion_tokens" => max_completion_tokens = number(&body[m.value]),
@@ -233,6 +237,7 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
         prompt,
         max_tokens: max_completion_tokens.or(max_tokens),
         choices: choices.unwrap_or(1).clamp(1, 128),
+        members,
         model_span,
         stream_options_span,
     })
@@ -274,7 +279,8 @@ impl Edit {
     pub fn insert_member(body: &[u8], name: &str, value_json: &[u8]) -> Edit {
         let open = body.iter().position(|&b| b == b'{').unwrap_or(0);
         let mut m = Vec::with_capacity(name.len() + value_json.len() + 4);
-        m.extend_from_slice(serde_json::Value::String(name.to_string()).to_string().as_bytes());
+        // A `&str` always serialises.
+        let _ = serde_json::to_writer(&mut m, name);
         m.push(b':');
         m.extend_from_slice(value_json);
         m.push(b',');

@@ -13,25 +13,24 @@ use super::body::{self, Edit};
 use crate::config::consumers::EffectiveRules;
 use crate::config::raw::ParamMode;
 use crate::error::ApiError;
-use crate::json_spans::{for_each_member, unescape};
+use crate::json_spans::{unescape, Member};
 
-/// The splices that make `body` follow `rules`, or the 400 it deserves.
-pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiError> {
+/// The splices that make `body` follow `rules`, or the 400 it deserves. `members` are the
+/// body's top-level members as [`parse`](crate::pipeline::body::parse) found them.
+pub fn apply(body: &[u8], members: &[Member], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiError> {
     if rules.is_empty() {
         return Ok(Vec::new());
     }
     let (mode, rules) = (rules.mode, rules.rules);
     let mut edits = Vec::new();
-    let mut present: Vec<Cow<'_, str>> = Vec::new();
-    let mut refusal: Option<ApiError> = None;
-    let walk = for_each_member(body, |raw_key, m| {
-        let key = unescape(raw_key);
+    let mut present: Vec<Cow<'_, str>> = Vec::with_capacity(members.len());
+    for m in members {
+        let key = unescape(&body[m.key.clone()]);
         if rules.forbidden.iter().any(|f| f == key.as_ref()) {
-            refusal = Some(ApiError::bad_request(
+            return Err(ApiError::bad_request(
                 "parameter_forbidden",
                 format!("The parameter `{key}` is not allowed for your API key."),
             ));
-            return false;
         }
         if let Some((_, json)) = rules.overrides.iter().find(|(n, _)| n == key.as_ref()) {
             edits.push(Edit {
@@ -44,23 +43,21 @@ pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiEr
                 // An explicit null means "provider default", which the bound cannot judge.
             } else {
                 let Ok(v) = text.parse::<f64>() else {
-                    refusal = Some(ApiError::bad_request(
+                    return Err(ApiError::bad_request(
                         "parameter_invalid",
                         format!("The parameter `{key}` must be a number."),
                     ));
-                    return false;
                 };
                 if v < b.min || v > b.max {
                     match mode {
                         ParamMode::Reject => {
-                            refusal = Some(ApiError::bad_request(
+                            return Err(ApiError::bad_request(
                                 "parameter_out_of_range",
                                 format!(
                                     "The parameter `{key}` must be between {} and {} for your API key.",
                                     b.min, b.max
                                 ),
                             ));
-                            return false;
                         }
                         ParamMode::Clamp => {
                             let to: &Bytes = if v < b.min { &b.min_json } else { &b.max_json };
@@ -74,12 +71,7 @@ pub fn apply(body: &[u8], rules: &EffectiveRules<'_>) -> Result<Vec<Edit>, ApiEr
             }
         }
         present.push(key);
-        true
-    });
-    if let Some(e) = refusal {
-        return Err(e);
     }
-    walk.map_err(ApiError::bad_json)?;
     for (name, json) in &rules.overrides {
         if !present.iter().any(|p| p == name) {
             edits.push(Edit::insert_member(body, name, json));
@@ -148,8 +140,8 @@ mod tests {
 
     fn run(body: &str, mode: ParamMode, model: &str) -> Result<serde_json::Value, StatusCode> {
         let p = policy(mode);
-        let edits = apply(body.as_bytes(), &p.for_model(model)).map_err(|e| e.status)?;
         let view = parse(body.as_bytes()).unwrap();
+        let edits = apply(body.as_bytes(), &view.members, &p.for_model(model)).map_err(|e| e.status)?;
         let out = rewrite(body.as_bytes(), &view, br#""m""#, false, &edits);
         Ok(serde_json::from_slice(&out).unwrap())
     }

@@ -207,7 +207,6 @@ const MAX_LOGGED_PROMPT: usize = 16 * 1024;
 /// The audit line of an authenticated decision: who (consumer, key id, user; never the key),
 /// what (endpoint, model), the decision and why, and the tokens when known. Always JSON.
 fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
-    use std::io::Write as _;
     let f = fields(ctx);
     let denied = ctx.outcome == Outcome::Refused && ctx.status < 500;
     out.extend_from_slice(b"{\"timestamp\":\"");
@@ -236,16 +235,24 @@ fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
     out.extend_from_slice(b",\"model\":");
     json_str(out, f.asked);
     let usage = ctx.usage.unwrap_or_default();
-    let _ = write!(
-        out,
-        ",\"decision\":\"{}\",\"reason\":\"{}\",\"status\":{},\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}",
-        if denied { "denied" } else { "allowed" },
-        if denied { ctx.error_code.unwrap_or("refused") } else { "" },
-        ctx.status,
-        usage.prompt,
-        usage.completion,
-        usage.total,
-    );
+    out.extend_from_slice(if denied {
+        b",\"decision\":\"denied\",\"reason\":\""
+    } else {
+        b",\"decision\":\"allowed\",\"reason\":\""
+    });
+    if denied {
+        out.extend_from_slice(ctx.error_code.unwrap_or("refused").as_bytes());
+    }
+    let mut num = itoa::Buffer::new();
+    for (name, n) in [
+        (&b"\",\"status\":"[..], u64::from(ctx.status)),
+        (b",\"prompt_tokens\":", usage.prompt),
+        (b",\"completion_tokens\":", usage.completion),
+        (b",\"total_tokens\":", usage.total),
+    ] {
+        out.extend_from_slice(name);
+        out.extend_from_slice(num.format(n).as_bytes());
+    }
     if let Some(body) = &ctx.logged_body {
         let cut = &body[..body.len().min(MAX_LOGGED_PROMPT)];
         out.extend_from_slice(b",\"request_body\":");
@@ -255,7 +262,6 @@ fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
 }
 
 fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duration) {
-    use std::io::Write as _;
     let f = fields(ctx);
     out.extend_from_slice(b"{\"timestamp\":\"");
     out.extend_from_slice(stamp);
@@ -283,9 +289,7 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
                 out.extend_from_slice(c.as_bytes());
                 out.push(b'"');
             }
-            v => {
-                let _ = write!(out, "{v}");
-            }
+            v => v.push_to(out),
         }
     }
     out.extend_from_slice(b",\"target\":\"tollgate::access\"}\n");
@@ -377,6 +381,30 @@ fn scalars(ctx: &RequestCtx, latency: Duration) -> [(&'static str, Scalar); 18] 
 }
 
 /// A duration in milliseconds with three decimals (integer arithmetic), or `-1` when unknown.
+impl Scalar {
+    /// The value as the JSON line writes it (the `Display` form, without the formatter).
+    fn push_to(&self, out: &mut Vec<u8>) {
+        let mut num = itoa::Buffer::new();
+        match self {
+            Scalar::Int(n) => out.extend_from_slice(num.format(*n).as_bytes()),
+            Scalar::Flag(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Scalar::Ms(None) => out.extend_from_slice(b"-1"),
+            Scalar::Ms(Some(d)) => {
+                let us = d.as_micros();
+                out.extend_from_slice(num.format(us / 1000).as_bytes());
+                let frac = (us % 1000) as u16;
+                out.extend_from_slice(&[
+                    b'.',
+                    b'0' + (frac / 100) as u8,
+                    b'0' + (frac / 10 % 10) as u8,
+                    b'0' + (frac % 10) as u8,
+                ]);
+            }
+            Scalar::Code(c) => out.extend_from_slice(c.as_bytes()),
+        }
+    }
+}
+
 struct Ms(Option<Duration>);
 
 impl std::fmt::Display for Ms {
@@ -460,6 +488,27 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(20_782), (2026, 11, 25));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn json_values_are_written_as_their_display_form() {
+        let cases = [
+            Scalar::Int(0),
+            Scalar::Int(-1),
+            Scalar::Int(i64::MAX),
+            Scalar::Flag(true),
+            Scalar::Flag(false),
+            Scalar::Ms(None),
+            Scalar::Ms(Some(Duration::from_micros(7))),
+            Scalar::Ms(Some(Duration::from_micros(12_345))),
+            Scalar::Ms(Some(Duration::from_secs(3_600))),
+            Scalar::Code("ok"),
+        ];
+        for v in cases {
+            let mut out = Vec::new();
+            v.push_to(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
     }
 
     #[test]
