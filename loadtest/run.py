@@ -10,7 +10,11 @@ ports, drives each with oha, and prints one table per scenario:
   - JSON at a fixed rate (default 1000 req/s): p50 and p99, and the latency each proxy adds over
     going direct.
 
-Usage: python3 loadtest/run.py [--duration 10] [--connections 32] [--rate 1000] [--threads 1]
+With --repeat N, every full-load measurement is taken N times, the targets interleaved (all
+targets once, then all again…), and each cell is the median, the CPU column with its range:
+between two runs on a shared 2-core machine one row moves by up to ~10%.
+
+Usage: python3 loadtest/run.py [--duration 10] [--connections 32] [--rate 1000] [--threads 1] [--repeat 1]
 """
 
 import argparse
@@ -20,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,6 +122,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="worker threads of Tollgate and nginx workers")
     ap.add_argument("--chunks", type=int, default=16, help="events per streamed answer")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="full-load runs per target, interleaved; cells are medians")
     args = ap.parse_args()
 
     if not shutil.which("oha"):
@@ -252,16 +258,29 @@ http {{
         print(f"machine: {os.cpu_count()} cores; oha -c {args.connections} -z {args.duration}s; "
               f"proxy threads/workers: {args.threads}\n")
         for scenario, body in bodies.items():
-            print(f"## {scenario}, full load")
-            print(f"| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | ok/total |")
-            print(f"|---|---|---|---|---|---|")
-            for name, base, pids, hdrs in targets:
-                oha(base + "/v1/chat/completions", body, 2, args.connections, headers=hdrs)  # warm-up
-                before = cpu_seconds(pids())
-                s = summarize(oha(base + "/v1/chat/completions", body, args.duration, args.connections, headers=hdrs))
-                used = cpu_seconds(pids()) - before
-                cpu = f"{used / s['total'] * 1e6:.1f}" if pids() and s["total"] else "-"
-                print(f"| {name} | {s['rps']:.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {cpu} | {s['ok']}/{s['total']} |")
+            runs = {name: [] for name, _, _, _ in targets}
+            for _ in range(args.repeat):
+                for name, base, pids, hdrs in targets:
+                    oha(base + "/v1/chat/completions", body, 2, args.connections, headers=hdrs)  # warm-up
+                    before = cpu_seconds(pids())
+                    s = summarize(oha(base + "/v1/chat/completions", body, args.duration, args.connections, headers=hdrs))
+                    used = cpu_seconds(pids()) - before
+                    s["cpu"] = used / s["total"] * 1e6 if pids() and s["total"] else None
+                    runs[name].append(s)
+            print(f"## {scenario}, full load" + (f" (median of {args.repeat} runs)" if args.repeat > 1 else ""))
+            print("| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | ok/total |")
+            print("|---|---|---|---|---|---|")
+            for name, _, _, _ in targets:
+                rs = runs[name]
+                med = lambda k: statistics.median(r[k] for r in rs)
+                cpus = [r["cpu"] for r in rs if r["cpu"] is not None]
+                cpu = "-"
+                if cpus:
+                    cpu = f"{statistics.median(cpus):.1f}"
+                    if len(cpus) > 1:
+                        cpu += f" ({min(cpus):.1f}–{max(cpus):.1f})"
+                ok, total = sum(r["ok"] for r in rs), sum(r["total"] for r in rs)
+                print(f"| {name} | {med('rps'):.0f} | {med('p50_ms'):.3f} | {med('p99_ms'):.3f} | {cpu} | {ok}/{total} |")
             print()
 
         print(f"## json at a fixed {args.rate} req/s")
