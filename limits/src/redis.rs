@@ -5,6 +5,7 @@
 //! at most N, whichever nodes they come from. Keys carry a `{hash tag}` so a Redis Cluster keeps
 //! each counter on one slot.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fred::prelude::*;
@@ -28,6 +29,11 @@ pub enum RedisError {
 #[derive(Clone)]
 pub struct RedisCounters {
     client: Client,
+    /// The connection [`RedisCounters::incr`] counts on: opened by its first call, on that call's
+    /// runtime — in the gateway, the one serving requests — so a count is sent and its answer
+    /// read by the thread that waits for it, instead of hopping to the runtime that drives
+    /// `client` and back (two cross-thread wake-ups per request).
+    hot: Arc<OnceLock<Client>>,
     timeout: Duration,
 }
 
@@ -44,7 +50,11 @@ impl RedisCounters {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build()
             .map_err(|e| RedisError::Redis(e.to_string()))?;
-        Ok(RedisCounters { client, timeout })
+        Ok(RedisCounters {
+            client,
+            hot: Arc::new(OnceLock::new()),
+            timeout,
+        })
     }
 
     /// Start connecting (and reconnecting forever) in the current runtime; waits up to
@@ -68,11 +78,17 @@ impl RedisCounters {
         self.timeout
     }
 
-    /// Add one to `key` for the window ending at `end_ms`; returns the new count.
+    /// Add one to `key` for the window ending at `end_ms`; returns the new count. The first
+    /// call opens this handle's request-path connection on the current runtime, which must live
+    /// as long as the handle.
     pub async fn incr(&self, key: &str, end_ms: u64) -> Result<u64, RedisError> {
-        let call = self
-            .client
-            .eval::<i64, _, _, _>(INCR_SCRIPT, vec![key.to_string()], vec![end_ms as i64]);
+        let client = self.hot.get_or_init(|| {
+            let c = self.client.clone_new();
+            // Connects, and reconnects by the same policy, in the background of this runtime.
+            drop(c.connect());
+            c
+        });
+        let call = client.eval::<i64, _, _, _>(INCR_SCRIPT, vec![key.to_string()], vec![end_ms as i64]);
         match tokio_timeout(self.timeout, call).await {
             Some(Ok(n)) => Ok(n.max(0) as u64),
             Some(Err(e)) => Err(RedisError::Redis(e.to_string())),
