@@ -97,10 +97,11 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let sweeper = state.clone();
     shared_rt.spawn(async move {
         // Idle upstream connections past their timeout are closed even when no request comes.
-        let every = (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let every = (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             tokio::time::sleep(every).await;
             sweeper.upstreams.pool.sweep();
+            sweeper.metrics.upstream_idle.set(sweeper.upstreams.pool.idle() as i64);
         }
     });
     let mut proxy =

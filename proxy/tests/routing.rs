@@ -397,6 +397,42 @@ async fn a_kept_alive_connection_the_provider_closed_is_retried_on_a_fresh_one()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_are_closed_after_the_idle_timeout() {
+    let a = start_mock("upstream-a").await;
+    let gw = Gateway::start_with(
+        &two_upstreams(&a.base_url(), &a.base_url()),
+        &["--threads", "1", "--upstream-idle-timeout-secs", "1"],
+    )
+    .await;
+    let idle_gauge = |n: u32| {
+        let admin = gw.admin;
+        async move {
+            let m = request(admin, "GET", "/metrics", &[], Bytes::new())
+                .await
+                .unwrap()
+                .text();
+            m.contains(&format!("tollgate_upstream_idle_connections {n}\n"))
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(gw.chat(r#"{"model":"model-a","messages":[]}"#).await.status, 200);
+    }
+    assert_eq!(a.connections(), 1);
+    let wait = std::time::Duration::from_secs(5);
+    assert!(
+        eventually(wait, || idle_gauge(1)).await,
+        "the kept connection is counted"
+    );
+    assert!(
+        eventually(wait, || idle_gauge(0)).await,
+        "and closed once idle for a second"
+    );
+    // The next request opens a new connection rather than reusing the closed one.
+    assert_eq!(gw.chat(r#"{"model":"model-a","messages":[]}"#).await.status, 200);
+    assert_eq!(a.connections(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_tokens_by_model() {
     let a = start_mock("upstream-a").await;
     let gw = Gateway::start(&two_upstreams(&a.base_url(), &a.base_url())).await;

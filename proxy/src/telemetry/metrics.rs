@@ -19,6 +19,8 @@ pub struct Metrics {
     pub ttft: HistogramVec,
     pub tokens: IntCounterVec,
     pub upstream_attempts: IntCounterVec,
+    /// Idle provider connections in the keep-alive pool (set by the pool's sweeper, every few seconds).
+    pub upstream_idle: IntGauge,
     pub reloads: IntCounterVec,
     pub config_version: IntGauge,
     pub access_log_dropped: IntCounter,
@@ -183,6 +185,11 @@ impl Metrics {
             &["result"],
         )?;
         let config_version = IntGauge::new("tollgate_config_version", "Version of the config snapshot serving")?;
+        let upstream_idle = IntGauge::new(
+            "tollgate_upstream_idle_connections",
+            "Idle provider connections kept for reuse (sampled by the pool's sweeper)",
+        )?;
+        registry.register(Box::new(upstream_idle.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(ttft.clone()))?;
@@ -252,6 +259,7 @@ impl Metrics {
             upstream_attempts,
             reloads,
             config_version,
+            upstream_idle,
             access_log_dropped,
             quota_rejections,
             quota_store_errors,
