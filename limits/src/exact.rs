@@ -8,6 +8,7 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 
 use crate::bucket::{Decision, Limit};
+use crate::redis::RequestPathClient;
 
 /// Refill the bucket on Redis's clock, then take (`t`) the cost if it fits, or adjust (`a`) by a
 /// signed amount. Answers `{admitted, level}`.
@@ -40,14 +41,15 @@ return {ok, tostring(l)}
 /// Token buckets held in Redis, decided there.
 #[derive(Clone)]
 pub struct ExactBuckets {
-    client: Client,
+    /// Decisions are on the request path: their own connection, driven by the request runtime.
+    client: RequestPathClient,
     script: Script,
 }
 
 impl ExactBuckets {
     pub fn new(client: Client) -> Self {
         ExactBuckets {
-            client,
+            client: RequestPathClient::new(client),
             script: Script::from_lua(EXACT_SCRIPT),
         }
     }
@@ -96,9 +98,9 @@ impl ExactBuckets {
             amount.to_string(),
             limit.period_ms.saturating_add(60_000).to_string(),
         ];
-        let call = self
-            .script
-            .evalsha_with_reload::<(i64, String), _, _>(&self.client, vec![key.to_string()], args);
+        let call =
+            self.script
+                .evalsha_with_reload::<(i64, String), _, _>(self.client.get(), vec![key.to_string()], args);
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok((ok, level))) => Ok((ok == 1, level.parse::<f64>().map_err(|e| e.to_string())?)),
             Ok(Err(e)) => Err(e.to_string()),

@@ -25,15 +25,41 @@ pub enum RedisError {
     Redis(String),
 }
 
+/// A connection for commands sent on the request path: opened (with the base client's config
+/// and reconnect policy) by its first use, on that use's runtime — in the gateway, the one
+/// serving requests — so a command is sent and its answer read by the thread that waits for it,
+/// instead of hopping to the runtime that drives the base client and back (two cross-thread
+/// wake-ups per command). That runtime must live as long as the handle.
+#[derive(Clone)]
+pub(crate) struct RequestPathClient {
+    base: Client,
+    own: Arc<OnceLock<Client>>,
+}
+
+impl RequestPathClient {
+    pub(crate) fn new(base: Client) -> Self {
+        RequestPathClient {
+            base,
+            own: Arc::new(OnceLock::new()),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &Client {
+        self.own.get_or_init(|| {
+            let c = self.base.clone_new();
+            // Connects, and reconnects by the same policy, in the background of this runtime.
+            drop(c.connect());
+            c
+        })
+    }
+}
+
 /// A handle to Redis for counters; cheap to clone.
 #[derive(Clone)]
 pub struct RedisCounters {
     client: Client,
-    /// The connection [`RedisCounters::incr`] counts on: opened by its first call, on that call's
-    /// runtime — in the gateway, the one serving requests — so a count is sent and its answer
-    /// read by the thread that waits for it, instead of hopping to the runtime that drives
-    /// `client` and back (two cross-thread wake-ups per request).
-    hot: Arc<OnceLock<Client>>,
+    /// What [`RedisCounters::incr`] counts on.
+    hot: RequestPathClient,
     timeout: Duration,
 }
 
@@ -51,8 +77,8 @@ impl RedisCounters {
             .build()
             .map_err(|e| RedisError::Redis(e.to_string()))?;
         Ok(RedisCounters {
+            hot: RequestPathClient::new(client.clone()),
             client,
-            hot: Arc::new(OnceLock::new()),
             timeout,
         })
     }
@@ -79,16 +105,13 @@ impl RedisCounters {
     }
 
     /// Add one to `key` for the window ending at `end_ms`; returns the new count. The first
-    /// call opens this handle's request-path connection on the current runtime, which must live
-    /// as long as the handle.
+    /// call opens this handle's request-path connection on the current runtime
+    /// ([`RequestPathClient`]).
     pub async fn incr(&self, key: &str, end_ms: u64) -> Result<u64, RedisError> {
-        let client = self.hot.get_or_init(|| {
-            let c = self.client.clone_new();
-            // Connects, and reconnects by the same policy, in the background of this runtime.
-            drop(c.connect());
-            c
-        });
-        let call = client.eval::<i64, _, _, _>(INCR_SCRIPT, vec![key.to_string()], vec![end_ms as i64]);
+        let call = self
+            .hot
+            .get()
+            .eval::<i64, _, _, _>(INCR_SCRIPT, vec![key.to_string()], vec![end_ms as i64]);
         match tokio_timeout(self.timeout, call).await {
             Some(Ok(n)) => Ok(n.max(0) as u64),
             Some(Err(e)) => Err(RedisError::Redis(e.to_string())),
