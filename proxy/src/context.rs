@@ -82,6 +82,8 @@ pub struct RequestCtx {
     /// Headers added to the response, whatever it is (e.g. `x-ratelimit-*`).
     pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub model: ModelStage,
+    /// The route the request took, once routed (its metric series are kept there).
+    pub route: Option<std::sync::Arc<crate::config::Route>>,
     pub stream: bool,
     pub status: u16,
     pub error_code: Option<&'static str>,
@@ -110,6 +112,7 @@ impl RequestCtx {
             user: None,
             logged_body: None,
             extra_headers: Vec::new(),
+            route: None,
             model: ModelStage::None,
             stream: false,
             status: 0,

@@ -81,6 +81,8 @@ pub struct Route {
     pub total_weight: u64,
     /// The tokenizer and chat template prompts are counted with; `None` means estimate.
     pub counter: Option<(Arc<Tokenizer>, ChatTemplate)>,
+    /// This model's metric series, looked up on its first request rather than on every one.
+    pub series: std::sync::OnceLock<crate::telemetry::metrics::ModelSeries>,
 }
 
 /// The compiled config.
@@ -200,6 +202,7 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
                 targets,
                 total_weight,
                 counter,
+                series: std::sync::OnceLock::new(),
             }),
         );
     }

@@ -131,6 +131,7 @@ async fn proxy(
         respond::error(session, ctx, err).await;
         return Ok(());
     };
+    ctx.route = Some(route.clone());
     let mut edits = Vec::new();
     // Requests left under the caller's tightest quota, which a request limit's headers must not
     // contradict.

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::{Caller, ModelStage, Outcome, RequestCtx};
 use crate::telemetry::logging::LogFormat;
+use crate::telemetry::metrics::ModelSeries;
 use crate::telemetry::Metrics;
 
 /// How often the writer thread flushes.
@@ -121,6 +122,49 @@ fn flush(shared: &Shared, spare: &mut Vec<u8>) {
 }
 
 fn update_metrics(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
+    if let (Some(route), ModelStage::Routed { .. }) = (&ctx.route, &ctx.model) {
+        let series = route.series.get_or_init(|| metrics.model_series(&route.name));
+        update_model_series(ctx, series, metrics, latency);
+    } else {
+        update_by_label(ctx, metrics, latency);
+    }
+}
+
+/// A routed request: its model's series were looked up once, on the route.
+fn update_model_series(ctx: &RequestCtx, s: &ModelSeries, metrics: &Metrics, latency: Duration) {
+    if ctx.status == 200 {
+        s.ok.inc();
+    } else {
+        let mut status_buf = [0u8; 3];
+        metrics
+            .requests
+            .with_label_values(&[ctx.model_label(), status_str(ctx.status, &mut status_buf)])
+            .inc();
+    }
+    s.duration.observe(latency.as_secs_f64());
+    if let Some(t) = ctx.ttft {
+        s.ttft.observe(t.as_secs_f64());
+    }
+    if let Some(c) = ctx.prompt_count {
+        s.prompt_counted[usize::from(c.is_estimate())].inc_by(c.tokens() as u64);
+    }
+    let [prompt, completion, cached] = &s.tokens;
+    match (ctx.usage, ctx.completion_count) {
+        (Some(u), _) => {
+            prompt.inc_by(u.prompt);
+            completion.inc_by(u.completion);
+            if u.cached > 0 {
+                cached.inc_by(u.cached);
+            }
+        }
+        // The provider reported nothing: the gateway's own exact count stands in.
+        (None, Some(tollgate_tokenize::Count::Exact(n))) => completion.inc_by(n as u64),
+        (None, _) => {}
+    }
+}
+
+/// A request that was not routed (unknown model, refused before routing): series by label.
+fn update_by_label(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
     let model = ctx.model_label();
     let mut status_buf = [0u8; 3];
     metrics
@@ -448,19 +492,39 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 
 /// Now as RFC 3339 UTC with microseconds, e.g. `2026-11-25T07:06:17.927158Z`.
 fn timestamp(out: &mut Vec<u8>) {
-    use std::io::Write as _;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    push_timestamp(out, now);
+}
+
+/// `now` (since the epoch) as RFC 3339 UTC with microseconds: `2026-11-25T13:22:34.475667Z`.
+fn push_timestamp(out: &mut Vec<u8>, now: Duration) {
     let secs = now.as_secs();
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        now.subsec_micros()
-    );
+    push_digits(out, y.clamp(0, 9999) as u64, 4);
+    out.push(b'-');
+    push_digits(out, u64::from(m), 2);
+    out.push(b'-');
+    push_digits(out, u64::from(d), 2);
+    out.push(b'T');
+    push_digits(out, s / 3600, 2);
+    out.push(b':');
+    push_digits(out, s / 60 % 60, 2);
+    out.push(b':');
+    push_digits(out, s % 60, 2);
+    out.push(b'.');
+    push_digits(out, u64::from(now.subsec_micros()), 6);
+    out.push(b'Z');
+}
+
+/// The last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -481,6 +545,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use crate::sse::Usage;
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        let mut out = Vec::new();
+        push_timestamp(&mut out, Duration::new(1_795_613_954, 475_667_123));
+        assert_eq!(String::from_utf8(out).unwrap(), "2026-11-25T13:39:14.475667Z");
+        let mut out = Vec::new();
+        push_timestamp(&mut out, Duration::new(951_782_400, 5_000));
+        assert_eq!(String::from_utf8(out).unwrap(), "2000-02-29T00:00:00.000005Z");
+    }
 
     #[test]
     fn dates_are_right_across_leap_years_and_eras() {

@@ -36,6 +36,19 @@ pub struct Metrics {
     pub limit_sources: std::sync::OnceLock<(Arc<BucketTable>, Option<Arc<SyncStats>>)>,
 }
 
+/// One public model's series, looked up once per model rather than on every request.
+#[derive(Debug, Clone)]
+pub struct ModelSeries {
+    /// Requests answered 200 (other statuses are looked up by label).
+    pub ok: IntCounter,
+    pub duration: prometheus::Histogram,
+    pub ttft: prometheus::Histogram,
+    /// Prompt tokens the gateway counted: exactly, then estimated.
+    pub prompt_counted: [IntCounter; 2],
+    /// Tokens by kind: prompt, completion, cached.
+    pub tokens: [IntCounter; 3],
+}
+
 /// Outcomes of a rate limit decision, in the order of [`RuleCounters::decisions`].
 pub const LIMIT_OUTCOMES: [&str; 5] = ["admitted", "refused", "too_large", "unavailable", "fail_open"];
 
@@ -49,6 +62,17 @@ pub struct RuleCounters {
 }
 
 impl Metrics {
+    /// The series of public model `model`.
+    pub fn model_series(&self, model: &str) -> ModelSeries {
+        ModelSeries {
+            ok: self.requests.with_label_values(&[model, "200"]),
+            duration: self.duration.with_label_values(&[model]),
+            ttft: self.ttft.with_label_values(&[model]),
+            prompt_counted: ["exact", "estimate"].map(|m| self.prompt_tokens_counted.with_label_values(&[model, m])),
+            tokens: ["prompt", "completion", "cached"].map(|k| self.tokens.with_label_values(&[model, k])),
+        }
+    }
+
     /// The series of limit rule `rule`.
     pub fn rule_counters(&self, rule: &str) -> RuleCounters {
         let d = |kind: &str| LIMIT_OUTCOMES.map(|o| self.limit_decisions.with_label_values(&[rule, kind, o]));
