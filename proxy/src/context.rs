@@ -10,18 +10,17 @@ use crate::pipeline::endpoint::Endpoint;
 use crate::sse::Usage;
 
 /// How far model resolution got.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub enum ModelStage {
     /// No model involved (health, `/v1/models`) or the body was never read.
     #[default]
     None,
     /// The client asked for a model that is not configured (kept for the log only).
     Unknown(String),
-    /// Routed: the public name, and the provider + provider model of the last attempt.
+    /// Routed: the route (public name, targets, metric series) and the target of the last attempt.
     Routed {
-        public: String,
-        provider: String,
-        target_model: String,
+        route: std::sync::Arc<crate::config::Route>,
+        target: usize,
     },
 }
 
@@ -82,8 +81,6 @@ pub struct RequestCtx {
     /// Headers added to the response, whatever it is (e.g. `x-ratelimit-*`).
     pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub model: ModelStage,
-    /// The route the request took, once routed (its metric series are kept there).
-    pub route: Option<std::sync::Arc<crate::config::Route>>,
     pub stream: bool,
     pub status: u16,
     pub error_code: Option<&'static str>,
@@ -112,7 +109,6 @@ impl RequestCtx {
             user: None,
             logged_body: None,
             extra_headers: Vec::new(),
-            route: None,
             model: ModelStage::None,
             stream: false,
             status: 0,
@@ -146,7 +142,7 @@ impl RequestCtx {
     /// The public model name for metric labels: bounded to configured names.
     pub fn model_label(&self) -> &str {
         match &self.model {
-            ModelStage::Routed { public, .. } => public,
+            ModelStage::Routed { route, .. } => &route.name,
             ModelStage::Unknown(_) => "unknown",
             ModelStage::None => "-",
         }

@@ -131,7 +131,6 @@ async fn proxy(
         respond::error(session, ctx, err).await;
         return Ok(());
     };
-    ctx.route = Some(route.clone());
     let mut edits = Vec::new();
     // Requests left under the caller's tightest quota, which a request limit's headers must not
     // contradict.
@@ -335,7 +334,7 @@ struct Outbound<'a> {
 
 async fn forward_with_fallback(
     state: &GatewayState,
-    route: &Route,
+    route: &std::sync::Arc<Route>,
     out: Outbound<'_>,
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -359,9 +358,8 @@ async fn forward_with_fallback(
         let is_last = n + 1 == order.len();
         ctx.attempts += 1;
         ctx.model = ModelStage::Routed {
-            public: route.name.clone(),
-            provider: target.provider.name.clone(),
-            target_model: target.model.clone(),
+            route: route.clone(),
+            target: idx,
         };
         let upstream_body = body::rewrite(body, view, &target.model_json, force_usage, edits);
         let head = upstream::request_head(

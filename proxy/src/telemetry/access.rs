@@ -122,7 +122,7 @@ fn flush(shared: &Shared, spare: &mut Vec<u8>) {
 }
 
 fn update_metrics(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
-    if let (Some(route), ModelStage::Routed { .. }) = (&ctx.route, &ctx.model) {
+    if let ModelStage::Routed { route, .. } = &ctx.model {
         let series = route.series.get_or_init(|| metrics.model_series(&route.name));
         update_model_series(ctx, series, metrics, latency);
     } else {
@@ -230,11 +230,10 @@ fn fields(ctx: &RequestCtx) -> Fields<'_> {
     let (asked, used, provider) = match &ctx.model {
         ModelStage::None => ("", "", ""),
         ModelStage::Unknown(m) => (m.as_str(), "", ""),
-        ModelStage::Routed {
-            public,
-            provider,
-            target_model,
-        } => (public.as_str(), target_model.as_str(), provider.as_str()),
+        ModelStage::Routed { route, target } => match route.targets.get(*target) {
+            Some(t) => (route.name.as_str(), t.model.as_str(), t.provider.name.as_str()),
+            None => (route.name.as_str(), "", ""),
+        },
     };
     Fields {
         consumer,
