@@ -68,9 +68,11 @@ fn tollgate_path(
     let Ok(Some(id)) = auth::authenticate(snapshot.consumers.as_ref(), registry, headers) else {
         return 0;
     };
-    if auth::authorize_endpoint(&id, Endpoint::ChatCompletions).is_err()
-        || auth::authorize_model(&id, "gpt-4o-mini").is_err()
-    {
+    // The gateway finds the route before the allow-list check, which is then a table read.
+    let Some(route) = snapshot.route("gpt-4o-mini") else {
+        return 0;
+    };
+    if auth::authorize_endpoint(&id, Endpoint::ChatCompletions).is_err() || auth::authorize_route(&id, route).is_err() {
         return 0;
     }
     params::apply(raw, &view.members, &id.consumer.params.for_model("gpt-4o-mini"))

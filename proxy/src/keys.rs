@@ -12,7 +12,6 @@
 //! - without Redis: a JSON state file, written atomically (temp file + rename) on each change
 //!   and read at start, so a restart loses no key.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,12 +51,12 @@ pub struct KeyRecord {
 /// The registry's view: records by key hash.
 #[derive(Debug, Default)]
 pub struct KeyTable {
-    pub by_hash: HashMap<KeyHash, KeyRecord>,
+    pub by_hash: foldhash::HashMap<KeyHash, KeyRecord>,
 }
 
 impl KeyTable {
     fn build(records: impl IntoIterator<Item = KeyRecord>) -> KeyTable {
-        let mut by_hash = HashMap::new();
+        let mut by_hash = foldhash::HashMap::default();
         for r in records {
             if let Ok(h) = parse_hash(&r.hash) {
                 by_hash.insert(h, r);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tollgate_limits::key::tagged_key;
+use tollgate_limits::key::{push_part, tagged_key};
 use tollgate_limits::{Clock, LocalCounters, RedisCounters, Window};
 
 use crate::config::consumers::{Consumer, Quota, QuotaScope, UserSource};
@@ -81,15 +81,27 @@ pub fn identity(scope: &QuotaScope, key_id: &str, body_user: Option<&str>, heade
     }
 }
 
-/// The counter key of a quota window: its parts in one `{hash tag}` (a Redis Cluster keeps a
-/// counter on one slot), client-chosen text that could break the key's shape replaced by its
-/// digest ([`tagged_key`]).
-pub fn counter_key(consumer: &str, quota: &str, identity: &str, window: &Window) -> String {
-    tagged_key(
-        "tollgate:quota:",
-        &[consumer, quota, identity],
-        &[":", itoa::Buffer::new().format(window.start_ms)].concat(),
-    )
+/// The counter key of a quota window: its parts (consumer, quota, identity) in one `{hash tag}`
+/// (a Redis Cluster keeps a counter on one slot), client-chosen text that could break the key's
+/// shape replaced by its digest — the form [`tagged_key`] gives. The consumer and quota parts
+/// are fixed at load ([`key_prefix`]); each request adds its identity and window.
+pub fn counter_key(prefix: &str, identity: &str, window: &Window) -> String {
+    let mut num = itoa::Buffer::new();
+    let start = num.format(window.start_ms);
+    let mut key = String::with_capacity(prefix.len() + identity.len() + 2 + start.len());
+    key.push_str(prefix);
+    push_part(&mut key, identity);
+    key.push_str("}:");
+    key.push_str(start);
+    key
+}
+
+/// `tollgate:quota:{consumer/quota/`: the part of a quota's counter keys fixed by the config.
+pub fn key_prefix(consumer: &str, quota: &str) -> String {
+    let mut key = tagged_key("tollgate:quota:", &[consumer, quota], "");
+    key.pop();
+    key.push('/');
+    key
 }
 
 impl QuotaStore {
@@ -115,7 +127,7 @@ impl QuotaStore {
             let now = self.clock.now_ms();
             let window = Window::containing(now, quota.period, quota.utc_offset_secs);
             let who = identity(&quota.scope, key_id, body_user, headers);
-            let key = counter_key(&consumer.name, &quota.name, &who, &window);
+            let key = counter_key(&quota.key_prefix, &who, &window);
             let count = match &self.backend {
                 Backend::Local(c) => c.incr(&key, window.end_ms, now),
                 // Boxed: the Redis client's future is kilobytes; inline it would grow every
@@ -227,12 +239,26 @@ mod tests {
             start_ms: 1000,
             end_ms: 2000,
         };
+        let prefix = key_prefix("dept-a", "daily");
         assert_eq!(
-            counter_key("dept-a", "daily", "user:alice", &w),
+            counter_key(&prefix, "user:alice", &w),
             "tollgate:quota:{dept-a/daily/user:alice}:1000"
         );
-        let k = counter_key("dept-a", "daily", "user:}{evil", &w);
+        let k = counter_key(&prefix, "user:}{evil", &w);
         assert_eq!(k.matches('{').count(), 1);
         assert_eq!(k.matches('}').count(), 1);
+        // The same keys as the general builder gives (counters survive the change of builder),
+        // also when consumer or quota names are digested.
+        let long = "q".repeat(200);
+        for (c, q, who) in [
+            ("dept-a", "daily", "user:}{evil"),
+            ("a/b", long.as_str(), "key:k1"),
+            ("x", "y", "*"),
+        ] {
+            assert_eq!(
+                counter_key(&key_prefix(c, q), who, &w),
+                tagged_key("tollgate:quota:", &[c, q, who], ":1000")
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! (O(1)), and the stored hash is compared in constant time. Parameter rules are turned into
 //! ready-to-splice JSON once, here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -142,6 +142,8 @@ pub struct Quota {
     pub utc_offset_secs: i32,
     /// Serve when Redis cannot be reached (else refuse with 503).
     pub fail_open: bool,
+    /// The fixed start of this quota's counter keys ([`crate::quota::key_prefix`]).
+    pub key_prefix: String,
 }
 
 /// A tenant of the gateway.
@@ -150,6 +152,9 @@ pub struct Consumer {
     pub name: String,
     /// Model names or globs; `None` means every model.
     pub models: Option<Vec<String>>,
+    /// For each configured model ([`Route::index`](super::Route)), whether `models` allows it:
+    /// the globs are matched once at load, not on every request.
+    pub allowed_routes: Vec<bool>,
     /// Endpoints allowed; `None` means all.
     pub endpoints: Option<Vec<Endpoint>>,
     pub params: ParamPolicy,
@@ -163,10 +168,9 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn may_use_model(&self, model: &str) -> bool {
-        self.models
-            .as_ref()
-            .is_none_or(|pats| pats.iter().any(|p| glob::matches(p, model)))
+    /// Whether this consumer may use the configured model `route`.
+    pub fn may_use_route(&self, route: &super::Route) -> bool {
+        self.allowed_routes.get(route.index).copied().unwrap_or(false)
     }
 
     pub fn may_call(&self, endpoint: Endpoint) -> bool {
@@ -189,9 +193,11 @@ pub struct KeyEntry {
 /// Every consumer and key of a snapshot.
 #[derive(Debug, Default)]
 pub struct Consumers {
-    pub by_hash: HashMap<KeyHash, KeyEntry>,
+    /// Keyed by SHA-256 digests, read on every request: a fast seeded hash suffices (the table
+    /// is fixed at load; a client cannot add entries to it).
+    pub by_hash: foldhash::HashMap<KeyHash, KeyEntry>,
     pub list: Vec<Arc<Consumer>>,
-    pub by_name: HashMap<String, Arc<Consumer>>,
+    pub by_name: foldhash::HashMap<String, Arc<Consumer>>,
 }
 
 impl Consumers {
@@ -417,6 +423,7 @@ fn compile_quotas(
                 scope,
                 utc_offset_secs,
                 fail_open,
+                key_prefix: crate::quota::key_prefix(c.name.get_ref(), q.name.get_ref()),
             });
         }
     }
@@ -491,24 +498,32 @@ pub fn compile(
                 ParamPolicy::new(base, per_model)
             }
         };
-        let visible: Vec<&String> = model_names
+        let allowed_routes: Vec<bool> = model_names
             .iter()
-            .filter(|m| {
+            .map(|m| {
                 models
                     .as_ref()
                     .is_none_or(|pats| pats.iter().any(|p| glob::matches(p, m)))
             })
             .collect();
+        let models_body = super::snapshot::render_models(
+            model_names
+                .iter()
+                .zip(&allowed_routes)
+                .filter(|(_, a)| **a)
+                .map(|(m, _)| m),
+        );
         let consumer = Arc::new(Consumer {
             name: name.clone(),
             models,
+            allowed_routes,
             endpoints,
             params,
             metadata: c.metadata.clone(),
             metadata_json: serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()),
             log_prompts: c.log_prompts,
             quotas: compile_quotas(c, i, &line, problems),
-            models_body: super::snapshot::render_models(visible.into_iter()),
+            models_body,
         });
         for (j, k) in c.keys.iter().enumerate() {
             if !key_ids.insert(k.id.get_ref().clone()) {

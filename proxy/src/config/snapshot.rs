@@ -77,6 +77,8 @@ pub struct Target {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// Position among the public model names (file order): indexes per-consumer allow tables.
+    pub index: usize,
     pub targets: Vec<Target>,
     pub total_weight: u64,
     /// The tokenizer and chat template prompts are counted with; `None` means estimate.
@@ -89,7 +91,9 @@ pub struct Route {
 #[derive(Debug)]
 pub struct Snapshot {
     pub version: u64,
-    pub routes: HashMap<String, Arc<Route>>,
+    /// Looked up on every request: a fast seeded hash (the table is fixed at load; clients only
+    /// read it).
+    pub routes: foldhash::HashMap<String, Arc<Route>>,
     /// Public model names in file order.
     pub model_names: Vec<String>,
     /// Pre-rendered `GET /v1/models` body.
@@ -136,7 +140,7 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
     }
 
     let tokenizers = compile_tokenizers(&raw, base_dir, &at, &mut problems);
-    let mut routes = HashMap::new();
+    let mut routes = foldhash::HashMap::default();
     let mut model_names = Vec::new();
     for (i, m) in raw.models.iter().enumerate() {
         let name = m.name.get_ref();
@@ -194,17 +198,18 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
             ));
         }
         let counter = compile_counter(m, i, &tokenizers, &at, &mut problems);
-        model_names.push(name.clone());
         routes.insert(
             name.clone(),
             Arc::new(Route {
                 name: name.clone(),
+                index: model_names.len(),
                 targets,
                 total_weight,
                 counter,
                 series: std::sync::OnceLock::new(),
             }),
         );
+        model_names.push(name.clone());
     }
 
     let admin_token = match &raw.admin.token {

@@ -139,7 +139,7 @@ async fn proxy(
         if entry.consumer.log_prompts {
             ctx.logged_body = Some(body.clone());
         }
-        let checked = auth::authorize_model(entry, &view.model)
+        let checked = auth::authorize_route(entry, route)
             .and_then(|()| params::apply(&body, &view.members, &entry.consumer.params.for_model(&view.model)));
         match checked {
             Ok(e) => edits = e,

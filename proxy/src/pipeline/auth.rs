@@ -10,6 +10,7 @@ use http::HeaderMap;
 
 use super::endpoint::Endpoint;
 use crate::config::consumers::{hash_key, Consumer, Consumers};
+use crate::config::Route;
 use crate::error::ApiError;
 use crate::keys::{KeyRegistry, Verdict};
 
@@ -96,12 +97,12 @@ pub fn authorize_endpoint(entry: &Identified, endpoint: Endpoint) -> Result<(), 
     }
 }
 
-/// Whether the caller's consumer may use `model`.
-pub fn authorize_model(entry: &Identified, model: &str) -> Result<(), ApiError> {
-    if entry.consumer.may_use_model(model) {
+/// Whether the caller's consumer may use the configured model `route`.
+pub fn authorize_route(entry: &Identified, route: &Route) -> Result<(), ApiError> {
+    if entry.consumer.may_use_route(route) {
         Ok(())
     } else {
-        let shown: String = model.chars().take(128).collect();
+        let shown: String = route.name.chars().take(128).collect();
         Err(ApiError::forbidden(
             "model_not_allowed",
             format!("Your API key may not use the model `{shown}`."),
