@@ -124,12 +124,72 @@ pub fn nests_deeper_than(text: &[u8], limit: usize) -> bool {
 /// unescaped otherwise (empty if the escapes are invalid).
 pub fn unescape(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     if !raw.contains(&b'\\') {
-        return String::from_utf8_lossy(raw);
+        return match std::str::from_utf8(raw) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
     }
     let quoted = [&b"\""[..], raw, &b"\""[..]].concat();
     serde_json::from_slice::<String>(&quoted)
         .map(std::borrow::Cow::Owned)
         .unwrap_or(std::borrow::Cow::Borrowed(""))
+}
+
+/// Whether any byte of `s` must be escaped in a JSON string (control characters, `"`, `\\`,
+/// DEL). Eight bytes per step: log lines carry short plain names, so the common answer, no, is
+/// found in a few word operations instead of four comparisons per byte.
+pub fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero exactly when the high bit of the same byte of the result is set
+    // (for bytes below 0x80; higher bytes are masked out with `!x`).
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        // Below 0x20: subtracting 0x20 borrows into the high bit, for ASCII bytes.
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let hit = control
+            | zero_byte(x ^ (ONES * u64::from(b'"')))
+            | zero_byte(x ^ (ONES * u64::from(b'\\')))
+            | zero_byte(x ^ (ONES * 0x7f));
+        if hit != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+}
+
+/// Append `s` as a JSON string literal (quoted, escaped where it must be).
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    if !needs_escape(s.as_bytes()) {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
 }
 
 pub fn skip_ws(text: &[u8], mut i: usize) -> usize {
@@ -204,6 +264,43 @@ fn skip_value(text: &[u8], i: usize) -> Result<usize, SpanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_check_agrees_with_the_byte_rule() {
+        let rule = |s: &[u8]| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
+        let mut texts: Vec<Vec<u8>> = vec![b"plain-model-name-gpt-4o".to_vec(), "é漢字🙂".as_bytes().to_vec()];
+        for bad in [0u8, 0x1f, b'"', b'\\', 0x7f, b'\n'] {
+            for at in 0..20 {
+                let mut t = b"abcdefghijklmnopqrstu".to_vec();
+                t[at] = bad;
+                texts.push(t);
+            }
+        }
+        // Bytes that are near a trigger but are not one.
+        for near in [0x20u8, b'!', b'#', b'[', b']', 0x7e, 0x80, 0x9f, 0xa0, 0xff] {
+            texts.push(vec![near; 17]);
+        }
+        // And random bytes, mostly plain, of every length up to 40.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for n in 0..4000 {
+            let t: Vec<u8> = (0..n % 41)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    if seed % 16 == 0 {
+                        (seed >> 8) as u8
+                    } else {
+                        b'a' + (seed >> 8) as u8 % 26
+                    }
+                })
+                .collect();
+            texts.push(t);
+        }
+        for t in texts {
+            assert_eq!(needs_escape(&t), rule(&t), "{t:?}");
+        }
+    }
 
     fn members(text: &str) -> Vec<(String, String)> {
         let mut out = vec![];

@@ -279,8 +279,7 @@ impl Edit {
     pub fn insert_member(body: &[u8], name: &str, value_json: &[u8]) -> Edit {
         let open = body.iter().position(|&b| b == b'{').unwrap_or(0);
         let mut m = Vec::with_capacity(name.len() + value_json.len() + 4);
-        // A `&str` always serialises.
-        let _ = serde_json::to_writer(&mut m, name);
+        crate::json_spans::write_str(&mut m, name);
         m.push(b':');
         m.extend_from_slice(value_json);
         m.push(b',');
