@@ -20,6 +20,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod secret;
 pub mod server;
+pub mod simd_parse;
 pub mod sse;
 pub mod telemetry;
 pub mod upstream;

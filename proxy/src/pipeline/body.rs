@@ -68,15 +68,15 @@ pub enum Prompt {
 }
 
 #[derive(Deserialize)]
-struct Fields<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
+struct Fields {
+    #[serde(default)]
+    model: Option<String>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
-    #[serde(borrow, default)]
-    user: Option<Cow<'a, str>>,
+    #[serde(default)]
+    user: Option<String>,
 }
 
 /// The span of a JSON string literal's contents (inside the quotes), if `value` is a string.
@@ -193,16 +193,19 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
     if nests_deeper_than(body, MAX_NESTING) {
         return Err(ApiError::bad_json(format!("nesting deeper than {MAX_NESTING} levels")));
     }
-    let mut scratch = body.to_vec();
-    let fields: Fields<'_> =
-        simd_json::serde::from_slice(&mut scratch).map_err(|e| ApiError::bad_json(describe(&e)))?;
+    let fields: Fields = crate::simd_parse::from_slice(body).map_err(|e| ApiError::bad_json(describe(&e)))?;
     let model = match fields.model {
-        Some(m) if !m.is_empty() => m.into_owned(),
+        Some(m) if !m.is_empty() => m,
         _ => return Err(ApiError::missing_model()),
     };
     let stream = fields.stream.unwrap_or(false);
     let include_usage = fields.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
-    let user = fields.user.map(|u| u.chars().take(128).collect());
+    let user = fields.user.map(|mut u| {
+        if let Some((cut, _)) = u.char_indices().nth(128) {
+            u.truncate(cut);
+        }
+        u
+    });
 
     // One walk over the top-level members finds every span the gateway needs.
     let mut model_span = None;

@@ -115,8 +115,7 @@ impl UsageFinder {
         })
         .ok()?;
         let span = usage?;
-        let mut scratch = json[span].to_vec();
-        let raw: RawUsage = simd_json::serde::from_slice(&mut scratch).ok()?;
+        let raw: RawUsage = crate::simd_parse::from_slice(&json[span]).ok()?;
         let prompt = raw.prompt_tokens.unwrap_or(0);
         let completion = raw.completion_tokens.unwrap_or(0);
         let cached = raw
