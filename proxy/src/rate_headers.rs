@@ -27,27 +27,22 @@ const TOKENS: [HeaderName; 3] = [
 ];
 
 /// The three headers of a counter: its limit, what remains, and when it is full again.
+///
+/// Each value owns its small buffer: numbers go in unvalidated (`From<u64>`), and no buffer is
+/// shared, so building and dropping them takes no atomic reference counts.
 pub fn headers(unit: Unit, limit: u64, remaining: u64, reset_ms: u64) -> [(HeaderName, HeaderValue); 3] {
-    let mut buf = BytesMut::with_capacity(48);
-    let mut num = itoa::Buffer::new();
-    buf.extend_from_slice(num.format(limit).as_bytes());
-    let a = buf.len();
-    buf.extend_from_slice(num.format(remaining).as_bytes());
-    let b = buf.len();
-    push_reset(&mut buf, reset_ms);
-    let all = buf.freeze();
-    let value = |range: std::ops::Range<usize>| {
-        // Digits and unit letters only: always a valid header value.
-        HeaderValue::from_maybe_shared(all.slice(range)).unwrap_or(HeaderValue::from_static("0"))
-    };
+    let mut reset = BytesMut::with_capacity(16);
+    push_reset(&mut reset, reset_ms);
+    // Digits and unit letters only: always a valid header value.
+    let reset = HeaderValue::from_maybe_shared(reset.freeze()).unwrap_or(HeaderValue::from_static("0"));
     let [n_limit, n_remaining, n_reset] = match unit {
         Unit::Requests => REQUESTS,
         Unit::Tokens => TOKENS,
     };
     [
-        (n_limit, value(0..a)),
-        (n_remaining, value(a..b)),
-        (n_reset, value(b..all.len())),
+        (n_limit, HeaderValue::from(limit)),
+        (n_remaining, HeaderValue::from(remaining)),
+        (n_reset, reset),
     ]
 }
 

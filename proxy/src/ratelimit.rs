@@ -315,12 +315,22 @@ fn key_values<'a>(rule: &LimitRule, facts: &Facts<'a>) -> Vec<std::borrow::Cow<'
         .collect()
 }
 
-/// The key of a rule's buckets for these values, without its suffix.
+/// The key of a rule's buckets for these values, without its suffix: the [`tagged_key`] of the
+/// rule's name and the values, its fixed head built once per rule.
 fn key_base(prefix: &str, rule: &LimitRule, values: &[std::borrow::Cow<'_, str>]) -> String {
-    let mut parts: Vec<&str> = Vec::with_capacity(values.len() + 1);
-    parts.push(&rule.name);
-    parts.extend(values.iter().map(|v| v.as_ref()));
-    tagged_key(prefix, &parts, "")
+    let head = rule.key_head.get_or_init(|| {
+        let mut head = tagged_key(prefix, &[&rule.name], "");
+        head.pop();
+        head
+    });
+    let mut key = String::with_capacity(head.len() + 1 + values.iter().map(|v| v.len() + 1).sum::<usize>());
+    key.push_str(head);
+    for v in values {
+        key.push('/');
+        tollgate_limits::key::push_part(&mut key, v);
+    }
+    key.push('}');
+    key
 }
 
 /// The suffix of a bucket: exact-mode buckets have their own layout in Redis.
@@ -419,6 +429,28 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_keys_are_the_tagged_key_of_rule_and_values() {
+        let text = "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+                    [[models]]\nname = \"m\"\ntargets = [{ provider = \"p\" }]\n\n\
+                    [[limits]]\nname = \"tpm\"\nby = [\"user\", \"model\"]\ntokens = 100\nper = \"minute\"\n";
+        let snapshot = crate::config::load_str(text, "test", None, 1).unwrap();
+        let rule = &snapshot.limits[0];
+        let long = "u".repeat(300);
+        for values in [vec!["alice", "m"], vec!["a}{b/c", "m"], vec![long.as_str(), "-"]] {
+            let cows: Vec<std::borrow::Cow<'_, str>> = values.iter().map(|v| std::borrow::Cow::Borrowed(*v)).collect();
+            let mut parts = vec!["tpm"];
+            parts.extend(values.iter().copied());
+            // Twice: the second call reads the rule's cached head.
+            for _ in 0..2 {
+                assert_eq!(
+                    key_base("tollgate:limit:", rule, &cows),
+                    tagged_key("tollgate:limit:", &parts, "")
+                );
+            }
+        }
+    }
 
     #[test]
     fn client_sent_values_go_into_keys_as_digests() {
