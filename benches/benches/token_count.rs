@@ -1,7 +1,8 @@
 //! Token counting speed, single thread, MB/s: Tollgate's counter beside bpe-openai (GitHub's
 //! linear-time BPE) and tiktoken-rs (the usual Rust reference), on English, Chinese and code from the tokenize test corpus repeated to about
 //! 10 MB, and on the worst case for BPE (1 MB of one repeated character). Counts are checked
-//! equal before timing. Hugging Face files (Qwen3) are timed when `scripts/setup.sh` fetched them.
+//! equal before timing. Hugging Face files (Qwen3) are timed when `scripts/setup.sh` fetched them,
+//! beside the stable `tokenizers` 0.23 release on the same file.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -82,11 +83,26 @@ fn bench(c: &mut Criterion) {
     if let Ok(qwen) = Tokenizer::from_tokenizer_json("qwen3", &qwen_file) {
         let mut g = c.benchmark_group("count_qwen3");
         g.sample_size(10);
+        // The stable tokenizers release, on a 256 KiB slice of each input (it is far slower).
+        let stable = tokenizers_stable::Tokenizer::from_file(&qwen_file).ok();
         for (name, text) in &inputs[..3] {
             g.throughput(Throughput::Bytes(text.len() as u64));
             g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| {
                 b.iter(|| black_box(qwen.count(t)))
             });
+            if let Some(stable) = &stable {
+                let mut cut = 256 << 10;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let slice = &text[..cut];
+                let reference = stable.encode_fast(slice, false).expect("stable tokenizers encodes").len();
+                assert_eq!(qwen.count(slice), reference, "counts equal the stable release's");
+                g.throughput(Throughput::Bytes(slice.len() as u64));
+                g.bench_with_input(BenchmarkId::new("tokenizers-0.23", name), slice, |b, t| {
+                    b.iter(|| black_box(stable.encode_fast(t, false).map(|e| e.len()).unwrap_or(0)))
+                });
+            }
         }
         g.finish();
     }
