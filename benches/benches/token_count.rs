@@ -96,7 +96,10 @@ fn bench(c: &mut Criterion) {
                     cut -= 1;
                 }
                 let slice = &text[..cut];
-                let reference = stable.encode_fast(slice, false).expect("stable tokenizers encodes").len();
+                let reference = stable
+                    .encode_fast(slice, false)
+                    .expect("stable tokenizers encodes")
+                    .len();
                 assert_eq!(qwen.count(slice), reference, "counts equal the stable release's");
                 g.throughput(Throughput::Bytes(slice.len() as u64));
                 g.bench_with_input(BenchmarkId::new("tokenizers-0.23", name), slice, |b, t| {
