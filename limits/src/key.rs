@@ -10,11 +10,22 @@ const MAX_PART: usize = 96;
 
 /// `prefix{part1/part2/...}suffix`.
 pub fn tagged_key(prefix: &str, parts: &[&str], suffix: &str) -> String {
+    tagged_key_of(prefix, parts.iter().copied(), suffix)
+}
+
+/// [`tagged_key`] of parts given one by one, for callers that hold them in another shape than a
+/// slice of `&str` (no slice built per key).
+pub fn tagged_key_of<'a, I>(prefix: &str, parts: I, suffix: &str) -> String
+where
+    I: IntoIterator<Item = &'a str>,
+    I::IntoIter: Clone,
+{
+    let parts = parts.into_iter();
     let mut key =
-        String::with_capacity(prefix.len() + suffix.len() + 2 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+        String::with_capacity(prefix.len() + suffix.len() + 2 + parts.clone().map(|p| p.len() + 1).sum::<usize>());
     key.push_str(prefix);
     key.push('{');
-    for (i, part) in parts.iter().enumerate() {
+    for (i, part) in parts.enumerate() {
         if i > 0 {
             key.push('/');
         }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tollgate_limits::key::tagged_key;
+use tollgate_limits::key::tagged_key_of;
 use tollgate_limits::{BucketTable, Clock, Decision, ExactBuckets, Limit};
 
 use crate::config::limits::{KeyPart, LimitMode, LimitRule};
@@ -315,22 +315,11 @@ fn key_values<'a>(rule: &LimitRule, facts: &Facts<'a>) -> Vec<std::borrow::Cow<'
         .collect()
 }
 
-/// The key of a rule's buckets for these values, without its suffix: the [`tagged_key`] of the
-/// rule's name and the values, its fixed head built once per rule.
+/// The key of a rule's buckets for these values, without its suffix: the tagged key of the
+/// rule's name and the values.
 fn key_base(prefix: &str, rule: &LimitRule, values: &[std::borrow::Cow<'_, str>]) -> String {
-    let head = rule.key_head.get_or_init(|| {
-        let mut head = tagged_key(prefix, &[&rule.name], "");
-        head.pop();
-        head
-    });
-    let mut key = String::with_capacity(head.len() + 1 + values.iter().map(|v| v.len() + 1).sum::<usize>());
-    key.push_str(head);
-    for v in values {
-        key.push('/');
-        tollgate_limits::key::push_part(&mut key, v);
-    }
-    key.push('}');
-    key
+    let parts = std::iter::once(rule.name.as_str()).chain(values.iter().map(|v| v.as_ref()));
+    tagged_key_of(prefix, parts, "")
 }
 
 /// The suffix of a bucket: exact-mode buckets have their own layout in Redis.
@@ -442,13 +431,10 @@ mod tests {
             let cows: Vec<std::borrow::Cow<'_, str>> = values.iter().map(|v| std::borrow::Cow::Borrowed(*v)).collect();
             let mut parts = vec!["tpm"];
             parts.extend(values.iter().copied());
-            // Twice: the second call reads the rule's cached head.
-            for _ in 0..2 {
-                assert_eq!(
-                    key_base("tollgate:limit:", rule, &cows),
-                    tagged_key("tollgate:limit:", &parts, "")
-                );
-            }
+            assert_eq!(
+                key_base("tollgate:limit:", rule, &cows),
+                tollgate_limits::key::tagged_key("tollgate:limit:", &parts, "")
+            );
         }
     }
 

@@ -150,10 +150,8 @@ pub struct Quota {
 #[derive(Debug)]
 pub struct Consumer {
     pub name: String,
-    /// Model names or globs; `None` means every model.
-    pub models: Option<Vec<String>>,
-    /// For each configured model ([`Route::index`](super::Route)), whether `models` allows it:
-    /// the globs are matched once at load, not on every request.
+    /// For each configured model ([`Route::index`](super::Route)), whether the consumer's model
+    /// names and globs allow it: the globs are matched once at load, not on every request.
     pub allowed_routes: Vec<bool>,
     /// Endpoints allowed; `None` means all.
     pub endpoints: Option<Vec<Endpoint>>,
@@ -515,7 +513,6 @@ pub fn compile(
         );
         let consumer = Arc::new(Consumer {
             name: name.clone(),
-            models,
             allowed_routes,
             endpoints,
             params,

@@ -53,8 +53,6 @@ pub struct LimitRule {
     pub completion_reserve: Option<u64>,
     /// This rule's metric series, found on first use.
     pub counters: std::sync::OnceLock<crate::telemetry::metrics::RuleCounters>,
-    /// The fixed start of this rule's bucket keys (prefix, tag, rule name), built on first use.
-    pub key_head: std::sync::OnceLock<String>,
 }
 
 impl LimitRule {
@@ -283,7 +281,6 @@ pub fn compile(
                 fail_open,
                 completion_reserve: r.completion_reserve,
                 counters: std::sync::OnceLock::new(),
-                key_head: std::sync::OnceLock::new(),
             }));
         }
     }
