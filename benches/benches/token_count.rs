@@ -30,40 +30,63 @@ fn bench(c: &mut Criterion) {
         ("code", corpus("code.txt", 10 << 20)),
         ("one_char_1MB", "a".repeat(1 << 20)),
     ];
-    let ours = Tokenizer::o200k();
-    assert!(
-        matches!(ours, Tokenizer::Fast { .. }),
-        "the fast pipeline did not build"
-    );
-    let bpe_openai = Tokenizer::o200k_bpe_openai();
-    let reference = tiktoken_rs::o200k_base().expect("tiktoken o200k");
-    let mut g = c.benchmark_group("count_o200k");
-    g.sample_size(10);
-    for (name, text) in &inputs {
-        // tiktoken is quadratic on long runs of one character: time it on a slice of that input.
-        let reference_text: &str = if name.starts_with("one_char") {
-            &text[..1 << 14]
-        } else {
-            text
-        };
-        assert_eq!(
-            ours.count(reference_text),
-            reference.encode_ordinary(reference_text).len()
+    for (group, ours, pipeline, bpe_openai, reference) in [
+        (
+            "count_o200k",
+            Tokenizer::o200k(),
+            Tokenizer::o200k_pipeline(),
+            Tokenizer::o200k_bpe_openai(),
+            tiktoken_rs::o200k_base().expect("tiktoken o200k"),
+        ),
+        (
+            "count_cl100k",
+            Tokenizer::cl100k(),
+            Tokenizer::cl100k_pipeline(),
+            Tokenizer::cl100k_bpe_openai(),
+            tiktoken_rs::cl100k_base().expect("tiktoken cl100k"),
+        ),
+    ] {
+        assert!(
+            matches!(ours, Tokenizer::Native { .. }),
+            "Tollgate's own counter did not build"
         );
-        g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| {
-            b.iter(|| black_box(ours.count(t)))
-        });
-        assert_eq!(ours.count(text), bpe_openai.count(text));
-        g.bench_with_input(BenchmarkId::new("bpe-openai", name), text, |b, t| {
-            b.iter(|| black_box(bpe_openai.count(t)))
-        });
-        g.throughput(Throughput::Bytes(reference_text.len() as u64));
-        g.bench_with_input(BenchmarkId::new("tiktoken-rs", name), reference_text, |b, t| {
-            b.iter(|| black_box(reference.encode_ordinary(t).len()))
-        });
+        assert!(
+            matches!(pipeline, Tokenizer::Pipeline { .. }),
+            "the tokenizers pipeline did not build"
+        );
+        let mut g = c.benchmark_group(group);
+        g.sample_size(10);
+        for (name, text) in &inputs {
+            // tiktoken is quadratic on long runs of one character: time it on a slice of that input.
+            let reference_text: &str = if name.starts_with("one_char") {
+                &text[..1 << 14]
+            } else {
+                text
+            };
+            assert_eq!(
+                ours.count(reference_text),
+                reference.encode_ordinary(reference_text).len()
+            );
+            g.throughput(Throughput::Bytes(text.len() as u64));
+            g.bench_with_input(BenchmarkId::new("tollgate", name), text, |b, t| {
+                b.iter(|| black_box(ours.count(t)))
+            });
+            assert_eq!(ours.count(text), pipeline.count(text));
+            g.bench_with_input(BenchmarkId::new("tokenizers-1.0-pipeline", name), text, |b, t| {
+                b.iter(|| black_box(pipeline.count(t)))
+            });
+            assert_eq!(ours.count(text), bpe_openai.count(text));
+            g.bench_with_input(BenchmarkId::new("bpe-openai", name), text, |b, t| {
+                b.iter(|| black_box(bpe_openai.count(t)))
+            });
+            g.throughput(Throughput::Bytes(reference_text.len() as u64));
+            g.bench_with_input(BenchmarkId::new("tiktoken-rs", name), reference_text, |b, t| {
+                b.iter(|| black_box(reference.encode_ordinary(t).len()))
+            });
+        }
+        g.finish();
     }
-    g.finish();
+    let ours = Tokenizer::o200k();
 
     let gpt4o_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/tokenizers/gpt4o.json");
     if let Ok(file_based) = Tokenizer::from_tokenizer_json("gpt4o", &gpt4o_file) {

@@ -16,6 +16,7 @@
 //! through a description derived from the ranks `bpe-openai` embeds ([`openai_fast`]), with
 //! bpe-openai itself as the fallback. Every count equals the reference tokenizers' (tests).
 
+pub mod bpe_fast;
 pub mod chat;
 pub mod openai_fast;
 pub mod registry;

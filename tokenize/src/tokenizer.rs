@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use tokenizers::pipeline::PipelineTokenizer;
 
-use crate::openai_fast;
+use crate::{bpe_fast, openai_fast};
 
 /// Why a tokenizer could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -16,13 +16,19 @@ pub enum TokenizerError {
 
 /// A tokenizer the gateway can count with.
 pub enum Tokenizer {
+    /// A built-in OpenAI encoding counted by Tollgate's own split and merge ([`bpe_fast`]).
+    Native {
+        name: &'static str,
+        inner: &'static bpe_fast::Encoding,
+    },
     /// A built-in OpenAI encoding counted by bpe-openai (the fallback, and a bench baseline).
     OpenAi {
         name: &'static str,
         bpe: &'static bpe_openai::Tokenizer,
     },
-    /// A built-in OpenAI encoding run through the `tokenizers` pipeline ([`openai_fast`]).
-    Fast {
+    /// A built-in OpenAI encoding run through the `tokenizers` pipeline ([`openai_fast`]; a
+    /// bench baseline).
+    Pipeline {
         name: &'static str,
         inner: &'static PipelineTokenizer,
     },
@@ -33,8 +39,10 @@ pub enum Tokenizer {
     },
 }
 
-static O200K_FAST: OnceLock<Option<PipelineTokenizer>> = OnceLock::new();
-static CL100K_FAST: OnceLock<Option<PipelineTokenizer>> = OnceLock::new();
+static O200K_NATIVE: OnceLock<Option<bpe_fast::Encoding>> = OnceLock::new();
+static CL100K_NATIVE: OnceLock<Option<bpe_fast::Encoding>> = OnceLock::new();
+static O200K_PIPELINE: OnceLock<Option<PipelineTokenizer>> = OnceLock::new();
+static CL100K_PIPELINE: OnceLock<Option<PipelineTokenizer>> = OnceLock::new();
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,13 +51,13 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
-    /// `o200k_base` (GPT-4o, GPT-4.1, o-series). The first call builds the fast pipeline from
-    /// the embedded ranks (a fraction of a second in release builds); later calls share it.
+    /// `o200k_base` (GPT-4o, GPT-4.1, o-series). The first call builds the rank tables from the
+    /// embedded ranks (milliseconds); later calls share them.
     pub fn o200k() -> Tokenizer {
-        let fast =
-            O200K_FAST.get_or_init(|| openai_fast::pipeline(bpe_openai::o200k_base(), openai_fast::O200K_PATTERN).ok());
-        match fast {
-            Some(inner) => Tokenizer::Fast {
+        let native = O200K_NATIVE
+            .get_or_init(|| bpe_fast::Encoding::new(bpe_openai::o200k_base(), bpe_fast::Pattern::O200k));
+        match native {
+            Some(inner) => Tokenizer::Native {
                 name: "o200k_base",
                 inner,
             },
@@ -59,10 +67,37 @@ impl Tokenizer {
 
     /// `cl100k_base` (GPT-4, GPT-3.5, OpenAI embeddings).
     pub fn cl100k() -> Tokenizer {
-        let fast = CL100K_FAST
+        let native = CL100K_NATIVE
+            .get_or_init(|| bpe_fast::Encoding::new(bpe_openai::cl100k_base(), bpe_fast::Pattern::Cl100k));
+        match native {
+            Some(inner) => Tokenizer::Native {
+                name: "cl100k_base",
+                inner,
+            },
+            None => Self::cl100k_bpe_openai(),
+        }
+    }
+
+    /// `o200k_base` through the `tokenizers` 1.0 pipeline (built from the embedded ranks at first
+    /// use, a fraction of a second in release builds).
+    pub fn o200k_pipeline() -> Tokenizer {
+        let built = O200K_PIPELINE
+            .get_or_init(|| openai_fast::pipeline(bpe_openai::o200k_base(), openai_fast::O200K_PATTERN).ok());
+        match built {
+            Some(inner) => Tokenizer::Pipeline {
+                name: "o200k_base",
+                inner,
+            },
+            None => Self::o200k_bpe_openai(),
+        }
+    }
+
+    /// `cl100k_base` through the `tokenizers` 1.0 pipeline.
+    pub fn cl100k_pipeline() -> Tokenizer {
+        let built = CL100K_PIPELINE
             .get_or_init(|| openai_fast::pipeline(bpe_openai::cl100k_base(), openai_fast::CL100K_PATTERN).ok());
-        match fast {
-            Some(inner) => Tokenizer::Fast {
+        match built {
+            Some(inner) => Tokenizer::Pipeline {
                 name: "cl100k_base",
                 inner,
             },
@@ -102,7 +137,7 @@ impl Tokenizer {
 
     pub fn name(&self) -> &str {
         match self {
-            Tokenizer::OpenAi { name, .. } | Tokenizer::Fast { name, .. } => name,
+            Tokenizer::Native { name, .. } | Tokenizer::OpenAi { name, .. } | Tokenizer::Pipeline { name, .. } => name,
             Tokenizer::HuggingFace { name, .. } => name,
         }
     }
@@ -112,8 +147,9 @@ impl Tokenizer {
     /// encodings count them as ordinary text, as OpenAI does for message content.
     pub fn count(&self, text: &str) -> usize {
         match self {
+            Tokenizer::Native { inner, .. } => inner.count(text),
             Tokenizer::OpenAi { bpe, .. } => bpe.count(text),
-            Tokenizer::Fast { inner, .. } => pipeline_count(inner, text),
+            Tokenizer::Pipeline { inner, .. } => pipeline_count(inner, text),
             Tokenizer::HuggingFace { inner, .. } => pipeline_count(inner, text),
         }
     }
@@ -121,8 +157,9 @@ impl Tokenizer {
     /// The token ids of `text` (for tests and tools; the gateway only counts).
     pub fn encode(&self, text: &str) -> Vec<u32> {
         match self {
+            Tokenizer::Native { inner, .. } => inner.encode(text),
             Tokenizer::OpenAi { bpe, .. } => bpe.encode(text),
-            Tokenizer::Fast { inner, .. } => pipeline_encode(inner, text),
+            Tokenizer::Pipeline { inner, .. } => pipeline_encode(inner, text),
             Tokenizer::HuggingFace { inner, .. } => pipeline_encode(inner, text),
         }
     }
