@@ -39,8 +39,6 @@ pub enum Tokenizer {
     },
 }
 
-static O200K_NATIVE: OnceLock<Option<bpe_fast::Encoding>> = OnceLock::new();
-static CL100K_NATIVE: OnceLock<Option<bpe_fast::Encoding>> = OnceLock::new();
 static O200K_PIPELINE: OnceLock<Option<PipelineTokenizer>> = OnceLock::new();
 static CL100K_PIPELINE: OnceLock<Option<PipelineTokenizer>> = OnceLock::new();
 
@@ -54,9 +52,7 @@ impl Tokenizer {
     /// `o200k_base` (GPT-4o, GPT-4.1, o-series). The first call builds the rank tables from the
     /// embedded ranks (milliseconds); later calls share them.
     pub fn o200k() -> Tokenizer {
-        let native = O200K_NATIVE
-            .get_or_init(|| bpe_fast::Encoding::new(bpe_openai::o200k_base(), bpe_fast::Pattern::O200k));
-        match native {
+        match bpe_fast::Encoding::o200k() {
             Some(inner) => Tokenizer::Native {
                 name: "o200k_base",
                 inner,
@@ -67,9 +63,7 @@ impl Tokenizer {
 
     /// `cl100k_base` (GPT-4, GPT-3.5, OpenAI embeddings).
     pub fn cl100k() -> Tokenizer {
-        let native = CL100K_NATIVE
-            .get_or_init(|| bpe_fast::Encoding::new(bpe_openai::cl100k_base(), bpe_fast::Pattern::Cl100k));
-        match native {
+        match bpe_fast::Encoding::cl100k() {
             Some(inner) => Tokenizer::Native {
                 name: "cl100k_base",
                 inner,

@@ -6,12 +6,14 @@
 //! bpe-openai embeds, so nothing is read or downloaded at run time. Counts equal tiktoken's
 //! (`tests/differential.rs`: a corpus and random strings, split by split and count by count).
 
+mod cache;
 mod classes;
 mod merge;
 mod split;
 
 use std::sync::OnceLock;
 
+use cache::PieceCache;
 use classes::Classes;
 use merge::Ranks;
 pub use split::Pattern;
@@ -27,29 +29,67 @@ fn classes() -> Option<&'static Classes> {
 pub struct Encoding {
     splitter: Splitter<'static>,
     ranks: Ranks,
+    /// Tells this encoding's entries in the per-thread piece cache from the other's.
+    tag: u8,
 }
 
+static O200K: OnceLock<Option<Encoding>> = OnceLock::new();
+static CL100K: OnceLock<Option<Encoding>> = OnceLock::new();
+
 impl Encoding {
-    /// `bpe`'s ranks with `pattern`'s split; `None` if the class table could not be read from
-    /// regex-syntax (then callers count with bpe-openai itself).
-    pub fn new(bpe: &'static bpe_openai::Tokenizer, pattern: Pattern) -> Option<Encoding> {
+    /// `o200k_base`, built at first use from the ranks bpe-openai embeds (milliseconds); `None`
+    /// if the class table could not be read from regex-syntax (callers then count with
+    /// bpe-openai itself).
+    pub fn o200k() -> Option<&'static Encoding> {
+        O200K
+            .get_or_init(|| Self::build(bpe_openai::o200k_base(), Pattern::O200k, 0))
+            .as_ref()
+    }
+
+    /// `cl100k_base`.
+    pub fn cl100k() -> Option<&'static Encoding> {
+        CL100K
+            .get_or_init(|| Self::build(bpe_openai::cl100k_base(), Pattern::Cl100k, 1))
+            .as_ref()
+    }
+
+    fn build(bpe: &'static bpe_openai::Tokenizer, pattern: Pattern, tag: u8) -> Option<Encoding> {
         Some(Encoding {
             splitter: Splitter::new(classes()?, pattern),
             ranks: Ranks::new(bpe),
+            tag,
         })
     }
 
     /// Tokens in `text`, special-token text counted as ordinary text (tiktoken's `encode_ordinary`).
     pub fn count(&self, text: &str) -> usize {
+        PieceCache::with(|cache| match cache {
+            Some(cache) => self.count_pieces(text, |piece| {
+                if (2..=cache::MAX_KEY).contains(&piece.len()) {
+                    cache.count(piece, self.tag, || self.ranks.count(piece))
+                } else {
+                    self.ranks.count(piece)
+                }
+            }),
+            None => self.count_pieces(text, |piece| self.ranks.count(piece)),
+        })
+    }
+
+    #[inline(always)]
+    fn count_pieces(&self, text: &str, mut count: impl FnMut(&[u8]) -> usize) -> usize {
         let bytes = text.as_bytes();
         let mut at = 0;
         let mut tokens = 0;
         while at < bytes.len() {
             let end = self.splitter.piece_end(bytes, at);
-            tokens += self.ranks.count(bytes.get(at..end).unwrap_or_default());
+            tokens += count(bytes.get(at..end).unwrap_or_default());
             at = end;
         }
         tokens
+    }
+
+    pub fn scratch_pieces(&self, text: &str) -> usize {
+        self.count_pieces(text, |_| 1)
     }
 
     /// The token ids of `text`.
