@@ -94,7 +94,7 @@ impl<'c> Splitter<'c> {
     }
 
     /// The end of the piece that starts at `at` (< `text.len()`, on a character boundary).
-    #[inline]
+    #[inline(always)]
     pub fn piece_end(&self, text: &[u8], at: usize) -> usize {
         let end = match self.pattern {
             Pattern::O200k => self.o200k(text, at),
@@ -249,6 +249,7 @@ impl<'c> Splitter<'c> {
         Some(contraction(text, self.run(text, end, LOWER)))
     }
 
+    #[inline(always)]
     fn o200k(&self, text: &[u8], at: usize) -> usize {
         let (first, first_len) = self.classes.at(text, at);
         let has_prefix = first & (NEWLINE | LETTER | NUMBER | END) == 0;
@@ -284,6 +285,7 @@ impl<'c> Splitter<'c> {
         self.spaces(text, at)
     }
 
+    #[inline(always)]
     fn cl100k(&self, text: &[u8], at: usize) -> usize {
         let end = contraction(text, at);
         if end > at {
