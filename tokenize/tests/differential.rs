@@ -1,7 +1,12 @@
 //! Our counts against the reference implementations, on a corpus that ships with the tests
 //! and on random strings. Every count must be equal.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 use std::sync::OnceLock;
 
@@ -83,7 +88,11 @@ fn assert_same_split(text: &str, context: &str) {
             .collect();
         let ours = native(&tokenizer).pieces(text);
         if ours != want {
-            let at = ours.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(ours.len().min(want.len()));
+            let at = ours
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(ours.len().min(want.len()));
             panic!(
                 "{} splits {context} differently at piece {at}: ours {:?}, tiktoken {:?}",
                 tokenizer.name(),

@@ -86,9 +86,7 @@ impl Classes {
     #[inline]
     pub fn of(&self, cp: u32) -> u8 {
         let block = self.index.get((cp as usize) / BLOCK).copied().unwrap_or(0);
-        self.blocks
-            .get(block as usize)
-            .map_or(0, |b| b[(cp as usize) % BLOCK])
+        self.blocks.get(block as usize).map_or(0, |b| b[(cp as usize) % BLOCK])
     }
 
     /// The flags and byte length of the character starting at `at` in `text` (valid UTF-8), or

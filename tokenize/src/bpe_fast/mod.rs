@@ -75,6 +75,12 @@ impl Encoding {
         })
     }
 
+    /// [`count`](Self::count) without the per-thread piece cache: every piece looked up or merged
+    /// afresh (the speed on text that does not repeat; benches).
+    pub fn count_uncached(&self, text: &str) -> usize {
+        self.count_pieces(text, |piece| self.ranks.count(piece))
+    }
+
     #[inline(always)]
     fn count_pieces(&self, text: &str, mut count: impl FnMut(&[u8]) -> usize) -> usize {
         let bytes = text.as_bytes();
@@ -86,10 +92,6 @@ impl Encoding {
             at = end;
         }
         tokens
-    }
-
-    pub fn scratch_pieces(&self, text: &str) -> usize {
-        self.count_pieces(text, |_| 1)
     }
 
     /// The token ids of `text`.
