@@ -11,10 +11,11 @@
 //! - [`Registry`]: which tokenizer and template a model uses (configuration), with a clearly
 //!   named estimate for models nobody configured.
 //!
-//! A plain library: no HTTP, no Pingora. Counting runs through the `tokenizers` 1.0 pipeline (a
-//! SIMD pre-tokenizer and a linear BPE): tokenizer.json files directly, and the OpenAI encodings
-//! through a description derived from the ranks `bpe-openai` embeds ([`openai_fast`]), with
-//! bpe-openai itself as the fallback. Every count equals the reference tokenizers' (tests).
+//! A plain library: no HTTP, no Pingora. The OpenAI encodings are counted by Tollgate's own
+//! split and merge ([`bpe_fast`]) on the ranks bpe-openai embeds, with bpe-openai itself as the
+//! fallback; tokenizer.json files run through the `tokenizers` 1.0 pipeline, and [`openai_fast`]
+//! derives the OpenAI encodings in that form too (a bench baseline). Every count equals the
+//! reference tokenizers' (tests).
 
 pub mod bpe_fast;
 pub mod chat;

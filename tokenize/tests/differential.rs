@@ -152,8 +152,7 @@ fn openai_counts_equal_tiktoken_on_the_corpus() {
 }
 
 /// OpenAI's encodings as tokenizer.json files (fetched by `scripts/setup.sh`), run through the
-/// `tokenizers` pipeline: the same counts as tiktoken, several times faster than the built-in
-/// counter (see docs/BENCHMARKS.md). A model can use them via `[[tokenizers]]`.
+/// `tokenizers` pipeline: the same counts as tiktoken. A model can use them via `[[tokenizers]]`.
 fn openai_as_tokenizer_json(name: &str) -> Tokenizer {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../.models/tokenizers")
