@@ -52,50 +52,55 @@ impl Tokenizer {
     /// `o200k_base` (GPT-4o, GPT-4.1, o-series). The first call builds the rank tables from the
     /// embedded ranks (milliseconds); later calls share them.
     pub fn o200k() -> Tokenizer {
-        match bpe_fast::Encoding::o200k() {
-            Some(inner) => Tokenizer::Native {
-                name: "o200k_base",
-                inner,
-            },
-            None => Self::o200k_bpe_openai(),
-        }
+        Self::native("o200k_base", bpe_fast::Encoding::o200k(), bpe_openai::o200k_base)
     }
 
     /// `cl100k_base` (GPT-4, GPT-3.5, OpenAI embeddings).
     pub fn cl100k() -> Tokenizer {
-        match bpe_fast::Encoding::cl100k() {
-            Some(inner) => Tokenizer::Native {
-                name: "cl100k_base",
-                inner,
-            },
-            None => Self::cl100k_bpe_openai(),
-        }
+        Self::native("cl100k_base", bpe_fast::Encoding::cl100k(), bpe_openai::cl100k_base)
     }
 
     /// `o200k_base` through the `tokenizers` 1.0 pipeline (built from the embedded ranks at first
     /// use, a fraction of a second in release builds).
     pub fn o200k_pipeline() -> Tokenizer {
-        let built = O200K_PIPELINE
-            .get_or_init(|| openai_fast::pipeline(bpe_openai::o200k_base(), openai_fast::O200K_PATTERN).ok());
-        match built {
-            Some(inner) => Tokenizer::Pipeline {
-                name: "o200k_base",
-                inner,
-            },
-            None => Self::o200k_bpe_openai(),
-        }
+        Self::pipeline(
+            "o200k_base",
+            &O200K_PIPELINE,
+            bpe_openai::o200k_base,
+            openai_fast::O200K_PATTERN,
+        )
     }
 
     /// `cl100k_base` through the `tokenizers` 1.0 pipeline.
     pub fn cl100k_pipeline() -> Tokenizer {
-        let built = CL100K_PIPELINE
-            .get_or_init(|| openai_fast::pipeline(bpe_openai::cl100k_base(), openai_fast::CL100K_PATTERN).ok());
-        match built {
-            Some(inner) => Tokenizer::Pipeline {
-                name: "cl100k_base",
-                inner,
-            },
-            None => Self::cl100k_bpe_openai(),
+        Self::pipeline(
+            "cl100k_base",
+            &CL100K_PIPELINE,
+            bpe_openai::cl100k_base,
+            openai_fast::CL100K_PATTERN,
+        )
+    }
+
+    fn native(
+        name: &'static str,
+        native: Option<&'static bpe_fast::Encoding>,
+        bpe: fn() -> &'static bpe_openai::Tokenizer,
+    ) -> Tokenizer {
+        match native {
+            Some(inner) => Tokenizer::Native { name, inner },
+            None => Tokenizer::OpenAi { name, bpe: bpe() },
+        }
+    }
+
+    fn pipeline(
+        name: &'static str,
+        cell: &'static OnceLock<Option<PipelineTokenizer>>,
+        bpe: fn() -> &'static bpe_openai::Tokenizer,
+        pattern: &str,
+    ) -> Tokenizer {
+        match cell.get_or_init(|| openai_fast::pipeline(bpe(), pattern).ok()) {
+            Some(inner) => Tokenizer::Pipeline { name, inner },
+            None => Tokenizer::OpenAi { name, bpe: bpe() },
         }
     }
 

@@ -24,28 +24,29 @@ pub enum Pattern {
     Cl100k,
 }
 
-/// Lanes of a word holding ASCII lower-case letters (high bit set in each such lane).
+/// Lanes of a word holding bytes in `lo..=hi` (both below 0x80): the high bit set in each.
 #[inline(always)]
-fn ascii_lower_lanes(word: u64) -> u64 {
+fn ascii_lanes_in(word: u64, lo: u8, hi: u8) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Lanes below 0x80 only; for those, adding (0x80 - x) sets the high bit iff lane >= x, and
-    // no lane carries into the next (lane + 0x1F <= 0x9E).
+    // no lane carries into the next (lane + 0x80 - x <= 0xFF for x >= 1).
     let low7 = word & !HIGH;
-    let ge_a = low7 + ONES * (0x80 - u64::from(b'a'));
-    let gt_z = low7 + ONES * (0x80 - u64::from(b'z') - 1);
-    ge_a & !gt_z & !word & HIGH
+    let ge_lo = low7 + ONES * (0x80 - u64::from(lo));
+    let gt_hi = low7 + ONES * (0x80 - u64::from(hi) - 1);
+    ge_lo & !gt_hi & !word & HIGH
+}
+
+/// Lanes of a word holding ASCII lower-case letters.
+#[inline(always)]
+fn ascii_lower_lanes(word: u64) -> u64 {
+    ascii_lanes_in(word, b'a', b'z')
 }
 
 /// Lanes of a word holding ASCII upper-case letters.
 #[inline(always)]
 fn ascii_upper_lanes(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let low7 = word & !HIGH;
-    let ge_a = low7 + ONES * (0x80 - u64::from(b'A'));
-    let gt_z = low7 + ONES * (0x80 - u64::from(b'Z') - 1);
-    ge_a & !gt_z & !word & HIGH
+    ascii_lanes_in(word, b'A', b'Z')
 }
 
 /// Bytes from `at` in a run of the lanes `lanes` selects, eight at a time while a full word fits.
@@ -249,6 +250,19 @@ impl<'c> Splitter<'c> {
         Some(contraction(text, self.run(text, end, LOWER)))
     }
 
+    /// The alternatives both patterns end with: `\p{N}{1,3} | ␠?O+… | \s…`; `first` is the
+    /// class of the character at `at`.
+    #[inline(always)]
+    fn numbers_punctuation_spaces(&self, text: &[u8], at: usize, first: u8) -> usize {
+        if first & NUMBER != 0 {
+            return self.numbers(text, at);
+        }
+        if let Some(end) = self.punctuation(text, at) {
+            return end;
+        }
+        self.spaces(text, at)
+    }
+
     #[inline(always)]
     fn o200k(&self, text: &[u8], at: usize) -> usize {
         let (first, first_len) = self.classes.at(text, at);
@@ -276,13 +290,7 @@ impl<'c> Splitter<'c> {
                 return end;
             }
         }
-        if first & NUMBER != 0 {
-            return self.numbers(text, at);
-        }
-        if let Some(end) = self.punctuation(text, at) {
-            return end;
-        }
-        self.spaces(text, at)
+        self.numbers_punctuation_spaces(text, at, first)
     }
 
     #[inline(always)]
@@ -301,13 +309,7 @@ impl<'c> Splitter<'c> {
                 return self.letters(text, at + first_len + second_len);
             }
         }
-        if first & NUMBER != 0 {
-            return self.numbers(text, at);
-        }
-        if let Some(end) = self.punctuation(text, at) {
-            return end;
-        }
-        self.spaces(text, at)
+        self.numbers_punctuation_spaces(text, at, first)
     }
 }
 
