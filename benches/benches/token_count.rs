@@ -93,7 +93,35 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
+    // One request's prompt: the per-request cost the gateway pays before forwarding.
     let ours = Tokenizer::o200k();
+    let pipeline = Tokenizer::o200k_pipeline();
+    let bpe_openai = Tokenizer::o200k_bpe_openai();
+    let english = &inputs[0].1;
+    let mut cut = 2048;
+    while !english.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prompts = [
+        ("short_26B", "Say hello in three words."),
+        ("english_2KiB", &english[..cut]),
+    ];
+    let mut g = c.benchmark_group("count_prompt_o200k");
+    for (name, prompt) in prompts {
+        assert_eq!(ours.count(prompt), bpe_openai.count(prompt));
+        assert_eq!(ours.count(prompt), pipeline.count(prompt));
+        g.throughput(Throughput::Bytes(prompt.len() as u64));
+        for (who, tokenizer) in [
+            ("tollgate", &ours),
+            ("tokenizers-1.0-pipeline", &pipeline),
+            ("bpe-openai", &bpe_openai),
+        ] {
+            g.bench_with_input(BenchmarkId::new(who, name), prompt, |b, t| {
+                b.iter(|| black_box(tokenizer.count(t)))
+            });
+        }
+    }
+    g.finish();
 
     let gpt4o_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/tokenizers/gpt4o.json");
     if let Ok(file_based) = Tokenizer::from_tokenizer_json("gpt4o", &gpt4o_file) {
