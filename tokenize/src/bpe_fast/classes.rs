@@ -4,7 +4,7 @@
 //! sets of o200k). Each class is read here from `regex-syntax`, the crate whose tables the
 //! reference regex engine (fancy-regex, through regex-automata) uses, so both sides agree on every
 //! code point of the same Unicode version. The classes are packed into one flag byte per code point
-//! in a two-level table (blocks of 256 code points, identical blocks stored once): ~60 KiB, built
+//! in a two-level table (blocks of 256 code points, identical blocks stored once): ~44 KiB (140 distinct blocks), built
 //! once per process in a few milliseconds. ASCII has its own flat table.
 
 use regex_syntax::hir::{Class, HirKind};
