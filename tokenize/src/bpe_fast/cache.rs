@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 
 /// The longest piece remembered.
-pub const MAX_KEY: usize = 61;
+const MAX_KEY: usize = 61;
 const SLOTS: usize = 4096;
 
 #[derive(Clone, Copy)]
@@ -82,25 +82,22 @@ fn slot_of(piece: &[u8], head: [u64; 2], encoding: u8) -> usize {
 }
 
 impl PieceCache {
-    /// Runs `f` with this thread's table, or with `None` if the table is in use further up the
-    /// stack or the thread is shutting down.
-    pub fn with<R>(f: impl FnOnce(Option<&mut PieceCache>) -> R) -> R {
-        let mut f = Some(f);
-        let ran = CACHE.try_with(|cell| {
-            let mut table = cell.try_borrow_mut().ok()?;
-            f.take().map(|f| f(Some(&mut table)))
-        });
-        match (ran, f) {
-            (Ok(Some(out)), _) => out,
-            (_, Some(f)) => f(None),
-            (_, None) => unreachable!("the closure ran and returned"),
-        }
+    /// Runs `f` with this thread's table; `None` (and `f` not run) if the table is in use
+    /// further up the stack or the thread is shutting down.
+    pub fn with<R>(f: impl FnOnce(&mut PieceCache) -> R) -> Option<R> {
+        CACHE
+            .try_with(|cell| cell.try_borrow_mut().ok().map(|mut table| f(&mut table)))
+            .ok()
+            .flatten()
     }
 
-    /// The remembered count of `piece` (2..=MAX_KEY bytes) for `encoding`, else computes it
-    /// with `count` and remembers it.
+    /// The remembered count of `piece` for `encoding`, else computes it with `count` and
+    /// remembers it when the piece is 2..=MAX_KEY bytes long.
     #[inline(always)]
     pub fn count(&mut self, piece: &[u8], encoding: u8, count: impl FnOnce() -> usize) -> usize {
+        if !(2..=MAX_KEY).contains(&piece.len()) {
+            return count();
+        }
         let head = head_of(piece);
         let rest = piece.get(16..).unwrap_or_default();
         let Some(slot) = self.slots.get_mut(slot_of(piece, head, encoding)) else {

@@ -63,16 +63,10 @@ impl Encoding {
 
     /// Tokens in `text`, special-token text counted as ordinary text (tiktoken's `encode_ordinary`).
     pub fn count(&self, text: &str) -> usize {
-        PieceCache::with(|cache| match cache {
-            Some(cache) => self.count_pieces(text, |piece| {
-                if (2..=cache::MAX_KEY).contains(&piece.len()) {
-                    cache.count(piece, self.tag, || self.ranks.count(piece))
-                } else {
-                    self.ranks.count(piece)
-                }
-            }),
-            None => self.count_pieces(text, |piece| self.ranks.count(piece)),
+        PieceCache::with(|cache| {
+            self.count_pieces(text, |piece| cache.count(piece, self.tag, || self.ranks.count(piece)))
         })
+        .unwrap_or_else(|| self.count_uncached(text))
     }
 
     /// [`count`](Self::count) without the per-thread piece cache: every piece looked up or merged
