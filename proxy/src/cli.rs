@@ -56,6 +56,11 @@ pub struct RunOpts {
     /// Worker threads of the public listener (0 = one per CPU).
     #[arg(long, env = "TOLLGATE_THREADS", default_value_t = 0)]
     pub threads: usize,
+    /// Let idle worker threads take queued requests from busy ones (one shared scheduler);
+    /// `false` gives each worker its own single-threaded scheduler (cheaper per request, no
+    /// balancing of connections after they are accepted).
+    #[arg(long, env = "TOLLGATE_WORK_STEALING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub work_stealing: bool,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "TOLLGATE_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,

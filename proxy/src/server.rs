@@ -40,6 +40,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     };
     let conf = ServerConf {
         threads,
+        work_stealing: opts.work_stealing,
         grace_period_seconds: Some(opts.shutdown_grace_secs),
         graceful_shutdown_timeout_seconds: Some(opts.shutdown_grace_secs),
         upstream_keepalive_pool_size: opts.upstream_pool_size,
