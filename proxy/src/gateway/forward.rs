@@ -386,13 +386,13 @@ async fn forward_with_fallback(
                 last_error = e.to_api_error();
             }
             Ok(up) => {
-                let status = up.response_header().map(|h| h.status.as_u16()).unwrap_or(502);
+                let status = up.status().as_u16();
                 if !is_last && (status == 429 || status >= 500) {
                     attempts
                         .with_label_values(&[&target.provider.name, "retryable_status"])
                         .inc();
                     tracing::warn!(request_id = %ctx.request_id, provider = %target.provider.name, status, "upstream answered a retryable status; trying the next target");
-                    upstream::release(&state.upstreams, &peer, up).await;
+                    upstream::release(&state.upstreams, &peer, up);
                     continue;
                 }
                 let strip = force_usage && view.stream;

@@ -17,11 +17,11 @@ use std::task::{Context, Poll, Waker};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType};
+use pingora::Error;
 use tollgate_tokenize::{Count, Tokenizer};
 
 use super::{respond, GatewayState};
@@ -29,7 +29,7 @@ use crate::context::{Outcome, RequestCtx};
 use crate::sse::completion::completion_text;
 use crate::sse::usage::UsageFinder;
 use crate::sse::SseTap;
-use crate::upstream;
+use crate::upstream::{self, Response};
 
 /// Largest JSON response kept aside to read its usage after it was relayed.
 const MAX_JSON_USAGE_SCAN: usize = 8 << 20;
@@ -51,15 +51,17 @@ const HOP_HEADERS: &[&str] = &[
 /// The SSE event a client gets when the upstream dies mid-stream, before the connection is cut.
 const CUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream connection failed mid-stream.\",\"type\":\"upstream_error\",\"code\":\"upstream_cut\"}}\n\n";
 
-fn downstream_header(up: &ResponseHeader, is_sse: bool, ctx: &RequestCtx) -> ResponseHeader {
-    let mut headers = http::HeaderMap::with_capacity(up.headers.len() + 2 + ctx.extra_headers.len());
-    for (name, value) in up.headers.iter() {
-        let n = name.as_str();
-        if HOP_HEADERS.contains(&n) || n == "x-request-id" || (is_sse && n == "content-length") {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
+/// The client's response header: the provider's, less hop-by-hop fields and those the gateway
+/// sets, plus the gateway's own.
+fn downstream_header(status: StatusCode, mut headers: HeaderMap, is_sse: bool, ctx: &RequestCtx) -> ResponseHeader {
+    for name in HOP_HEADERS {
+        headers.remove(*name);
     }
+    headers.remove("x-request-id");
+    if is_sse {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
+    headers.reserve(2 + ctx.extra_headers.len());
     respond::add_gateway_headers(&mut headers, ctx);
     if !headers.contains_key(http::header::CONTENT_LENGTH) {
         headers.insert(
@@ -67,7 +69,7 @@ fn downstream_header(up: &ResponseHeader, is_sse: bool, ctx: &RequestCtx) -> Res
             http::HeaderValue::from_static("chunked"),
         );
     }
-    respond::header(up.status, headers)
+    respond::header(status, headers)
 }
 
 /// How to count a completion the provider reports no usage for.
@@ -186,20 +188,18 @@ fn poll_now<F: Future>(fut: F) -> Option<F::Output> {
 pub async fn relay(
     state: &GatewayState,
     peer: &HttpPeer,
-    up: HttpSession,
+    mut up: Response,
     strip_usage_event: bool,
     count: CountCompletion,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<Relayed> {
-    let Some(up_header) = up.response_header() else {
-        return Error::e_explain(ErrorType::InternalError, "response header missing after it was read");
-    };
-    let is_sse = up_header
-        .headers
+    let status = up.status();
+    let is_sse = up
+        .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let success = up_header.status.is_success();
+    let success = status.is_success();
     let mut sink = BodySink {
         tap: is_sse.then(|| SseTap::new(strip_usage_event)),
         kept: Vec::new(),
@@ -211,8 +211,8 @@ pub async fn relay(
         raw_len: 0,
         finished: false,
     };
-    let header = Box::new(downstream_header(up_header, is_sse, ctx));
-    ctx.status = up_header.status.as_u16();
+    let header = Box::new(downstream_header(status, up.take_headers(), is_sse, ctx));
+    ctx.status = status.as_u16();
     let result = pump(state, peer, up, &mut sink, header, is_sse, session, ctx).await;
     if result.is_err() {
         // The client left, or the upstream broke mid-body: what was generated still counts.
@@ -226,7 +226,7 @@ pub async fn relay(
 async fn pump(
     state: &GatewayState,
     peer: &HttpPeer,
-    mut up: HttpSession,
+    mut up: Response,
     sink: &mut BodySink,
     header: Box<ResponseHeader>,
     is_sse: bool,
@@ -253,7 +253,7 @@ async fn pump(
                 // The whole body came in the first batch (a JSON answer, a burst stream): send it
                 // with its length, header and body in one write.
                 send_whole(session, ctx, h, data).await?;
-                upstream::release(&state.upstreams, peer, up).await;
+                upstream::release(&state.upstreams, peer, up);
                 return Ok(Relayed::Done);
             }
             send_header(session, ctx, h).await?;
@@ -267,14 +267,14 @@ async fn pump(
         }
     }
     to_client(ctx, session.write_response_body(None, true).await)?;
-    upstream::release(&state.upstreams, peer, up).await;
+    upstream::release(&state.upstreams, peer, up);
     Ok(Relayed::Done)
 }
 
 /// Wait for the next upstream chunk, then take every chunk already buffered behind it without
 /// waiting. Returns whether the body ended, and the error that broke it, if any.
-async fn gather(up: &mut HttpSession, sink: &mut BodySink) -> (bool, Option<Box<Error>>) {
-    let mut taken = match up.read_response_body().await {
+async fn gather(up: &mut Response, sink: &mut BodySink) -> (bool, Option<Box<Error>>) {
+    let mut taken = match up.read_body().await {
         Ok(Some(c)) => {
             let n = c.len();
             sink.push(c);
@@ -284,7 +284,7 @@ async fn gather(up: &mut HttpSession, sink: &mut BodySink) -> (bool, Option<Box<
         Err(e) => return (false, Some(e)),
     };
     while taken < COALESCE_LIMIT {
-        match poll_now(up.read_response_body()) {
+        match poll_now(up.read_body()) {
             None => break,
             Some(Ok(Some(c))) => {
                 taken += c.len();

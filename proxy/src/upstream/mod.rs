@@ -4,11 +4,14 @@
 //! loop can only replay a request body of up to 64 KiB on retry, and LLM requests are larger.
 //! Here the body is a `Bytes` held by the request, so any attempt (retry, fallback to another
 //! target) re-sends it whole. New connections come from Pingora's connector; idle ones wait in
-//! the gateway's own [`pool`] (see there for why).
+//! the gateway's own [`pool`] (see there for why); responses are read by [`response`].
 
+mod framing;
 mod pool;
+mod response;
 
 pub use pool::Pool;
+pub use response::Response;
 
 use std::time::Duration;
 
@@ -16,7 +19,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
-use pingora::protocols::http::v1::client::HttpSession as HttpSessionV1;
 use pingora::protocols::Stream;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType};
@@ -151,12 +153,7 @@ pub fn request_head(
 
 /// Send the request and wait for the response header. A pooled connection the provider closed
 /// while it idled is retried once on a fresh one before the attempt counts as failed.
-pub async fn send(
-    conns: &Connections,
-    peer: &HttpPeer,
-    head: &[u8],
-    body: &Bytes,
-) -> Result<HttpSession, AttemptError> {
+pub async fn send(conns: &Connections, peer: &HttpPeer, head: &[u8], body: &Bytes) -> Result<Response, AttemptError> {
     let key = peer.reuse_hash();
     let mut retried_stale = false;
     loop {
@@ -167,7 +164,7 @@ pub async fn send(
             None => connect(&conns.connector, peer).await?,
         };
         match exchange(stream, peer, head, body).await {
-            Ok(session) => return Ok(session),
+            Ok(response) => return Ok(response),
             Err(e) if reused && !is_timeout(&e) => {
                 retried_stale = true;
                 tracing::debug!(error = %e, "pooled upstream connection was stale; retrying on a new one");
@@ -191,23 +188,19 @@ async fn connect(connector: &Connector, peer: &HttpPeer) -> Result<Stream, Attem
     }
 }
 
-async fn exchange(mut stream: Stream, peer: &HttpPeer, head: &[u8], body: &Bytes) -> pingora::Result<HttpSession> {
-    let write_timeout = peer.options.read_timeout.unwrap_or(Duration::MAX);
+async fn exchange(mut stream: Stream, peer: &HttpPeer, head: &[u8], body: &Bytes) -> pingora::Result<Response> {
+    let io_timeout = peer.options.read_timeout.unwrap_or(Duration::MAX);
     let mut request = head.chain(&body[..]);
     let written = async {
         stream.write_all_buf(&mut request).await?;
         stream.flush().await
     };
-    match tokio::time::timeout(write_timeout, written).await {
+    match tokio::time::timeout(io_timeout, written).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(Error::because(ErrorType::WriteError, "writing the request", e)),
         Err(_) => return Error::e_explain(ErrorType::WriteTimedout, "writing the request"),
     }
-    let mut session = HttpSession::H1(HttpSessionV1::new_with_options(stream, peer));
-    session.set_read_timeout(peer.options.read_timeout);
-    session.set_write_timeout(peer.options.read_timeout);
-    session.read_response_header().await?;
-    Ok(session)
+    Response::read(stream, io_timeout).await
 }
 
 fn is_timeout(e: &Error) -> bool {
@@ -227,18 +220,10 @@ fn classify(e: &Error, during: &str) -> AttemptError {
     }
 }
 
-/// Park a connection whose response was read to its end for the next request; close it
-/// otherwise (a response cut short leaves bytes nobody will read).
-pub async fn release(conns: &Connections, peer: &HttpPeer, mut session: HttpSession) {
-    if !session.response_done() {
-        session.shutdown().await;
-        return;
-    }
-    if let HttpSession::H1(mut h1) = session {
-        // Keep-alive as the response allows (HTTP/1.1 default, `Connection: close`, HTTP/1.0).
-        h1.respect_keepalive();
-        if let Some(stream) = h1.reuse().await {
-            conns.pool.put(peer.reuse_hash(), stream);
-        }
+/// Park a connection whose response was read to its end for the next request, if the response
+/// allows it (keep-alive, nothing past the body); close it otherwise.
+pub fn release(conns: &Connections, peer: &HttpPeer, response: Response) {
+    if let Some(stream) = response.into_reusable() {
+        conns.pool.put(peer.reuse_hash(), stream);
     }
 }

@@ -1,0 +1,359 @@
+//! Reading a provider's HTTP/1.x response on a connection the gateway wrote its request to:
+//! the head, then the body as it arrives.
+//!
+//! The gateway reads responses itself rather than through Pingora's client session, which
+//! keeps a case-preserving second copy of every header and hands out one body chunk per call.
+//! Here the head is parsed once (httparse) into the header map the client's answer is built
+//! from, and the body comes out of one read buffer as slices ([`framing`](super::framing)):
+//! whatever already arrived is returned without another read. Framing follows RFC 9112 §6.3;
+//! the connection goes back to the pool only when the body ended exactly where its framing said
+//! and the provider did not ask to close it.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use pingora::protocols::Stream;
+use pingora::{Error, ErrorType, Result};
+use pingora_timeout::timeout;
+use tokio::io::AsyncReadExt;
+
+use super::framing::Decoder;
+
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a response head.
+const MAX_HEADERS: usize = 128;
+/// Room made in the read buffer before each read.
+const READ_SIZE: usize = 16 * 1024;
+
+/// A provider's response: status and headers read, the body still on the connection.
+pub struct Response {
+    stream: Stream,
+    buf: BytesMut,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Decoder,
+    /// The provider allows another request on this connection after this response.
+    keepalive: bool,
+    read_timeout: Duration,
+}
+
+/// The parts of a parsed head.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    keepalive: bool,
+    body: Decoder,
+}
+
+impl Response {
+    /// Read the response head from `stream` (informational 1xx answers are skipped). Each read
+    /// waits at most `read_timeout`.
+    pub async fn read(stream: Stream, read_timeout: Duration) -> Result<Response> {
+        let mut r = Response {
+            stream,
+            buf: BytesMut::with_capacity(READ_SIZE),
+            status: StatusCode::BAD_GATEWAY,
+            headers: HeaderMap::new(),
+            body: Decoder::empty(),
+            keepalive: false,
+            read_timeout,
+        };
+        loop {
+            if let Some((len, head)) = parse_head(&r.buf)? {
+                r.buf.advance(len);
+                if head.status.is_informational() {
+                    continue;
+                }
+                r.status = head.status;
+                r.headers = head.headers;
+                r.keepalive = head.keepalive;
+                r.body = head.body;
+                return Ok(r);
+            }
+            if r.buf.len() >= MAX_HEAD {
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, "response head too large");
+            }
+            if r.fill().await? == 0 {
+                return Error::e_explain(ErrorType::ConnectionClosed, "closed before the response header");
+            }
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The headers, taken out (the response keeps an empty map).
+    pub fn take_headers(&mut self) -> HeaderMap {
+        std::mem::take(&mut self.headers)
+    }
+
+    /// The next piece of the body; `None` at its end. A piece already received is returned
+    /// without reading. Cancel-safe: bytes a dropped call read stay in the buffer.
+    pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            match self.body.next(&mut self.buf) {
+                Ok(Some(piece)) => return Ok(Some(piece)),
+                Ok(None) if self.body.is_done() => return Ok(None),
+                Ok(None) => {}
+                Err(e) => return Error::e_explain(ErrorType::InvalidHTTPHeader, e.to_string()),
+            }
+            if self.fill().await? == 0 {
+                if self.body.is_close_delimited() {
+                    self.body = Decoder::empty();
+                    return Ok(None);
+                }
+                return Error::e_explain(
+                    ErrorType::ConnectionClosed,
+                    "closed before the end of the response body",
+                );
+            }
+        }
+    }
+
+    /// Whether the body was read to its end.
+    pub fn is_done(&self) -> bool {
+        self.body.is_done()
+    }
+
+    /// The connection, if it can carry another request: the body ended where its framing said,
+    /// nothing came after it, and the provider did not ask to close.
+    pub fn into_reusable(self) -> Option<Stream> {
+        (self.keepalive && self.body.is_done() && self.buf.is_empty()).then_some(self.stream)
+    }
+
+    /// Read more bytes into the buffer; 0 means the provider closed the connection.
+    async fn fill(&mut self) -> Result<usize> {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.buf.reserve(READ_SIZE);
+        }
+        match timeout(self.read_timeout, self.stream.read_buf(&mut self.buf)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Error::e_because(ErrorType::ReadError, "reading the response", e),
+            Err(_) => Error::e_explain(ErrorType::ReadTimedout, "reading the response"),
+        }
+    }
+}
+
+/// The head at the start of `buf` and its length, or `None` if it is not complete yet.
+fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut fields);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Error::e_explain(ErrorType::InvalidHTTPHeader, format!("invalid response head: {e}")),
+    };
+    let Some(status) = parsed.code.and_then(|c| StatusCode::from_u16(c).ok()) else {
+        return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid response status");
+    };
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for field in parsed.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(field.name.as_bytes()),
+            HeaderValue::from_bytes(field.value),
+        ) else {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid response header field");
+        };
+        headers.append(name, value);
+    }
+    let http10 = parsed.version == Some(0);
+    let (body, framing_keeps) = framing(status, &headers)?;
+    let keepalive = framing_keeps && connection_allows_reuse(&headers, http10);
+    Ok(Some((
+        len,
+        Head {
+            status,
+            headers,
+            keepalive,
+            body,
+        },
+    )))
+}
+
+/// How the body is framed (RFC 9112 §6.3), and whether that framing lets the connection be
+/// reused.
+fn framing(status: StatusCode, headers: &HeaderMap) -> Result<(Decoder, bool)> {
+    if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Decoder::empty(), true));
+    }
+    if let Some(te) = last_token(headers, &http::header::TRANSFER_ENCODING) {
+        // With both, Transfer-Encoding wins and the connection must not be reused (§6.3.3).
+        let reusable = !headers.contains_key(http::header::CONTENT_LENGTH);
+        return Ok(if te.eq_ignore_ascii_case(b"chunked") {
+            (Decoder::chunked(), reusable)
+        } else {
+            (Decoder::until_close(), false)
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(http::header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_length(part.trim_ascii())?;
+            if length.is_some_and(|l| l != n) {
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, "conflicting Content-Length values");
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(n) => (Decoder::length(n), true),
+        None => (Decoder::until_close(), false),
+    })
+}
+
+fn parse_length(digits: &[u8]) -> Result<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid Content-Length");
+    }
+    Ok(digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The last comma-separated token of the last `name` field, if any.
+fn last_token<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a [u8]> {
+    let value = headers.get_all(name).iter().next_back()?;
+    value.as_bytes().rsplit(|&b| b == b',').next().map(<[u8]>::trim_ascii)
+}
+
+/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with `keep-alive`.
+fn connection_allows_reuse(headers: &HeaderMap, http10: bool) -> bool {
+    let mut close = false;
+    let mut keep_alive = false;
+    for value in headers.get_all(http::header::CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    !close && (!http10 || keep_alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn head(text: &str) -> Head {
+        match parse_head(text.as_bytes()) {
+            Ok(Some((len, h))) => {
+                assert_eq!(len, text.len());
+                h
+            }
+            other => panic!("not a complete head: {:?}", other.map(|o| o.map(|(l, _)| l))),
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n");
+        assert_eq!((h.status.as_u16(), h.keepalive, h.body.is_done()), (200, true, false));
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n");
+        assert!(!h.keepalive, "TE with CL: decoded as chunked, never reused");
+        assert!(!h.body.is_close_delimited());
+        let h = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n");
+        assert!(h.body.is_close_delimited() && !h.keepalive);
+        let h = head("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n");
+        assert!(h.body.is_close_delimited() && !h.keepalive);
+        let h = head("HTTP/1.1 204 No Content\r\n\r\n");
+        assert!(h.body.is_done() && h.keepalive);
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n");
+        assert!(!h.body.is_done());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: -3\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_header() {
+        assert!(!head("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: Close\r\n\r\n").keepalive);
+        assert!(!head("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: x, close\r\n\r\n").keepalive);
+        assert!(!head("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n").keepalive);
+        assert!(head("HTTP/1.0 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n").keepalive);
+    }
+
+    #[test]
+    fn a_partial_head_waits_and_a_broken_one_is_refused() {
+        assert!(matches!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-le"), Ok(None)));
+        assert!(parse_head(b"HTTP/1.1 2x0 OK\r\n\r\n").is_err());
+        assert!(parse_head(b"SMTP ready\r\n\r\n").is_err());
+    }
+
+    async fn pair() -> (Stream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let client: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(client.unwrap()));
+        (client, server.unwrap().0)
+    }
+
+    async fn body_of(r: &mut Response) -> Vec<u8> {
+        let mut body = Vec::new();
+        while let Some(piece) = r.read_body().await.unwrap() {
+            body.extend_from_slice(&piece);
+        }
+        body
+    }
+
+    #[tokio::test]
+    async fn a_response_in_pieces_is_read_whole_and_its_connection_reused() {
+        let (client, mut server) = pair().await;
+        let writer = tokio::spawn(async move {
+            for part in [
+                &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-"[..],
+                b"Encoding: chunked\r\nx-a: 1\r\n\r\n5\r\nhel",
+                b"lo\r\n0\r\n\r\n",
+            ] {
+                server.write_all(part).await.unwrap();
+                server.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            server
+        });
+        let mut r = Response::read(client, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers().get("x-a").unwrap(), "1");
+        assert_eq!(body_of(&mut r).await, b"hello");
+        assert!(r.is_done());
+        assert!(r.into_reusable().is_some());
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_close_delimited_body_ends_at_close_and_is_not_reused() {
+        let (client, mut server) = pair().await;
+        server.write_all(b"HTTP/1.1 200 OK\r\n\r\nall of it").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut r = Response::read(client, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(body_of(&mut r).await, b"all of it");
+        assert!(r.into_reusable().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error_and_a_silent_provider_times_out() {
+        let (client, mut server) = pair().await;
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf")
+            .await
+            .unwrap();
+        server.shutdown().await.unwrap();
+        let mut r = Response::read(client, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(r.read_body().await.unwrap().unwrap(), &b"half"[..]);
+        let e = r.read_body().await.unwrap_err();
+        assert_eq!(e.etype(), &ErrorType::ConnectionClosed);
+
+        let (client, _server) = pair().await;
+        let e = Response::read(client, Duration::from_millis(50)).await.err().unwrap();
+        assert_eq!(e.etype(), &ErrorType::ReadTimedout);
+    }
+}
