@@ -37,27 +37,16 @@ const MAX_JSON_USAGE_SCAN: usize = 8 << 20;
 /// Most bytes gathered from already-buffered chunks into one downstream write.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-/// Response headers that belong to one hop and are not relayed.
-const HOP_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-];
+/// Set by the gateway, whatever the provider says.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The SSE event a client gets when the upstream dies mid-stream, before the connection is cut.
 const CUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream connection failed mid-stream.\",\"type\":\"upstream_error\",\"code\":\"upstream_cut\"}}\n\n";
 
-/// The client's response header: the provider's, less hop-by-hop fields and those the gateway
-/// sets, plus the gateway's own.
+/// The client's response header: the provider's (hop-by-hop fields were dropped when it was
+/// read), less those the gateway sets, plus the gateway's own.
 fn downstream_header(status: StatusCode, mut headers: HeaderMap, is_sse: bool, ctx: &RequestCtx) -> ResponseHeader {
-    for name in HOP_HEADERS {
-        headers.remove(*name);
-    }
-    headers.remove("x-request-id");
+    headers.remove(X_REQUEST_ID);
     if is_sse {
         headers.remove(http::header::CONTENT_LENGTH);
     }

@@ -2,8 +2,10 @@
 //!
 //! Only what holds usage is parsed: a `memmem` finds `"usage"`; `"usage":null` (sent on every
 //! chunk by OpenAI when usage is requested) is skipped at once; otherwise the top-level members
-//! are walked and just the usage object is handed to simd-json. Tolerates providers that omit
-//! `total_tokens`, report cache hits DeepSeek-style, or put usage on a content chunk.
+//! are walked and just the usage object is read: member by member when it is plain (unescaped
+//! keys, integer or null counts, as every provider writes it), else by simd-json, which reads
+//! anything valid the same way. Tolerates providers that omit `total_tokens`, report cache hits
+//! DeepSeek-style, or put usage on a content chunk.
 
 use memchr::memmem;
 use serde::Deserialize;
@@ -21,7 +23,7 @@ pub struct Usage {
     pub cached: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Debug, PartialEq, Eq)]
 struct RawUsage {
     #[serde(default)]
     prompt_tokens: Option<u64>,
@@ -35,7 +37,7 @@ struct RawUsage {
     prompt_cache_hit_tokens: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Debug, PartialEq, Eq)]
 struct RawDetails {
     #[serde(default)]
     cached_tokens: Option<u64>,
@@ -115,7 +117,11 @@ impl UsageFinder {
         })
         .ok()?;
         let span = usage?;
-        let raw: RawUsage = crate::simd_parse::from_slice(&json[span]).ok()?;
+        let object = &json[span];
+        let raw = match read_plain(object) {
+            Some(raw) => raw,
+            None => crate::simd_parse::from_slice(object).ok()?,
+        };
         let prompt = raw.prompt_tokens.unwrap_or(0);
         let completion = raw.completion_tokens.unwrap_or(0);
         let cached = raw
@@ -123,7 +129,7 @@ impl UsageFinder {
             .and_then(|d| d.cached_tokens)
             .or(raw.prompt_cache_hit_tokens)
             .unwrap_or(0);
-        let total = raw.total_tokens.unwrap_or(prompt + completion);
+        let total = raw.total_tokens.unwrap_or(prompt.saturating_add(completion));
         Some((
             Usage {
                 prompt,
@@ -136,9 +142,126 @@ impl UsageFinder {
     }
 }
 
+/// A usage object read member by member, or `None` when it is not plain: a key with an escape,
+/// a count that is neither an unsigned integer nor `null`, a count given twice, or anything
+/// malformed. Plain objects read the same as through serde; the rest go to simd-json.
+fn read_plain(object: &[u8]) -> Option<RawUsage> {
+    let mut raw = RawUsage::default();
+    let mut seen = [false; 5];
+    let mut plain = true;
+    for_each_member(object, |key, m| {
+        let value = &object[m.value];
+        let (slot, at) = match key {
+            b"prompt_tokens" => (&mut raw.prompt_tokens, 0),
+            b"completion_tokens" => (&mut raw.completion_tokens, 1),
+            b"total_tokens" => (&mut raw.total_tokens, 2),
+            b"prompt_cache_hit_tokens" => (&mut raw.prompt_cache_hit_tokens, 3),
+            b"prompt_tokens_details" => {
+                plain = !std::mem::replace(&mut seen[4], true) && read_details(value, &mut raw.prompt_tokens_details);
+                return plain;
+            }
+            k => {
+                plain = !k.contains(&b'\\');
+                return plain;
+            }
+        };
+        plain = !std::mem::replace(&mut seen[at], true) && read_count(value, slot);
+        plain
+    })
+    .ok()?;
+    plain.then_some(raw)
+}
+
+/// `prompt_tokens_details`: `null`, or an object whose `cached_tokens` is a plain count.
+fn read_details(value: &[u8], into: &mut Option<RawDetails>) -> bool {
+    if value == b"null" {
+        return true;
+    }
+    let mut details = RawDetails::default();
+    let mut seen = false;
+    let mut plain = true;
+    let walked = for_each_member(value, |key, m| {
+        plain = match key {
+            b"cached_tokens" => {
+                !std::mem::replace(&mut seen, true) && read_count(&value[m.value], &mut details.cached_tokens)
+            }
+            k => !k.contains(&b'\\'),
+        };
+        plain
+    });
+    *into = Some(details);
+    walked.is_ok() && plain
+}
+
+/// A count: `null`, or an unsigned integer that fits in 64 bits.
+fn read_count(value: &[u8], into: &mut Option<u64>) -> bool {
+    if value == b"null" {
+        *into = None;
+        return true;
+    }
+    if value.is_empty()
+        || value.len() > 20
+        || !value.iter().all(u8::is_ascii_digit)
+        || (value.len() > 1 && value[0] == b'0')
+    {
+        return false;
+    }
+    let n = value
+        .iter()
+        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+    *into = n;
+    n.is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn plain_usage_objects_read_as_serde_reads_them(
+            counts in prop::collection::vec(prop::option::of(prop_oneof![0u64..100_000, Just(u64::MAX)]), 5),
+            order in Just(vec![0usize, 1, 2, 3, 4]).prop_shuffle(),
+            spaced in any::<bool>(),
+            extra in any::<bool>(),
+        ) {
+            let names = ["prompt_tokens", "completion_tokens", "total_tokens", "prompt_cache_hit_tokens", "prompt_tokens_details"];
+            let count = |c: Option<u64>| c.map_or("null".to_string(), |n| n.to_string());
+            let sep = if spaced { " , " } else { "," };
+            let mut members: Vec<String> = order.iter().map(|&i| {
+                let v = if i == 4 { format!("{{\"audio_tokens\":0,\"cached_tokens\":{}}}", count(counts[4])) } else { count(counts[i]) };
+                format!("\"{}\":{}{}", names[i], if spaced { " " } else { "" }, v)
+            }).collect();
+            if extra {
+                members.push("\"completion_tokens_details\":{\"reasoning_tokens\":3}".to_string());
+            }
+            let object = format!("{{{}}}", members.join(sep));
+            let by_serde: RawUsage = crate::simd_parse::from_slice(object.as_bytes()).unwrap();
+            prop_assert_eq!(read_plain(object.as_bytes()), Some(by_serde));
+        }
+    }
+
+    #[test]
+    fn usage_objects_that_are_not_plain_go_to_simd_json() {
+        for object in [
+            &br#"{"prompt\u005ftokens":5}"#[..],
+            br#"{"prompt_tokens":5.0}"#,
+            br#"{"prompt_tokens":-1}"#,
+            br#"{"prompt_tokens":"5"}"#,
+            br#"{"prompt_tokens":05}"#,
+            br#"{"prompt_tokens":18446744073709551616}"#,
+            br#"{"prompt_tokens":5,"prompt_tokens":6}"#,
+            br#"{"prompt_tokens_details":{"cached\u005ftokens":1}}"#,
+            br#"{"prompt_tokens_details":[]}"#,
+            br#"{"prompt_tokens":5"#,
+        ] {
+            assert_eq!(read_plain(object), None, "{}", String::from_utf8_lossy(object));
+        }
+        let f = UsageFinder::default();
+        let escaped = br#"{"choices":[],"usage":{"prompt\u005ftokens":5,"completion_tokens":1}}"#;
+        assert_eq!(f.in_json(escaped).map(|u| (u.prompt, u.total)), Some((5, 6)));
+    }
 
     #[test]
     fn usage_only_event_is_recognised_and_null_usage_is_skipped() {

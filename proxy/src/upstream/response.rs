@@ -156,19 +156,31 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>> {
     let Some(status) = parsed.code.and_then(|c| StatusCode::from_u16(c).ok()) else {
         return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid response status");
     };
+    // Hop-by-hop fields are this connection's business: read here, never relayed.
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut connection = Connection::default();
+    let mut transfer_encoding: Option<&[u8]> = None;
     for field in parsed.headers.iter() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(field.name.as_bytes()),
-            HeaderValue::from_bytes(field.value),
-        ) else {
-            return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid response header field");
-        };
-        headers.append(name, value);
+        let name = field.name.as_bytes();
+        match hop_by_hop(name) {
+            Some(Hop::Connection) => connection.add(field.value),
+            Some(Hop::TransferEncoding) => transfer_encoding = Some(field.value),
+            Some(Hop::Other) => {}
+            None => {
+                let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(field.value)) else {
+                    return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid response header field");
+                };
+                headers.append(name, value);
+            }
+        }
     }
+    for name in &connection.nominated {
+        headers.remove(name);
+    }
+    let te = transfer_encoding.and_then(|v| v.rsplit(|&b| b == b',').next().map(<[u8]>::trim_ascii));
     let http10 = parsed.version == Some(0);
-    let (body, framing_keeps) = framing(status, &headers)?;
-    let keepalive = framing_keeps && connection_allows_reuse(&headers, http10);
+    let (body, framing_keeps) = framing(status, te, &headers)?;
+    let keepalive = framing_keeps && !connection.close && (!http10 || connection.keep_alive);
     Ok(Some((
         len,
         Head {
@@ -180,13 +192,56 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>> {
     )))
 }
 
-/// How the body is framed (RFC 9112 §6.3), and whether that framing lets the connection be
-/// reused.
-fn framing(status: StatusCode, headers: &HeaderMap) -> Result<(Decoder, bool)> {
+/// Hop-by-hop response fields (RFC 9110 §7.6.1).
+enum Hop {
+    Connection,
+    TransferEncoding,
+    Other,
+}
+
+fn hop_by_hop(name: &[u8]) -> Option<Hop> {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        10 if is(b"connection") => Some(Hop::Connection),
+        17 if is(b"transfer-encoding") => Some(Hop::TransferEncoding),
+        2 if is(b"te") => Some(Hop::Other),
+        7 if is(b"trailer") || is(b"upgrade") => Some(Hop::Other),
+        10 if is(b"keep-alive") => Some(Hop::Other),
+        16 if is(b"proxy-connection") => Some(Hop::Other),
+        _ => None,
+    }
+}
+
+/// What the `Connection` fields say: close, keep-alive (HTTP/1.0), and other fields this hop
+/// only.
+#[derive(Default)]
+struct Connection {
+    close: bool,
+    keep_alive: bool,
+    nominated: Vec<HeaderName>,
+}
+
+impl Connection {
+    fn add(&mut self, value: &[u8]) {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if let Ok(name) = HeaderName::from_bytes(token) {
+                self.nominated.push(name);
+            }
+        }
+    }
+}
+
+/// How the body is framed (RFC 9112 §6.3), given the final transfer coding if any, and whether
+/// that framing lets the connection be reused.
+fn framing(status: StatusCode, te: Option<&[u8]>, headers: &HeaderMap) -> Result<(Decoder, bool)> {
     if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Decoder::empty(), true));
     }
-    if let Some(te) = last_token(headers, &http::header::TRANSFER_ENCODING) {
+    if let Some(te) = te {
         // With both, Transfer-Encoding wins and the connection must not be reused (§6.3.3).
         let reusable = !headers.contains_key(http::header::CONTENT_LENGTH);
         return Ok(if te.eq_ignore_ascii_case(b"chunked") {
@@ -216,26 +271,6 @@ fn parse_length(digits: &[u8]) -> Result<u64> {
         return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid Content-Length");
     }
     Ok(digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-/// The last comma-separated token of the last `name` field, if any.
-fn last_token<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a [u8]> {
-    let value = headers.get_all(name).iter().next_back()?;
-    value.as_bytes().rsplit(|&b| b == b',').next().map(<[u8]>::trim_ascii)
-}
-
-/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with `keep-alive`.
-fn connection_allows_reuse(headers: &HeaderMap, http10: bool) -> bool {
-    let mut close = false;
-    let mut keep_alive = false;
-    for value in headers.get_all(http::header::CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
-    }
-    !close && (!http10 || keep_alive)
 }
 
 #[cfg(test)]
@@ -272,6 +307,17 @@ mod tests {
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: -3\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_not_kept_for_the_client() {
+        let h = head("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nTransfer-Encoding: chunked\r\nUpgrade: h2c\r\nX-End: 2\r\n\r\n");
+        let names: Vec<&str> = h.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-end"]);
+        assert!(
+            !h.body.is_done() && !h.body.is_close_delimited(),
+            "still decoded as chunked"
+        );
     }
 
     #[test]
