@@ -69,6 +69,14 @@ impl Default for UsageFinder {
 impl UsageFinder {
     /// Classify one complete SSE event (with its trailing blank line).
     pub fn inspect_event(&self, event: &[u8]) -> EventKind {
+        if ends_with_null_usage(event) {
+            return EventKind::Other;
+        }
+        self.search_event(event)
+    }
+
+    /// Classify an event by searching it for usage.
+    fn search_event(&self, event: &[u8]) -> EventKind {
         if !self.may_hold_usage(event) {
             return EventKind::Other;
         }
@@ -140,6 +148,26 @@ impl UsageFinder {
             choices_empty,
         ))
     }
+}
+
+/// Whether the event's last line is a `data:` line whose JSON ends with `"usage":null}`. Then
+/// the last member of the top-level object is a null usage, so the event reports none, which is
+/// what searching it would conclude too (the last of duplicate keys wins there, and a JSON text
+/// that does not close there is no usage either). This is the event OpenAI sends for every
+/// chunk once usage is asked for, known from its last bytes.
+fn ends_with_null_usage(event: &[u8]) -> bool {
+    let text = event.trim_ascii_end();
+    let line = memchr::memrchr(b'\n', text).map_or(text, |i| &text[i + 1..]);
+    let Some(mut rest) = line.strip_prefix(b"data:") else {
+        return false;
+    };
+    for token in [&b"}"[..], b"null", b":", b"\"usage\""] {
+        match rest.trim_ascii_end().strip_suffix(token) {
+            Some(before) => rest = before,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A usage object read member by member, or `None` when it is not plain: a key with an escape,
@@ -239,6 +267,32 @@ mod tests {
             let object = format!("{{{}}}", members.join(sep));
             let by_serde: RawUsage = crate::simd_parse::from_slice(object.as_bytes()).unwrap();
             prop_assert_eq!(read_plain(object.as_bytes()), Some(by_serde));
+        }
+    }
+
+    #[test]
+    fn an_event_ending_in_null_usage_is_known_from_its_end_and_agrees_with_a_search() {
+        let f = UsageFinder::default();
+        let events: [&[u8]; 9] = [
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n",
+            b"data: {\"choices\":[],\"usage\" : null }\r\n\r\n",
+            b"data: {\"usage\":{\"prompt_tokens\":1},\"usage\":null}\n\n",
+            b"data: {\"a\":1,\ndata: \"usage\":null}\n\n",
+            b"data: {\"a\":{\"usage\":null}\n\n",
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n",
+            b"data: {\"usage\":null}\nid: 4\n\n",
+            b": comment \"usage\":null}\n\n",
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"x\":{\"usage\":null}}}\n\n",
+        ];
+        let fast: Vec<bool> = events.iter().map(|e| ends_with_null_usage(e)).collect();
+        assert_eq!(fast, [true, true, true, true, true, false, false, false, false]);
+        for event in events {
+            assert_eq!(
+                f.inspect_event(event),
+                f.search_event(event),
+                "{}",
+                String::from_utf8_lossy(event)
+            );
         }
     }
 
