@@ -3,8 +3,8 @@
 //! Each upstream chunk goes out as soon as it arrives, so time to first token is preserved; but
 //! chunks that are *already* buffered when one arrives (a provider flushing a burst of events)
 //! are taken at once without waiting and written downstream in one write, so a burst costs one
-//! send instead of one per event. Pingora's body reads are cancel-safe (its own proxy loop
-//! selects over them), which is what makes the non-waiting poll sound.
+//! send instead of one per event. [`Response::read_body`] is cancel-safe (what a dropped read
+//! got stays in its buffer), which is what makes the non-waiting poll sound.
 //!
 //! The response header waits for the first batch: when that batch already ends the body (a JSON
 //! answer, or a stream the provider flushed at once), the client gets it with `Content-Length`,

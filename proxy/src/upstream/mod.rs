@@ -211,7 +211,7 @@ fn is_timeout(e: &Error) -> bool {
 }
 
 fn classify(e: &Error, during: &str) -> AttemptError {
-    // Error text from Pingora names the address and the cause, never a header value.
+    // Only the error's kind goes into the message: never an address detail or a header value.
     let msg = format!("upstream failed while {during}: {}", e.etype().as_str());
     if is_timeout(e) {
         AttemptError::Timeout(msg)
