@@ -220,6 +220,17 @@ fn classify(e: &Error, during: &str) -> AttemptError {
     }
 }
 
+/// A connected pair over loopback, for tests: the gateway's side as a Pingora stream, and the
+/// provider's side.
+#[cfg(test)]
+async fn loopback_pair() -> (Stream, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    let client: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(client.unwrap()));
+    (client, server.unwrap().0)
+}
+
 /// Park a connection whose response was read to its end for the next request, if the response
 /// allows it (keep-alive, nothing past the body); close it otherwise.
 pub fn release(conns: &Connections, peer: &HttpPeer, response: Response) {

@@ -127,21 +127,13 @@ fn is_quiet(stream: &mut Stream) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::loopback_pair;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::{TcpListener, TcpStream};
-
-    async fn pair() -> (Stream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let client: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(client.unwrap()));
-        (client, server.unwrap().0)
-    }
 
     #[tokio::test]
     async fn a_parked_connection_is_handed_back_to_its_peer_only() {
         let pool = Pool::new(8, Duration::from_secs(60));
-        let (client, _server) = pair().await;
+        let (client, _server) = loopback_pair().await;
         pool.put(1, client);
         assert_eq!(pool.idle(), 1);
         assert!(pool.take(2).is_none());
@@ -153,8 +145,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_pool_closes_what_it_cannot_keep() {
         let pool = Pool::new(1, Duration::from_secs(60));
-        let (a, _sa) = pair().await;
-        let (b, _sb) = pair().await;
+        let (a, _sa) = loopback_pair().await;
+        let (b, _sb) = loopback_pair().await;
         pool.put(1, a);
         pool.put(1, b);
         assert_eq!(pool.idle(), 1);
@@ -163,20 +155,20 @@ mod tests {
     #[tokio::test]
     async fn connections_idle_past_the_timeout_are_closed() {
         let pool = Pool::new(8, Duration::ZERO);
-        let (a, _sa) = pair().await;
-        let (b, _sb) = pair().await;
+        let (a, _sa) = loopback_pair().await;
+        let (b, _sb) = loopback_pair().await;
         pool.put(1, a);
         pool.put(2, b);
         pool.sweep();
         assert_eq!(pool.idle(), 0);
-        let (c, _sc) = pair().await;
+        let (c, _sc) = loopback_pair().await;
         pool.put(1, c);
         assert!(pool.take(1).is_none(), "expired on the way out too");
     }
 
     #[tokio::test]
     async fn a_connection_the_provider_closed_is_not_reused() {
-        let (client, mut server) = pair().await;
+        let (client, mut server) = loopback_pair().await;
         let mut client = client;
         assert!(is_quiet(&mut client));
         server.shutdown().await.unwrap();

@@ -276,8 +276,8 @@ fn parse_length(digits: &[u8]) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::loopback_pair;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::{TcpListener, TcpStream};
 
     fn head(text: &str) -> Head {
         match parse_head(text.as_bytes()) {
@@ -335,14 +335,6 @@ mod tests {
         assert!(parse_head(b"SMTP ready\r\n\r\n").is_err());
     }
 
-    async fn pair() -> (Stream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let client: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(client.unwrap()));
-        (client, server.unwrap().0)
-    }
-
     async fn body_of(r: &mut Response) -> Vec<u8> {
         let mut body = Vec::new();
         while let Some(piece) = r.read_body().await.unwrap() {
@@ -353,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_response_in_pieces_is_read_whole_and_its_connection_reused() {
-        let (client, mut server) = pair().await;
+        let (client, mut server) = loopback_pair().await;
         let writer = tokio::spawn(async move {
             for part in [
                 &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-"[..],
@@ -377,7 +369,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_close_delimited_body_ends_at_close_and_is_not_reused() {
-        let (client, mut server) = pair().await;
+        let (client, mut server) = loopback_pair().await;
         server.write_all(b"HTTP/1.1 200 OK\r\n\r\nall of it").await.unwrap();
         server.shutdown().await.unwrap();
         let mut r = Response::read(client, Duration::from_secs(5)).await.unwrap();
@@ -387,7 +379,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_cut_short_is_an_error_and_a_silent_provider_times_out() {
-        let (client, mut server) = pair().await;
+        let (client, mut server) = loopback_pair().await;
         server
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf")
             .await
@@ -398,7 +390,7 @@ mod tests {
         let e = r.read_body().await.unwrap_err();
         assert_eq!(e.etype(), &ErrorType::ConnectionClosed);
 
-        let (client, _server) = pair().await;
+        let (client, _server) = loopback_pair().await;
         let e = Response::read(client, Duration::from_millis(50)).await.err().unwrap();
         assert_eq!(e.etype(), &ErrorType::ReadTimedout);
     }
