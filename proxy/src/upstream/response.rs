@@ -63,6 +63,10 @@ impl Response {
         loop {
             if let Some((len, head)) = parse_head(&r.buf)? {
                 r.buf.advance(len);
+                if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                    // The gateway never asks for an upgrade; what follows is not HTTP/1.
+                    return Error::e_explain(ErrorType::InvalidHTTPHeader, "the provider switched protocols unasked");
+                }
                 if head.status.is_informational() {
                     continue;
                 }
@@ -393,5 +397,18 @@ mod tests {
         let (client, _server) = loopback_pair().await;
         let e = Response::read(client, Duration::from_millis(50)).await.err().unwrap();
         assert_eq!(e.etype(), &ErrorType::ReadTimedout);
+    }
+
+    #[tokio::test]
+    async fn a_protocol_switch_nobody_asked_for_is_an_error() {
+        let (client, mut server) = loopback_pair().await;
+        server
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let e = Response::read(client, Duration::from_secs(5)).await.err().unwrap();
+        assert_eq!(e.etype(), &ErrorType::InvalidHTTPHeader);
     }
 }
