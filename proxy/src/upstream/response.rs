@@ -50,19 +50,11 @@ struct Head {
 impl Response {
     /// Read the response head from `stream` (informational 1xx answers are skipped). Each read
     /// waits at most `read_timeout`.
-    pub async fn read(stream: Stream, read_timeout: Duration) -> Result<Response> {
-        let mut r = Response {
-            stream,
-            buf: BytesMut::with_capacity(READ_SIZE),
-            status: StatusCode::BAD_GATEWAY,
-            headers: HeaderMap::new(),
-            body: Decoder::empty(),
-            keepalive: false,
-            read_timeout,
-        };
+    pub async fn read(mut stream: Stream, read_timeout: Duration) -> Result<Response> {
+        let mut buf = BytesMut::with_capacity(READ_SIZE);
         loop {
-            if let Some((len, head)) = parse_head(&r.buf)? {
-                r.buf.advance(len);
+            if let Some((len, head)) = parse_head(&buf)? {
+                buf.advance(len);
                 if head.status == StatusCode::SWITCHING_PROTOCOLS {
                     // The gateway never asks for an upgrade; what follows is not HTTP/1.
                     return Error::e_explain(ErrorType::InvalidHTTPHeader, "the provider switched protocols unasked");
@@ -70,16 +62,20 @@ impl Response {
                 if head.status.is_informational() {
                     continue;
                 }
-                r.status = head.status;
-                r.headers = head.headers;
-                r.keepalive = head.keepalive;
-                r.body = head.body;
-                return Ok(r);
+                return Ok(Response {
+                    stream,
+                    buf,
+                    status: head.status,
+                    headers: head.headers,
+                    body: head.body,
+                    keepalive: head.keepalive,
+                    read_timeout,
+                });
             }
-            if r.buf.len() >= MAX_HEAD {
+            if buf.len() >= MAX_HEAD {
                 return Error::e_explain(ErrorType::InvalidHTTPHeader, "response head too large");
             }
-            if r.fill().await? == 0 {
+            if fill(&mut stream, &mut buf, read_timeout).await? == 0 {
                 return Error::e_explain(ErrorType::ConnectionClosed, "closed before the response header");
             }
         }
@@ -108,7 +104,7 @@ impl Response {
                 Ok(None) => {}
                 Err(e) => return Error::e_explain(ErrorType::InvalidHTTPHeader, e.to_string()),
             }
-            if self.fill().await? == 0 {
+            if fill(&mut self.stream, &mut self.buf, self.read_timeout).await? == 0 {
                 if self.body.is_close_delimited() {
                     self.body = Decoder::empty();
                     return Ok(None);
@@ -131,17 +127,18 @@ impl Response {
     pub fn into_reusable(self) -> Option<Stream> {
         (self.keepalive && self.body.is_done() && self.buf.is_empty()).then_some(self.stream)
     }
+}
 
-    /// Read more bytes into the buffer; 0 means the provider closed the connection.
-    async fn fill(&mut self) -> Result<usize> {
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
-            self.buf.reserve(READ_SIZE);
-        }
-        match timeout(self.read_timeout, self.stream.read_buf(&mut self.buf)).await {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Error::e_because(ErrorType::ReadError, "reading the response", e),
-            Err(_) => Error::e_explain(ErrorType::ReadTimedout, "reading the response"),
-        }
+/// Read more bytes from `stream` into `buf`, waiting at most `read_timeout`; 0 means the provider
+/// closed the connection.
+async fn fill(stream: &mut Stream, buf: &mut BytesMut, read_timeout: Duration) -> Result<usize> {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        buf.reserve(READ_SIZE);
+    }
+    match timeout(read_timeout, stream.read_buf(buf)).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Error::e_because(ErrorType::ReadError, "reading the response", e),
+        Err(_) => Error::e_explain(ErrorType::ReadTimedout, "reading the response"),
     }
 }
 
