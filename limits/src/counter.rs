@@ -56,6 +56,18 @@ impl LocalCounters {
         1
     }
 
+    /// Take back one increment of `key` in the window ending at `end_ms` (a request that was
+    /// counted but not served). Nothing happens once that window is over.
+    pub fn decr(&self, key: &str, end_ms: u64, now_ms: u64) {
+        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
+        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = shard.map.get_mut(key) {
+            if entry.0 == end_ms && end_ms > now_ms {
+                entry.1 = entry.1.saturating_sub(1);
+            }
+        }
+    }
+
     /// Keys held (for tests and metrics).
     pub fn len(&self) -> usize {
         self.shards
@@ -80,6 +92,23 @@ mod tests {
         assert_eq!(c.incr("a", 1000, 20), 2);
         assert_eq!(c.incr("b", 1000, 20), 1);
         assert_eq!(c.incr("a", 2000, 1000), 1, "next window starts at zero");
+    }
+
+    #[test]
+    fn a_refund_gives_back_one_count_of_the_same_window_only() {
+        let c = LocalCounters::new();
+        c.incr("a", 1000, 10);
+        c.incr("a", 1000, 10);
+        c.decr("a", 1000, 20);
+        assert_eq!(c.incr("a", 1000, 30), 2, "one of two given back");
+        c.decr("a", 900, 30); // an earlier window's refund
+        c.decr("a", 1000, 1000); // after the window ended
+        c.decr("missing", 1000, 30);
+        assert_eq!(c.incr("a", 1000, 40), 3);
+        for _ in 0..5 {
+            c.decr("b", 1000, 10);
+        }
+        assert_eq!(c.incr("b", 1000, 10), 1, "never below zero");
     }
 
     #[test]

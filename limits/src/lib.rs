@@ -28,4 +28,4 @@ pub use exact::ExactBuckets;
 pub use redis::RedisCounters;
 pub use sync::{SyncOptions, SyncStats, Syncer};
 pub use table::{BucketTable, TableOptions};
-pub use window::{Period, Window};
+pub use window::{Calendar, Period, Window};

@@ -16,6 +16,13 @@ if n == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
 return n
 ";
 
+/// Give one back, only to a counter that still exists: a window that expired meanwhile is not
+/// brought back as a negative count without an expiry.
+const DECR_SCRIPT: &str = r"
+if (tonumber(redis.call('GET', KEYS[1])) or 0) > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+";
+
 /// Why Redis could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -114,6 +121,21 @@ impl RedisCounters {
             .eval::<i64, _, _, _>(INCR_SCRIPT, vec![key.to_string()], vec![end_ms as i64]);
         match tokio_timeout(self.timeout, call).await {
             Some(Ok(n)) => Ok(n.max(0) as u64),
+            Some(Err(e)) => Err(RedisError::Redis(e.to_string())),
+            None => Err(RedisError::Timeout(self.timeout)),
+        }
+    }
+}
+
+impl RedisCounters {
+    /// Take back one increment of `key` (a request that was counted but not served).
+    pub async fn decr(&self, key: &str) -> Result<(), RedisError> {
+        let call = self
+            .hot
+            .get()
+            .eval::<i64, _, _, _>(DECR_SCRIPT, vec![key.to_string()], Vec::<i64>::new());
+        match tokio_timeout(self.timeout, call).await {
+            Some(Ok(_)) => Ok(()),
             Some(Err(e)) => Err(RedisError::Redis(e.to_string())),
             None => Err(RedisError::Timeout(self.timeout)),
         }

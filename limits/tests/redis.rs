@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use fred::prelude::*;
 use tollgate_limits::{Clock, RedisCounters, SystemClock};
 
 fn unique(name: &str) -> String {
@@ -47,6 +48,24 @@ async fn two_clients_share_one_exact_count() {
     );
     // With a limit of 20, exactly 20 increments were at or under it.
     assert_eq!(all.iter().filter(|&&n| n <= 20).count(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_takes_back_one_count_and_never_creates_a_counter() {
+    let c = RedisCounters::new("redis://127.0.0.1:6379", Duration::from_secs(2)).unwrap();
+    c.connect(Duration::from_secs(5)).await.unwrap();
+    let key = unique("refund");
+    let end = SystemClock.now_ms() + 60_000;
+    c.incr(&key, end).await.unwrap();
+    c.incr(&key, end).await.unwrap();
+    c.decr(&key).await.unwrap();
+    assert_eq!(c.incr(&key, end).await.unwrap(), 2);
+    // A counter that is gone (its window expired) stays gone: no count without an expiry.
+    let gone = unique("refund-gone");
+    c.decr(&gone).await.unwrap();
+    let exists: i64 = c.client().exists(&gone).await.unwrap();
+    assert_eq!(exists, 0);
+    assert_eq!(c.incr(&gone, end).await.unwrap(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

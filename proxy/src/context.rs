@@ -79,6 +79,8 @@ pub struct RequestCtx {
     /// The request body, kept only when the caller's consumer allows logging prompts.
     pub logged_body: Option<Bytes>,
     /// Headers added to the response, whatever it is (e.g. `x-ratelimit-*`).
+    /// Quota counts this request added; given back if the gateway ends up not serving it.
+    pub quota_charges: Vec<crate::quota::Charge>,
     pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub model: ModelStage,
     pub stream: bool,
@@ -108,6 +110,7 @@ impl RequestCtx {
             caller: Caller::Open,
             user: None,
             logged_body: None,
+            quota_charges: Vec::new(),
             extra_headers: Vec::new(),
             model: ModelStage::None,
             stream: false,

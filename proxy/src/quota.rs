@@ -4,6 +4,10 @@
 //! Counts live in Redis when `--redis-url` is set (atomic, shared by every node: N calls allowed
 //! across all nodes, the N+1th refused on any), in memory otherwise. With Redis unreachable each
 //! quota says whether to serve anyway or refuse; the outage is logged once and counted.
+//!
+//! A quota counts calls that were served: a request refused by the gateway after its quotas
+//! counted it (by another of its quotas, a rate limit, or because no provider could be reached)
+//! gets its counts back ([`QuotaStore::refund`]). A provider's own answer, error or not, counts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,6 +45,22 @@ impl QuotaState {
             self.reset_ms,
         )
     }
+}
+
+/// One count a request added, kept until the request ends in case it must be given back.
+#[derive(Debug)]
+pub struct Charge {
+    key: String,
+    end_ms: u64,
+}
+
+/// What admission says when every quota let the request through.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// The tightest quota after this request, for `x-ratelimit-*-requests` headers.
+    pub tightest: Option<QuotaState>,
+    /// The counts this request added.
+    pub charges: Vec<Charge>,
 }
 
 /// A refusal: the error and the headers that go with it.
@@ -113,7 +133,8 @@ impl QuotaStore {
         }
     }
 
-    /// Count this request against every quota of `consumer`; the tightest state, or a refusal.
+    /// Count this request against every quota of `consumer`: the tightest state and the counts
+    /// added, or a refusal (and then no quota keeps a count of this request).
     pub async fn admit(
         &self,
         consumer: &Consumer,
@@ -121,11 +142,14 @@ impl QuotaStore {
         body_user: Option<&str>,
         headers: &HeaderMap,
         metrics: &Metrics,
-    ) -> Result<Option<QuotaState>, Refusal> {
-        let mut tightest: Option<QuotaState> = None;
+    ) -> Result<Admitted, Refusal> {
+        let mut admitted = Admitted {
+            tightest: None,
+            charges: Vec::with_capacity(consumer.quotas.len()),
+        };
         for quota in &consumer.quotas {
             let now = self.clock.now_ms();
-            let window = Window::containing(now, quota.period, quota.utc_offset_secs);
+            let window = quota.calendar.window(now, quota.period);
             let who = identity(&quota.scope, key_id, body_user, headers);
             let key = counter_key(&quota.key_prefix, &who, &window);
             let count = match &self.backend {
@@ -147,6 +171,7 @@ impl QuotaStore {
                         if quota.fail_open {
                             continue;
                         }
+                        self.refund(std::mem::take(&mut admitted.charges), metrics).await;
                         return Err(Refusal {
                             error: ApiError::unavailable(
                                 "quota_store_unavailable",
@@ -165,18 +190,42 @@ impl QuotaStore {
                 remaining: quota.limit.saturating_sub(count),
                 reset_ms: window.remaining_ms(now),
             };
+            admitted.charges.push(Charge {
+                key,
+                end_ms: window.end_ms,
+            });
             if count > quota.limit {
                 metrics
                     .quota_rejections
                     .with_label_values(&[&consumer.name, &quota.name])
                     .inc();
+                self.refund(std::mem::take(&mut admitted.charges), metrics).await;
                 return Err(refusal(consumer, quota, &who, state));
             }
-            if tightest.as_ref().is_none_or(|t| state.remaining < t.remaining) {
-                tightest = Some(state);
+            if admitted.tightest.as_ref().is_none_or(|t| state.remaining < t.remaining) {
+                admitted.tightest = Some(state);
             }
         }
-        Ok(tightest)
+        Ok(admitted)
+    }
+
+    /// Give back the counts of a request that was not served. Best effort: a count Redis could
+    /// not take back stays (and is counted as a store error).
+    pub async fn refund(&self, charges: Vec<Charge>, metrics: &Metrics) {
+        if charges.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ms();
+        for c in charges {
+            match &self.backend {
+                Backend::Local(l) => l.decr(&c.key, c.end_ms, now),
+                Backend::Redis(r) => {
+                    if c.end_ms > now && Box::pin(r.decr(&c.key)).await.is_err() {
+                        metrics.quota_store_errors.inc();
+                    }
+                }
+            }
+        }
     }
 }
 

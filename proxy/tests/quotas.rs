@@ -127,3 +127,85 @@ async fn unreachable_redis_follows_each_quotas_policy() {
     let m = request(gw.admin, "GET", "/metrics", &[], metrics).await.unwrap().text();
     assert!(m.contains("tollgate_quota_store_errors_total 1"), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_quota_in_a_named_time_zone_resets_at_that_zones_midnight() {
+    let mock = start_mock("m").await;
+    let zone = "America/New_York";
+    let quota = format!(
+        "[[consumers.quotas]]\nname = \"daily\"\nlimit = 1\nper = \"day\"\nby = \"user\"\ntimezone = \"{zone}\"\n"
+    );
+    let gw = Gateway::start(&config(&mock.base_url(), "dept-ny", &quota)).await;
+    assert_eq!(ask(&gw, "frank").await.status, 200);
+    let r = ask(&gw, "frank").await;
+    assert_eq!(r.status, 429);
+    let retry: i64 = r.header("retry-after").unwrap().parse().unwrap();
+
+    // Seconds to the next local midnight in New York, daylight saving time included.
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::get(zone).unwrap());
+    let midnight = now.tomorrow().unwrap().start_of_day().unwrap();
+    let expected = midnight.timestamp().as_second() - now.timestamp().as_second();
+    assert!(
+        (retry - expected).abs() <= 2,
+        "retry-after {retry}, next midnight in {zone} in {expected} s"
+    );
+
+    // A name that is no time zone is a config error naming the field.
+    let dir = temp_dir();
+    let bad = dir.join("bad-zone.toml");
+    std::fs::write(
+        &bad,
+        config(&mock.base_url(), "dept-x", &quota.replace(zone, "Mars/Olympus_Mons")),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timezone") && err.contains("Mars/Olympus_Mons"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_the_gateway_did_not_serve_give_their_quota_counts_back() {
+    let mock = start_mock("m").await;
+    let dead = format!("http://127.0.0.1:{}/v1", free_port());
+    // Per consumer, 3 calls a day; per user, 1 a minute.
+    let quotas = "[[consumers.quotas]]\nname = \"daily\"\nlimit = 3\nper = \"day\"\nby = \"consumer\"\n\n\
+                  [[consumers.quotas]]\nname = \"per-minute\"\nlimit = 1\nper = \"minute\"\nby = \"user\"\n";
+    for redis in [false, true] {
+        let consumer = unique("dept-refund");
+        let cfg = format!(
+            "{}[[models]]\nname = \"down\"\ntargets = [{{ provider = \"dead\" }}]\n\n{}",
+            provider("dead", &dead),
+            config(&mock.base_url(), &consumer, quotas)
+        );
+        let flags: &[&str] = if redis {
+            &["--redis-url", "redis://127.0.0.1:6379"]
+        } else {
+            &[]
+        };
+        let gw = Gateway::start_with(&cfg, flags).await;
+        let auth = format!("Bearer {KEY}");
+        let call = |model: &'static str, user: &'static str| {
+            let (auth, gw) = (auth.clone(), &gw);
+            async move {
+                let body = format!(r#"{{"model":"{model}","messages":[],"user":"{user}"}}"#);
+                gw.post("/v1/chat/completions", &[("authorization", &auth)], &body)
+                    .await
+                    .status
+            }
+        };
+        // No provider reachable: a 502, and neither quota keeps the call.
+        assert_eq!(call("down", "ann").await, 502, "redis: {redis}");
+        assert_eq!(call("m", "ann").await, 200, "redis: {redis}");
+        // Refused by the per-minute quota: the daily one does not keep that call either.
+        assert_eq!(call("m", "ann").await, 429, "redis: {redis}");
+        assert_eq!(call("m", "ben").await, 200, "redis: {redis}");
+        // So the day has room for exactly one more served call.
+        assert_eq!(call("m", "cat").await, 200, "redis: {redis}");
+        assert_eq!(call("m", "dan").await, 429, "redis: {redis}");
+    }
+}

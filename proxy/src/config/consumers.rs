@@ -139,7 +139,8 @@ pub struct Quota {
     pub limit: u64,
     pub period: tollgate_limits::Period,
     pub scope: QuotaScope,
-    pub utc_offset_secs: i32,
+    /// Where its calendar windows start (a UTC offset or a named time zone).
+    pub calendar: tollgate_limits::Calendar,
     /// Serve when Redis cannot be reached (else refuse with 503).
     pub fail_open: bool,
     /// The fixed start of this quota's counter keys ([`crate::quota::key_prefix`]).
@@ -388,15 +389,15 @@ fn compile_quotas(
                 QuotaScope::Consumer
             }
         };
-        let utc_offset_secs = match &q.timezone {
-            None => 0,
-            Some(tz) => tollgate_limits::window::parse_utc_offset(tz.get_ref()).unwrap_or_else(|| {
+        let calendar = match &q.timezone {
+            None => tollgate_limits::Calendar::default(),
+            Some(tz) => tollgate_limits::Calendar::parse(tz.get_ref()).unwrap_or_else(|| {
                 problems.push(format!(
-                    "{}: `{}` is not a UTC offset such as +08:00",
+                    "{}: `{}` is neither a UTC offset such as +08:00 nor a time zone such as Asia/Shanghai",
                     at(tz.span(), "timezone"),
                     tz.get_ref()
                 ));
-                0
+                tollgate_limits::Calendar::default()
             }),
         };
         let fail_open = match q.on_redis_error.get_ref().as_str() {
@@ -419,7 +420,7 @@ fn compile_quotas(
                 limit: q.limit,
                 period,
                 scope,
-                utc_offset_secs,
+                calendar,
                 fail_open,
                 key_prefix: crate::quota::key_prefix(c.name.get_ref(), q.name.get_ref()),
             });

@@ -188,7 +188,8 @@ pub struct RawQuota {
     /// or `key`. A request that names no user is counted under its key.
     #[serde(default = "default_user_from")]
     pub user_from: Spanned<String>,
-    /// Time zone of calendar windows as a UTC offset (`+08:00`); default UTC.
+    /// Time zone of calendar windows: a UTC offset (`+08:00`) or a time zone name
+    /// (`America/New_York`, daylight saving followed); default UTC.
     pub timezone: Option<Spanned<String>>,
     /// With Redis unreachable: `allow` (serve, counted nowhere) or `deny` (503).
     #[serde(default = "default_on_redis_error")]

@@ -167,11 +167,13 @@ async fn proxy(
             ))
             .await;
             match admitted {
-                Ok(Some(q)) => {
-                    quota_remaining = Some(q.remaining);
-                    ctx.extra_headers.extend(q.headers());
+                Ok(a) => {
+                    if let Some(q) = a.tightest {
+                        quota_remaining = Some(q.remaining);
+                        ctx.extra_headers.extend(q.headers());
+                    }
+                    ctx.quota_charges = a.charges;
                 }
-                Ok(None) => {}
                 Err(refusal) => {
                     ctx.extra_headers.extend(refusal.headers);
                     respond::error(session, ctx, refusal.error).await;
@@ -196,6 +198,7 @@ async fn proxy(
         ))
         .await
         {
+            state.refund_quotas(ctx).await;
             ctx.extra_headers.extend(refusal.headers);
             respond::error(session, ctx, refusal.error).await;
             return Ok(());
@@ -417,6 +420,7 @@ async fn forward_with_fallback(
             }
         }
     }
+    state.refund_quotas(ctx).await;
     respond::error(session, ctx, last_error).await;
     Ok(())
 }

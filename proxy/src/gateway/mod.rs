@@ -36,6 +36,15 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
+    /// Give the request's quota counts back: the gateway is not serving it. Called before the
+    /// refusal is written, so a client that retries at once finds them.
+    pub async fn refund_quotas(&self, ctx: &mut RequestCtx) {
+        if !ctx.quota_charges.is_empty() {
+            let charges = std::mem::take(&mut ctx.quota_charges);
+            Box::pin(self.quotas.refund(charges, &self.metrics)).await;
+        }
+    }
+
     /// Replace the request's rate limit reservations by what it used, once that is known (at
     /// the end of the upstream body, before the client sees it end; else in the last phase).
     pub fn settle_limits(&self, ctx: &mut RequestCtx) {
@@ -103,6 +112,10 @@ impl ProxyHttp for Gateway {
     /// Runs last, for every request: the access line and the request metrics.
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         self.state.settle_limits(ctx);
+        if ctx.outcome == crate::context::Outcome::Refused {
+            // Any refusal that did not give the counts back before answering.
+            self.state.refund_quotas(ctx).await;
+        }
         self.state.access_log.record(ctx, &self.state.metrics);
     }
 }
