@@ -195,13 +195,8 @@ async fn check_subcommand_reports_every_problem_and_exits_non_zero() {
          [[models]]\nname = \"m\"\ntargets = [{ provider = \"q\" }]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (passed, err) = check_config(&bad);
+    assert!(!passed);
     assert!(err.contains("line 5: providers[0].api_key"), "{err}");
     assert!(
         err.contains("line 9: models[0].targets[0].provider: unknown provider `q`"),
@@ -215,12 +210,8 @@ async fn check_subcommand_reports_every_problem_and_exits_non_zero() {
         "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (passed, err) = check_config(&good);
+    assert!(passed, "{err}");
 }
 
 /// Send a request head with `Expect: 100-continue` and read what the gateway says before any

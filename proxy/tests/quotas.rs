@@ -158,13 +158,8 @@ async fn a_daily_quota_in_a_named_time_zone_resets_at_that_zones_midnight() {
         config(&mock.base_url(), "dept-x", &quota.replace(zone, "Mars/Olympus_Mons")),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (passed, err) = check_config(&bad);
+    assert!(!passed);
     assert!(err.contains("timezone") && err.contains("Mars/Olympus_Mons"), "{err}");
 }
 

@@ -90,13 +90,8 @@ async fn a_tokenizer_file_that_cannot_be_read_is_a_config_error() {
          [[models]]\nname = \"n\"\ntokenizer = \"nope\"\ntargets = [{ provider = \"p\" }]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (passed, err) = check_config(&cfg);
+    assert!(!passed);
     assert!(
         err.contains("line 3: tokenizers[0].file: cannot read tokenizer"),
         "{err}"
