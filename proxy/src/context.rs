@@ -78,9 +78,9 @@ pub struct RequestCtx {
     pub user: Option<String>,
     /// The request body, kept only when the caller's consumer allows logging prompts.
     pub logged_body: Option<Bytes>,
-    /// Headers added to the response, whatever it is (e.g. `x-ratelimit-*`).
     /// Quota counts this request added; given back if the gateway ends up not serving it.
     pub quota_charges: Vec<crate::quota::Charge>,
+    /// Headers added to the response, whatever it is (e.g. `x-ratelimit-*`).
     pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub model: ModelStage,
     pub stream: bool,
