@@ -95,6 +95,7 @@ async fn keys_created_rotated_and_revoked_without_redis_survive_a_restart() {
         .await
     );
     let log = gw.log();
+    assert!(log.contains("\"who\":\"admin\""));
     assert!(log.contains("\"action\":\"key.rotate\""));
     for secret in [key1.as_str(), key2.as_str(), CONFIG_KEY] {
         assert!(!log.contains(secret), "a key reached the log");

@@ -140,3 +140,62 @@ async fn a_stream_in_flight_across_a_reload_completes() {
     assert_eq!(text.matches("\"delta\"").count(), 10);
     assert!(text.ends_with("data: [DONE]\n\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_actions_are_audited_with_the_holder_of_the_token_and_refusals_too() {
+    let mock = start_mock("m").await;
+    let dir = temp_dir();
+    let bob_token = dir.join("bob.token");
+    std::fs::write(&bob_token, "bob-admin-token-0123").unwrap();
+    let holders = format!(
+        "[[admin.tokens]]\nname = \"ops-bob\"\ntoken = \"file:{}\"\n\n",
+        bob_token.display()
+    );
+    let cfg = config_with(&mock.base_url(), &["one"]).replacen("\n\n", &format!("\n\n{holders}"), 1);
+    let gw = Gateway::start_with(&cfg, &["--config-poll-ms", "0"]).await;
+
+    assert_eq!(admin_reload(&gw, "bob-admin-token-0123").await.status, 200);
+    assert_eq!(admin_reload(&gw, "admin-token-for-tests").await.status, 200);
+    assert_eq!(admin_reload(&gw, "not-a-token").await.status, 401);
+    let audit_lines = || {
+        gw.log()
+            .lines()
+            .filter(|l| l.contains("\"message\":\"admin_audit\""))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(eventually(Duration::from_secs(5), || async { audit_lines().len() >= 3 }).await);
+    let lines = audit_lines();
+    let who: Vec<Option<&str>> = lines.iter().map(|l| l["who"].as_str()).collect();
+    assert_eq!(who, [Some("ops-bob"), Some("admin"), None]);
+    assert!(lines[2]["who"].is_null());
+    for l in &lines {
+        assert_eq!(l["action"], "reload");
+        assert!(l["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    assert_eq!(lines[0]["result"], "ok: config version 2");
+    assert!(lines[2]["result"].as_str().unwrap().starts_with("refused: "));
+    let log = gw.log();
+    for token in ["bob-admin-token-0123", "admin-token-for-tests", "not-a-token"] {
+        assert!(!log.contains(token), "a token reached the log");
+    }
+
+    // Two holders with one token, or one name twice, cannot say who acted: config errors.
+    let same = dir.join("same-token.toml");
+    let twice = holders.replace("ops-bob", "admin");
+    let clash = format!(
+        "{holders}[[admin.tokens]]\nname = \"ops-carol\"\ntoken = \"file:{}\"\n\n",
+        bob_token.display()
+    );
+    for (extra, expected) in [(clash, "admin.tokens[1].token"), (twice, "admin.tokens[0].name")] {
+        std::fs::write(
+            &same,
+            config_with(&mock.base_url(), &["one"]).replacen("\n\n", &format!("\n\n{extra}"), 1),
+        )
+        .unwrap();
+        let (passed, err) = check_config(&same);
+        assert!(!passed);
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains("bob-admin-token-0123"));
+    }
+}

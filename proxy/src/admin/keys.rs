@@ -18,8 +18,8 @@ use crate::keys::{new_key, KeyRecord};
 /// What an admin action did, for the audit line.
 pub struct AdminAudit {
     pub action: &'static str,
-    pub consumer: String,
-    pub key_id: String,
+    pub consumer: Option<String>,
+    pub key_id: Option<String>,
     pub result: String,
 }
 
@@ -75,8 +75,8 @@ pub async fn handle(app: &AdminApp, method: &str, path: &str, body: &[u8]) -> (R
     };
     let audit = (action != "key.list").then(|| AdminAudit {
         action,
-        consumer: known.name.clone(),
-        key_id: id,
+        consumer: Some(known.name.clone()),
+        key_id: Some(id).filter(|id| !id.is_empty()),
         result: outcome,
     });
     (response, audit)

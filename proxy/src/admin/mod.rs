@@ -1,8 +1,12 @@
 //! The admin listener (its own address, never the public one): `/metrics` for Prometheus,
 //! `/healthz`, and behind the bearer admin token `POST /admin/reload` and the key management
-//! API of [`keys`]. Every authenticated admin action writes an audit line.
+//! API of [`keys`]. Every admin action writes an audit line naming the holder of the token used
+//! (`admin.token` is held by `admin`, each of `[[admin.tokens]]` by its name), and so does every
+//! call refused for a missing or wrong token.
 
 pub mod keys;
+
+use keys::AdminAudit;
 
 use std::sync::Arc;
 
@@ -40,23 +44,47 @@ pub(crate) fn error(e: ApiError) -> Response<Vec<u8>> {
 }
 
 impl AdminApp {
-    fn authorized(&self, session: &ServerSession) -> Result<(), ApiError> {
+    /// The name of the holder of the token presented. Every token is compared, in constant
+    /// time, whichever matches.
+    fn authorized(&self, session: &ServerSession) -> Result<String, ApiError> {
         let snapshot = self.snapshot.load();
-        let Some(token) = &snapshot.admin_token else {
+        if snapshot.admin_tokens.is_empty() {
             return Err(ApiError::unauthorized(
-                "The admin API is disabled: set admin.token in the config.",
+                "The admin API is disabled: set admin.token or admin.tokens in the config.",
             ));
-        };
+        }
         let given = session
             .get_header(http::header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
             .unwrap_or_default();
-        if crate::secret::constant_time_eq(given, token.expose().as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::unauthorized("Missing or wrong admin token."))
+        let mut holder = None;
+        for t in &snapshot.admin_tokens {
+            if crate::secret::constant_time_eq(given, t.token.expose().as_bytes()) {
+                holder = Some(t.name.clone());
+            }
         }
+        holder.ok_or_else(|| ApiError::unauthorized("Missing or wrong admin token."))
     }
+
+    /// Check the caller's token; a refusal is itself an audited admin action.
+    fn authorize_audited(&self, session: &ServerSession, action: &'static str) -> Result<String, ApiError> {
+        self.authorized(session).inspect_err(|e| {
+            self.audit.admin_action(
+                None,
+                &peer(session),
+                &AdminAudit {
+                    action,
+                    consumer: None,
+                    key_id: None,
+                    result: format!("refused: {}", e.code),
+                },
+            );
+        })
+    }
+}
+
+fn peer(session: &ServerSession) -> String {
+    session.client_addr().map(|a| a.to_string()).unwrap_or_default()
 }
 
 /// The request body (admin requests are small; capped at 64 KiB).
@@ -80,30 +108,45 @@ impl ServeHttp for AdminApp {
             ("GET", "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render()),
             ("GET", "/healthz") => reply(StatusCode::OK, "application/json", b"{\"status\":\"ok\"}".to_vec()),
             ("POST", "/admin/reload") => {
-                if let Err(e) = self.authorized(session) {
-                    return error(e);
-                }
+                let who = match self.authorize_audited(session, "reload") {
+                    Ok(who) => who,
+                    Err(e) => return error(e),
+                };
                 let reloader = self.reloader.clone();
-                match tokio::task::spawn_blocking(move || reloader.reload("admin")).await {
-                    Ok(Ok(version)) => reply(
-                        StatusCode::OK,
-                        "application/json",
-                        format!("{{\"status\":\"reloaded\",\"config_version\":{version}}}").into_bytes(),
+                let (response, result) = match tokio::task::spawn_blocking(move || reloader.reload("admin")).await {
+                    Ok(Ok(version)) => (
+                        reply(
+                            StatusCode::OK,
+                            "application/json",
+                            format!("{{\"status\":\"reloaded\",\"config_version\":{version}}}").into_bytes(),
+                        ),
+                        format!("ok: config version {version}"),
                     ),
-                    Ok(Err(e)) => error(ApiError::bad_request("invalid_config", e.to_string())),
-                    Err(_) => error(ApiError::internal()),
-                }
+                    Ok(Err(e)) => (
+                        error(ApiError::bad_request("invalid_config", e.to_string())),
+                        "refused: invalid_config".to_string(),
+                    ),
+                    Err(_) => (error(ApiError::internal()), "failed".to_string()),
+                };
+                let audit = AdminAudit {
+                    action: "reload",
+                    consumer: None,
+                    key_id: None,
+                    result,
+                };
+                self.audit.admin_action(Some(&who), &peer(session), &audit);
+                response
             }
             (_, "/metrics" | "/healthz" | "/admin/reload") => error(ApiError::method_not_allowed(&method, &path)),
             (_, p) if p.starts_with("/admin/consumers/") => {
-                if let Err(e) = self.authorized(session) {
-                    return error(e);
-                }
+                let who = match self.authorize_audited(session, "keys") {
+                    Ok(who) => who,
+                    Err(e) => return error(e),
+                };
                 let body = read_body(session).await;
-                let peer = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
                 let (response, audit) = keys::handle(self, &method, &path, &body).await;
                 if let Some(a) = audit {
-                    self.audit.admin_action(&peer, &a);
+                    self.audit.admin_action(Some(&who), &peer(session), &a);
                 }
                 response
             }

@@ -80,8 +80,20 @@ pub struct RawTokenizer {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    /// Bearer token for the admin API, as a secret reference (`env:NAME`, `file:/path`).
+    /// Bearer token for the admin API, as a secret reference (`env:NAME`, `file:/path`); its
+    /// holder is named `admin` in audit lines.
     pub token: Option<Spanned<String>>,
+    /// Named tokens, one per person or system, so audit lines say who acted.
+    #[serde(default)]
+    pub tokens: Vec<RawAdminToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminToken {
+    pub name: Spanned<String>,
+    /// A secret reference, like `admin.token`.
+    pub token: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -98,7 +98,8 @@ pub struct Snapshot {
     pub model_names: Vec<String>,
     /// Pre-rendered `GET /v1/models` body.
     pub models_body: Bytes,
-    pub admin_token: Option<Secret<String>>,
+    /// Who may call the admin API: a holder's name and token. Empty: the admin API is off.
+    pub admin_tokens: Vec<AdminToken>,
     /// Consumers and their keys; `None` when the config has none (the API is open).
     pub consumers: Option<Consumers>,
     /// Rate limit rules in file order.
@@ -212,16 +213,7 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         model_names.push(name.clone());
     }
 
-    let admin_token = match &raw.admin.token {
-        None => None,
-        Some(t) => match secret::resolve(t.get_ref()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                problems.push(format!("{}: admin.token: {e}", at(t.span())));
-                None
-            }
-        },
-    };
+    let admin_tokens = compile_admin(&raw.admin, &at, &mut problems);
 
     let consumers = consumers::compile(&raw.consumers, &model_names, at, &mut problems);
     let consumer_names: Vec<&str> = raw.consumers.iter().map(|c| c.name.get_ref().as_str()).collect();
@@ -237,11 +229,77 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         routes,
         model_names,
         models_body,
-        admin_token,
+        admin_tokens,
         consumers,
         limits,
         trusted_proxies,
     })
+}
+
+/// A holder of the admin API: named in every audit line of what they do.
+pub struct AdminToken {
+    pub name: String,
+    pub token: Secret<String>,
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminToken")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `admin.token` (held by `admin`) and the named `[[admin.tokens]]`. Names are unique, and so
+/// are tokens: an audit line must name exactly one holder.
+fn compile_admin(
+    raw: &super::raw::RawAdmin,
+    at: &impl Fn(std::ops::Range<usize>) -> String,
+    problems: &mut Vec<String>,
+) -> Vec<AdminToken> {
+    let mut out: Vec<AdminToken> = Vec::new();
+    let unnamed = raw
+        .token
+        .as_ref()
+        .map(|t| ("admin", None, t, "admin.token".to_string()));
+    let named = raw.tokens.iter().enumerate().map(|(i, t)| {
+        (
+            t.name.get_ref().as_str(),
+            Some(&t.name),
+            &t.token,
+            format!("admin.tokens[{i}]"),
+        )
+    });
+    for (name, name_span, token, field) in unnamed.into_iter().chain(named) {
+        if let Some(n) = name_span {
+            let bad = name.is_empty()
+                || name.len() > 64
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+            let taken = out.iter().any(|a| a.name == name) || (name == "admin" && raw.token.is_some());
+            if bad || taken {
+                problems.push(format!(
+                    "{}: {field}.name: `{}` is empty, taken or not made of letters, digits and -_.@",
+                    at(n.span()),
+                    name.chars().take(64).collect::<String>()
+                ));
+                continue;
+            }
+        }
+        match secret::resolve(token.get_ref()) {
+            Ok(s) if out.iter().any(|a| a.token.expose() == s.expose()) => {
+                problems.push(format!(
+                    "{}: {field}.token: the same token as another holder",
+                    at(token.span())
+                ));
+            }
+            Ok(s) => out.push(AdminToken {
+                name: name.to_string(),
+                token: s,
+            }),
+            Err(e) => problems.push(format!("{}: {field}.token: {e}", at(token.span()))),
+        }
+    }
+    out
 }
 
 /// Built-in tokenizers and the `[[tokenizers]]` files, by name. Files are read here, at load.

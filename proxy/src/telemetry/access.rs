@@ -60,20 +60,26 @@ impl AccessLog {
         flush(&self.shared, &mut Vec::new());
     }
 
-    /// The audit line of an admin action: who (the admin token's holder, from `peer`), what,
-    /// when, and the result. Never a key.
-    pub fn admin_action(&self, peer: &str, a: &crate::admin::keys::AdminAudit) {
+    /// The audit line of an admin action: who (the name of the admin token presented; `null`
+    /// when no valid token was), from where, what, when, and the result. Never a token or key.
+    pub fn admin_action(&self, who: Option<&str>, peer: &str, a: &crate::admin::keys::AdminAudit) {
+        let or_null = |line: &mut Vec<u8>, v: Option<&str>| match v {
+            Some(v) => json_str(line, v),
+            None => line.extend_from_slice(b"null"),
+        };
         let mut line = Vec::with_capacity(256);
         line.extend_from_slice(b"{\"timestamp\":\"");
         timestamp(&mut line);
-        line.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"admin_audit\",\"who\":\"admin-token\",\"peer\":");
+        line.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"admin_audit\",\"who\":");
+        or_null(&mut line, who);
+        line.extend_from_slice(b",\"peer\":");
         json_str(&mut line, peer);
         line.extend_from_slice(b",\"action\":");
         json_str(&mut line, a.action);
         line.extend_from_slice(b",\"consumer\":");
-        json_str(&mut line, &a.consumer);
+        or_null(&mut line, a.consumer.as_deref());
         line.extend_from_slice(b",\"key_id\":");
-        json_str(&mut line, &a.key_id);
+        or_null(&mut line, a.key_id.as_deref());
         line.extend_from_slice(b",\"result\":");
         json_str(&mut line, &a.result);
         line.extend_from_slice(b",\"target\":\"tollgate::audit\"}\n");
