@@ -37,8 +37,7 @@ impl LocalCounters {
 
     /// Add one to `key` for the window ending at `end_ms`; returns the new count.
     pub fn incr(&self, key: &str, end_ms: u64, now_ms: u64) -> u64 {
-        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
-        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self.shard(key);
         shard.since_sweep += 1;
         if shard.since_sweep >= 256 {
             shard.since_sweep = 0;
@@ -59,13 +58,17 @@ impl LocalCounters {
     /// Take back one increment of `key` in the window ending at `end_ms` (a request that was
     /// counted but not served). Nothing happens once that window is over.
     pub fn decr(&self, key: &str, end_ms: u64, now_ms: u64) {
-        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
-        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = shard.map.get_mut(key) {
+        if let Some(entry) = self.shard(key).map.get_mut(key) {
             if entry.0 == end_ms && end_ms > now_ms {
                 entry.1 = entry.1.saturating_sub(1);
             }
         }
+    }
+
+    /// The locked shard that holds `key`.
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, Shard> {
+        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
+        shard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Keys held (for tests and metrics).

@@ -115,27 +115,20 @@ impl RedisCounters {
     /// call opens this handle's request-path connection on the current runtime
     /// ([`RequestPathClient`]).
     pub async fn incr(&self, key: &str, end_ms: u64) -> Result<u64, RedisError> {
-        let call = self
-            .hot
-            .get()
-            .eval::<i64, _, _, _>(INCR_SCRIPT, vec![key.to_string()], vec![end_ms as i64]);
-        match tokio_timeout(self.timeout, call).await {
-            Some(Ok(n)) => Ok(n.max(0) as u64),
-            Some(Err(e)) => Err(RedisError::Redis(e.to_string())),
-            None => Err(RedisError::Timeout(self.timeout)),
-        }
+        let n = self.run(INCR_SCRIPT, key, vec![end_ms as i64]).await?;
+        Ok(n.max(0) as u64)
     }
-}
 
-impl RedisCounters {
     /// Take back one increment of `key` (a request that was counted but not served).
     pub async fn decr(&self, key: &str) -> Result<(), RedisError> {
-        let call = self
-            .hot
-            .get()
-            .eval::<i64, _, _, _>(DECR_SCRIPT, vec![key.to_string()], Vec::<i64>::new());
+        self.run(DECR_SCRIPT, key, Vec::new()).await.map(drop)
+    }
+
+    /// Run a counter script on `key` over the request-path connection, within the timeout.
+    async fn run(&self, script: &'static str, key: &str, args: Vec<i64>) -> Result<i64, RedisError> {
+        let call = self.hot.get().eval::<i64, _, _, _>(script, vec![key.to_string()], args);
         match tokio_timeout(self.timeout, call).await {
-            Some(Ok(_)) => Ok(()),
+            Some(Ok(n)) => Ok(n),
             Some(Err(e)) => Err(RedisError::Redis(e.to_string())),
             None => Err(RedisError::Timeout(self.timeout)),
         }

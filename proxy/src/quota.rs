@@ -216,11 +216,12 @@ impl QuotaStore {
             return;
         }
         let now = self.clock.now_ms();
-        for c in charges {
+        // A window that is over keeps its count: nothing it decides any more.
+        for c in charges.into_iter().filter(|c| c.end_ms > now) {
             match &self.backend {
                 Backend::Local(l) => l.decr(&c.key, c.end_ms, now),
                 Backend::Redis(r) => {
-                    if c.end_ms > now && Box::pin(r.decr(&c.key)).await.is_err() {
+                    if Box::pin(r.decr(&c.key)).await.is_err() {
                         metrics.quota_store_errors.inc();
                     }
                 }

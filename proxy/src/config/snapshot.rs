@@ -257,34 +257,28 @@ fn compile_admin(
     at: &impl Fn(std::ops::Range<usize>) -> String,
     problems: &mut Vec<String>,
 ) -> Vec<AdminToken> {
-    let mut out: Vec<AdminToken> = Vec::new();
-    let unnamed = raw
-        .token
-        .as_ref()
-        .map(|t| ("admin", None, t, "admin.token".to_string()));
-    let named = raw.tokens.iter().enumerate().map(|(i, t)| {
-        (
-            t.name.get_ref().as_str(),
-            Some(&t.name),
-            &t.token,
-            format!("admin.tokens[{i}]"),
-        )
-    });
-    for (name, name_span, token, field) in unnamed.into_iter().chain(named) {
-        if let Some(n) = name_span {
-            let bad = name.is_empty()
-                || name.len() > 64
-                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
-            let taken = out.iter().any(|a| a.name == name) || (name == "admin" && raw.token.is_some());
-            if bad || taken {
-                problems.push(format!(
-                    "{}: {field}.name: `{}` is empty, taken or not made of letters, digits and -_.@",
-                    at(n.span()),
-                    name.chars().take(64).collect::<String>()
-                ));
-                continue;
-            }
+    // Holders by their declared names (a name is taken even when its token fails to resolve).
+    let mut holders = Vec::new();
+    if let Some(t) = &raw.token {
+        holders.push(("admin", "admin.token".to_string(), t));
+    }
+    for (i, t) in raw.tokens.iter().enumerate() {
+        let name = t.name.get_ref().as_str();
+        let well_formed = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+        if !well_formed || holders.iter().any(|(taken, _, _)| *taken == name) {
+            problems.push(format!(
+                "{}: admin.tokens[{i}].name: `{}` is empty, taken or not made of letters, digits and -_.@",
+                at(t.name.span()),
+                name.chars().take(64).collect::<String>()
+            ));
+            continue;
         }
+        holders.push((name, format!("admin.tokens[{i}]"), &t.token));
+    }
+    let mut out: Vec<AdminToken> = Vec::with_capacity(holders.len());
+    for (name, field, token) in holders {
         match secret::resolve(token.get_ref()) {
             Ok(s) if out.iter().any(|a| a.token.expose() == s.expose()) => {
                 problems.push(format!(
