@@ -9,7 +9,10 @@ chat requests (oha, 4 connections) and prints instructions per request, with the
 the plain gateway. Kernel work (the syscalls themselves) is not counted: the load test's CPU
 µs/req covers that.
 
-Usage: python3 loadtest/instructions.py [--requests 5000] [--no-build]
+To compare two builds, run it once per binary (`--tollgate PATH`, e.g. a copy of an earlier
+build): the counts are repeatable, so two runs compare directly.
+
+Usage: python3 loadtest/instructions.py [--requests 5000] [--no-build] [--tollgate PATH]
 Needs valgrind (callgrind_control, callgrind_annotate) and oha.
 """
 
@@ -73,10 +76,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--tollgate", help="the gateway binary to count (default: this tree's release build)")
     args = ap.parse_args()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "tollgate", "-p", "tollgate-loadtest"], cwd=ROOT, check=True)
     bin_dir = os.path.join(ROOT, "target", "release")
+    tollgate = args.tollgate or os.path.join(bin_dir, "tollgate")
     work = tempfile.mkdtemp(prefix="tollgate-instr-")
     mock_port = free_port()
     mock = start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}", "--threads", "1"],
@@ -92,7 +97,7 @@ def main():
             out_file = os.path.join(work, f"callgrind.{len(results)}")
             env = dict(os.environ, LOAD_PROVIDER_KEY="sk-load")
             gw = start(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",
-                        os.path.join(bin_dir, "tollgate"), "--config", cfg, "--listen", f"127.0.0.1:{port}",
+                        tollgate, "--config", cfg, "--listen", f"127.0.0.1:{port}",
                         "--admin-listen", f"127.0.0.1:{aport}", "--threads", "1", "--config-poll-ms", "0", "--shutdown-grace-secs", "1",
                         "--key-store-file", os.path.join(work, f"keys-{port}.json")],
                        os.path.join(work, f"gw-{port}.log"), env)

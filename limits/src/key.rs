@@ -38,7 +38,8 @@ where
 
 /// Append one part, verbatim when it is short and cannot break the key's shape.
 pub fn push_part(key: &mut String, part: &str) {
-    if part.len() <= MAX_PART && !part.contains(['{', '}', '/']) {
+    // Bytes, not chars: these ASCII bytes never occur inside a multi-byte character.
+    if part.len() <= MAX_PART && !part.bytes().any(|b| matches!(b, b'{' | b'}' | b'/')) {
         key.push_str(part);
     } else {
         push_digest(key, part);

@@ -80,8 +80,8 @@ pub struct RequestCtx {
     pub logged_body: Option<Bytes>,
     /// Quota counts this request added; given back if the gateway ends up not serving it.
     pub quota_charges: Vec<crate::quota::Charge>,
-    /// Headers added to the response, whatever it is (e.g. `x-ratelimit-*`).
-    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The `x-ratelimit-*` (and a refusal's `Retry-After`) headers of the response, whatever it is.
+    pub rate_headers: crate::rate_headers::RateHeaders,
     pub model: ModelStage,
     pub stream: bool,
     pub status: u16,
@@ -111,7 +111,7 @@ impl RequestCtx {
             user: None,
             logged_body: None,
             quota_charges: Vec::new(),
-            extra_headers: Vec::new(),
+            rate_headers: Default::default(),
             model: ModelStage::None,
             stream: false,
             status: 0,

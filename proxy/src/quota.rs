@@ -13,38 +13,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use tollgate_limits::key::{push_part, tagged_key};
 use tollgate_limits::{Clock, LocalCounters, RedisCounters, Window};
 
 use crate::config::consumers::{Consumer, Quota, QuotaScope, UserSource};
 use crate::error::ApiError;
+use crate::rate_headers::{Counter, RateHeaders, Unit};
 use crate::telemetry::Metrics;
 
 /// Where counts are kept.
 pub enum Backend {
     Local(LocalCounters),
     Redis(RedisCounters),
-}
-
-/// The state of the tightest quota after admission, for `x-ratelimit-*-requests` headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaState {
-    pub limit: u64,
-    pub remaining: u64,
-    pub reset_ms: u64,
-}
-
-impl QuotaState {
-    /// The OpenAI-style headers for this state.
-    pub fn headers(&self) -> [(HeaderName, HeaderValue); 3] {
-        crate::rate_headers::headers(
-            crate::rate_headers::Unit::Requests,
-            self.limit,
-            self.remaining,
-            self.reset_ms,
-        )
-    }
 }
 
 /// One count a request added, kept until the request ends in case it must be given back.
@@ -58,7 +39,7 @@ pub struct Charge {
 #[derive(Debug, Default)]
 pub struct Admitted {
     /// The tightest quota after this request, for `x-ratelimit-*-requests` headers.
-    pub tightest: Option<QuotaState>,
+    pub tightest: Option<Counter>,
     /// The counts this request added.
     pub charges: Vec<Charge>,
 }
@@ -66,7 +47,7 @@ pub struct Admitted {
 /// A refusal: the error and the headers that go with it.
 pub struct Refusal {
     pub error: ApiError,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: RateHeaders,
 }
 
 /// Counts requests against quotas.
@@ -180,12 +161,12 @@ impl QuotaStore {
                                     quota.name
                                 ),
                             ),
-                            headers: vec![(http::header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                            headers: RateHeaders::retry_after(1),
                         });
                     }
                 },
             };
-            let state = QuotaState {
+            let state = Counter {
                 limit: quota.limit,
                 remaining: quota.limit.saturating_sub(count),
                 reset_ms: window.remaining_ms(now),
@@ -230,7 +211,7 @@ impl QuotaStore {
     }
 }
 
-fn refusal(consumer: &Consumer, quota: &Quota, who: &str, state: QuotaState) -> Refusal {
+fn refusal(consumer: &Consumer, quota: &Quota, who: &str, state: Counter) -> Refusal {
     let whom = match &quota.scope {
         QuotaScope::Consumer => "this consumer".to_string(),
         _ => who.replacen(':', " `", 1) + "`",
@@ -246,8 +227,7 @@ fn refusal(consumer: &Consumer, quota: &Quota, who: &str, state: QuotaState) -> 
             quota.period.name()
         ),
     );
-    let mut headers = state.headers().to_vec();
-    headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs.max(1))));
+    let headers = RateHeaders::refusal(Unit::Requests, state, secs.max(1));
     Refusal { error, headers }
 }
 
@@ -266,6 +246,7 @@ pub fn start_redis(url: &str, timeout: Duration, rt: &tokio::runtime::Handle) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderName, HeaderValue};
 
     #[test]
     fn identities_follow_the_configured_source() {

@@ -1,12 +1,13 @@
 //! The OpenAI-style `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, shared by
-//! quotas and rate limits.
+//! quotas and rate limits, and the `Retry-After` of their refusals.
 //!
-//! They go on every answer a quota or limit applies to, so they are built cheaply: names are
-//! constants, and the three values are written into one buffer and handed out as slices of it
-//! (one allocation for the three, no intermediate strings).
+//! They go on every answer a quota or limit applies to, so they are cheap: admission keeps only
+//! the numbers ([`RateHeaders`]), and the values are written when the response header is built,
+//! each in a buffer of its exact size (one allocation per value, no shared reference count to
+//! take and drop; a fallback that builds the header again writes them again rather than
+//! cloning). Names are constants.
 
-use bytes::BytesMut;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// What a counter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,52 +27,140 @@ const TOKENS: [HeaderName; 3] = [
     HeaderName::from_static("x-ratelimit-reset-tokens"),
 ];
 
-/// The three headers of a counter: its limit, what remains, and when it is full again.
-///
-/// Each value owns its small buffer: numbers go in unvalidated (`From<u64>`), and no buffer is
-/// shared, so building and dropping them takes no atomic reference counts.
-pub fn headers(unit: Unit, limit: u64, remaining: u64, reset_ms: u64) -> [(HeaderName, HeaderValue); 3] {
-    let mut reset = BytesMut::with_capacity(16);
-    push_reset(&mut reset, reset_ms);
-    // Digits and unit letters only: always a valid header value.
-    let reset = HeaderValue::from_maybe_shared(reset.freeze()).unwrap_or(HeaderValue::from_static("0"));
-    let [n_limit, n_remaining, n_reset] = match unit {
-        Unit::Requests => REQUESTS,
-        Unit::Tokens => TOKENS,
-    };
-    [
-        (n_limit, HeaderValue::from(limit)),
-        (n_remaining, HeaderValue::from(remaining)),
-        (n_reset, reset),
-    ]
+/// One counter as a client sees it: its limit, what remains, and the milliseconds until it is
+/// full again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_ms: u64,
+}
+
+/// The rate headers an answer carries, as numbers until they are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// The tightest request counter (a quota's, or a limit's when tighter).
+    pub requests: Option<Counter>,
+    /// The tightest token bucket.
+    pub tokens: Option<Counter>,
+    /// Refusals only: when to try again.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl RateHeaders {
+    /// A refusal's headers: the counter that refused, and when to retry.
+    pub fn refusal(unit: Unit, counter: Counter, retry_after_secs: u64) -> RateHeaders {
+        let mut h = RateHeaders {
+            retry_after_secs: Some(retry_after_secs),
+            ..RateHeaders::default()
+        };
+        *h.slot(unit) = Some(counter);
+        h
+    }
+
+    /// Only `Retry-After` (the store that decides could not be asked).
+    pub fn retry_after(secs: u64) -> RateHeaders {
+        RateHeaders {
+            retry_after_secs: Some(secs),
+            ..RateHeaders::default()
+        }
+    }
+
+    pub fn slot(&mut self, unit: Unit) -> &mut Option<Counter> {
+        match unit {
+            Unit::Requests => &mut self.requests,
+            Unit::Tokens => &mut self.tokens,
+        }
+    }
+
+    /// Take `later`'s values where it has them (a refusal's over what admission set).
+    pub fn merge(&mut self, later: RateHeaders) {
+        self.requests = later.requests.or(self.requests);
+        self.tokens = later.tokens.or(self.tokens);
+        self.retry_after_secs = later.retry_after_secs.or(self.retry_after_secs);
+    }
+
+    /// How many header fields [`RateHeaders::write`] adds.
+    pub fn len(&self) -> usize {
+        3 * (self.requests.is_some() as usize + self.tokens.is_some() as usize)
+            + self.retry_after_secs.is_some() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Put the headers in `headers`, replacing any of the same name.
+    pub fn write(&self, headers: &mut HeaderMap) {
+        for (names, counter) in [(&REQUESTS, self.requests), (&TOKENS, self.tokens)] {
+            let Some(c) = counter else { continue };
+            let [n_limit, n_remaining, n_reset] = names.clone();
+            headers.insert(n_limit, number(c.limit));
+            headers.insert(n_remaining, number(c.remaining));
+            headers.insert(n_reset, value(Reset::of(c.reset_ms).as_bytes()));
+        }
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(http::header::RETRY_AFTER, number(secs));
+        }
+    }
+}
+
+/// A number as a header value, in a buffer of its exact size.
+fn number(n: u64) -> HeaderValue {
+    value(itoa::Buffer::new().format(n).as_bytes())
+}
+
+/// Digits and unit letters only: always a valid header value.
+fn value(text: &[u8]) -> HeaderValue {
+    HeaderValue::from_bytes(text).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// An OpenAI-style reset duration: `250ms`, `12s`, `6m0s`, `1h2m3s`.
 pub fn reset_text(ms: u64) -> String {
-    let mut buf = BytesMut::with_capacity(16);
-    push_reset(&mut buf, ms);
-    String::from_utf8_lossy(&buf).into_owned()
+    String::from_utf8_lossy(Reset::of(ms).as_bytes()).into_owned()
 }
 
-fn push_reset(out: &mut BytesMut, ms: u64) {
-    let mut num = itoa::Buffer::new();
-    if ms < 1_000 {
-        out.extend_from_slice(num.format(ms).as_bytes());
-        out.extend_from_slice(b"ms");
-        return;
+/// A reset duration written on the stack: at most `5124095576030h25m52s` (20 bytes).
+struct Reset {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Reset {
+    fn of(ms: u64) -> Reset {
+        let mut r = Reset { buf: [0; 32], len: 0 };
+        let mut num = itoa::Buffer::new();
+        if ms < 1_000 {
+            r.push(num.format(ms).as_bytes());
+            r.push(b"ms");
+            return r;
+        }
+        let secs = ms.div_ceil(1_000);
+        let (h, m, s) = (secs / 3_600, secs / 60 % 60, secs % 60);
+        if h > 0 {
+            r.push(num.format(h).as_bytes());
+            r.push(b"h");
+        }
+        if h > 0 || m > 0 {
+            r.push(num.format(m).as_bytes());
+            r.push(b"m");
+        }
+        r.push(num.format(s).as_bytes());
+        r.push(b"s");
+        r
     }
-    let secs = ms.div_ceil(1_000);
-    let (h, m, s) = (secs / 3_600, secs / 60 % 60, secs % 60);
-    if h > 0 {
-        out.extend_from_slice(num.format(h).as_bytes());
-        out.extend_from_slice(b"h");
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if let Some(slot) = self.buf.get_mut(self.len..end) {
+            slot.copy_from_slice(bytes);
+            self.len = end;
+        }
     }
-    if h > 0 || m > 0 {
-        out.extend_from_slice(num.format(m).as_bytes());
-        out.extend_from_slice(b"m");
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
-    out.extend_from_slice(num.format(s).as_bytes());
-    out.extend_from_slice(b"s");
 }
 
 #[cfg(test)]
@@ -87,23 +176,79 @@ mod tests {
         assert_eq!(reset_text(360_000), "6m0s");
         assert_eq!(reset_text(3_600_000), "1h0m0s");
         assert_eq!(reset_text(3_723_000), "1h2m3s");
+        assert_eq!(reset_text(u64::MAX), "5124095576030h25m52s");
+    }
+
+    fn pairs(h: &RateHeaders) -> Vec<(String, String)> {
+        let mut map = HeaderMap::new();
+        h.write(&mut map);
+        assert_eq!(map.len(), h.len());
+        map.iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect()
     }
 
     #[test]
-    fn the_three_headers_carry_their_own_values() {
-        let h = headers(Unit::Tokens, 1_000_000, 999_950, 61_000);
-        let pairs: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
-        assert_eq!(
-            pairs,
-            [
-                ("x-ratelimit-limit-tokens", "1000000"),
-                ("x-ratelimit-remaining-tokens", "999950"),
-                ("x-ratelimit-reset-tokens", "1m1s"),
-            ]
+    fn each_counter_writes_its_own_three_values() {
+        let mut h = RateHeaders::default();
+        assert!(h.is_empty());
+        *h.slot(Unit::Tokens) = Some(Counter {
+            limit: 1_000_000,
+            remaining: 999_950,
+            reset_ms: 61_000,
+        });
+        let mut got = pairs(&h);
+        got.sort();
+        let want = [
+            ("x-ratelimit-limit-tokens", "1000000"),
+            ("x-ratelimit-remaining-tokens", "999950"),
+            ("x-ratelimit-reset-tokens", "1m1s"),
+        ];
+        assert_eq!(got, want.map(|(n, v)| (n.to_string(), v.to_string())));
+        let r = RateHeaders::refusal(
+            Unit::Requests,
+            Counter {
+                limit: 20,
+                remaining: 0,
+                reset_ms: 5,
+            },
+            1,
         );
-        let h = headers(Unit::Requests, 20, 0, 5);
-        assert_eq!(h[0].0.as_str(), "x-ratelimit-limit-requests");
-        assert_eq!(h[1].1.to_str().unwrap(), "0");
-        assert_eq!(h[2].1.to_str().unwrap(), "5ms");
+        let got = pairs(&r);
+        assert!(got.contains(&("x-ratelimit-limit-requests".into(), "20".into())));
+        assert!(got.contains(&("x-ratelimit-remaining-requests".into(), "0".into())));
+        assert!(got.contains(&("x-ratelimit-reset-requests".into(), "5ms".into())));
+        assert!(got.contains(&("retry-after".into(), "1".into())));
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn a_refusal_s_values_replace_admission_s() {
+        let admitted = Counter {
+            limit: 10,
+            remaining: 9,
+            reset_ms: 1_000,
+        };
+        let mut h = RateHeaders {
+            requests: Some(admitted),
+            ..RateHeaders::default()
+        };
+        let tokens = Counter {
+            limit: 100,
+            remaining: 3,
+            reset_ms: 500,
+        };
+        h.merge(RateHeaders::refusal(Unit::Tokens, tokens, 2));
+        assert_eq!(h.requests, Some(admitted), "kept where the refusal says nothing");
+        assert_eq!(h.tokens, Some(tokens));
+        assert_eq!(h.retry_after_secs, Some(2));
+        let newer = Counter {
+            remaining: 0,
+            ..admitted
+        };
+        h.merge(RateHeaders::refusal(Unit::Requests, newer, 7));
+        assert_eq!((h.requests, h.retry_after_secs), (Some(newer), Some(7)));
+        h.merge(RateHeaders::default());
+        assert_eq!((h.requests, h.tokens), (Some(newer), Some(tokens)));
     }
 }

@@ -14,18 +14,18 @@
 //! through Redis in the background ([`tollgate_limits::sync`]), `exact` rules ask Redis on the
 //! request's path with their own timeout.
 
-use crate::rate_headers::{self, Unit};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use tollgate_limits::key::tagged_key_of;
 use tollgate_limits::{BucketTable, Clock, Decision, ExactBuckets, Limit};
 
 use crate::config::limits::{KeyPart, LimitMode, LimitRule};
 use crate::error::ApiError;
 use crate::quota::Refusal;
+use crate::rate_headers::{Counter, RateHeaders, Unit};
 use crate::telemetry::Metrics;
 
 /// What a request is, as far as limit keys go.
@@ -66,14 +66,6 @@ enum Keeping {
     Exact,
     /// Admitted without a reservation (exact rule, Redis down, fail-open): nothing to settle.
     Nowhere,
-}
-
-/// The state of the tightest bucket of one kind, for `x-ratelimit-*` headers.
-#[derive(Debug, Clone, Copy)]
-struct Tightest {
-    limit: u64,
-    remaining: u64,
-    reset_ms: u64,
 }
 
 /// Decides and settles rate limits.
@@ -144,10 +136,10 @@ impl RateLimiter {
         demand: Demand,
         quota_remaining: Option<u64>,
         metrics: &Metrics,
-    ) -> Result<(Vec<Hold>, Vec<(HeaderName, HeaderValue)>), Refusal> {
+    ) -> Result<(Vec<Hold>, RateHeaders), Refusal> {
         let mut holds = Vec::new();
-        let mut tight_tokens: Option<Tightest> = None;
-        let mut tight_requests: Option<Tightest> = None;
+        let mut tight_tokens: Option<Counter> = None;
+        let mut tight_requests: Option<Counter> = None;
         for rule in rules.iter().filter(|r| r.selects(facts.consumer, facts.model)) {
             let base = key_base(&self.key_prefix, rule, &key_values(rule, facts));
             self.spot_hot_key(rule, &base, metrics);
@@ -180,7 +172,7 @@ impl RateLimiter {
                         if tokens && how != Keeping::Nowhere {
                             counters.reserved.inc_by(cost);
                         }
-                        let state = Tightest {
+                        let state = Counter {
                             limit: limit.capacity,
                             remaining,
                             reset_ms: limit.ms_to_refill(limit.capacity_f() - remaining as f64),
@@ -205,13 +197,11 @@ impl RateLimiter {
                 }
             }
         }
-        let mut headers = Vec::new();
-        if let Some(t) = tight_requests.filter(|t| quota_remaining.is_none_or(|q| t.remaining < q)) {
-            headers.extend(ratelimit_headers(Unit::Requests, t));
-        }
-        if let Some(t) = tight_tokens {
-            headers.extend(ratelimit_headers(Unit::Tokens, t));
-        }
+        let headers = RateHeaders {
+            requests: tight_requests.filter(|t| quota_remaining.is_none_or(|q| t.remaining < q)),
+            tokens: tight_tokens,
+            retry_after_secs: None,
+        };
         Ok((holds, headers))
     }
 
@@ -353,10 +343,6 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v.trim_matches('"'))
 }
 
-fn ratelimit_headers(unit: Unit, t: Tightest) -> [(HeaderName, HeaderValue); 3] {
-    rate_headers::headers(unit, t.limit, t.remaining, t.reset_ms)
-}
-
 fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64, decision: Decision) -> Refusal {
     let unit = if tokens { "tokens" } else { "requests" };
     let needs = if tokens {
@@ -380,16 +366,15 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
                     rule.name, limit.capacity, rule.per
                 ),
             );
-            let mut headers = ratelimit_headers(
+            let headers = RateHeaders::refusal(
                 if tokens { Unit::Tokens } else { Unit::Requests },
-                Tightest {
+                Counter {
                     limit: limit.capacity,
                     remaining,
                     reset_ms: limit.ms_to_refill(limit.capacity_f() - remaining as f64),
                 },
-            )
-            .to_vec();
-            headers.push((http::header::RETRY_AFTER, HeaderValue::from(secs)));
+                secs,
+            );
             Refusal { error, headers }
         }
         Decision::TooLarge => Refusal {
@@ -400,7 +385,7 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
                     limit.capacity, rule.per, rule.name
                 ),
             ),
-            headers: Vec::new(),
+            headers: RateHeaders::default(),
         },
         _ => Refusal {
             error: ApiError::unavailable(
@@ -410,7 +395,7 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
                     rule.name
                 ),
             ),
-            headers: vec![(http::header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            headers: RateHeaders::retry_after(1),
         },
     }
 }
@@ -418,6 +403,7 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn bucket_keys_are_the_tagged_key_of_rule_and_values() {

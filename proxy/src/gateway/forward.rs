@@ -170,12 +170,12 @@ async fn proxy(
                 Ok(a) => {
                     if let Some(q) = a.tightest {
                         quota_remaining = Some(q.remaining);
-                        ctx.extra_headers.extend(q.headers());
+                        ctx.rate_headers.requests = Some(q);
                     }
                     ctx.quota_charges = a.charges;
                 }
                 Err(refusal) => {
-                    ctx.extra_headers.extend(refusal.headers);
+                    ctx.rate_headers.merge(refusal.headers);
                     respond::error(session, ctx, refusal.error).await;
                     return Ok(());
                 }
@@ -199,7 +199,7 @@ async fn proxy(
         .await
         {
             state.refund_quotas(ctx).await;
-            ctx.extra_headers.extend(refusal.headers);
+            ctx.rate_headers.merge(refusal.headers);
             respond::error(session, ctx, refusal.error).await;
             return Ok(());
         }
@@ -265,7 +265,7 @@ async fn admit_limits(
         .admit(&snapshot.limits, &facts, demand, quota_remaining, &state.metrics)
         .await?;
     ctx.limit_holds = holds;
-    ctx.extra_headers.extend(headers);
+    ctx.rate_headers.merge(headers);
     Ok(())
 }
 

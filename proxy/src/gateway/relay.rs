@@ -50,7 +50,7 @@ fn downstream_header(status: StatusCode, mut headers: HeaderMap, is_sse: bool, c
     if is_sse {
         headers.remove(http::header::CONTENT_LENGTH);
     }
-    headers.reserve(2 + ctx.extra_headers.len());
+    headers.reserve(2 + ctx.rate_headers.len());
     respond::add_gateway_headers(&mut headers, ctx);
     if !headers.contains_key(http::header::CONTENT_LENGTH) {
         headers.insert(

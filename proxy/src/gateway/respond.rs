@@ -20,20 +20,18 @@ pub fn header(status: StatusCode, headers: HeaderMap) -> ResponseHeader {
     ResponseHeader::from(parts)
 }
 
-/// `x-request-id` and the request's extra headers (e.g. `x-ratelimit-*`), replacing any
+/// `x-request-id` and the request's rate headers (`x-ratelimit-*`, `Retry-After`), replacing any
 /// of the same name.
 pub fn add_gateway_headers(headers: &mut HeaderMap, ctx: &RequestCtx) {
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), id);
     }
-    for (name, value) in &ctx.extra_headers {
-        headers.insert(name.clone(), value.clone());
-    }
+    ctx.rate_headers.write(headers);
 }
 
 /// Write a complete JSON response.
 pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: StatusCode, body: Bytes) -> pingora::Result<()> {
-    let mut headers = HeaderMap::with_capacity(4 + ctx.extra_headers.len());
+    let mut headers = HeaderMap::with_capacity(4 + ctx.rate_headers.len());
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     add_gateway_headers(&mut headers, ctx);
