@@ -51,6 +51,7 @@ fn setup() -> (Snapshot, KeyRegistry) {
         .block_on(KeyRegistry::open(
             KeyBackend::File(dir.join("keys.json")),
             Arc::new(tollgate_limits::SystemClock),
+            None,
         ))
         .expect("registry");
     (snapshot, registry)

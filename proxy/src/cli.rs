@@ -87,6 +87,10 @@ pub struct RunOpts {
     /// (default: `<config file>.keys.json`).
     #[arg(long, env = "TOLLGATE_KEY_STORE_FILE")]
     pub key_store_file: Option<PathBuf>,
+    /// Days a key issued through the admin API is still listed after it was revoked or expired;
+    /// then its record is purged (0 = never). Revocations of config keys are always kept.
+    #[arg(long, env = "TOLLGATE_KEY_RETENTION_DAYS", default_value_t = 30)]
+    pub key_retention_days: u64,
     /// Longest wait for a Redis answer on the request path, in milliseconds.
     #[arg(long, env = "TOLLGATE_REDIS_TIMEOUT_MS", default_value_t = 250)]
     pub redis_timeout_ms: u64,

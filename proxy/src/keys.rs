@@ -11,6 +11,12 @@
 //!   Redis answers again;
 //! - without Redis: a JSON state file, written atomically (temp file + rename) on each change
 //!   and read at start, so a restart loses no key.
+//!
+//! Records do not pile up forever: a key the admin API issued, once revoked or expired for
+//! longer than the retention (`--key-retention-days`), has its record purged (at start, on each
+//! change, and hourly with Redis). That key is refused either way: nothing in the config knows
+//! it. A revocation of a *config* key is never purged, since forgetting it would bring the key
+//! back; nor is a record written before records said where their key came from.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,13 +32,36 @@ use crate::config::consumers::{format_hash, hash_key, parse_hash, KeyHash};
 /// How often a node checks Redis for key changes.
 pub const POLL: Duration = Duration::from_millis(250);
 
-const TABLE_KEY: &str = "tollgate:{keys}:table";
-const VERSION_KEY: &str = "tollgate:{keys}:version";
-
 const WRITE_SCRIPT: &str = r"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('INCR', KEYS[2])
 ";
+
+/// Delete each field (odd ARGV) still holding the record it was judged on (even ARGV): a record
+/// rewritten since (e.g. by another node) stays. Bumps the version when anything went.
+const PURGE_SCRIPT: &str = r"
+local gone = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    gone = gone + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+if gone > 0 then redis.call('INCR', KEYS[2]) end
+return gone
+";
+
+/// How often nodes sharing keys through Redis purge ended keys' records.
+pub const PURGE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Where a record's key lives.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Issued by the admin API: the record is all there is of the key.
+    Api,
+    /// Written in the config file: the record only revokes it.
+    Config,
+}
 
 /// A key record as stored (never the key itself).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -46,6 +75,22 @@ pub struct KeyRecord {
     pub expires_ms: Option<u64>,
     #[serde(default)]
     pub revoked_ms: Option<u64>,
+    /// Absent in records written before it existed (those are never purged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+impl KeyRecord {
+    /// Whether the record can go: an API key, revoked or expired at least `retention` ago.
+    fn purgeable(&self, now_ms: u64, retention: Option<Duration>) -> bool {
+        let Some(retention) = retention else { return false };
+        let ended = match (self.revoked_ms, self.expires_ms) {
+            (Some(r), Some(e)) => Some(r.min(e)),
+            (r, e) => r.or(e),
+        };
+        self.origin == Some(Origin::Api)
+            && ended.is_some_and(|t| t.saturating_add(retention.as_millis() as u64) <= now_ms)
+    }
 }
 
 /// The registry's view: records by key hash.
@@ -77,8 +122,16 @@ impl KeyTable {
 /// Where changes are kept.
 pub enum KeyBackend {
     File(PathBuf),
-    Redis { client: Client, timeout: Duration },
+    /// `prefix`: the Redis keys' common start, [`REDIS_PREFIX`] outside tests.
+    Redis {
+        client: Client,
+        timeout: Duration,
+        prefix: String,
+    },
 }
+
+/// The start of the key store's Redis keys: `…:table` (records by hash) and `…:version`.
+pub const REDIS_PREFIX: &str = "tollgate:{keys}";
 
 /// A store failure, said without any key material.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +147,8 @@ pub struct KeyRegistry {
     table: ArcSwap<KeyTable>,
     backend: KeyBackend,
     clock: Arc<dyn Clock>,
+    /// How long an ended API key's record is kept; `None`: forever.
+    retention: Option<Duration>,
     version: std::sync::atomic::AtomicI64,
     writes: tokio::sync::Mutex<()>,
 }
@@ -110,28 +165,88 @@ pub enum Verdict<'a> {
 }
 
 impl KeyRegistry {
-    /// Open the registry, loading what the backend holds.
-    pub async fn open(backend: KeyBackend, clock: Arc<dyn Clock>) -> Result<KeyRegistry, KeyStoreError> {
+    /// Open the registry, loading what the backend holds (and purging what has outlived
+    /// `retention`).
+    pub async fn open(
+        backend: KeyBackend,
+        clock: Arc<dyn Clock>,
+        retention: Option<Duration>,
+    ) -> Result<KeyRegistry, KeyStoreError> {
         let reg = KeyRegistry {
             table: ArcSwap::from_pointee(KeyTable::default()),
             backend,
             clock,
+            retention,
             version: std::sync::atomic::AtomicI64::new(-1),
             writes: tokio::sync::Mutex::new(()),
         };
         match &reg.backend {
             KeyBackend::File(path) => {
-                let records = read_file(path)?;
+                let mut records = read_file(path)?;
+                if reg.drop_purgeable(&mut records) > 0 {
+                    write_file(path, &records)?;
+                }
                 reg.table.store(Arc::new(KeyTable::build(records)));
             }
             KeyBackend::Redis { .. } => {
                 // An unreachable Redis is not fatal: the poller fills the table when it answers.
                 if let Err(e) = reg.refresh().await {
                     tracing::error!(error = %e, "key store: cannot read keys from redis yet");
+                } else if let Err(e) = reg.purge().await {
+                    tracing::error!(error = %e, "key store: purging ended keys failed");
                 }
             }
         }
         Ok(reg)
+    }
+
+    /// Remove the records that have outlived the retention; how many went.
+    fn drop_purgeable(&self, records: &mut Vec<KeyRecord>) -> usize {
+        let (now, before) = (self.clock.now_ms(), records.len());
+        records.retain(|r| !r.purgeable(now, self.retention));
+        let gone = before - records.len();
+        if gone > 0 {
+            tracing::info!(
+                records = gone,
+                "key store: purged keys revoked or expired past the retention"
+            );
+        }
+        gone
+    }
+
+    /// With Redis: delete the records that have outlived the retention (each only if no node
+    /// rewrote it meanwhile), then reload. How many went. The file backend purges on each write.
+    pub async fn purge(&self) -> Result<usize, KeyStoreError> {
+        let KeyBackend::Redis {
+            client,
+            timeout,
+            prefix,
+        } = &self.backend
+        else {
+            return Ok(0);
+        };
+        let now = self.clock.now_ms();
+        let mut args = Vec::new();
+        for r in self.table.load().records().filter(|r| r.purgeable(now, self.retention)) {
+            let json = serde_json::to_string(r).map_err(|e| KeyStoreError::Redis(e.to_string()))?;
+            args.extend([r.hash.clone(), json]);
+        }
+        if args.is_empty() {
+            return Ok(0);
+        }
+        let call = client.eval::<i64, _, _, _>(PURGE_SCRIPT, redis_keys(prefix).to_vec(), args);
+        let gone = tokio::time::timeout(*timeout * 4, call)
+            .await
+            .map_err(|_| KeyStoreError::Redis("timed out".into()))?
+            .map_err(|e| KeyStoreError::Redis(e.to_string()))?;
+        if gone > 0 {
+            tracing::info!(
+                records = gone,
+                "key store: purged keys revoked or expired past the retention"
+            );
+        }
+        self.refresh().await?;
+        Ok(usize::try_from(gone).unwrap_or(0))
     }
 
     pub fn table(&self) -> Arc<KeyTable> {
@@ -169,14 +284,19 @@ impl KeyRegistry {
                     .cloned()
                     .collect();
                 all.push(record);
+                self.drop_purgeable(&mut all);
                 write_file(path, &all)?;
                 self.table.store(Arc::new(KeyTable::build(all)));
             }
-            KeyBackend::Redis { client, timeout } => {
+            KeyBackend::Redis {
+                client,
+                timeout,
+                prefix,
+            } => {
                 let json = serde_json::to_string(&record).map_err(|e| KeyStoreError::Redis(e.to_string()))?;
                 let call = client.eval::<i64, _, _, _>(
                     WRITE_SCRIPT,
-                    vec![TABLE_KEY.to_string(), VERSION_KEY.to_string()],
+                    redis_keys(prefix).to_vec(),
                     vec![record.hash.clone(), json],
                 );
                 tokio::time::timeout(*timeout * 4, call)
@@ -192,15 +312,21 @@ impl KeyRegistry {
 
     /// Reload the table from Redis if its version moved (no-op for the file backend).
     pub async fn refresh(&self) -> Result<bool, KeyStoreError> {
-        let KeyBackend::Redis { client, timeout } = &self.backend else {
+        let KeyBackend::Redis {
+            client,
+            timeout,
+            prefix,
+        } = &self.backend
+        else {
             return Ok(false);
         };
-        let version: Option<i64> = eval(client, *timeout, "return redis.call('GET', KEYS[1])", VERSION_KEY).await?;
+        let [table_key, version_key] = redis_keys(prefix);
+        let version: Option<i64> = eval(client, *timeout, "return redis.call('GET', KEYS[1])", version_key).await?;
         let version = version.unwrap_or(0);
         if version == self.version.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(false);
         }
-        let flat: Vec<String> = eval(client, *timeout, "return redis.call('HGETALL', KEYS[1])", TABLE_KEY).await?;
+        let flat: Vec<String> = eval(client, *timeout, "return redis.call('HGETALL', KEYS[1])", table_key).await?;
         let records = flat
             .chunks(2)
             .filter_map(|pair| pair.get(1))
@@ -216,14 +342,19 @@ impl KeyRegistry {
     }
 }
 
+/// The table and version keys under `prefix`.
+fn redis_keys(prefix: &str) -> [String; 2] {
+    [format!("{prefix}:table"), format!("{prefix}:version")]
+}
+
 /// Run a read-only script on one key, within a few command timeouts.
 async fn eval<R: fred::types::FromValue>(
     client: &Client,
     timeout: Duration,
     script: &str,
-    key: &str,
+    key: String,
 ) -> Result<R, KeyStoreError> {
-    let call = client.eval::<R, _, _, _>(script.to_string(), vec![key.to_string()], Vec::<String>::new());
+    let call = client.eval::<R, _, _, _>(script.to_string(), vec![key], Vec::<String>::new());
     tokio::time::timeout(timeout * 4, call)
         .await
         .map_err(|_| KeyStoreError::Redis("timed out".into()))?
@@ -240,6 +371,7 @@ pub fn new_key(consumer: &str, id: String, now_ms: u64, expires_ms: Option<u64>)
         created_ms: now_ms,
         expires_ms,
         revoked_ms: None,
+        origin: Some(Origin::Api),
     };
     (key, record)
 }
@@ -268,11 +400,19 @@ fn write_file(path: &PathBuf, records: &[KeyRecord]) -> Result<(), KeyStoreError
     write().map_err(|e| KeyStoreError::File(shown, e.to_string()))
 }
 
-/// Poll Redis for key changes, forever, on the current runtime.
+/// Poll Redis for key changes, forever, on the current runtime; purge ended keys' records every
+/// [`PURGE_EVERY`].
 pub async fn poll_forever(registry: Arc<KeyRegistry>) {
     let mut down = false;
+    let mut last_purge = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(POLL).await;
+        if !down && last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = tokio::time::Instant::now();
+            if let Err(e) = registry.purge().await {
+                tracing::error!(error = %e, "key store: purging ended keys failed");
+            }
+        }
         match registry.refresh().await {
             Ok(_) => {
                 if down {
@@ -302,7 +442,7 @@ mod tests {
         let path = dir.join("keys.json");
         let _ = std::fs::remove_file(&path);
         let clock = Arc::new(ManualClock::new(1_000));
-        let reg = KeyRegistry::open(KeyBackend::File(path.clone()), clock.clone())
+        let reg = KeyRegistry::open(KeyBackend::File(path.clone()), clock.clone(), None)
             .await
             .unwrap();
         let (key, rec) = new_key("dept-a", "k1".into(), 1_000, Some(5_000));
@@ -325,7 +465,9 @@ mod tests {
         .await
         .unwrap();
 
-        let reopened = KeyRegistry::open(KeyBackend::File(path.clone()), clock).await.unwrap();
+        let reopened = KeyRegistry::open(KeyBackend::File(path.clone()), clock, None)
+            .await
+            .unwrap();
         assert_eq!(
             reopened.check(&reopened.table(), &hash),
             Verdict::Refused,
@@ -336,5 +478,141 @@ mod tests {
             !std::fs::read_to_string(&path).unwrap().contains(&key),
             "the key itself was stored"
         );
+    }
+
+    const DAY: u64 = 86_400_000;
+    const MONTH: Option<Duration> = Some(Duration::from_secs(30 * 86_400));
+
+    /// One record of each kind, all ended (or not) at day 1; ids say what each is.
+    fn mixed_records() -> Vec<KeyRecord> {
+        let api = |id: &str, revoked: Option<u64>, expires: Option<u64>| {
+            let (_, mut r) = new_key("dept-a", id.to_string(), 0, expires);
+            r.revoked_ms = revoked;
+            r
+        };
+        let mut config_revocation = api("config-revoked", Some(DAY), None);
+        config_revocation.origin = Some(Origin::Config);
+        let mut legacy = api("legacy-revoked", Some(DAY), None);
+        legacy.origin = None;
+        vec![
+            api("api-revoked", Some(DAY), None),
+            api("api-expired", None, Some(DAY)),
+            api("api-revoked-later", Some(20 * DAY), None),
+            api("api-live", None, None),
+            api("api-expires-later", None, Some(400 * DAY)),
+            config_revocation,
+            legacy,
+        ]
+    }
+
+    fn ids(reg: &KeyRegistry) -> Vec<String> {
+        let mut ids: Vec<String> = reg.table().records().map(|r| r.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn ended_api_keys_are_purged_after_the_retention_and_config_revocations_never() {
+        let dir = std::env::temp_dir().join(format!("tollgate-keys-{}-{}", std::process::id(), line!()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.json");
+        write_file(&path, &mixed_records()).unwrap();
+
+        // Day 30: nothing has been over for 30 days yet.
+        let clock = Arc::new(ManualClock::new(30 * DAY));
+        let reg = KeyRegistry::open(KeyBackend::File(path.clone()), clock.clone(), MONTH)
+            .await
+            .unwrap();
+        assert_eq!(reg.table().records().count(), 7);
+
+        // Day 31, at start: the two API keys over since day 1 go, from the file too.
+        clock.set_ms(31 * DAY);
+        let reg = KeyRegistry::open(KeyBackend::File(path.clone()), clock.clone(), MONTH)
+            .await
+            .unwrap();
+        let kept = [
+            "api-expires-later",
+            "api-live",
+            "api-revoked-later",
+            "config-revoked",
+            "legacy-revoked",
+        ];
+        assert_eq!(ids(&reg), kept);
+        assert_eq!(read_file(&path).unwrap().len(), 5);
+
+        // Day 60, on a change: the one revoked on day 20 goes with it.
+        clock.set_ms(60 * DAY);
+        let (_, fresh) = new_key("dept-a", "fresh".into(), 60 * DAY, None);
+        reg.put(fresh).await.unwrap();
+        assert_eq!(
+            ids(&reg),
+            [
+                "api-expires-later",
+                "api-live",
+                "config-revoked",
+                "fresh",
+                "legacy-revoked"
+            ]
+        );
+        assert_eq!(read_file(&path).unwrap().len(), 5);
+
+        // Years on, with retention off: nothing goes.
+        clock.set_ms(5_000 * DAY);
+        let kept_all = KeyRegistry::open(KeyBackend::File(path.clone()), clock, None)
+            .await
+            .unwrap();
+        assert_eq!(kept_all.table().records().count(), 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn with_redis_the_purge_spares_a_record_another_node_rewrote() {
+        let counters =
+            tollgate_limits::RedisCounters::new("redis://127.0.0.1:6379", Duration::from_millis(500)).unwrap();
+        counters
+            .connect(Duration::from_secs(2))
+            .await
+            .expect("these tests need a redis server on 127.0.0.1:6379");
+        let prefix = format!("tollgate-test-{}-{}:{{keys}}", std::process::id(), line!());
+        let backend = |client: &Client| KeyBackend::Redis {
+            client: client.clone(),
+            timeout: Duration::from_millis(500),
+            prefix: prefix.clone(),
+        };
+        let client = counters.client().clone();
+        let clock = Arc::new(ManualClock::new(DAY));
+        let writer = KeyRegistry::open(backend(&client), clock.clone(), None).await.unwrap();
+        for r in mixed_records() {
+            writer.put(r).await.unwrap();
+        }
+
+        // Another node opens on day 31 and judges the two old API records purgeable; before
+        // its purge runs, one of them is rewritten (given a later expiry) by the first node.
+        clock.set_ms(31 * DAY);
+        let node = KeyRegistry::open(backend(&client), clock.clone(), None).await.unwrap();
+        let node = KeyRegistry {
+            retention: MONTH,
+            ..node
+        };
+        let mut rewritten = node.table().by_id("api-expired").unwrap().clone();
+        rewritten.expires_ms = Some(400 * DAY);
+        writer.put(rewritten).await.unwrap();
+        assert_eq!(node.purge().await.unwrap(), 1, "only the unchanged record goes");
+        assert_eq!(
+            ids(&node),
+            [
+                "api-expired",
+                "api-expires-later",
+                "api-live",
+                "api-revoked-later",
+                "config-revoked",
+                "legacy-revoked"
+            ]
+        );
+        // Every node sees it: the version moved.
+        assert!(writer.refresh().await.unwrap());
+        assert_eq!(ids(&writer), ids(&node));
+        assert_eq!(node.purge().await.unwrap(), 0);
+        let _: () = client.del(redis_keys(&prefix).to_vec()).await.unwrap();
     }
 }

@@ -62,6 +62,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             KeyBackend::Redis {
                 client: r.client().clone(),
                 timeout: redis_timeout,
+                prefix: keys::REDIS_PREFIX.to_string(),
             },
         ),
         None => (
@@ -71,7 +72,9 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     };
     let quotas = QuotaStore::new(backend, Arc::new(SystemClock));
     let limits = start_limits(&opts, redis.as_ref(), &metrics, &shared_rt);
-    let keys = Arc::new(shared_rt.block_on(KeyRegistry::open(key_backend, Arc::new(SystemClock)))?);
+    let retention =
+        (opts.key_retention_days > 0).then(|| Duration::from_secs(opts.key_retention_days.saturating_mul(86_400)));
+    let keys = Arc::new(shared_rt.block_on(KeyRegistry::open(key_backend, Arc::new(SystemClock), retention))?);
     if redis.is_some() {
         shared_rt.spawn(keys::poll_forever(keys.clone()));
     }

@@ -110,6 +110,50 @@ async fn keys_created_rotated_and_revoked_without_redis_survive_a_restart() {
     assert_eq!(chat_with(&restarted, &key2).await, 200);
     assert_eq!(chat_with(&restarted, &key1).await, 401);
     assert_eq!(chat_with(&restarted, CONFIG_KEY).await, 401);
+    drop(restarted);
+
+    // 40 days later (the revocations moved back in the file): with a 30-day retention the
+    // rotated-out API key's record is purged at start, the config key's revocation is not.
+    let mut records: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let forty_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 40 * 86_400_000;
+    for r in records.as_array_mut().unwrap() {
+        if r["revoked_ms"].is_u64() {
+            r["revoked_ms"] = forty_days_ago.into();
+        }
+    }
+    std::fs::write(&state, serde_json::to_vec(&records).unwrap()).unwrap();
+    let later = Gateway::start_with(
+        &config_text,
+        &[
+            "--key-store-file",
+            state.to_str().unwrap(),
+            "--key-retention-days",
+            "30",
+        ],
+    )
+    .await;
+    let listed = admin(&later, "GET", &base, "").await.json();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["dept-k-cfg", "k-api-2"], "{listed}");
+    assert!(listed["data"][0]["revoked_at_ms"].is_u64(), "{listed}");
+    assert_eq!(
+        chat_with(&later, CONFIG_KEY).await,
+        401,
+        "a config key's revocation is kept"
+    );
+    assert_eq!(chat_with(&later, &key1).await, 401, "a purged key stays refused");
+    assert_eq!(chat_with(&later, &key2).await, 200);
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(kept.as_array().unwrap().len(), 2, "purged from the file: {kept}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

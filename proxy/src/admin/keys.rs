@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::{error, reply, AdminApp};
 use crate::config::consumers::format_hash;
 use crate::error::ApiError;
-use crate::keys::{new_key, KeyRecord};
+use crate::keys::{new_key, KeyRecord, Origin};
 
 /// What an admin action did, for the audit line.
 pub struct AdminAudit {
@@ -187,6 +187,7 @@ async fn revoke(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &s
                 created_ms: now,
                 expires_ms: None,
                 revoked_ms: Some(now),
+                origin: Some(Origin::Config),
             }
         }
     };
