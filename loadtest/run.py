@@ -12,7 +12,8 @@ ports, drives each with oha, and prints one table per scenario:
 
 With --repeat N, every full-load measurement is taken N times, the targets interleaved (all
 targets once, then all again…), and each cell is the median, the CPU column with its range:
-between two runs on a shared 2-core machine one row moves by up to ~10%.
+between two runs on a shared 2-core machine one row moves by up to ~10%. Each feature row also
+gets the median over rounds of its CPU relative to the plain gateway's in the same round.
 
 Usage: python3 loadtest/run.py [--duration 10] [--connections 32] [--rate 1000] [--threads 1] [--repeat 1]
 """
@@ -268,8 +269,9 @@ http {{
                     s["cpu"] = used / s["total"] * 1e6 if pids() and s["total"] else None
                     runs[name].append(s)
             print(f"## {scenario}, full load" + (f" (median of {args.repeat} runs)" if args.repeat > 1 else ""))
-            print("| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | ok/total |")
-            print("|---|---|---|---|---|---|")
+            print("| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | vs tollgate, per round | ok/total |")
+            print("|---|---|---|---|---|---|---|")
+            plain = [r["cpu"] for r in runs["tollgate"]]
             for name, _, _, _ in targets:
                 rs = runs[name]
                 med = lambda k: statistics.median(r[k] for r in rs)
@@ -279,8 +281,16 @@ http {{
                     cpu = f"{statistics.median(cpus):.1f}"
                     if len(cpus) > 1:
                         cpu += f" ({min(cpus):.1f}–{max(cpus):.1f})"
+                # Each round's CPU over the plain gateway's in the same round: the machine's
+                # speed drifts between rounds, and this ratio drifts less than either figure.
+                ratios = [r["cpu"] / p - 1 for r, p in zip(rs, plain) if r["cpu"] and p]
+                vs = "-"
+                if ratios and name.startswith("tollgate +"):
+                    vs = f"{statistics.median(ratios) * 100:+.1f}%"
+                    if len(ratios) > 1:
+                        vs += f" ({min(ratios) * 100:+.0f}…{max(ratios) * 100:+.0f}%)"
                 ok, total = sum(r["ok"] for r in rs), sum(r["total"] for r in rs)
-                print(f"| {name} | {med('rps'):.0f} | {med('p50_ms'):.3f} | {med('p99_ms'):.3f} | {cpu} | {ok}/{total} |")
+                print(f"| {name} | {med('rps'):.0f} | {med('p50_ms'):.3f} | {med('p99_ms'):.3f} | {cpu} | {vs} | {ok}/{total} |")
             print()
 
         print(f"## json at a fixed {args.rate} req/s")
