@@ -83,6 +83,11 @@ pub struct RunOpts {
     /// unset keeps it in memory (one node).
     #[arg(long, env = "TOLLGATE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Separates this gateway cluster's state in Redis (run-time keys, quota counts, and rate
+    /// limits unless `--limits-namespace` says otherwise) from another cluster's in the same
+    /// Redis: letters, digits, `-`, `_` and `.`, up to 64. Empty: the keys used so far.
+    #[arg(long, env = "TOLLGATE_REDIS_NAMESPACE", default_value = "", value_parser = namespace)]
+    pub redis_namespace: String,
     /// Without Redis, where keys created or revoked through the admin API are kept
     /// (default: `<config file>.keys.json`).
     #[arg(long, env = "TOLLGATE_KEY_STORE_FILE")]
@@ -115,7 +120,8 @@ pub struct RunOpts {
     #[arg(long, env = "TOLLGATE_LIMITS_HOT_KEY_RPS", default_value_t = 100)]
     pub limits_hot_key_rps: u64,
     /// Separates this gateway cluster's rate limits from another's in the same Redis (a word
-    /// put into every limit key); nodes with the same namespace share their limits.
+    /// put into every limit key); nodes with the same namespace share their limits. Empty:
+    /// `--redis-namespace`.
     #[arg(long, env = "TOLLGATE_LIMITS_NAMESPACE", default_value = "")]
     pub limits_namespace: String,
     /// This node's name among the nodes sharing limits (default: host name, pid and a random
@@ -134,4 +140,14 @@ pub struct RunOpts {
     /// Log filter (e.g. `info`, `tollgate=debug`).
     #[arg(long, env = "TOLLGATE_LOG", default_value = "info")]
     pub log_level: String,
+}
+
+/// A Redis namespace: a word that can sit in a key without changing its shape.
+fn namespace(text: &str) -> Result<String, String> {
+    let ok = text.len() <= 64 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err("letters, digits, `-`, `_` and `.` only, up to 64".into())
+    }
 }

@@ -122,7 +122,7 @@ impl KeyTable {
 /// Where changes are kept.
 pub enum KeyBackend {
     File(PathBuf),
-    /// `prefix`: the Redis keys' common start, [`REDIS_PREFIX`] outside tests.
+    /// `prefix`: the Redis keys' common start ([`redis_prefix`]).
     Redis {
         client: Client,
         timeout: Duration,
@@ -130,8 +130,14 @@ pub enum KeyBackend {
     },
 }
 
-/// The start of the key store's Redis keys: `…:table` (records by hash) and `…:version`.
-pub const REDIS_PREFIX: &str = "tollgate:{keys}";
+/// The start of the key store's Redis keys, `tollgate:{keys}` or `tollgate:<namespace>:{keys}`:
+/// then `…:table` (records by hash) and `…:version`.
+pub fn redis_prefix(namespace: &str) -> String {
+    match namespace {
+        "" => "tollgate:{keys}".to_string(),
+        ns => format!("tollgate:{ns}:{{keys}}"),
+    }
+}
 
 /// A store failure, said without any key material.
 #[derive(Debug, thiserror::Error)]

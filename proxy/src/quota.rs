@@ -54,6 +54,8 @@ pub struct Refusal {
 pub struct QuotaStore {
     backend: Backend,
     clock: Arc<dyn Clock>,
+    /// [`HEAD`], with the namespace when there is one.
+    head: String,
     redis_down: AtomicBool,
 }
 
@@ -86,10 +88,11 @@ pub fn identity(scope: &QuotaScope, key_id: &str, body_user: Option<&str>, heade
 /// (a Redis Cluster keeps a counter on one slot), client-chosen text that could break the key's
 /// shape replaced by its digest — the form [`tagged_key`] gives. The consumer and quota parts
 /// are fixed at load ([`key_prefix`]); each request adds its identity and window.
-pub fn counter_key(prefix: &str, identity: &str, window: &Window) -> String {
+pub fn counter_key(head: &str, prefix: &str, identity: &str, window: &Window) -> String {
     let mut num = itoa::Buffer::new();
     let start = num.format(window.start_ms);
-    let mut key = String::with_capacity(prefix.len() + identity.len() + 2 + start.len());
+    let mut key = String::with_capacity(head.len() + prefix.len() + identity.len() + 2 + start.len());
+    key.push_str(head);
     key.push_str(prefix);
     push_part(&mut key, identity);
     key.push_str("}:");
@@ -97,19 +100,29 @@ pub fn counter_key(prefix: &str, identity: &str, window: &Window) -> String {
     key
 }
 
-/// `tollgate:quota:{consumer/quota/`: the part of a quota's counter keys fixed by the config.
+/// The start of every quota counter key without a namespace.
+pub const HEAD: &str = "tollgate:quota:";
+
+/// `{consumer/quota/`: the part of a quota's counter keys fixed by the config (after the
+/// store's head, [`HEAD`] or `tollgate:quota:<namespace>:`).
 pub fn key_prefix(consumer: &str, quota: &str) -> String {
-    let mut key = tagged_key("tollgate:quota:", &[consumer, quota], "");
+    let mut key = tagged_key("", &[consumer, quota], "");
     key.pop();
     key.push('/');
     key
 }
 
 impl QuotaStore {
-    pub fn new(backend: Backend, clock: Arc<dyn Clock>) -> Self {
+    /// `namespace` (may be empty) separates this cluster's counts from another's in one Redis.
+    pub fn new(backend: Backend, clock: Arc<dyn Clock>, namespace: &str) -> Self {
+        let head = match namespace {
+            "" => HEAD.to_string(),
+            ns => format!("{HEAD}{ns}:"),
+        };
         QuotaStore {
             backend,
             clock,
+            head,
             redis_down: AtomicBool::new(false),
         }
     }
@@ -132,7 +145,7 @@ impl QuotaStore {
             let now = self.clock.now_ms();
             let window = quota.calendar.window(now, quota.period);
             let who = identity(&quota.scope, key_id, body_user, headers);
-            let key = counter_key(&quota.key_prefix, &who, &window);
+            let key = counter_key(&self.head, &quota.key_prefix, &who, &window);
             let count = match &self.backend {
                 Backend::Local(c) => c.incr(&key, window.end_ms, now),
                 // Boxed: the Redis client's future is kilobytes; inline it would grow every
@@ -272,10 +285,11 @@ mod tests {
         };
         let prefix = key_prefix("dept-a", "daily");
         assert_eq!(
-            counter_key(&prefix, "user:alice", &w),
+            counter_key(HEAD, &prefix, "user:alice", &w),
             "tollgate:quota:{dept-a/daily/user:alice}:1000"
         );
-        let k = counter_key(&prefix, "user:}{evil", &w);
+        let k = counter_key("tollgate:quota:prod:", &prefix, "user:}{evil", &w);
+        assert!(k.starts_with("tollgate:quota:prod:{dept-a/daily/"), "{k}");
         assert_eq!(k.matches('{').count(), 1);
         assert_eq!(k.matches('}').count(), 1);
         // The same keys as the general builder gives (counters survive the change of builder),
@@ -287,7 +301,7 @@ mod tests {
             ("x", "y", "*"),
         ] {
             assert_eq!(
-                counter_key(&key_prefix(c, q), who, &w),
+                counter_key(HEAD, &key_prefix(c, q), who, &w),
                 tagged_key("tollgate:quota:", &[c, q, who], ":1000")
             );
         }

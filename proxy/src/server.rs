@@ -62,7 +62,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             KeyBackend::Redis {
                 client: r.client().clone(),
                 timeout: redis_timeout,
-                prefix: keys::REDIS_PREFIX.to_string(),
+                prefix: keys::redis_prefix(&opts.redis_namespace),
             },
         ),
         None => (
@@ -70,7 +70,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             KeyBackend::File(key_store_file(&opts)),
         ),
     };
-    let quotas = QuotaStore::new(backend, Arc::new(SystemClock));
+    let quotas = QuotaStore::new(backend, Arc::new(SystemClock), &opts.redis_namespace);
     let limits = start_limits(&opts, redis.as_ref(), &metrics, &shared_rt);
     let retention =
         (opts.key_retention_days > 0).then(|| Duration::from_secs(opts.key_retention_days.saturating_mul(86_400)));
@@ -179,7 +179,7 @@ fn start_limits(
                 interval: Duration::from_millis(opts.limits_sync_interval_ms.max(1)),
                 timeout: Duration::from_millis(opts.redis_timeout_ms.max(1)),
                 max_keys_per_round: 50_000,
-                nodes_key: match opts.limits_namespace.as_str() {
+                nodes_key: match limits_namespace(opts) {
                     "" => tollgate_limits::sync::NODES_KEY.to_string(),
                     ns => tagged_key(&format!("tollgate:limits:{ns}:"), &["nodes"], ""),
                 },
@@ -204,9 +204,17 @@ fn start_limits(
         Duration::from_millis(opts.limits_exact_timeout_ms.max(1)),
         clock,
         opts.completion_reserve,
-        &opts.limits_namespace,
+        limits_namespace(opts),
         opts.limits_hot_key_rps,
     )
+}
+
+/// The rate limits' namespace: their own, else the Redis one.
+fn limits_namespace(opts: &RunOpts) -> &str {
+    match opts.limits_namespace.as_str() {
+        "" => &opts.redis_namespace,
+        ns => ns,
+    }
 }
 
 /// Host name, process id and a random suffix: unique per process.

@@ -174,6 +174,12 @@ async fn with_redis_a_key_change_on_one_node_reaches_the_other() {
         eventually(Duration::from_secs(2), || async { chat_with(&b, &key).await == 200 }).await,
         "node B never saw the new key"
     );
+    // A cluster under another namespace in the same Redis does not share its keys.
+    let ns = unique("other");
+    let other = Gateway::start_with(&cfg, &[redis[0], redis[1], "--redis-namespace", &ns]).await;
+    assert_eq!(chat_with(&other, &key).await, 401, "another namespace saw the key");
+    assert_eq!(chat_with(&other, CONFIG_KEY).await, 200);
+    drop(other);
 
     assert_eq!(admin(&a, "DELETE", &format!("{base}/{id}"), "").await.status, 200);
     assert!(

@@ -204,3 +204,62 @@ async fn calls_the_gateway_did_not_serve_give_their_quota_counts_back() {
         assert_eq!(call("m", "dan").await, 429, "redis: {redis}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clusters_sharing_one_redis_keep_their_counts_apart_by_namespace() {
+    let mock = start_mock("m").await;
+    let consumer = unique("dept-ns");
+    let rules = "[[consumers.quotas]]\nname = \"daily-per-user\"\nlimit = 2\nper = \"day\"\nby = \"user\"\n\n\
+                 [[limits]]\nname = \"per-consumer\"\nby = [\"consumer\"]\nrequests = 3\nper = \"day\"\nmode = \"exact\"\n";
+    let cfg = config(&mock.base_url(), &consumer, rules);
+    let (east, west) = (unique("east"), unique("west"));
+    let flags = |ns: &str| {
+        [
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--redis-namespace",
+            ns,
+            "--limits-exact-timeout-ms",
+            "5000",
+        ]
+        .map(str::to_string)
+    };
+    let start = |ns: String| {
+        let cfg = cfg.clone();
+        async move {
+            let f = flags(&ns);
+            let f: Vec<&str> = f.iter().map(String::as_str).collect();
+            Gateway::start_with(&cfg, &f).await
+        }
+    };
+    let (a, b, c) = (start(east.clone()).await, start(east).await, start(west).await);
+
+    // The quota: one count for the two east nodes, another for the west one.
+    assert_eq!(ask(&a, "alice").await.status, 200);
+    assert_eq!(ask(&b, "alice").await.status, 200);
+    assert_eq!(ask(&a, "alice").await.status, 429);
+    assert_eq!(ask(&c, "alice").await.status, 200, "west counts apart from east");
+    assert_eq!(ask(&c, "alice").await.status, 200);
+    assert_eq!(ask(&c, "alice").await.status, 429);
+
+    // The rate limit follows the Redis namespace too (no --limits-namespace given): east has
+    // used 2 of its 3, west 2 of its own 3.
+    assert_eq!(ask(&b, "bob").await.status, 200);
+    let r = ask(&a, "carol").await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(ask(&c, "bob").await.status, 200, "west's limit is its own");
+}
+
+#[test]
+fn a_namespace_that_would_change_a_key_s_shape_is_refused() {
+    for bad in ["a{b}", "a:b", "x y", &"n".repeat(65)] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["--redis-namespace", bad, "--config", "/nonexistent.toml"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}: accepted");
+        assert!(err.contains("--redis-namespace"), "{bad}: {err}");
+    }
+}
