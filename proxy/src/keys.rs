@@ -122,12 +122,28 @@ impl KeyTable {
 /// Where changes are kept.
 pub enum KeyBackend {
     File(PathBuf),
-    /// `prefix`: the Redis keys' common start ([`redis_prefix`]).
-    Redis {
-        client: Client,
-        timeout: Duration,
-        prefix: String,
-    },
+    Redis(RedisStore),
+}
+
+/// The key store in Redis.
+pub struct RedisStore {
+    pub client: Client,
+    /// One command's timeout (a script gets a few).
+    pub timeout: Duration,
+    /// The Redis keys' common start ([`redis_prefix`]).
+    pub prefix: String,
+}
+
+impl RedisStore {
+    /// Run `script` on the table and version keys, within a few command timeouts.
+    async fn eval<R: fred::types::FromValue>(&self, script: &str, args: Vec<String>) -> Result<R, KeyStoreError> {
+        let keys = vec![format!("{}:table", self.prefix), format!("{}:version", self.prefix)];
+        let call = self.client.eval::<R, _, _, _>(script.to_string(), keys, args);
+        tokio::time::timeout(self.timeout * 4, call)
+            .await
+            .map_err(|_| KeyStoreError::Redis("timed out".into()))?
+            .map_err(|e| KeyStoreError::Redis(e.to_string()))
+    }
 }
 
 /// The start of the key store's Redis keys, `tollgate:{keys}` or `tollgate:<namespace>:{keys}`:
@@ -194,7 +210,7 @@ impl KeyRegistry {
                 }
                 reg.table.store(Arc::new(KeyTable::build(records)));
             }
-            KeyBackend::Redis { .. } => {
+            KeyBackend::Redis(_) => {
                 // An unreachable Redis is not fatal: the poller fills the table when it answers.
                 if let Err(e) = reg.refresh().await {
                     tracing::error!(error = %e, "key store: cannot read keys from redis yet");
@@ -223,12 +239,7 @@ impl KeyRegistry {
     /// With Redis: delete the records that have outlived the retention (each only if no node
     /// rewrote it meanwhile), then reload. How many went. The file backend purges on each write.
     pub async fn purge(&self) -> Result<usize, KeyStoreError> {
-        let KeyBackend::Redis {
-            client,
-            timeout,
-            prefix,
-        } = &self.backend
-        else {
+        let KeyBackend::Redis(redis) = &self.backend else {
             return Ok(0);
         };
         let now = self.clock.now_ms();
@@ -240,11 +251,7 @@ impl KeyRegistry {
         if args.is_empty() {
             return Ok(0);
         }
-        let call = client.eval::<i64, _, _, _>(PURGE_SCRIPT, redis_keys(prefix).to_vec(), args);
-        let gone = tokio::time::timeout(*timeout * 4, call)
-            .await
-            .map_err(|_| KeyStoreError::Redis("timed out".into()))?
-            .map_err(|e| KeyStoreError::Redis(e.to_string()))?;
+        let gone: i64 = redis.eval(PURGE_SCRIPT, args).await?;
         if gone > 0 {
             tracing::info!(
                 records = gone,
@@ -294,21 +301,9 @@ impl KeyRegistry {
                 write_file(path, &all)?;
                 self.table.store(Arc::new(KeyTable::build(all)));
             }
-            KeyBackend::Redis {
-                client,
-                timeout,
-                prefix,
-            } => {
+            KeyBackend::Redis(redis) => {
                 let json = serde_json::to_string(&record).map_err(|e| KeyStoreError::Redis(e.to_string()))?;
-                let call = client.eval::<i64, _, _, _>(
-                    WRITE_SCRIPT,
-                    redis_keys(prefix).to_vec(),
-                    vec![record.hash.clone(), json],
-                );
-                tokio::time::timeout(*timeout * 4, call)
-                    .await
-                    .map_err(|_| KeyStoreError::Redis("timed out".into()))?
-                    .map_err(|e| KeyStoreError::Redis(e.to_string()))?;
+                redis.eval::<i64>(WRITE_SCRIPT, vec![record.hash.clone(), json]).await?;
                 drop(_guard);
                 self.refresh().await?;
             }
@@ -318,21 +313,15 @@ impl KeyRegistry {
 
     /// Reload the table from Redis if its version moved (no-op for the file backend).
     pub async fn refresh(&self) -> Result<bool, KeyStoreError> {
-        let KeyBackend::Redis {
-            client,
-            timeout,
-            prefix,
-        } = &self.backend
-        else {
+        let KeyBackend::Redis(redis) = &self.backend else {
             return Ok(false);
         };
-        let [table_key, version_key] = redis_keys(prefix);
-        let version: Option<i64> = eval(client, *timeout, "return redis.call('GET', KEYS[1])", version_key).await?;
+        let version: Option<i64> = redis.eval("return redis.call('GET', KEYS[2])", Vec::new()).await?;
         let version = version.unwrap_or(0);
         if version == self.version.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(false);
         }
-        let flat: Vec<String> = eval(client, *timeout, "return redis.call('HGETALL', KEYS[1])", table_key).await?;
+        let flat: Vec<String> = redis.eval("return redis.call('HGETALL', KEYS[1])", Vec::new()).await?;
         let records = flat
             .chunks(2)
             .filter_map(|pair| pair.get(1))
@@ -346,25 +335,6 @@ impl KeyRegistry {
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
-}
-
-/// The table and version keys under `prefix`.
-fn redis_keys(prefix: &str) -> [String; 2] {
-    [format!("{prefix}:table"), format!("{prefix}:version")]
-}
-
-/// Run a read-only script on one key, within a few command timeouts.
-async fn eval<R: fred::types::FromValue>(
-    client: &Client,
-    timeout: Duration,
-    script: &str,
-    key: String,
-) -> Result<R, KeyStoreError> {
-    let call = client.eval::<R, _, _, _>(script.to_string(), vec![key], Vec::<String>::new());
-    tokio::time::timeout(timeout * 4, call)
-        .await
-        .map_err(|_| KeyStoreError::Redis("timed out".into()))?
-        .map_err(|e| KeyStoreError::Redis(e.to_string()))
 }
 
 /// A new key and its record for `consumer`.
@@ -580,10 +550,12 @@ mod tests {
             .await
             .expect("these tests need a redis server on 127.0.0.1:6379");
         let prefix = format!("tollgate-test-{}-{}:{{keys}}", std::process::id(), line!());
-        let backend = |client: &Client| KeyBackend::Redis {
-            client: client.clone(),
-            timeout: Duration::from_millis(500),
-            prefix: prefix.clone(),
+        let backend = |client: &Client| {
+            KeyBackend::Redis(RedisStore {
+                client: client.clone(),
+                timeout: Duration::from_millis(500),
+                prefix: prefix.clone(),
+            })
         };
         let client = counters.client().clone();
         let clock = Arc::new(ManualClock::new(DAY));
@@ -619,6 +591,9 @@ mod tests {
         assert!(writer.refresh().await.unwrap());
         assert_eq!(ids(&writer), ids(&node));
         assert_eq!(node.purge().await.unwrap(), 0);
-        let _: () = client.del(redis_keys(&prefix).to_vec()).await.unwrap();
+        let _: () = client
+            .del(vec![format!("{prefix}:table"), format!("{prefix}:version")])
+            .await
+            .unwrap();
     }
 }

@@ -15,7 +15,7 @@ use crate::admin::AdminApp;
 use crate::cli::RunOpts;
 use crate::config::{self, SnapshotCell};
 use crate::gateway::{Gateway, GatewayState};
-use crate::keys::{self, KeyBackend, KeyRegistry};
+use crate::keys::{self, KeyBackend, KeyRegistry, RedisStore};
 use crate::quota::{self, Backend, QuotaStore};
 use crate::ratelimit::RateLimiter;
 use crate::reload::{self, Reloader};
@@ -59,11 +59,11 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let (backend, key_backend) = match &redis {
         Some(r) => (
             Backend::Redis(r.clone()),
-            KeyBackend::Redis {
+            KeyBackend::Redis(RedisStore {
                 client: r.client().clone(),
                 timeout: redis_timeout,
                 prefix: keys::redis_prefix(&opts.redis_namespace),
-            },
+            }),
         ),
         None => (
             Backend::Local(LocalCounters::new()),
