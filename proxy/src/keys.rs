@@ -236,29 +236,39 @@ impl KeyRegistry {
         gone
     }
 
-    /// With Redis: delete the records that have outlived the retention (each only if no node
-    /// rewrote it meanwhile), then reload. How many went. The file backend purges on each write.
+    /// With Redis: delete the records that have outlived the retention, judged on what Redis
+    /// holds now (each deleted only if still as read), then reload. How many went. The file
+    /// backend purges on each write.
     pub async fn purge(&self) -> Result<usize, KeyStoreError> {
         let KeyBackend::Redis(redis) = &self.backend else {
             return Ok(0);
         };
         let now = self.clock.now_ms();
-        let mut args = Vec::new();
-        for r in self.table.load().records().filter(|r| r.purgeable(now, self.retention)) {
-            let json = serde_json::to_string(r).map_err(|e| KeyStoreError::Redis(e.to_string()))?;
-            args.extend([r.hash.clone(), json]);
-        }
-        if args.is_empty() {
-            return Ok(0);
-        }
-        let gone: i64 = redis.eval(PURGE_SCRIPT, args).await?;
+        let flat: Vec<String> = redis.eval("return redis.call('HGETALL', KEYS[1])", Vec::new()).await?;
+        let ended: Vec<(String, String)> = flat
+            .chunks_exact(2)
+            .filter(|pair| serde_json::from_str::<KeyRecord>(&pair[1]).is_ok_and(|r| r.purgeable(now, self.retention)))
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
+        let gone = Self::delete_unchanged(redis, ended).await?;
         if gone > 0 {
             tracing::info!(
                 records = gone,
                 "key store: purged keys revoked or expired past the retention"
             );
+            self.refresh().await?;
         }
-        self.refresh().await?;
+        Ok(gone)
+    }
+
+    /// Delete each `(field, record as read)` whose field still holds that record (another node
+    /// may have rewritten it since); bumps the version when any went. How many went.
+    async fn delete_unchanged(redis: &RedisStore, read: Vec<(String, String)>) -> Result<usize, KeyStoreError> {
+        if read.is_empty() {
+            return Ok(0);
+        }
+        let args = read.into_iter().flat_map(|(field, json)| [field, json]).collect();
+        let gone: i64 = redis.eval(PURGE_SCRIPT, args).await?;
         Ok(usize::try_from(gone).unwrap_or(0))
     }
 
@@ -542,7 +552,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn with_redis_the_purge_spares_a_record_another_node_rewrote() {
+    async fn with_redis_a_purge_deletes_only_records_unchanged_since_it_read_them() {
         let counters =
             tollgate_limits::RedisCounters::new("redis://127.0.0.1:6379", Duration::from_millis(500)).unwrap();
         counters
@@ -564,18 +574,36 @@ mod tests {
             writer.put(r).await.unwrap();
         }
 
-        // Another node opens on day 31 and judges the two old API records purgeable; before
-        // its purge runs, one of them is rewritten (given a later expiry) by the first node.
+        // A purge deletes only what is as it read it: a record another node rewrote in between
+        // (here given a later expiry) stays.
+        let KeyBackend::Redis(redis) = &writer.backend else {
+            panic!("a redis backend")
+        };
+        let stale = |id: &str| {
+            let r = writer.table().by_id(id).unwrap().clone();
+            (r.hash.clone(), serde_json::to_string(&r).unwrap())
+        };
+        let (expired, revoked) = (stale("api-expired"), stale("api-revoked"));
+        let mut rewritten = writer.table().by_id("api-expired").unwrap().clone();
+        rewritten.expires_ms = Some(400 * DAY);
+        writer.put(rewritten).await.unwrap();
+        let gone = KeyRegistry::delete_unchanged(redis, vec![expired, revoked])
+            .await
+            .unwrap();
+        assert_eq!(gone, 1, "only the unchanged record goes");
+
+        // On day 31 another node purges what has been over for 30 days: nothing more here but a
+        // second API key revoked on day 1.
+        let (_, mut late) = new_key("dept-a", "api-revoked-2".into(), 0, None);
+        late.revoked_ms = Some(DAY);
+        writer.put(late).await.unwrap();
         clock.set_ms(31 * DAY);
         let node = KeyRegistry::open(backend(&client), clock.clone(), None).await.unwrap();
         let node = KeyRegistry {
             retention: MONTH,
             ..node
         };
-        let mut rewritten = node.table().by_id("api-expired").unwrap().clone();
-        rewritten.expires_ms = Some(400 * DAY);
-        writer.put(rewritten).await.unwrap();
-        assert_eq!(node.purge().await.unwrap(), 1, "only the unchanged record goes");
+        assert_eq!(node.purge().await.unwrap(), 1);
         assert_eq!(
             ids(&node),
             [
