@@ -89,7 +89,10 @@ impl KeyRecord {
             (r, e) => r.or(e),
         };
         self.origin == Some(Origin::Api)
-            && ended.is_some_and(|t| t.saturating_add(retention.as_millis() as u64) <= now_ms)
+            && ended.is_some_and(|t| {
+                let kept = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+                t.saturating_add(kept) <= now_ms
+            })
     }
 }
 
@@ -541,6 +544,14 @@ mod tests {
             ]
         );
         assert_eq!(read_file(&path).unwrap().len(), 5);
+
+        // A retention too long to count in milliseconds keeps everything: this one is 2^64 + 384
+        // ms, which cut to 64 bits would be 384 ms.
+        let forever = Some(Duration::from_secs(18_446_744_073_709_552));
+        assert!(!read_file(&path)
+            .unwrap()
+            .iter()
+            .any(|r| r.purgeable(10_000 * DAY, forever)));
 
         // Years on, with retention off: nothing goes.
         clock.set_ms(5_000 * DAY);
