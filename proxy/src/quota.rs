@@ -196,9 +196,7 @@ impl QuotaStore {
                 self.refund(std::mem::take(&mut admitted.charges), metrics).await;
                 return Err(refusal(consumer, quota, &who, state));
             }
-            if admitted.tightest.as_ref().is_none_or(|t| state.remaining < t.remaining) {
-                admitted.tightest = Some(state);
-            }
+            state.keep_tighter(&mut admitted.tightest);
         }
         Ok(admitted)
     }

@@ -36,6 +36,16 @@ pub struct Counter {
     pub reset_ms: u64,
 }
 
+impl Counter {
+    /// Put this counter in `slot` unless the one there already has fewer remaining: the
+    /// tightest of several quotas or buckets is the one a client is told about.
+    pub fn keep_tighter(self, slot: &mut Option<Counter>) {
+        if slot.is_none_or(|t| self.remaining < t.remaining) {
+            *slot = Some(self);
+        }
+    }
+}
+
 /// The rate headers an answer carries, as numbers until they are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateHeaders {
@@ -77,6 +87,18 @@ impl RateHeaders {
     pub fn merge(&mut self, later: RateHeaders) {
         self.requests = later.requests.or(self.requests);
         self.tokens = later.tokens.or(self.tokens);
+        self.retry_after_secs = later.retry_after_secs.or(self.retry_after_secs);
+    }
+
+    /// Take each of `later`'s counters where it is tighter (one admission after another: a
+    /// rate limit's `-requests` headers replace a quota's only when fewer requests remain).
+    pub fn tighten(&mut self, later: RateHeaders) {
+        if let Some(c) = later.requests {
+            c.keep_tighter(&mut self.requests);
+        }
+        if let Some(c) = later.tokens {
+            c.keep_tighter(&mut self.tokens);
+        }
         self.retry_after_secs = later.retry_after_secs.or(self.retry_after_secs);
     }
 
@@ -250,5 +272,46 @@ mod tests {
         assert_eq!((h.requests, h.retry_after_secs), (Some(newer), Some(7)));
         h.merge(RateHeaders::default());
         assert_eq!((h.requests, h.tokens), (Some(newer), Some(tokens)));
+    }
+
+    #[test]
+    fn a_later_admission_s_counters_count_only_where_tighter() {
+        let quota = Counter {
+            limit: 20,
+            remaining: 5,
+            reset_ms: 1_000,
+        };
+        let mut h = RateHeaders {
+            requests: Some(quota),
+            ..RateHeaders::default()
+        };
+        let looser = Counter {
+            limit: 100,
+            remaining: 50,
+            reset_ms: 60_000,
+        };
+        let tokens = Counter {
+            limit: 1_000,
+            remaining: 900,
+            reset_ms: 60_000,
+        };
+        h.tighten(RateHeaders {
+            requests: Some(looser),
+            tokens: Some(tokens),
+            retry_after_secs: None,
+        });
+        assert_eq!((h.requests, h.tokens), (Some(quota), Some(tokens)));
+        let same = Counter { remaining: 5, ..looser };
+        h.tighten(RateHeaders {
+            requests: Some(same),
+            ..RateHeaders::default()
+        });
+        assert_eq!(h.requests, Some(quota), "a tie keeps the first");
+        let tighter = Counter { remaining: 4, ..looser };
+        h.tighten(RateHeaders {
+            requests: Some(tighter),
+            ..RateHeaders::default()
+        });
+        assert_eq!(h.requests, Some(tighter));
     }
 }

@@ -125,16 +125,14 @@ impl RateLimiter {
         }
     }
 
-    /// Reserve for every rule that selects this request: the holds and the success headers, or
-    /// the refusal (earlier reservations of this request given back). `quota_remaining`: the
-    /// requests a quota already said are left; the `-requests` headers are only sent when a
-    /// request limit is tighter.
+    /// Reserve for every rule that selects this request: the holds and the success headers
+    /// (the tightest bucket of each kind), or the refusal (earlier reservations of this request
+    /// given back).
     pub async fn admit(
         &self,
         rules: &[Arc<LimitRule>],
         facts: &Facts<'_>,
         demand: Demand,
-        quota_remaining: Option<u64>,
         metrics: &Metrics,
     ) -> Result<(Vec<Hold>, RateHeaders), Refusal> {
         let mut holds = Vec::new();
@@ -177,10 +175,7 @@ impl RateLimiter {
                             remaining,
                             reset_ms: limit.ms_to_refill(limit.capacity_f() - remaining as f64),
                         };
-                        let slot = if tokens { &mut tight_tokens } else { &mut tight_requests };
-                        if slot.is_none_or(|t| state.remaining < t.remaining) {
-                            *slot = Some(state);
-                        }
+                        state.keep_tighter(if tokens { &mut tight_tokens } else { &mut tight_requests });
                         holds.push(Hold {
                             rule: rule.clone(),
                             key,
@@ -198,7 +193,7 @@ impl RateLimiter {
             }
         }
         let headers = RateHeaders {
-            requests: tight_requests.filter(|t| quota_remaining.is_none_or(|q| t.remaining < q)),
+            requests: tight_requests,
             tokens: tight_tokens,
             retry_after_secs: None,
         };

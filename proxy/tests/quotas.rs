@@ -234,8 +234,12 @@ async fn clusters_sharing_one_redis_keep_their_counts_apart_by_namespace() {
     };
     let (a, b, c) = (start(east.clone()).await, start(east).await, start(west).await);
 
-    // The quota: one count for the two east nodes, another for the west one.
-    assert_eq!(ask(&a, "alice").await.status, 200);
+    // The quota: one count for the two east nodes, another for the west one. A served call
+    // tells the tighter of quota and limit: here the quota (1 left against the limit's 2).
+    let first = ask(&a, "alice").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-ratelimit-limit-requests"), Some("2"));
+    assert_eq!(first.header("x-ratelimit-remaining-requests"), Some("1"));
     assert_eq!(ask(&b, "alice").await.status, 200);
     assert_eq!(ask(&a, "alice").await.status, 429);
     assert_eq!(ask(&c, "alice").await.status, 200, "west counts apart from east");
@@ -244,7 +248,11 @@ async fn clusters_sharing_one_redis_keep_their_counts_apart_by_namespace() {
 
     // The rate limit follows the Redis namespace too (no --limits-namespace given): east has
     // used 2 of its 3, west 2 of its own 3.
-    assert_eq!(ask(&b, "bob").await.status, 200);
+    let bob = ask(&b, "bob").await;
+    assert_eq!(bob.status, 200);
+    // Now the limit is tighter (0 left against bob's quota's 1), and it is what bob is told.
+    assert_eq!(bob.header("x-ratelimit-limit-requests"), Some("3"));
+    assert_eq!(bob.header("x-ratelimit-remaining-requests"), Some("0"));
     let r = ask(&a, "carol").await;
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");

@@ -140,9 +140,6 @@ async fn proxy(
         return Ok(());
     };
     let mut edits = Vec::new();
-    // Requests left under the caller's tightest quota, which a request limit's headers must not
-    // contradict.
-    let mut quota_remaining = None;
     if let Some(entry) = caller {
         if entry.consumer.log_prompts {
             ctx.logged_body = Some(body.clone());
@@ -168,10 +165,7 @@ async fn proxy(
             .await;
             match admitted {
                 Ok(a) => {
-                    if let Some(q) = a.tightest {
-                        quota_remaining = Some(q.remaining);
-                        ctx.rate_headers.requests = Some(q);
-                    }
+                    ctx.rate_headers.requests = a.tightest;
                     ctx.quota_charges = a.charges;
                 }
                 Err(refusal) => {
@@ -186,18 +180,7 @@ async fn proxy(
     if !snapshot.limits.is_empty() {
         // Boxed (here and for quotas): features a request may not use keep their state out of
         // every request's future, which is moved as a whole.
-        if let Err(refusal) = Box::pin(admit_limits(
-            state,
-            snapshot,
-            caller,
-            endpoint,
-            &view,
-            quota_remaining,
-            session,
-            ctx,
-        ))
-        .await
-        {
+        if let Err(refusal) = Box::pin(admit_limits(state, snapshot, caller, endpoint, &view, session, ctx)).await {
             state.refund_quotas(ctx).await;
             ctx.rate_headers.merge(refusal.headers);
             respond::error(session, ctx, refusal.error).await;
@@ -215,18 +198,14 @@ async fn proxy(
 }
 
 /// Reserve against every rate limit that selects this request; the holds go in `ctx` (settled
-/// when the request ends), the `x-ratelimit-*` headers with them.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; the request's facts, spelled out"
-)]
+/// when the request ends), the `x-ratelimit-*` headers with them (a quota's `-requests`
+/// headers stay unless a request limit is tighter).
 async fn admit_limits(
     state: &GatewayState,
     snapshot: &Snapshot,
     caller: Option<&Identified>,
     endpoint: Endpoint,
     view: &RequestView,
-    quota_remaining: Option<u64>,
     session: &Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), crate::quota::Refusal> {
@@ -262,10 +241,10 @@ async fn admit_limits(
     };
     let (holds, headers) = state
         .limits
-        .admit(&snapshot.limits, &facts, demand, quota_remaining, &state.metrics)
+        .admit(&snapshot.limits, &facts, demand, &state.metrics)
         .await?;
     ctx.limit_holds = holds;
-    ctx.rate_headers.merge(headers);
+    ctx.rate_headers.tighten(headers);
     Ok(())
 }
 
