@@ -230,12 +230,7 @@ impl KeyRegistry {
         let (now, before) = (self.clock.now_ms(), records.len());
         records.retain(|r| !r.purgeable(now, self.retention));
         let gone = before - records.len();
-        if gone > 0 {
-            tracing::info!(
-                records = gone,
-                "key store: purged keys revoked or expired past the retention"
-            );
-        }
+        log_purged(gone);
         gone
     }
 
@@ -254,11 +249,8 @@ impl KeyRegistry {
             .map(|pair| (pair[0].clone(), pair[1].clone()))
             .collect();
         let gone = Self::delete_unchanged(redis, ended).await?;
+        log_purged(gone);
         if gone > 0 {
-            tracing::info!(
-                records = gone,
-                "key store: purged keys revoked or expired past the retention"
-            );
             self.refresh().await?;
         }
         Ok(gone)
@@ -347,6 +339,12 @@ impl KeyRegistry {
     /// Now, by the registry's clock.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+}
+
+fn log_purged(records: usize) {
+    if records > 0 {
+        tracing::info!(records, "key store: purged keys revoked or expired past the retention");
     }
 }
 

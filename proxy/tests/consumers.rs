@@ -175,12 +175,7 @@ async fn model_and_endpoint_allow_lists_are_403_and_models_lists_only_allowed_on
         .await
         .unwrap()
         .json();
-    let ids: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids = list_ids(&models);
     assert_eq!(ids, ["model-a", "model-a-mini"]);
     let auth = format!("Bearer {KEY_B}");
     let models = request(gw.addr, "GET", "/v1/models", &[("authorization", &auth)], Bytes::new())

@@ -137,12 +137,7 @@ async fn keys_created_rotated_and_revoked_without_redis_survive_a_restart() {
     )
     .await;
     let listed = admin(&later, "GET", &base, "").await.json();
-    let ids: Vec<&str> = listed["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap())
-        .collect();
+    let ids = list_ids(&listed);
     assert_eq!(ids, ["dept-k-cfg", "k-api-2"], "{listed}");
     assert!(listed["data"][0]["revoked_at_ms"].is_u64(), "{listed}");
     assert_eq!(

@@ -65,12 +65,7 @@ async fn routes_by_model_to_two_upstreams_rewriting_model_and_injecting_the_prov
         .await
         .unwrap()
         .json();
-    let ids: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids = list_ids(&models);
     assert_eq!(ids, ["model-a", "model-b"]);
     assert_eq!(models["object"], "list");
 

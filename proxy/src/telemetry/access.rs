@@ -63,23 +63,19 @@ impl AccessLog {
     /// The audit line of an admin action: who (the name of the admin token presented; `null`
     /// when no valid token was), from where, what, when, and the result. Never a token or key.
     pub fn admin_action(&self, who: Option<&str>, peer: &str, a: &crate::admin::keys::AdminAudit) {
-        let or_null = |line: &mut Vec<u8>, v: Option<&str>| match v {
-            Some(v) => json_str(line, v),
-            None => line.extend_from_slice(b"null"),
-        };
         let mut line = Vec::with_capacity(256);
         line.extend_from_slice(b"{\"timestamp\":\"");
         timestamp(&mut line);
         line.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"admin_audit\",\"who\":");
-        or_null(&mut line, who);
+        str_or_null(&mut line, who);
         line.extend_from_slice(b",\"peer\":");
         json_str(&mut line, peer);
         line.extend_from_slice(b",\"action\":");
         json_str(&mut line, a.action);
         line.extend_from_slice(b",\"consumer\":");
-        or_null(&mut line, a.consumer.as_deref());
+        str_or_null(&mut line, a.consumer.as_deref());
         line.extend_from_slice(b",\"key_id\":");
-        or_null(&mut line, a.key_id.as_deref());
+        str_or_null(&mut line, a.key_id.as_deref());
         line.extend_from_slice(b",\"result\":");
         json_str(&mut line, &a.result);
         line.extend_from_slice(b",\"target\":\"tollgate::audit\"}\n");
@@ -251,6 +247,14 @@ fn fields(ctx: &RequestCtx) -> Fields<'_> {
     }
 }
 
+/// A JSON string, or `null`.
+fn str_or_null(out: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        Some(v) => json_str(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// Largest prompt excerpt written to an audit line (for consumers that allow it).
 const MAX_LOGGED_PROMPT: usize = 16 * 1024;
 
@@ -264,17 +268,11 @@ fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"audit\",\"request_id\":");
     json_str(out, &ctx.request_id);
     out.extend_from_slice(b",\"consumer\":");
-    match &ctx.caller {
-        Caller::Consumer { .. } => json_str(out, f.consumer),
-        _ => out.extend_from_slice(b"null"),
-    }
+    str_or_null(out, matches!(ctx.caller, Caller::Consumer { .. }).then_some(f.consumer));
     out.extend_from_slice(b",\"key_id\":");
     json_str(out, f.key_id);
     out.extend_from_slice(b",\"user\":");
-    match &ctx.user {
-        Some(u) => json_str(out, u),
-        None => out.extend_from_slice(b"null"),
-    }
+    str_or_null(out, ctx.user.as_deref());
     out.extend_from_slice(b",\"metadata\":");
     match &ctx.caller {
         Caller::Consumer { consumer, .. } => out.extend_from_slice(consumer.metadata_json.as_bytes()),

@@ -61,6 +61,16 @@ pub fn check_config(path: &Path) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The `id`s of an OpenAI-style list (`{"data":[{"id":…},…]}`), in order.
+pub fn list_ids(list: &serde_json::Value) -> Vec<&str> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap())
+        .collect()
+}
+
 /// A fresh directory for one test's files.
 pub fn temp_dir() -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
