@@ -21,8 +21,11 @@ where
     I::IntoIter: Clone,
 {
     let parts = parts.into_iter();
-    let mut key =
-        String::with_capacity(prefix.len() + suffix.len() + 2 + parts.clone().map(|p| p.len() + 1).sum::<usize>());
+    // Room for a few more bytes: callers may add a short suffix of their own (a bucket's kind).
+    let room = 4;
+    let mut key = String::with_capacity(
+        prefix.len() + suffix.len() + 2 + parts.clone().map(|p| p.len() + 1).sum::<usize>() + room,
+    );
     key.push_str(prefix);
     key.push('{');
     for (i, part) in parts.enumerate() {

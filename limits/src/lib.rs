@@ -27,5 +27,5 @@ pub use counter::LocalCounters;
 pub use exact::ExactBuckets;
 pub use redis::RedisCounters;
 pub use sync::{SyncOptions, SyncStats, Syncer};
-pub use table::{BucketTable, TableOptions};
+pub use table::{BucketTable, KeyId, TableOptions};
 pub use window::{Calendar, Period, Window};

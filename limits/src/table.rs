@@ -114,6 +114,11 @@ pub struct Grant {
 /// and a lookup compares two words (collisions: ~1 in 10^26 for a million keys).
 type Id = u128;
 
+/// A key as the table knows it ([`BucketTable::key_id`]): a caller that reserved on a key can
+/// adjust it later without hashing the key again, or keeping it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId(Id);
+
 #[derive(Default)]
 struct Shard {
     map: HashMap<Id, Entry, foldhash::fast::RandomState>,
@@ -167,6 +172,11 @@ impl BucketTable {
         (Id::from(self.hashers[0].hash_one(key)) << 64) | Id::from(self.hashers[1].hash_one(key))
     }
 
+    /// `key`'s digest in this table.
+    pub fn key_id(&self, key: &str) -> KeyId {
+        KeyId(self.id(key))
+    }
+
     fn shard(&self, id: Id) -> std::sync::MutexGuard<'_, Shard> {
         let i = (id as usize) % SHARDS;
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
@@ -200,6 +210,22 @@ impl BucketTable {
         shared: bool,
         fail_closed: bool,
     ) -> Decision {
+        self.reserve_at(self.key_id(key), key, limit, cost, now_ms, shared, fail_closed)
+    }
+
+    /// [`BucketTable::reserve`] for a key whose [`KeyId`] the caller has.
+    #[expect(clippy::too_many_arguments, reason = "reserve's arguments and the key's id")]
+    pub fn reserve_at(
+        &self,
+        id: KeyId,
+        key: &str,
+        limit: Limit,
+        cost: u64,
+        now_ms: u64,
+        shared: bool,
+        fail_closed: bool,
+    ) -> Decision {
+        let KeyId(id) = id;
         if cost > limit.capacity {
             return Decision::TooLarge;
         }
@@ -207,7 +233,6 @@ impl BucketTable {
         if shared && fail_closed && !store_ok {
             return Decision::Unavailable;
         }
-        let id = self.id(key);
         let mut guard = self.shard(id);
         let shard = &mut *guard;
         if !shard.map.contains_key(&id) && shard.map.len() > self.opts.max_keys / SHARDS {
@@ -296,10 +321,14 @@ impl BucketTable {
     /// Charge `delta` more tokens to `key` (negative: give them back), once a request's real
     /// cost is known. A key dropped meanwhile is not recreated.
     pub fn adjust(&self, key: &str, delta: i64, now_ms: u64) {
+        self.adjust_at(self.key_id(key), delta, now_ms);
+    }
+
+    /// [`BucketTable::adjust`] by [`KeyId`].
+    pub fn adjust_at(&self, KeyId(id): KeyId, delta: i64, now_ms: u64) {
         if delta == 0 {
             return;
         }
-        let id = self.id(key);
         let mut guard = self.shard(id);
         let Shard { map, dirty } = &mut *guard;
         let Some(entry) = map.get_mut(&id) else { return };

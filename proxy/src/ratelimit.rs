@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use tollgate_limits::key::tagged_key_of;
-use tollgate_limits::{BucketTable, Clock, Decision, ExactBuckets, Limit};
+use tollgate_limits::{BucketTable, Clock, Decision, ExactBuckets, KeyId, Limit};
 
 use crate::config::limits::{KeyPart, LimitMode, LimitRule};
 use crate::error::ApiError;
@@ -53,17 +53,19 @@ pub struct Demand {
 #[derive(Debug)]
 pub struct Hold {
     rule: Arc<LimitRule>,
-    key: String,
+    at: Kept,
     limit: Limit,
     reserved: u64,
-    how: Keeping,
     tokens: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keeping {
-    Table,
-    Exact,
+/// Where a reservation is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kept {
+    /// In this node's table (settled by the key's id: the key is not hashed again).
+    Table(KeyId),
+    /// In Redis, under this key.
+    Exact(String),
     /// Admitted without a reservation (exact rule, Redis down, fail-open): nothing to settle.
     Nowhere,
 }
@@ -80,6 +82,9 @@ pub struct RateLimiter {
     key_prefix: String,
     /// Requests per second per limit key on this node (count-min estimate), to spot hot keys.
     hot: pingora_limits::rate::Rate,
+    /// Hashes a key once for [`RateLimiter::hot`], whose every row would otherwise hash the
+    /// whole key again.
+    hot_hasher: foldhash::fast::RandomState,
     /// Requests in one second past which a key is reported hot (0: off).
     hot_key_rps: isize,
 }
@@ -109,6 +114,7 @@ impl RateLimiter {
             // 4 × 8192 counters: few enough collisions that a node's whole traffic spread over
             // many keys does not make a quiet key look hot.
             hot: pingora_limits::rate::Rate::new_with_estimator_config(Duration::from_secs(1), 4, 8192),
+            hot_hasher: foldhash::fast::RandomState::default(),
             hot_key_rps: hot_key_rps.min(isize::MAX as u64) as isize,
         }
     }
@@ -118,7 +124,10 @@ impl RateLimiter {
         if self.hot_key_rps == 0 {
             return;
         }
-        if self.hot.observe(&key, 1) == self.hot_key_rps {
+        // A 64-bit digest stands for the key: two keys share an estimate only if they collide
+        // there, far rarer than the sketch's own collisions.
+        let digest = std::hash::BuildHasher::hash_one(&self.hot_hasher, key);
+        if self.hot.observe(&digest, 1) == self.hot_key_rps {
             metrics.limit_hot_keys.with_label_values(&[&rule.name]).inc();
             // Client-sent header, query and cookie values are digests in keys: safe to log.
             tracing::warn!(rule = %rule.name, key = %key, rps = self.hot_key_rps, "limits: hot key");
@@ -135,25 +144,27 @@ impl RateLimiter {
         demand: Demand,
         metrics: &Metrics,
     ) -> Result<(Vec<Hold>, RateHeaders), Refusal> {
-        let mut holds = Vec::new();
+        let mut holds = Vec::with_capacity(2 * rules.len());
+        let now = self.clock.now_ms();
         let mut tight_tokens: Option<Counter> = None;
         let mut tight_requests: Option<Counter> = None;
         for rule in rules.iter().filter(|r| r.selects(facts.consumer, facts.model)) {
-            let base = key_base(&self.key_prefix, rule, &key_values(rule, facts));
-            self.spot_hot_key(rule, &base, metrics);
+            // The rule's key, then each bucket's key: the base with a suffix, in one buffer.
+            let mut key = rule_key(&self.key_prefix, rule, facts);
+            self.spot_hot_key(rule, &key, metrics);
+            let base_len = key.len();
             let reserve = rule.completion_reserve.unwrap_or(self.completion_reserve);
             let completion = demand.max_tokens.map_or(reserve, |m| m.min(reserve)) * demand.choices;
             let token_cost = demand.prompt_tokens + completion;
             let buckets = [(rule.requests, 1, false), (rule.tokens, token_cost, true)];
             for (limit, cost, tokens) in buckets {
                 let Some(limit) = limit else { continue };
-                let mut key = String::with_capacity(base.len() + 3);
-                key.push_str(&base);
+                key.truncate(base_len);
                 key.push_str(bucket_suffix(rule.mode, tokens));
-                let (decision, how) = self.decide(rule, &key, limit, cost).await;
-                let outcome = match (&decision, how) {
-                    (Decision::Admitted { .. }, Keeping::Nowhere) => 4,
-                    (Decision::Admitted { .. }, Keeping::Table)
+                let (decision, at) = self.decide(rule, &key, limit, cost, now).await;
+                let outcome = match (&decision, &at) {
+                    (Decision::Admitted { .. }, Kept::Nowhere) => 4,
+                    (Decision::Admitted { .. }, Kept::Table(_))
                         if rule.mode == LimitMode::Sync && self.exact.is_some() && !self.table.store_ok() =>
                     {
                         4
@@ -167,7 +178,7 @@ impl RateLimiter {
                 counters.decisions[tokens as usize][outcome].inc();
                 match decision {
                     Decision::Admitted { remaining } => {
-                        if tokens && how != Keeping::Nowhere {
+                        if tokens && at != Kept::Nowhere {
                             counters.reserved.inc_by(cost);
                         }
                         let state = Counter {
@@ -178,10 +189,9 @@ impl RateLimiter {
                         state.keep_tighter(if tokens { &mut tight_tokens } else { &mut tight_requests });
                         holds.push(Hold {
                             rule: rule.clone(),
-                            key,
+                            at,
                             limit,
                             reserved: cost,
-                            how,
                             tokens,
                         });
                     }
@@ -200,23 +210,26 @@ impl RateLimiter {
         Ok((holds, headers))
     }
 
-    async fn decide(&self, rule: &LimitRule, key: &str, limit: Limit, cost: u64) -> (Decision, Keeping) {
-        let now = self.clock.now_ms();
+    async fn decide(&self, rule: &LimitRule, key: &str, limit: Limit, cost: u64, now: u64) -> (Decision, Kept) {
         match (rule.mode, &self.exact) {
             // Boxed: the Redis client's future is kilobytes, and inline it would grow (and be
             // copied with) every request's future, Redis or not.
             (LimitMode::Exact, Some(exact)) => {
                 match Box::pin(exact.reserve(key, limit, cost, self.exact_timeout)).await {
-                    Decision::Unavailable if rule.fail_open => (Decision::Admitted { remaining: 0 }, Keeping::Nowhere),
-                    d => (d, Keeping::Exact),
+                    Decision::Unavailable if rule.fail_open => (Decision::Admitted { remaining: 0 }, Kept::Nowhere),
+                    d => (d, Kept::Exact(key.to_string())),
                 }
             }
-            (LimitMode::Sync, Some(_)) => (
-                self.table.reserve(key, limit, cost, now, true, !rule.fail_open),
-                Keeping::Table,
-            ),
-            // No Redis configured (one node), or a local rule.
-            _ => (self.table.reserve(key, limit, cost, now, false, false), Keeping::Table),
+            // Shared through Redis, or (no Redis configured: one node, or a local rule) not.
+            (mode, exact) => {
+                let id = self.table.key_id(key);
+                let (shared, fail_closed) = match (mode, exact) {
+                    (LimitMode::Sync, Some(_)) => (true, !rule.fail_open),
+                    _ => (false, false),
+                };
+                let decision = self.table.reserve_at(id, key, limit, cost, now, shared, fail_closed);
+                (decision, Kept::Table(id))
+            }
         }
     }
 
@@ -237,7 +250,7 @@ impl RateLimiter {
                 (false, Some(_)) => 1,
                 (_, None) => 0,
             };
-            if h.tokens && h.how != Keeping::Nowhere {
+            if h.tokens && h.at != Kept::Nowhere {
                 let counters = h.rule.counters.get_or_init(|| metrics.rule_counters(&h.rule.name));
                 counters.used.inc_by(used);
             }
@@ -249,11 +262,11 @@ impl RateLimiter {
         if delta == 0 {
             return;
         }
-        match h.how {
-            Keeping::Table => self.table.adjust(&h.key, delta, self.clock.now_ms()),
-            Keeping::Exact => {
+        match &h.at {
+            Kept::Table(id) => self.table.adjust_at(*id, delta, self.clock.now_ms()),
+            Kept::Exact(key) => {
                 if let Some(exact) = self.exact.clone() {
-                    let (key, limit, timeout) = (h.key.clone(), h.limit, self.exact_timeout);
+                    let (key, limit, timeout) = (key.clone(), h.limit, self.exact_timeout);
                     let errors = metrics.limit_settle_errors.clone();
                     tokio::spawn(async move {
                         if exact.adjust(&key, limit, delta, timeout).await.is_err() {
@@ -262,7 +275,7 @@ impl RateLimiter {
                     });
                 }
             }
-            Keeping::Nowhere => {}
+            Kept::Nowhere => {}
         }
     }
 }
@@ -280,24 +293,37 @@ fn digest(value: Option<&str>) -> std::borrow::Cow<'static, str> {
     }
 }
 
-/// The values of a rule's key parts for this request (`-` where the request has none: such
-/// requests share one bucket rather than escape the limit).
-fn key_values<'a>(rule: &LimitRule, facts: &Facts<'a>) -> Vec<std::borrow::Cow<'a, str>> {
+/// The value of one of a rule's key parts for this request (`-` where the request has none:
+/// such requests share one bucket rather than escape the limit).
+fn key_value<'a>(part: &KeyPart, facts: &Facts<'a>) -> std::borrow::Cow<'a, str> {
     use std::borrow::Cow;
     let or_dash = |v: Option<&'a str>| Cow::Borrowed(v.filter(|v| !v.is_empty()).unwrap_or("-"));
-    rule.by
-        .iter()
-        .map(|part| match part {
-            KeyPart::Consumer => or_dash(facts.consumer),
-            KeyPart::Key => or_dash(facts.key_id),
-            KeyPart::User => or_dash(facts.user),
-            KeyPart::Model => Cow::Borrowed(facts.model),
-            KeyPart::Ip => (facts.client_ip)().map_or(Cow::Borrowed("-"), |ip| Cow::Owned(ip.to_string())),
-            KeyPart::Header(name) => digest(facts.headers.get(name).and_then(|v| v.to_str().ok())),
-            KeyPart::Query(name) => digest(facts.query.and_then(|q| query_param(q, name))),
-            KeyPart::Cookie(name) => digest(cookie(facts.headers, name)),
-        })
-        .collect()
+    match part {
+        KeyPart::Consumer => or_dash(facts.consumer),
+        KeyPart::Key => or_dash(facts.key_id),
+        KeyPart::User => or_dash(facts.user),
+        KeyPart::Model => Cow::Borrowed(facts.model),
+        KeyPart::Ip => (facts.client_ip)().map_or(Cow::Borrowed("-"), |ip| Cow::Owned(ip.to_string())),
+        KeyPart::Header(name) => digest(facts.headers.get(name).and_then(|v| v.to_str().ok())),
+        KeyPart::Query(name) => digest(facts.query.and_then(|q| query_param(q, name))),
+        KeyPart::Cookie(name) => digest(cookie(facts.headers, name)),
+    }
+}
+
+/// The key of a rule's buckets for this request, without its suffix. The values of up to four
+/// key parts are held on the stack (a rule rarely has more).
+fn rule_key(prefix: &str, rule: &LimitRule, facts: &Facts<'_>) -> String {
+    const ON_STACK: usize = 4;
+    if rule.by.len() <= ON_STACK {
+        let mut values: [std::borrow::Cow<'_, str>; ON_STACK] = Default::default();
+        for (value, part) in values.iter_mut().zip(&rule.by) {
+            *value = key_value(part, facts);
+        }
+        key_base(prefix, rule, &values[..rule.by.len()])
+    } else {
+        let values: Vec<_> = rule.by.iter().map(|part| key_value(part, facts)).collect();
+        key_base(prefix, rule, &values)
+    }
 }
 
 /// The key of a rule's buckets for these values, without its suffix: the tagged key of the
@@ -414,6 +440,50 @@ mod tests {
             parts.extend(values.iter().copied());
             assert_eq!(
                 key_base("tollgate:limit:", rule, &cows),
+                tollgate_limits::key::tagged_key("tollgate:limit:", &parts, "")
+            );
+        }
+    }
+
+    #[test]
+    fn rule_keys_hold_every_part_however_many() {
+        let limits = |by: &str| {
+            let text = format!(
+                "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+                 [[models]]\nname = \"m\"\ntargets = [{{ provider = \"p\" }}]\n\n\
+                 [[limits]]\nname = \"r\"\nby = {by}\ntokens = 100\nper = \"minute\"\n"
+            );
+            crate::config::load_str(&text, "test", None, 1).unwrap()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-team", http::HeaderValue::from_static("blue"));
+        let no_ip = || None;
+        let facts = Facts {
+            consumer: Some("dept"),
+            key_id: Some("k1"),
+            user: Some("alice"),
+            model: "m",
+            client_ip: &no_ip,
+            headers: &headers,
+            query: None,
+        };
+        let team = digest(Some("blue"));
+        // On the stack (four parts) and past it (five).
+        for (by, values) in [
+            (
+                r#"["user", "model", "consumer", "key"]"#,
+                vec!["alice", "m", "dept", "k1"],
+            ),
+            (
+                r#"["user", "model", "consumer", "key", "header:x-team"]"#,
+                vec!["alice", "m", "dept", "k1", team.as_ref()],
+            ),
+        ] {
+            let snapshot = limits(by);
+            let mut parts = vec!["r"];
+            parts.extend(values);
+            assert_eq!(
+                rule_key("tollgate:limit:", &snapshot.limits[0], &facts),
                 tollgate_limits::key::tagged_key("tollgate:limit:", &parts, "")
             );
         }

@@ -39,14 +39,57 @@ pub struct ParamRules {
     pub forbidden: Vec<String>,
 }
 
+/// A member added to bodies that lack it, ready to splice (`"name":value,`).
+#[derive(Debug, Clone)]
+pub struct Insert {
+    pub name: String,
+    pub member: Bytes,
+}
+
+impl Insert {
+    fn new(name: &str, value_json: &[u8]) -> Insert {
+        let mut m = Vec::with_capacity(name.len() + value_json.len() + 4);
+        crate::json_spans::write_str(&mut m, name);
+        m.push(b':');
+        m.extend_from_slice(value_json);
+        m.push(b',');
+        Insert {
+            name: name.to_string(),
+            member: Bytes::from(m),
+        }
+    }
+}
+
 /// A consumer's parameter policy: rules, refined per model (first matching pattern wins).
 /// The merge of each refinement with the consumer-level rules is done once, at load.
 #[derive(Debug, Clone, Default)]
 pub struct ParamPolicy {
     pub base: ParamRules,
     pub per_model: Vec<(String, ParamRules)>,
-    merged_base: ParamRules,
-    merged_models: Vec<(String, ParamRules)>,
+    merged_base: Merged,
+    merged_models: Vec<(String, Merged)>,
+}
+
+/// Rules merged over the consumer's, and what they add to bodies that lack a parameter: the
+/// overrides, then the defaults no override replaces.
+#[derive(Debug, Clone, Default)]
+struct Merged {
+    rules: ParamRules,
+    inserts: Vec<Insert>,
+}
+
+impl Merged {
+    fn new(rules: ParamRules) -> Merged {
+        let overridden = |name: &str| rules.overrides.iter().any(|(o, _)| o == name);
+        let defaults = rules.defaults.iter().filter(|(name, _)| !overridden(name));
+        let inserts = rules
+            .overrides
+            .iter()
+            .chain(defaults)
+            .map(|(name, json)| Insert::new(name, json))
+            .collect();
+        Merged { rules, inserts }
+    }
 }
 
 /// The rules in force for one request.
@@ -54,6 +97,7 @@ pub struct ParamPolicy {
 pub struct EffectiveRules<'a> {
     pub mode: ParamMode,
     pub rules: &'a ParamRules,
+    pub inserts: &'a [Insert],
 }
 
 impl EffectiveRules<'_> {
@@ -92,8 +136,11 @@ fn merge(first: &ParamRules, then: &ParamRules) -> ParamRules {
 
 impl ParamPolicy {
     pub fn new(base: ParamRules, per_model: Vec<(String, ParamRules)>) -> Self {
-        let merged_base = merge(&base, &ParamRules::default());
-        let merged_models = per_model.iter().map(|(p, r)| (p.clone(), merge(r, &base))).collect();
+        let merged_base = Merged::new(merge(&base, &ParamRules::default()));
+        let merged_models = per_model
+            .iter()
+            .map(|(p, r)| (p.clone(), Merged::new(merge(r, &base))))
+            .collect();
         ParamPolicy {
             base,
             per_model,
@@ -104,14 +151,15 @@ impl ParamPolicy {
 
     /// The rules for `model`: the first matching refinement merged over the consumer's rules.
     pub fn for_model(&self, model: &str) -> EffectiveRules<'_> {
-        let rules = self
+        let merged = self
             .merged_models
             .iter()
             .find(|(p, _)| glob::matches(p, model))
             .map_or(&self.merged_base, |(_, r)| r);
         EffectiveRules {
-            mode: rules.mode.unwrap_or_default(),
-            rules,
+            mode: merged.rules.mode.unwrap_or_default(),
+            rules: &merged.rules,
+            inserts: &merged.inserts,
         }
     }
 }

@@ -277,22 +277,6 @@ pub struct Edit {
     pub bytes: Bytes,
 }
 
-impl Edit {
-    /// Insert a member as the first of the top-level object.
-    pub fn insert_member(body: &[u8], name: &str, value_json: &[u8]) -> Edit {
-        let open = body.iter().position(|&b| b == b'{').unwrap_or(0);
-        let mut m = Vec::with_capacity(name.len() + value_json.len() + 4);
-        crate::json_spans::write_str(&mut m, name);
-        m.push(b':');
-        m.extend_from_slice(value_json);
-        m.push(b',');
-        Edit {
-            range: open + 1..open + 1,
-            bytes: Bytes::from(m),
-        }
-    }
-}
-
 /// The body to send upstream: `model` replaced by `target_model_json` (a JSON string literal),
 /// `stream_options.include_usage` set to true when `force_usage`, and the policy's `edits`.
 pub fn rewrite(body: &[u8], view: &RequestView, target_model_json: &[u8], force_usage: bool, edits: &[Edit]) -> Bytes {

@@ -5,8 +5,6 @@
 //! [`body::rewrite`](super::body::rewrite); the body is never re-serialised. Keys are compared
 //! after unescaping, so `"temp\u0065rature"` is `temperature` here exactly as it is upstream.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 
 use super::body::{self, Edit};
@@ -21,11 +19,15 @@ pub fn apply(body: &[u8], members: &[Member], rules: &EffectiveRules<'_>) -> Res
     if rules.is_empty() {
         return Ok(Vec::new());
     }
-    let (mode, rules) = (rules.mode, rules.rules);
+    let (mode, inserts, rules) = (rules.mode, rules.inserts, rules.rules);
     let mut edits = Vec::new();
-    let mut present: Vec<Cow<'_, str>> = Vec::with_capacity(members.len());
+    // Which of the first 64 inserts the body already has (a bit each); past those, looked up.
+    let mut present: u64 = 0;
     for m in members {
         let key = unescape(&body[m.key.clone()]);
+        if let Some(i) = inserts.iter().take(64).position(|ins| ins.name == key.as_ref()) {
+            present |= 1 << i;
+        }
         if rules.forbidden.iter().any(|f| f == key.as_ref()) {
             return Err(ApiError::bad_request(
                 "parameter_forbidden",
@@ -70,16 +72,19 @@ pub fn apply(body: &[u8], members: &[Member], rules: &EffectiveRules<'_>) -> Res
                 }
             }
         }
-        present.push(key);
     }
-    for (name, json) in &rules.overrides {
-        if !present.iter().any(|p| p == name) {
-            edits.push(Edit::insert_member(body, name, json));
-        }
-    }
-    for (name, json) in &rules.defaults {
-        if !present.iter().any(|p| p == name) && !rules.overrides.iter().any(|(o, _)| o == name) {
-            edits.push(Edit::insert_member(body, name, json));
+    let absent = |i: usize, name: &str| match i {
+        0..64 => present & (1 << i) == 0,
+        _ => !members.iter().any(|m| unescape(&body[m.key.clone()]) == name),
+    };
+    // Inserted as the first members of the top-level object.
+    let at = body.iter().position(|&b| b == b'{').map_or(0, |open| open + 1);
+    for (i, ins) in inserts.iter().enumerate() {
+        if absent(i, &ins.name) {
+            edits.push(Edit {
+                range: at..at,
+                bytes: ins.member.clone(),
+            });
         }
     }
     Ok(edits)
@@ -205,6 +210,36 @@ mod tests {
         );
         let v = run(r#"{"model":"x","temp\u0065rature":5}"#, ParamMode::Clamp, "x").unwrap();
         assert_eq!(v["temperature"], 1);
+    }
+
+    #[test]
+    fn defaults_are_added_only_when_absent_however_many_there_are() {
+        // More defaults than the fast path's 64 bits: the rest are looked up in the body.
+        let defaults = (0..70).map(|i| (format!("p{i}"), Bytes::from(i.to_string()))).collect();
+        let p = ParamPolicy::new(
+            ParamRules {
+                defaults,
+                overrides: vec![("p2".into(), Bytes::from_static(b"\"forced\""))],
+                ..ParamRules::default()
+            },
+            vec![],
+        );
+        let body = r#"{"model":"x","p1":"mine","p66":"mine too","p2":"also mine"}"#;
+        let view = parse(body.as_bytes()).unwrap();
+        let edits = apply(body.as_bytes(), &view.members, &p.for_model("x")).unwrap();
+        let out = rewrite(body.as_bytes(), &view, br#""m""#, false, &edits);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["p1"], "mine");
+        assert_eq!(v["p66"], "mine too");
+        assert_eq!(v["p2"], "forced");
+        assert_eq!(v["p0"], 0);
+        assert_eq!(v["p65"], 65);
+        assert_eq!(v["p69"], 69);
+        let text = std::str::from_utf8(&out).unwrap();
+        for key in ["\"p1\"", "\"p2\"", "\"p66\"", "\"p0\"", "\"p69\""] {
+            assert_eq!(text.matches(key).count(), 1, "{key} once in {text}");
+        }
+        assert_eq!(v.as_object().unwrap().len(), 71);
     }
 
     #[test]
