@@ -26,9 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ROOT, free_port, start, wait_http  # noqa: E402
-
-KEY = "tg-loadtest-key-0000000000000000000000000001"
+from run import KEY, ROOT, free_port, start, wait_http  # noqa: E402
 
 
 def configs(mock_port):
@@ -58,15 +56,14 @@ tokens = 1000000000000
 requests = 1000000000
 per = "minute"
 """
-    return [("tollgate", base, ()), ("+ auth + quotas (memory)", auth, (f"authorization: Bearer {KEY}",)),
-            ("+ token limits (memory)", limits, ())]
+    return [("tollgate", base), ("+ auth + quotas (memory)", auth), ("+ token limits (memory)", limits)]
 
 
-def drive(port, n, headers):
+def drive(port, n):
     body = '{"model":"gpt-4o-mini","user":"user-42","messages":[{"role":"user","content":"Say hello in three words."}]}'
-    cmd = ["oha", "--no-tui", "-n", str(n), "-c", "4", "-m", "POST", "-H", "content-type: application/json", "-d", body]
-    for h in headers:
-        cmd += ["-H", h]
+    # Every variant gets the same requests, with the key (see run.KEY).
+    cmd = ["oha", "--no-tui", "-n", str(n), "-c", "4", "-m", "POST", "-H", "content-type: application/json",
+           "-H", f"authorization: Bearer {KEY}", "-d", body]
     out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True)
     if "[200]" not in out.stdout:
         raise SystemExit(f"requests failed: {out.stdout[-500:]}")
@@ -89,7 +86,7 @@ def main():
     results = []
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
-        for label, text, headers in configs(mock_port):
+        for label, text in configs(mock_port):
             cfg = os.path.join(work, f"{len(results)}.toml")
             with open(cfg, "w") as f:
                 f.write(text)
@@ -103,9 +100,9 @@ def main():
                        os.path.join(work, f"gw-{port}.log"), env)
             try:
                 wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
-                drive(port, 500, headers)  # warm-up, not counted
+                drive(port, 500)  # warm-up, not counted
                 subprocess.run(["callgrind_control", "-i", "on", str(gw.pid)], capture_output=True, check=True)
-                drive(port, args.requests, headers)
+                drive(port, args.requests)
                 subprocess.run(["callgrind_control", "-i", "off", str(gw.pid)], capture_output=True, check=True)
                 subprocess.run(["callgrind_control", "-d", str(gw.pid)], capture_output=True, check=True)
                 time.sleep(1)

@@ -34,6 +34,10 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Every target gets the same requests, with the key an OpenAI client always sends: the gateway
+# with consumers checks it, the others replace it with the provider's (nginx, plain Tollgate) or
+# ignore it (the mock). A row's difference to another is then the proxy's work only.
+KEY = "tg-loadtest-key-0000000000000000000000000001"
 
 
 def free_port():
@@ -79,13 +83,11 @@ def nginx_pids(master):
     return [master] + [int(p) for p in out.split()]
 
 
-def oha(url, body, duration, connections, rate=None, headers=()):
+def oha(url, body, duration, connections, rate=None):
     cmd = [
         "oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(connections),
-        "-m", "POST", "-H", "content-type: application/json", "-d", body,
+        "-m", "POST", "-H", "content-type: application/json", "-H", f"authorization: Bearer {KEY}", "-d", body,
     ]
-    for h in headers:
-        cmd += ["-H", h]
     if rate:
         cmd += ["-q", str(rate)]
     cmd.append(url)
@@ -153,13 +155,12 @@ def main():
         procs.append(gw)
         wait_http(f"http://127.0.0.1:{gw_port}/healthz")
 
-        targets = [("direct (mock)", f"http://127.0.0.1:{mock_port}", lambda: [], ())]
-        targets.append(("tollgate", f"http://127.0.0.1:{gw_port}", lambda: [gw.pid], ()))
+        targets = [("direct (mock)", f"http://127.0.0.1:{mock_port}", lambda: [])]
+        targets.append(("tollgate", f"http://127.0.0.1:{gw_port}", lambda: [gw.pid]))
 
         # The same gateway with a consumer: key check, model allow-list, parameter rules and a
         # per-user daily quota (high enough never to refuse), counted in memory, then in Redis.
-        key = "tg-loadtest-key-0000000000000000000000000001"
-        key_hash = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+        key_hash = "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()
         auth_config = os.path.join(work, "tollgate-auth.toml")
         with open(config) as f:
             base_config = f.read()
@@ -178,7 +179,6 @@ limit = 1000000000
 per = "day"
 by = "user"
 """)
-        auth_headers = (f"authorization: Bearer {key}",)
         redis_prefix = f"load-{os.getpid()}-{int(time.time())}"
         with open(auth_config) as f:
             auth_redis_text = f.read().replace('name = "load"', f'name = "{redis_prefix}"')
@@ -200,12 +200,12 @@ per = "minute"
 """)
         redis = ["--redis-url", "redis://127.0.0.1:6379"]
         variants = (
-            ("tollgate + auth + quotas (memory)", auth_config, [], auth_headers),
-            ("tollgate + auth + quotas (redis)", auth_redis_config, redis, auth_headers),
-            ("tollgate + token limits (memory)", limits_config, [], ()),
-            ("tollgate + token limits (redis sync)", limits_config, redis + ["--limits-namespace", redis_prefix], ()),
+            ("tollgate + auth + quotas (memory)", auth_config, []),
+            ("tollgate + auth + quotas (redis)", auth_redis_config, redis),
+            ("tollgate + token limits (memory)", limits_config, []),
+            ("tollgate + token limits (redis sync)", limits_config, redis + ["--limits-namespace", redis_prefix]),
         )
-        for label, cfg, extra, hdrs in variants:
+        for label, cfg, extra in variants:
             if extra and not redis_answers():
                 print(f"(skipping '{label}': no redis on 127.0.0.1:6379)")
                 continue
@@ -217,7 +217,7 @@ per = "minute"
                       os.path.join(work, f"tollgate-{port}.log"), env)
             procs.append(p)
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            targets.append((label, f"http://127.0.0.1:{port}", (lambda p=p: [p.pid]), hdrs))
+            targets.append((label, f"http://127.0.0.1:{port}", (lambda p=p: [p.pid])))
         nginx = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
         if nginx:
             ng_port = free_port()
@@ -249,7 +249,7 @@ http {{
             ng = start([nginx, "-c", conf, "-p", work], os.path.join(work, "nginx.log"))
             procs.append(ng)
             wait_http(f"http://127.0.0.1:{ng_port}/v1/models")
-            targets.append(("nginx", f"http://127.0.0.1:{ng_port}", lambda: nginx_pids(ng.pid), ()))
+            targets.append(("nginx", f"http://127.0.0.1:{ng_port}", lambda: nginx_pids(ng.pid)))
 
         chat = {"model": "gpt-4o-mini", "user": "user-42", "messages": [{"role": "user", "content": "Say hello in three words."}]}
         bodies = {
@@ -259,12 +259,12 @@ http {{
         print(f"machine: {os.cpu_count()} cores; oha -c {args.connections} -z {args.duration}s; "
               f"proxy threads/workers: {args.threads}\n")
         for scenario, body in bodies.items():
-            runs = {name: [] for name, _, _, _ in targets}
+            runs = {name: [] for name, _, _ in targets}
             for _ in range(args.repeat):
-                for name, base, pids, hdrs in targets:
-                    oha(base + "/v1/chat/completions", body, 2, args.connections, headers=hdrs)  # warm-up
+                for name, base, pids in targets:
+                    oha(base + "/v1/chat/completions", body, 2, args.connections)  # warm-up
                     before = cpu_seconds(pids())
-                    s = summarize(oha(base + "/v1/chat/completions", body, args.duration, args.connections, headers=hdrs))
+                    s = summarize(oha(base + "/v1/chat/completions", body, args.duration, args.connections))
                     used = cpu_seconds(pids()) - before
                     s["cpu"] = used / s["total"] * 1e6 if pids() and s["total"] else None
                     runs[name].append(s)
@@ -272,7 +272,7 @@ http {{
             print("| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | vs tollgate, per round | ok/total |")
             print("|---|---|---|---|---|---|---|")
             plain = [r["cpu"] for r in runs["tollgate"]]
-            for name, _, _, _ in targets:
+            for name, _, _ in targets:
                 rs = runs[name]
                 med = lambda k: statistics.median(r[k] for r in rs)
                 cpus = [r["cpu"] for r in rs if r["cpu"] is not None]
@@ -297,9 +297,9 @@ http {{
         print("| target | p50 ms | p99 ms | added p50 ms | proxy CPU µs/req |")
         print("|---|---|---|---|---|")
         direct_p50 = None
-        for name, base, pids, hdrs in targets:
+        for name, base, pids in targets:
             before = cpu_seconds(pids())
-            s = summarize(oha(base + "/v1/chat/completions", bodies["json"], args.duration, 16, rate=args.rate, headers=hdrs))
+            s = summarize(oha(base + "/v1/chat/completions", bodies["json"], args.duration, 16, rate=args.rate))
             used = cpu_seconds(pids()) - before
             cpu = f"{used / s['total'] * 1e6:.1f}" if pids() and s["total"] else "-"
             if direct_p50 is None:
