@@ -83,15 +83,18 @@ def nginx_pids(master):
     return [master] + [int(p) for p in out.split()]
 
 
-def oha(url, body, duration, connections, rate=None):
+def oha_cmd(url, body, duration, connections, rate=None):
     cmd = [
         "oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(connections),
         "-m", "POST", "-H", "content-type: application/json", "-H", f"authorization: Bearer {KEY}", "-d", body,
     ]
     if rate:
         cmd += ["-q", str(rate)]
-    cmd.append(url)
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    return cmd + [url]
+
+
+def oha(url, body, duration, connections, rate=None):
+    out = subprocess.run(oha_cmd(url, body, duration, connections, rate), capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"oha failed: {out.stderr}")
     return json.loads(out.stdout)

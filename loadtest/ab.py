@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Side-by-side A/B: the plain gateway and a gateway with a feature, loaded at the same time.
+
+On a shared or virtual machine the speed drifts by tens of percent within minutes, so two rows
+measured one after the other differ by as much as the feature costs. Here both gateways take the
+same load at the same moment (one oha each, same connections, same requests), so whatever the
+machine does, both see it; each round gives the feature's CPU per request over the plain
+gateway's, and the figure is the median over rounds. Rounds alternate which oha starts first.
+
+Variants: a second plain gateway (the A/A check: what the method reads for no difference), a
+consumer with key check, parameter rules and a per-user quota in memory; a token and
+request limit per user in memory; the same limit shared through Redis (`sync` mode), when Redis
+answers on 127.0.0.1:6379. All high enough never to refuse.
+
+Usage: python3 loadtest/ab.py [--rounds 10] [--duration 5] [--connections 16] [--stream] [--no-build]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from instructions import configs  # noqa: E402
+from run import ROOT, cpu_seconds, free_port, oha_cmd, redis_answers, start, summarize, wait_http  # noqa: E402
+
+
+def gateway(bin_dir, work, text, extra=()):
+    cfg = os.path.join(work, f"gw-{free_port()}.toml")
+    with open(cfg, "w") as f:
+        f.write(text)
+    port = free_port()
+    env = dict(os.environ, LOAD_PROVIDER_KEY="sk-load")
+    p = start([os.path.join(bin_dir, "tollgate"), "--config", cfg, "--listen", f"127.0.0.1:{port}",
+               "--admin-listen", f"127.0.0.1:{free_port()}", "--threads", "1", "--config-poll-ms", "0",
+               "--shutdown-grace-secs", "1", "--key-store-file", cfg + ".keys.json", *extra],
+              cfg + ".log", env)
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    return p, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+def together(a, b, body, args, a_first):
+    """Load both gateways at once; CPU µs per request of each."""
+    order = [a, b] if a_first else [b, a]
+    before = {p.pid: cpu_seconds([p.pid]) for p, _ in order}
+    runs = [(p, subprocess.Popen(oha_cmd(url, body, args.duration, args.connections), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)) for p, url in order]
+    per_req = {}
+    for p, run in runs:
+        out, err = run.communicate()
+        if run.returncode != 0:
+            raise SystemExit(f"oha failed: {err}")
+        s = summarize(json.loads(out))
+        if s["ok"] != s["total"] or not s["total"]:
+            raise SystemExit(f"{s['total'] - s['ok']} of {s['total']} requests failed")
+        per_req[p.pid] = (cpu_seconds([p.pid]) - before[p.pid]) / s["total"] * 1e6
+    return per_req[a[0].pid], per_req[b[0].pid]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=16, help="per gateway")
+    ap.add_argument("--stream", action="store_true", help="SSE answers (16 events) instead of JSON")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "tollgate", "-p", "tollgate-loadtest"], cwd=ROOT, check=True)
+    bin_dir = os.path.join(ROOT, "target", "release")
+    work = tempfile.mkdtemp(prefix="tollgate-ab-")
+    procs = []
+    try:
+        mock_port = free_port()
+        procs.append(start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}",
+                            "--threads", "1", "--chunks", "16"], os.path.join(work, "mock.log")))
+        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+        (_, base), (auth_label, auth), (limits_label, limits) = configs(mock_port)
+        # First a second plain gateway: what the method reads when there is no difference.
+        variants = [("tollgate again (A/A check)", base, ()), (auth_label, auth, ()), (limits_label, limits, ())]
+        if redis_answers():
+            ns = f"ab-{os.getpid()}"
+            variants.append(("+ token limits (redis sync)", limits,
+                             ("--redis-url", "redis://127.0.0.1:6379", "--redis-namespace", ns)))
+        plain = gateway(bin_dir, work, base)
+        procs.append(plain[0])
+        chat = {"model": "gpt-4o-mini", "user": "user-42", "messages": [{"role": "user", "content": "Say hello in three words."}]}
+        if args.stream:
+            chat["stream"] = True
+        body = json.dumps(chat)
+        print(f"{'SSE' if args.stream else 'JSON'}, {args.rounds} rounds of {args.duration} s, oha -c {args.connections} "
+              f"against each gateway at once, 1 proxy thread each, {os.cpu_count()} cores\n")
+        print("| gateway | plain CPU µs/req | with the feature | feature over plain, median of rounds | range |")
+        print("|---|---|---|---|---|")
+        for label, text, extra in variants:
+            feature = gateway(bin_dir, work, text, extra)
+            procs.append(feature[0])
+            together(plain, feature, body, argparse.Namespace(duration=2, connections=args.connections), True)  # warm-up
+            pairs = [together(plain, feature, body, args, r % 2 == 0) for r in range(args.rounds)]
+            ratios = [f / p - 1 for p, f in pairs]
+            print(f"| {label} | {statistics.median(p for p, _ in pairs):.1f} | {statistics.median(f for _, f in pairs):.1f} "
+                  f"| **{statistics.median(ratios) * 100:+.1f}%** | {min(ratios) * 100:+.0f}…{max(ratios) * 100:+.0f}% |",
+                  flush=True)
+            feature[0].terminate()
+            feature[0].wait(timeout=10)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
