@@ -25,7 +25,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from instructions import configs  # noqa: E402
-from run import ROOT, cpu_seconds, free_port, oha_cmd, redis_answers, start, summarize, wait_http  # noqa: E402
+from run import cpu_seconds, free_port, oha_cmd, redis_answers, release_bins, start, start_mock, summarize, wait_http  # noqa: E402
 
 
 def gateway(bin_dir, work, text, extra=()):
@@ -68,16 +68,12 @@ def main():
     ap.add_argument("--stream", action="store_true", help="SSE answers (16 events) instead of JSON")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "tollgate", "-p", "tollgate-loadtest"], cwd=ROOT, check=True)
-    bin_dir = os.path.join(ROOT, "target", "release")
+    bin_dir = release_bins(args.no_build)
     work = tempfile.mkdtemp(prefix="tollgate-ab-")
     procs = []
     try:
-        mock_port = free_port()
-        procs.append(start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}",
-                            "--threads", "1", "--chunks", "16"], os.path.join(work, "mock.log")))
-        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+        mock, mock_port = start_mock(bin_dir, work)
+        procs.append(mock)
         (_, base), (auth_label, auth), (limits_label, limits) = configs(mock_port)
         # First a second plain gateway: what the method reads when there is no difference.
         variants = [("tollgate again (A/A check)", base, ()), (auth_label, auth, ()), (limits_label, limits, ())]

@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import KEY, ROOT, free_port, start, wait_http  # noqa: E402
+from run import KEY, free_port, release_bins, start, start_mock, wait_http  # noqa: E402
 
 
 def configs(mock_port):
@@ -75,17 +75,12 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--tollgate", help="the gateway binary to count (default: this tree's release build)")
     args = ap.parse_args()
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "tollgate", "-p", "tollgate-loadtest"], cwd=ROOT, check=True)
-    bin_dir = os.path.join(ROOT, "target", "release")
+    bin_dir = release_bins(args.no_build)
     tollgate = args.tollgate or os.path.join(bin_dir, "tollgate")
     work = tempfile.mkdtemp(prefix="tollgate-instr-")
-    mock_port = free_port()
-    mock = start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}", "--threads", "1"],
-                 os.path.join(work, "mock.log"))
+    mock, mock_port = start_mock(bin_dir, work)
     results = []
     try:
-        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
         for label, text in configs(mock_port):
             cfg = os.path.join(work, f"{len(results)}.toml")
             with open(cfg, "w") as f:

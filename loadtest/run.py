@@ -120,6 +120,22 @@ def start(cmd, log_path, env=None):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=os.setsid)
 
 
+def release_bins(no_build):
+    """The directory of the release binaries, built first unless `no_build`."""
+    if not no_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "tollgate", "-p", "tollgate-loadtest"], cwd=ROOT, check=True)
+    return os.path.join(ROOT, "target", "release")
+
+
+def start_mock(bin_dir, work, chunks=16):
+    """`tollgate-mock` on a free port, one thread; (process, port) once it answers."""
+    port = free_port()
+    p = start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{port}", "--threads", "1",
+               "--chunks", str(chunks)], os.path.join(work, "mock.log"))
+    wait_http(f"http://127.0.0.1:{port}/v1/models")
+    return p, port
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
@@ -133,17 +149,13 @@ def main():
 
     if not shutil.which("oha"):
         raise SystemExit("oha not found: cargo install oha --locked")
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "tollgate", "-p", "tollgate-loadtest"], cwd=ROOT, check=True)
-    bin_dir = os.path.join(ROOT, "target", "release")
+    bin_dir = release_bins(args.no_build)
     work = tempfile.mkdtemp(prefix="tollgate-load-")
     procs = []
 
     try:
-        mock_port = free_port()
-        procs.append(start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{mock_port}",
-                            "--threads", "1", "--chunks", str(args.chunks)], os.path.join(work, "mock.log")))
-        wait_http(f"http://127.0.0.1:{mock_port}/v1/models")
+        mock, mock_port = start_mock(bin_dir, work, args.chunks)
+        procs.append(mock)
 
         config = os.path.join(work, "tollgate.toml")
         with open(config, "w") as f:
