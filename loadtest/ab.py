@@ -12,7 +12,10 @@ consumer with key check, parameter rules and a per-user quota in memory; a token
 request limit per user in memory; the same limit shared through Redis (`sync` mode), when Redis
 answers on 127.0.0.1:6379. All high enough never to refuse.
 
-Usage: python3 loadtest/ab.py [--rounds 10] [--duration 5] [--connections 16] [--stream] [--no-build]
+With --against-nginx: the A/A check, then the plain gateway against nginx (1 worker, as in
+run.py), Tollgate's CPU per request over nginx's.
+
+Usage: python3 loadtest/ab.py [--rounds 10] [--duration 5] [--connections 16] [--stream] [--against-nginx] [--no-build]
 """
 
 import argparse
@@ -25,7 +28,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from instructions import configs  # noqa: E402
-from run import cpu_seconds, free_port, oha_cmd, redis_answers, release_bins, start, start_mock, summarize, wait_http  # noqa: E402
+from run import (cpu_seconds, free_port, oha_cmd, redis_answers, release_bins, start, start_mock, start_nginx,  # noqa: E402
+                 summarize, wait_http)
 
 
 def gateway(bin_dir, work, text, extra=()):
@@ -39,25 +43,26 @@ def gateway(bin_dir, work, text, extra=()):
                "--shutdown-grace-secs", "1", "--key-store-file", cfg + ".keys.json", *extra],
               cfg + ".log", env)
     wait_http(f"http://127.0.0.1:{port}/healthz")
-    return p, f"http://127.0.0.1:{port}/v1/chat/completions"
+    return p, f"http://127.0.0.1:{port}/v1/chat/completions", lambda: [p.pid]
 
 
 def together(a, b, body, args, a_first):
-    """Load both gateways at once; CPU µs per request of each."""
-    order = [a, b] if a_first else [b, a]
-    before = {p.pid: cpu_seconds([p.pid]) for p, _ in order}
-    runs = [(p, subprocess.Popen(oha_cmd(url, body, args.duration, args.connections), stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)) for p, url in order]
-    per_req = {}
-    for p, run in runs:
+    """Load both proxies (process, URL, pids) at once; CPU µs per request of each."""
+    order = [(0, a), (1, b)] if a_first else [(1, b), (0, a)]
+    before = {i: cpu_seconds(pids()) for i, (_, _, pids) in order}
+    runs = [(i, subprocess.Popen(oha_cmd(url, body, args.duration, args.connections), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)) for i, (_, url, _) in order]
+    per_req = [0.0, 0.0]
+    for i, run in runs:
         out, err = run.communicate()
         if run.returncode != 0:
             raise SystemExit(f"oha failed: {err}")
         s = summarize(json.loads(out))
         if s["ok"] != s["total"] or not s["total"]:
             raise SystemExit(f"{s['total'] - s['ok']} of {s['total']} requests failed")
-        per_req[p.pid] = (cpu_seconds([p.pid]) - before[p.pid]) / s["total"] * 1e6
-    return per_req[a[0].pid], per_req[b[0].pid]
+        pids = (a, b)[i][2]
+        per_req[i] = (cpu_seconds(pids()) - before[i]) / s["total"] * 1e6
+    return per_req[0], per_req[1]
 
 
 def main():
@@ -66,6 +71,8 @@ def main():
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--connections", type=int, default=16, help="per gateway")
     ap.add_argument("--stream", action="store_true", help="SSE answers (16 events) instead of JSON")
+    ap.add_argument("--against-nginx", action="store_true",
+                    help="after the A/A check, the plain gateway against nginx (1 worker) instead of the feature variants")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     bin_dir = release_bins(args.no_build)
@@ -81,6 +88,8 @@ def main():
             ns = f"ab-{os.getpid()}"
             variants.append(("+ token limits (redis sync)", limits,
                              ("--redis-url", "redis://127.0.0.1:6379", "--redis-namespace", ns)))
+        if args.against_nginx:
+            variants = variants[:1]
         plain = gateway(bin_dir, work, base)
         procs.append(plain[0])
         chat = {"model": "gpt-4o-mini", "user": "user-42", "messages": [{"role": "user", "content": "Say hello in three words."}]}
@@ -102,6 +111,17 @@ def main():
                   flush=True)
             feature[0].terminate()
             feature[0].wait(timeout=10)
+        ng = start_nginx(work, mock_port, 1) if args.against_nginx else None
+        if ng:
+            procs.append(ng[0])
+            ng = (ng[0], ng[1] + "/v1/chat/completions", ng[2])
+            together(ng, plain, body, argparse.Namespace(duration=2, connections=args.connections), True)  # warm-up
+            pairs = [together(ng, plain, body, args, r % 2 == 0) for r in range(args.rounds)]
+            ratios = [t / n for n, t in pairs]
+            print(f"\n| nginx CPU µs/req | Tollgate CPU µs/req | Tollgate over nginx, median of rounds | range |\n"
+                  f"|---|---|---|---|\n| {statistics.median(n for n, _ in pairs):.1f} | "
+                  f"{statistics.median(t for _, t in pairs):.1f} | **{statistics.median(ratios):.2f}×** | "
+                  f"{min(ratios):.2f}…{max(ratios):.2f}× |")
     finally:
         for p in procs:
             if p.poll() is None:

@@ -120,6 +120,43 @@ def start(cmd, log_path, env=None):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=os.setsid)
 
 
+def start_nginx(work, mock_port, workers):
+    """nginx in front of the mock (upstream keep-alive, no buffering, access log on), if installed:
+    (process, base URL, a function giving its processes' pids), else None."""
+    nginx = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
+    if not nginx:
+        return None
+    port = free_port()
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes {workers};
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log {work}/nginx-access.log;
+  client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+  upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer sk-load";
+      proxy_buffering off;
+      client_max_body_size 32m;
+    }}
+  }}
+}}
+""")
+    ng = start([nginx, "-c", conf, "-p", work], os.path.join(work, "nginx.log"))
+    wait_http(f"http://127.0.0.1:{port}/v1/models")
+    return ng, f"http://127.0.0.1:{port}", lambda: nginx_pids(ng.pid)
+
+
 def release_bins(no_build):
     """The directory of the release binaries, built first unless `no_build`."""
     if not no_build:
@@ -233,38 +270,10 @@ per = "minute"
             procs.append(p)
             wait_http(f"http://127.0.0.1:{port}/healthz")
             targets.append((label, f"http://127.0.0.1:{port}", (lambda p=p: [p.pid])))
-        nginx = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
-        if nginx:
-            ng_port = free_port()
-            conf = os.path.join(work, "nginx.conf")
-            with open(conf, "w") as f:
-                f.write(f"""worker_processes {args.threads};
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log {work}/nginx-access.log;
-  client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
-  fastcgi_temp_path {work}/fcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
-  upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 256; }}
-  server {{
-    listen 127.0.0.1:{ng_port};
-    location / {{
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Authorization "Bearer sk-load";
-      proxy_buffering off;
-      client_max_body_size 32m;
-    }}
-  }}
-}}
-""")
-            ng = start([nginx, "-c", conf, "-p", work], os.path.join(work, "nginx.log"))
-            procs.append(ng)
-            wait_http(f"http://127.0.0.1:{ng_port}/v1/models")
-            targets.append(("nginx", f"http://127.0.0.1:{ng_port}", lambda: nginx_pids(ng.pid)))
+        ng = start_nginx(work, mock_port, args.threads)
+        if ng:
+            procs.append(ng[0])
+            targets.append(("nginx", ng[1], ng[2]))
 
         chat = {"model": "gpt-4o-mini", "user": "user-42", "messages": [{"role": "user", "content": "Say hello in three words."}]}
         bodies = {
