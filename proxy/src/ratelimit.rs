@@ -144,7 +144,7 @@ impl RateLimiter {
         demand: Demand,
         metrics: &Metrics,
     ) -> Result<(Vec<Hold>, RateHeaders), Refusal> {
-        let mut holds = Vec::with_capacity(2 * rules.len());
+        let mut holds = Vec::new();
         let now = self.clock.now_ms();
         let mut tight_tokens: Option<Counter> = None;
         let mut tight_requests: Option<Counter> = None;
