@@ -27,23 +27,14 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from instructions import configs  # noqa: E402
-from run import (cpu_seconds, free_port, oha_cmd, redis_answers, release_bins, start, start_mock, start_nginx,  # noqa: E402
-                 summarize, wait_http)
+from run import (cpu_seconds, gateway_configs, oha_cmd, redis_answers, release_bins, start_gateway,  # noqa: E402
+                 start_mock, start_nginx, summarize)
 
 
-def gateway(bin_dir, work, text, extra=()):
-    cfg = os.path.join(work, f"gw-{free_port()}.toml")
-    with open(cfg, "w") as f:
-        f.write(text)
-    port = free_port()
-    env = dict(os.environ, LOAD_PROVIDER_KEY="sk-load")
-    p = start([os.path.join(bin_dir, "tollgate"), "--config", cfg, "--listen", f"127.0.0.1:{port}",
-               "--admin-listen", f"127.0.0.1:{free_port()}", "--threads", "1", "--config-poll-ms", "0",
-               "--shutdown-grace-secs", "1", "--key-store-file", cfg + ".keys.json", *extra],
-              cfg + ".log", env)
-    wait_http(f"http://127.0.0.1:{port}/healthz")
-    return p, f"http://127.0.0.1:{port}/v1/chat/completions", lambda: [p.pid]
+def gateway(tollgate, work, text, extra=()):
+    """A gateway as `together` takes it: (process, chat URL, its pids)."""
+    p, url = start_gateway(tollgate, work, text, extra=extra)
+    return p, url + "/v1/chat/completions", lambda: [p.pid]
 
 
 def together(a, b, body, args, a_first):
@@ -81,16 +72,19 @@ def main():
     try:
         mock, mock_port = start_mock(bin_dir, work)
         procs.append(mock)
-        (_, base), (auth_label, auth), (limits_label, limits) = configs(mock_port)
+        configs = gateway_configs(mock_port)
+        base, limits = configs["plain"], configs["limits"]
         # First a second plain gateway: what the method reads when there is no difference.
-        variants = [("tollgate again (A/A check)", base, ()), (auth_label, auth, ()), (limits_label, limits, ())]
+        variants = [("tollgate again (A/A check)", base, ()), ("+ auth + quotas (memory)", configs["auth"], ()),
+                    ("+ token limits (memory)", limits, ())]
         if redis_answers():
             ns = f"ab-{os.getpid()}"
             variants.append(("+ token limits (redis sync)", limits,
                              ("--redis-url", "redis://127.0.0.1:6379", "--redis-namespace", ns)))
         if args.against_nginx:
             variants = variants[:1]
-        plain = gateway(bin_dir, work, base)
+        tollgate = os.path.join(bin_dir, "tollgate")
+        plain = gateway(tollgate, work, base)
         procs.append(plain[0])
         chat = {"model": "gpt-4o-mini", "user": "user-42", "messages": [{"role": "user", "content": "Say hello in three words."}]}
         if args.stream:
@@ -101,7 +95,7 @@ def main():
         print("| gateway | plain CPU µs/req | with the feature | feature over plain, median of rounds | range |")
         print("|---|---|---|---|---|")
         for label, text, extra in variants:
-            feature = gateway(bin_dir, work, text, extra)
+            feature = gateway(tollgate, work, text, extra)
             procs.append(feature[0])
             together(plain, feature, body, argparse.Namespace(duration=2, connections=args.connections), True)  # warm-up
             pairs = [together(plain, feature, body, args, r % 2 == 0) for r in range(args.rounds)]

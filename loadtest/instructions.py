@@ -17,7 +17,6 @@ Needs valgrind (callgrind_control, callgrind_annotate) and oha.
 """
 
 import argparse
-import hashlib
 import os
 import re
 import subprocess
@@ -26,45 +25,20 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import KEY, free_port, release_bins, start, start_mock, wait_http  # noqa: E402
+from run import KEY, gateway_configs, release_bins, start_gateway, start_mock  # noqa: E402
 
 
 def configs(mock_port):
-    base = (f'[[providers]]\nname = "mock"\nkind = "openai"\nbase_url = "http://127.0.0.1:{mock_port}/v1"\n'
-            f'api_key = "env:LOAD_PROVIDER_KEY"\n\n[[models]]\nname = "gpt-4o-mini"\n'
-            f'targets = [{{ provider = "mock", model = "mock-model" }}]\n')
-    key_hash = "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()
-    auth = base + f"""
-[[consumers]]
-name = "load"
-keys = [{{ id = "load-1", hash = "{key_hash}" }}]
-models = ["gpt-4o*"]
-[consumers.params]
-defaults = {{ temperature = 0.7 }}
-bounds = {{ max_tokens = [1, 4096] }}
-[[consumers.quotas]]
-name = "daily-per-user"
-limit = 1000000000
-per = "day"
-by = "user"
-"""
-    limits = base + """
-[[limits]]
-name = "tpm-per-user"
-by = ["user"]
-tokens = 1000000000000
-requests = 1000000000
-per = "minute"
-"""
-    return [("tollgate", base), ("+ auth + quotas (memory)", auth), ("+ token limits (memory)", limits)]
+    c = gateway_configs(mock_port)
+    return [("tollgate", c["plain"]), ("+ auth + quotas (memory)", c["auth"]), ("+ token limits (memory)", c["limits"])]
 
 
-def drive(port, n):
+def drive(url, n):
     body = '{"model":"gpt-4o-mini","user":"user-42","messages":[{"role":"user","content":"Say hello in three words."}]}'
     # Every variant gets the same requests, with the key (see run.KEY).
     cmd = ["oha", "--no-tui", "-n", str(n), "-c", "4", "-m", "POST", "-H", "content-type: application/json",
            "-H", f"authorization: Bearer {KEY}", "-d", body]
-    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True)
+    out = subprocess.run(cmd + [url + "/v1/chat/completions"], capture_output=True, text=True)
     if "[200]" not in out.stdout:
         raise SystemExit(f"requests failed: {out.stdout[-500:]}")
 
@@ -82,22 +56,13 @@ def main():
     results = []
     try:
         for label, text in configs(mock_port):
-            cfg = os.path.join(work, f"{len(results)}.toml")
-            with open(cfg, "w") as f:
-                f.write(text)
-            port, aport = free_port(), free_port()
             out_file = os.path.join(work, f"callgrind.{len(results)}")
-            env = dict(os.environ, LOAD_PROVIDER_KEY="sk-load")
-            gw = start(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",
-                        tollgate, "--config", cfg, "--listen", f"127.0.0.1:{port}",
-                        "--admin-listen", f"127.0.0.1:{aport}", "--threads", "1", "--config-poll-ms", "0", "--shutdown-grace-secs", "1",
-                        "--key-store-file", os.path.join(work, f"keys-{port}.json")],
-                       os.path.join(work, f"gw-{port}.log"), env)
+            valgrind = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}")
+            gw, url = start_gateway(tollgate, work, text, wrapper=valgrind, timeout=120)
             try:
-                wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120)
-                drive(port, 500)  # warm-up, not counted
+                drive(url, 500)  # warm-up, not counted
                 subprocess.run(["callgrind_control", "-i", "on", str(gw.pid)], capture_output=True, check=True)
-                drive(port, args.requests)
+                drive(url, args.requests)
                 subprocess.run(["callgrind_control", "-i", "off", str(gw.pid)], capture_output=True, check=True)
                 subprocess.run(["callgrind_control", "-d", str(gw.pid)], capture_output=True, check=True)
                 time.sleep(1)

@@ -120,6 +120,60 @@ def start(cmd, log_path, env=None):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=os.setsid)
 
 
+def gateway_configs(mock_port):
+    """The gateways compared, as config text: `plain` (one model on the mock); `auth`, the same
+    with a consumer (key check, model allow-list, parameter rules, a per-user daily quota high
+    enough never to refuse); `limits`, the same with a token limit and a request limit per user
+    (high enough never to refuse: prompt counted, prompt + completion reserved, reconciled with
+    the usage)."""
+    plain = (f'[[providers]]\nname = "mock"\nkind = "openai"\nbase_url = "http://127.0.0.1:{mock_port}/v1"\n'
+             f'api_key = "env:LOAD_PROVIDER_KEY"\n\n[[models]]\nname = "gpt-4o-mini"\n'
+             f'targets = [{{ provider = "mock", model = "mock-model" }}]\n')
+    key_hash = "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()
+    auth = plain + f"""
+[[consumers]]
+name = "load"
+keys = [{{ id = "load-1", hash = "{key_hash}" }}]
+models = ["gpt-4o*"]
+[consumers.params]
+defaults = {{ temperature = 0.7 }}
+bounds = {{ max_tokens = [1, 4096] }}
+[[consumers.quotas]]
+name = "daily-per-user"
+limit = 1000000000
+per = "day"
+by = "user"
+"""
+    limits = plain + """
+[[limits]]
+name = "tpm-per-user"
+by = ["user"]
+tokens = 1000000000000
+requests = 1000000000
+per = "minute"
+"""
+    return {"plain": plain, "auth": auth, "limits": limits}
+
+
+def start_gateway(tollgate, work, text, threads=1, extra=(), wrapper=(), timeout=20):
+    """Tollgate (its binary run under `wrapper`, e.g. valgrind) with config `text` on free ports;
+    (process, base URL) once it answers."""
+    port = free_port()
+    cfg = os.path.join(work, f"tollgate-{port}.toml")
+    with open(cfg, "w") as f:
+        f.write(text)
+    env = dict(os.environ, LOAD_PROVIDER_KEY="sk-load")
+    p = start([*wrapper, tollgate, "--config", cfg, "--listen", f"127.0.0.1:{port}",
+               "--admin-listen", f"127.0.0.1:{free_port()}", "--threads", str(threads), "--config-poll-ms", "0",
+               "--shutdown-grace-secs", "1", "--key-store-file", cfg + ".keys.json", *extra], cfg + ".log", env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout)
+    except BaseException:
+        p.terminate()
+        raise
+    return p, f"http://127.0.0.1:{port}"
+
+
 def start_nginx(work, mock_port, workers):
     """nginx in front of the mock (upstream keep-alive, no buffering, access log on), if installed:
     (process, base URL, a function giving its processes' pids), else None."""
@@ -194,82 +248,31 @@ def main():
         mock, mock_port = start_mock(bin_dir, work, args.chunks)
         procs.append(mock)
 
-        config = os.path.join(work, "tollgate.toml")
-        with open(config, "w") as f:
-            f.write(f'[[providers]]\nname = "mock"\nkind = "openai"\nbase_url = "http://127.0.0.1:{mock_port}/v1"\n'
-                    f'api_key = "env:LOAD_PROVIDER_KEY"\n\n[[models]]\nname = "gpt-4o-mini"\n'
-                    f'targets = [{{ provider = "mock", model = "mock-model" }}]\n')
-        gw_port, admin_port = free_port(), free_port()
-        env = dict(os.environ, LOAD_PROVIDER_KEY="sk-load")
-        gw = start([os.path.join(bin_dir, "tollgate"), "--config", config, "--listen", f"127.0.0.1:{gw_port}",
-                    "--admin-listen", f"127.0.0.1:{admin_port}", "--threads", str(args.threads),
-                    "--config-poll-ms", "0", "--shutdown-grace-secs", "1"], os.path.join(work, "tollgate.log"), env)
+        configs = gateway_configs(mock_port)
+        tollgate = os.path.join(bin_dir, "tollgate")
+        gw, gw_url = start_gateway(tollgate, work, configs["plain"], args.threads)
         procs.append(gw)
-        wait_http(f"http://127.0.0.1:{gw_port}/healthz")
-
         targets = [("direct (mock)", f"http://127.0.0.1:{mock_port}", lambda: [])]
-        targets.append(("tollgate", f"http://127.0.0.1:{gw_port}", lambda: [gw.pid]))
+        targets.append(("tollgate", gw_url, lambda: [gw.pid]))
 
-        # The same gateway with a consumer: key check, model allow-list, parameter rules and a
-        # per-user daily quota (high enough never to refuse), counted in memory, then in Redis.
-        key_hash = "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()
-        auth_config = os.path.join(work, "tollgate-auth.toml")
-        with open(config) as f:
-            base_config = f.read()
-        with open(auth_config, "w") as f:
-            f.write(base_config + f"""
-[[consumers]]
-name = "load"
-keys = [{{ id = "load-1", hash = "{key_hash}" }}]
-models = ["gpt-4o*"]
-[consumers.params]
-defaults = {{ temperature = 0.7 }}
-bounds = {{ max_tokens = [1, 4096] }}
-[[consumers.quotas]]
-name = "daily-per-user"
-limit = 1000000000
-per = "day"
-by = "user"
-""")
+        # The consumer's counts in memory, then in the local Redis (under a consumer name of its
+        # own); the limits' buckets in memory, then shared through Redis in `sync` mode.
         redis_prefix = f"load-{os.getpid()}-{int(time.time())}"
-        with open(auth_config) as f:
-            auth_redis_text = f.read().replace('name = "load"', f'name = "{redis_prefix}"')
-        auth_redis_config = os.path.join(work, "tollgate-auth-redis.toml")
-        with open(auth_redis_config, "w") as f:
-            f.write(auth_redis_text)
-
-        # The same gateway with a token limit and a request limit per user (high enough never to
-        # refuse): prompt counted, prompt + completion reserved, reconciled with the usage.
-        limits_config = os.path.join(work, "tollgate-limits.toml")
-        with open(limits_config, "w") as f:
-            f.write(base_config + """
-[[limits]]
-name = "tpm-per-user"
-by = ["user"]
-tokens = 1000000000000
-requests = 1000000000
-per = "minute"
-""")
+        auth_redis = configs["auth"].replace('name = "load"', f'name = "{redis_prefix}"')
         redis = ["--redis-url", "redis://127.0.0.1:6379"]
         variants = (
-            ("tollgate + auth + quotas (memory)", auth_config, []),
-            ("tollgate + auth + quotas (redis)", auth_redis_config, redis),
-            ("tollgate + token limits (memory)", limits_config, []),
-            ("tollgate + token limits (redis sync)", limits_config, redis + ["--limits-namespace", redis_prefix]),
+            ("tollgate + auth + quotas (memory)", configs["auth"], []),
+            ("tollgate + auth + quotas (redis)", auth_redis, redis),
+            ("tollgate + token limits (memory)", configs["limits"], []),
+            ("tollgate + token limits (redis sync)", configs["limits"], redis + ["--limits-namespace", redis_prefix]),
         )
-        for label, cfg, extra in variants:
+        for label, text, extra in variants:
             if extra and not redis_answers():
                 print(f"(skipping '{label}': no redis on 127.0.0.1:6379)")
                 continue
-            port, aport = free_port(), free_port()
-            p = start([os.path.join(bin_dir, "tollgate"), "--config", cfg, "--listen", f"127.0.0.1:{port}",
-                       "--admin-listen", f"127.0.0.1:{aport}", "--threads", str(args.threads),
-                       "--config-poll-ms", "0", "--shutdown-grace-secs", "1",
-                       "--key-store-file", os.path.join(work, f"keys-{port}.json")] + extra,
-                      os.path.join(work, f"tollgate-{port}.log"), env)
+            p, url = start_gateway(tollgate, work, text, args.threads, extra)
             procs.append(p)
-            wait_http(f"http://127.0.0.1:{port}/healthz")
-            targets.append((label, f"http://127.0.0.1:{port}", (lambda p=p: [p.pid])))
+            targets.append((label, url, (lambda p=p: [p.pid])))
         ng = start_nginx(work, mock_port, args.threads)
         if ng:
             procs.append(ng[0])
