@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tollgate::config::{load_str, Snapshot};
-use tollgate::pipeline::{body, route};
+use tollgate::pipeline::{attempts, body};
 use tollgate_benches::chat_body;
 
 #[expect(clippy::expect_used, reason = "a bench with a broken fixture must stop")]
@@ -35,7 +35,7 @@ fn snapshot() -> Snapshot {
 fn tollgate_route(snapshot: &Snapshot, raw: &[u8], seed: u64) -> usize {
     let Ok(view) = body::parse(raw) else { return 0 };
     let Some(r) = snapshot.route(&view.model) else { return 0 };
-    let order = route::attempt_order(r, seed);
+    let order = attempts::attempt_order(r, seed);
     let target = &r.targets[order[0]];
     body::rewrite(raw, &view, &target.model_json, body::needs_forced_usage(&view), &[]).len()
 }

@@ -1,22 +1,21 @@
-//! Throughput of the SSE usage tap on realistic provider streams cut at random boundaries,
+//! Throughput of the response chain (SSE usage stage) on realistic provider streams cut at random boundaries,
 //! beside the naive approach (buffer, split events, parse every payload with serde_json).
 
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tollgate::sse::SseTap;
+use tollgate::pipeline::response::{CountCompletion, ResponseChain};
 use tollgate_benches::{openai_stream, split_events, split_random};
 
 fn tap_all(chunks: &[Bytes]) -> Option<u64> {
-    let mut tap = SseTap::new(true);
+    let mut chain = ResponseChain::new(true, true, true, CountCompletion::No);
     let mut out = Vec::with_capacity(4);
     for c in chunks {
-        tap.push(c.clone(), &mut out);
+        chain.push(c.clone(), &mut out);
         out.clear();
     }
-    tap.finish(&mut out);
-    tap.usage().map(|u| u.total)
+    chain.finish(&mut out).usage.map(|u| u.total)
 }
 
 /// What a typical gateway does: append to a buffer, split events, parse each payload.

@@ -1,13 +1,18 @@
-//! The one per-request context, carried through every phase and read by the access log.
+//! What is known about one request: written by the stages as it goes, read by the access log and
+//! the metrics at its end. Plain facts only: what the request still *holds* (quota counts, limit
+//! reservations) is its admission ledger, kept beside this by the Pingora layer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tollgate_tokenize::Count;
 
+use crate::api::{Endpoint, Usage};
 use crate::config::consumers::Consumer;
-use crate::pipeline::endpoint::Endpoint;
-use crate::sse::Usage;
+use crate::config::Route;
+use crate::error::ErrorCode;
+use crate::rate_headers::RateHeaders;
 
 /// How far model resolution got.
 #[derive(Debug, Clone, Default)]
@@ -17,11 +22,8 @@ pub enum ModelStage {
     None,
     /// The client asked for a model that is not configured (kept for the log only).
     Unknown(String),
-    /// Routed: the route (public name, targets, metric series) and the target of the last attempt.
-    Routed {
-        route: std::sync::Arc<crate::config::Route>,
-        target: usize,
-    },
+    /// Routed: the route (public name, targets) and the target of the last attempt.
+    Routed { route: Arc<Route>, target: usize },
 }
 
 impl ModelStage {
@@ -67,38 +69,55 @@ pub enum Caller {
     Consumer { consumer: Arc<Consumer>, key_id: Arc<str> },
 }
 
+/// What the request's body said, written by the parse and admit stages.
+#[derive(Debug, Default)]
+pub struct PromptFacts {
+    /// Bytes of the request body.
+    pub bytes_in: u64,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// The end user named by the request (`user` in the body).
+    pub user: Option<String>,
+    /// Prompt tokens counted by the gateway (before forwarding), exact or estimated.
+    pub counted: Option<Count>,
+    /// The request body, kept only when the caller's consumer allows logging prompts.
+    pub logged_body: Option<Bytes>,
+}
+
+/// How the request was answered, written by the forwarding and the relay (or by the answer the
+/// gateway wrote itself).
+#[derive(Debug, Default)]
+pub struct AnswerFacts {
+    /// The status sent to the client (0 until a response header is written).
+    pub status: u16,
+    /// The error the gateway answered, if it answered one itself.
+    pub error: Option<ErrorCode>,
+    pub outcome: Outcome,
+    /// Upstream attempts made.
+    pub attempts: u32,
+    /// Time to the first body byte sent to the client.
+    pub ttft: Option<Duration>,
+    /// Tokens as the provider reported them.
+    pub usage: Option<Usage>,
+    /// Completion tokens counted by the gateway when the provider reported no usage (exact with
+    /// the route's tokenizer, else estimated).
+    pub completion_counted: Option<Count>,
+    pub bytes_out: u64,
+    /// The `x-ratelimit-*` (and a refusal's `Retry-After`) headers of the response, whatever it is.
+    pub rate_headers: RateHeaders,
+}
+
 /// Everything known about one request.
 #[derive(Debug)]
 pub struct RequestCtx {
+    /// The client's `x-request-id` when plain and short, else a fresh one; sent upstream and back.
     pub request_id: String,
     pub started: Instant,
     pub endpoint: Option<Endpoint>,
     pub caller: Caller,
-    /// The end user named by the request (`user` in the body).
-    pub user: Option<String>,
-    /// The request body, kept only when the caller's consumer allows logging prompts.
-    pub logged_body: Option<Bytes>,
-    /// Quota counts this request added; given back if the gateway ends up not serving it.
-    pub quota_charges: Vec<crate::quota::Charge>,
-    /// The `x-ratelimit-*` (and a refusal's `Retry-After`) headers of the response, whatever it is.
-    pub rate_headers: crate::rate_headers::RateHeaders,
     pub model: ModelStage,
-    pub stream: bool,
-    pub status: u16,
-    pub error_code: Option<&'static str>,
-    pub outcome: Outcome,
-    pub attempts: u32,
-    pub ttft: Option<Duration>,
-    pub usage: Option<Usage>,
-    /// Prompt tokens counted by the gateway (before forwarding), exact or estimated.
-    pub prompt_count: Option<tollgate_tokenize::Count>,
-    /// Completion tokens counted by the gateway when the provider reported no usage (exact with
-    /// the route's tokenizer, else estimated).
-    pub completion_count: Option<tollgate_tokenize::Count>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// Rate limit reservations, settled when the request ends.
-    pub limit_holds: Vec<crate::ratelimit::Hold>,
+    pub prompt: PromptFacts,
+    pub answer: AnswerFacts,
 }
 
 impl RequestCtx {
@@ -108,23 +127,9 @@ impl RequestCtx {
             started: Instant::now(),
             endpoint: None,
             caller: Caller::Open,
-            user: None,
-            logged_body: None,
-            quota_charges: Vec::new(),
-            rate_headers: Default::default(),
             model: ModelStage::None,
-            stream: false,
-            status: 0,
-            error_code: None,
-            outcome: Outcome::Completed,
-            attempts: 0,
-            ttft: None,
-            usage: None,
-            prompt_count: None,
-            completion_count: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            limit_holds: Vec::new(),
+            prompt: PromptFacts::default(),
+            answer: AnswerFacts::default(),
         }
     }
 
@@ -132,14 +137,14 @@ impl RequestCtx {
     /// gateway's own counts of the prompt and of what was streamed (a stream the client
     /// abandoned included); `None` when no provider answered successfully (nothing to charge).
     pub fn tokens_used(&self) -> Option<u64> {
-        if !(200..300).contains(&self.status) {
+        if !(200..300).contains(&self.answer.status) {
             return None;
         }
-        if let Some(u) = &self.usage {
+        if let Some(u) = &self.answer.usage {
             return Some(u.total.max(u.prompt + u.completion));
         }
-        let prompt = self.prompt_count.map_or(0, |c| c.tokens() as u64);
-        Some(prompt + self.completion_count.map_or(0, |c| c.tokens() as u64))
+        let prompt = self.prompt.counted.map_or(0, |c| c.tokens() as u64);
+        Some(prompt + self.answer.completion_counted.map_or(0, |c| c.tokens() as u64))
     }
 
     /// The public model name for metric labels: bounded to configured names.

@@ -1,160 +1,198 @@
 //! Every error a client can see, in one place, as one OpenAI-shaped JSON body.
 //!
-//! `{"error":{"message":..,"type":..,"code":..}}` with the status that matches. Messages are
-//! written for the client and never carry a secret or another tenant's data.
+//! `{"error":{"message":..,"type":..,"code":..}}` with the status that matches. The codes are a
+//! closed set ([`ErrorCode`]): each names its HTTP status and OpenAI error type once, here.
+//! Messages are written for the client and never carry a secret or another tenant's data.
 
 use bytes::Bytes;
 use http::StatusCode;
 
-/// A client-facing error.
+/// Every `code` a client can get, with its status and `type` (see [`ErrorCode::answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidJson,
+    MissingModel,
+    InvalidModel,
+    BodyReadFailed,
+    ParameterForbidden,
+    ParameterInvalid,
+    ParameterOutOfRange,
+    InvalidConfig,
+    InvalidKeyId,
+    InvalidApiKey,
+    EndpointNotAllowed,
+    ModelNotAllowed,
+    ModelNotFound,
+    UnknownUrl,
+    NotFound,
+    MethodNotSupported,
+    KeyIdTaken,
+    RequestTooLarge,
+    UnsupportedMediaType,
+    QuotaExceeded,
+    RateLimitExceeded,
+    RequestExceedsLimit,
+    InternalError,
+    UpstreamUnreachable,
+    QuotaStoreUnavailable,
+    LimitStoreUnavailable,
+    KeyStoreUnavailable,
+    UpstreamTimeout,
+}
+
+impl ErrorCode {
+    /// The status, OpenAI error `type` and `code` string of this code.
+    pub fn answer(self) -> (StatusCode, &'static str, &'static str) {
+        use ErrorCode::*;
+        const BAD: StatusCode = StatusCode::BAD_REQUEST;
+        const INVALID: &str = "invalid_request_error";
+        match self {
+            InvalidJson => (BAD, INVALID, "invalid_json"),
+            MissingModel => (BAD, INVALID, "missing_model"),
+            InvalidModel => (BAD, INVALID, "invalid_model"),
+            BodyReadFailed => (BAD, INVALID, "body_read_failed"),
+            ParameterForbidden => (BAD, INVALID, "parameter_forbidden"),
+            ParameterInvalid => (BAD, INVALID, "parameter_invalid"),
+            ParameterOutOfRange => (BAD, INVALID, "parameter_out_of_range"),
+            InvalidConfig => (BAD, INVALID, "invalid_config"),
+            InvalidKeyId => (BAD, INVALID, "invalid_key_id"),
+            InvalidApiKey => (StatusCode::UNAUTHORIZED, INVALID, "invalid_api_key"),
+            EndpointNotAllowed => (StatusCode::FORBIDDEN, INVALID, "endpoint_not_allowed"),
+            ModelNotAllowed => (StatusCode::FORBIDDEN, INVALID, "model_not_allowed"),
+            ModelNotFound => (StatusCode::NOT_FOUND, INVALID, "model_not_found"),
+            UnknownUrl => (StatusCode::NOT_FOUND, INVALID, "unknown_url"),
+            NotFound => (StatusCode::NOT_FOUND, INVALID, "not_found"),
+            MethodNotSupported => (StatusCode::METHOD_NOT_ALLOWED, INVALID, "method_not_supported"),
+            KeyIdTaken => (StatusCode::CONFLICT, INVALID, "key_id_taken"),
+            RequestTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, INVALID, "request_too_large"),
+            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, INVALID, "unsupported_media_type"),
+            QuotaExceeded => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "quota_exceeded"),
+            RateLimitExceeded => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limit_exceeded"),
+            RequestExceedsLimit => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "request_exceeds_limit",
+            ),
+            InternalError => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
+            UpstreamUnreachable => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unreachable"),
+            QuotaStoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "quota_store_unavailable",
+            ),
+            LimitStoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "limit_store_unavailable",
+            ),
+            KeyStoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "key_store_unavailable"),
+            UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
+        }
+    }
+
+    /// The `code` string clients, logs and audit lines see.
+    pub fn as_str(self) -> &'static str {
+        self.answer().2
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A client-facing error: a code and a message written for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub kind: &'static str,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
-            kind,
             code,
             message: message.into(),
         }
     }
 
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.code.answer().0
+    }
+
     pub fn bad_json(detail: impl std::fmt::Display) -> Self {
         Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("We could not parse the JSON body of your request: {detail}"),
         )
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message)
-    }
-
     pub fn missing_model() -> Self {
-        Self::bad_request("missing_model", "You must provide a model parameter.")
+        Self::new(ErrorCode::MissingModel, "You must provide a model parameter.")
     }
 
     pub fn unknown_model(model: &str) -> Self {
         let shown: String = model.chars().take(128).collect();
         Self::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "model_not_found",
+            ErrorCode::ModelNotFound,
             format!("The model `{shown}` does not exist or you do not have access to it."),
         )
     }
 
     pub fn too_large(limit: usize) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            "request_too_large",
+            ErrorCode::RequestTooLarge,
             format!("The request body exceeds the limit of {limit} bytes."),
         )
     }
 
     pub fn unsupported_media_type() -> Self {
         Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request_error",
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "The request body must be JSON (Content-Type: application/json).",
         )
     }
 
     pub fn not_found(path: &str) -> Self {
         let shown: String = path.chars().take(128).collect();
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "unknown_url",
-            format!("Unknown request URL: {shown}."),
-        )
+        Self::new(ErrorCode::UnknownUrl, format!("Unknown request URL: {shown}."))
     }
 
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
         Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request_error",
-            "method_not_supported",
+            ErrorCode::MethodNotSupported,
             format!("{method} is not supported for {path}."),
         )
     }
 
     pub fn bad_gateway(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "upstream_unreachable",
-            detail,
-        )
+        Self::new(ErrorCode::UpstreamUnreachable, detail)
     }
 
     pub fn gateway_timeout(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_error",
-            "upstream_timeout",
-            detail,
-        )
+        Self::new(ErrorCode::UpstreamTimeout, detail)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "invalid_api_key",
-            message,
-        )
-    }
-
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "invalid_request_error", code, message)
+        Self::new(ErrorCode::InvalidApiKey, message)
     }
 
     pub fn not_found_named(what: &str, name: &str) -> Self {
         let shown: String = name.chars().take(128).collect();
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "not_found",
-            format!("No {what} named `{shown}`."),
-        )
-    }
-
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "invalid_request_error", code, message)
-    }
-
-    pub fn rate_limited(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", code, message)
-    }
-
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message)
+        Self::new(ErrorCode::NotFound, format!("No {what} named `{shown}`."))
     }
 
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal_error",
-            "The gateway failed to process the request.",
-        )
+        Self::new(ErrorCode::InternalError, "The gateway failed to process the request.")
     }
 
     /// The JSON body.
     pub fn body(&self) -> Bytes {
+        let (_, kind, code) = self.code.answer();
         let v = serde_json::json!({
-            "error": { "message": self.message, "type": self.kind, "code": self.code, "param": null }
+            "error": { "message": self.message, "type": kind, "code": code, "param": null }
         });
         Bytes::from(v.to_string())
     }
@@ -171,6 +209,6 @@ mod tests {
         assert_eq!(v["error"]["code"], "model_not_found");
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert!(v["error"]["message"].as_str().unwrap_or("").contains("a\"b"));
-        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
     }
 }

@@ -261,6 +261,11 @@ fn skip_value(text: &[u8], i: usize) -> Result<usize, SpanError> {
     }
 }
 
+/// The text of a string's contents span: borrowed when it has no escapes, unescaped otherwise.
+pub fn text_of<'a>(body: &'a [u8], span: &Range<usize>) -> std::borrow::Cow<'a, str> {
+    unescape(body.get(span.clone()).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,35 @@
 //! Tollgate: an LLM edge gateway on Pingora.
 //!
 //! One OpenAI-compatible front door in front of many model providers. This crate is the Pingora
-//! service and everything it wires together; see `shared/DESIGN.md` for the map. The Pingora
-//! layer is thin ([`gateway`]); the decisions live in Pingora-free modules ([`pipeline`],
-//! [`sse`], [`config`]) so they are testable without a server.
+//! service and everything it wires together; see `shared/DESIGN.md` for the map.
+//!
+//! # Map of the request path
+//!
+//! The Pingora layer ([`gateway`]) does I/O only; every decision is a Pingora-free stage in
+//! [`pipeline`] that returns "go on" or an [`Answer`](pipeline::Answer):
+//!
+//! | # | stage | file |
+//! |---|---|---|
+//! | 1 | endpoint, key, local answers (`open`) | `pipeline/request.rs`, `pipeline/endpoint.rs`, `pipeline/auth.rs` |
+//! | 2 | read the body (I/O) | `gateway/serve.rs` |
+//! | 3 | parse once, route by model (`parse`) | `pipeline/request.rs`, `pipeline/body.rs` |
+//! | 4 | admit: allow-lists, parameter rules, prompt tokens, quotas, rate limits, one ledger | `pipeline/request.rs`, `pipeline/admit/` |
+//! | 5 | cache lookup (to come) | — |
+//! | 6 | input guardrails (to come) | — |
+//! | 7 | plan the attempts; retry only what may be retried | `pipeline/attempts.rs`, `gateway/forward.rs` |
+//! | 8 | relay through the response chain: usage → completion count → (output guardrail) → (cache recorder) | `gateway/relay.rs`, `pipeline/response.rs` |
+//! | 9 | settle the ledger, access and audit lines, metrics | `pipeline/admit/mod.rs`, `telemetry/access.rs` |
+//!
+//! Every answer the gateway writes itself leaves through `gateway/respond.rs`.
+//!
+//! # Layers
+//!
+//! Imports go down this list, never up: [`api`], [`error`], [`rate_headers`] and the parsing
+//! helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`] → [`live`] → [`pipeline`] → [`upstream`] →
+//! [`gateway`], [`admin`], [`reload`], [`server`], [`cli`].
 
 pub mod admin;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -13,10 +37,9 @@ pub mod error;
 pub mod gateway;
 pub mod json_spans;
 pub mod keys;
+pub mod live;
 pub mod pipeline;
-pub mod quota;
 pub mod rate_headers;
-pub mod ratelimit;
 pub mod reload;
 pub mod secret;
 pub mod server;

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{self, ConfigError, SnapshotCell};
+use crate::config::{self, ConfigError};
+use crate::live::LiveCell;
 use crate::telemetry::Metrics;
 
 /// Owns the path and the swap.
 pub struct Reloader {
     path: PathBuf,
-    cell: Arc<SnapshotCell>,
+    cell: Arc<LiveCell>,
     metrics: Arc<Metrics>,
     version: AtomicU64,
     /// Hash of the file content last loaded (or refused), so polling reacts to changes only.
@@ -22,7 +23,7 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, cell: Arc<SnapshotCell>, metrics: Arc<Metrics>, version: u64) -> Self {
+    pub fn new(path: PathBuf, cell: Arc<LiveCell>, metrics: Arc<Metrics>, version: u64) -> Self {
         let hash = content_hash(&path).unwrap_or(0);
         metrics.config_version.set(version as i64);
         Reloader {

@@ -13,11 +13,13 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::cli::RunOpts;
-use crate::config::{self, SnapshotCell};
+use crate::config;
 use crate::gateway::{Gateway, GatewayState};
 use crate::keys::{self, KeyBackend, KeyRegistry, RedisStore};
-use crate::quota::{self, Backend, QuotaStore};
-use crate::ratelimit::RateLimiter;
+use crate::live::LiveCell;
+use crate::pipeline::admit::quotas::{self, Backend, QuotaStore};
+use crate::pipeline::admit::rate_limits::RateLimiter;
+use crate::pipeline::admit::Admission;
 use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
@@ -29,7 +31,7 @@ use tollgate_limits::{BucketTable, ExactBuckets, LocalCounters, SyncOptions, Syn
 pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let snapshot = config::load(&opts.config, 1)?;
     tracing::info!(path = %opts.config.display(), models = snapshot.model_names.len(), "config loaded");
-    let cell = Arc::new(SnapshotCell::new(snapshot));
+    let cell = Arc::new(LiveCell::new(snapshot));
     let metrics = Arc::new(Metrics::new().context("creating metrics")?);
     let reloader = Arc::new(Reloader::new(opts.config.clone(), cell.clone(), metrics.clone(), 1));
 
@@ -53,7 +55,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let shared_rt = shared_state_runtime()?;
     let redis_timeout = Duration::from_millis(opts.redis_timeout_ms);
     let redis = match &opts.redis_url {
-        Some(url) => Some(quota::start_redis(url, redis_timeout, &shared_rt)?),
+        Some(url) => Some(quotas::start_redis(url, redis_timeout, &shared_rt)?),
         None => None,
     };
     let (backend, key_backend) = match &redis {
@@ -84,12 +86,15 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         pool: Pool::new(opts.upstream_pool_size, idle_timeout),
     };
     let state = Arc::new(GatewayState {
-        snapshot: cell.clone(),
+        live: cell.clone(),
         upstreams,
         metrics: metrics.clone(),
         access_log: access_log.clone(),
-        quotas,
-        limits,
+        admission: Admission {
+            quotas,
+            limits,
+            metrics: metrics.clone(),
+        },
         keys: keys.clone(),
         max_body_bytes: opts.max_body_bytes,
         upstream: UpstreamOptions {

@@ -1,5 +1,5 @@
 //! Property tests of the parsers that see untrusted bytes: the JSON member scanner, the body
-//! rewrite, and the SSE event splitter with usage tap.
+//! rewrite, and the SSE event splitter with the response chain.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use tollgate::json_spans::for_each_member;
 use tollgate::pipeline::body;
-use tollgate::sse::SseTap;
+use tollgate::pipeline::response::{CountCompletion, ResponseChain};
 
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -95,16 +95,16 @@ proptest! {
         let bytes = stream.as_bytes();
         let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
         points.sort_unstable();
-        let mut tap = SseTap::new(false);
+        let mut chain = ResponseChain::new(true, true, false, CountCompletion::No);
         let mut out = Vec::new();
         let mut at = 0;
         for p in points.into_iter().chain(std::iter::once(bytes.len())) {
-            tap.push(Bytes::copy_from_slice(&bytes[at..p]), &mut out);
+            chain.push(Bytes::copy_from_slice(&bytes[at..p]), &mut out);
             at = p;
         }
-        tap.finish(&mut out);
+        let learnt = chain.finish(&mut out);
         prop_assert_eq!(out.concat(), bytes.to_vec());
-        let usage = tap.usage().unwrap();
+        let usage = learnt.usage.unwrap();
         prop_assert_eq!(usage.completion, contents.len() as u64);
         prop_assert_eq!(usage.total, 3 + contents.len() as u64);
     }

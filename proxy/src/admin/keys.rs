@@ -69,7 +69,7 @@ pub async fn handle(app: &AdminApp, method: &str, path: &str, body: &[u8]) -> (R
     let (response, outcome, id) = match result {
         Ok((status, v, id)) => (json(status, v), "ok".to_string(), id),
         Err(e) => {
-            let outcome = format!("refused: {}", e.code);
+            let outcome = format!("refused: {}", e.code.as_str());
             (error(e), outcome, key_id.unwrap_or_default().to_string())
         }
     };
@@ -140,8 +140,8 @@ async fn issue(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &st
     let (key, mut record) = new_key(consumer, String::new(), now, expires);
     record.id = match req.id {
         Some(id) if id.is_empty() || id.len() > 64 => {
-            return Err(ApiError::bad_request(
-                "invalid_key_id",
+            return Err(ApiError::new(
+                crate::error::ErrorCode::InvalidKeyId,
                 "A key id is 1 to 64 characters.",
             ))
         }
@@ -149,8 +149,8 @@ async fn issue(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &st
         None => format!("{consumer}-{}", &record.hash[7..15]),
     };
     if id_taken(app, snapshot, &record.id) {
-        return Err(ApiError::conflict(
-            "key_id_taken",
+        return Err(ApiError::new(
+            crate::error::ErrorCode::KeyIdTaken,
             format!("A key with id `{}` already exists.", record.id),
         ));
     }
@@ -158,7 +158,7 @@ async fn issue(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &st
     app.keys
         .put(record)
         .await
-        .map_err(|e| ApiError::unavailable("key_store_unavailable", e.to_string()))?;
+        .map_err(|e| ApiError::new(crate::error::ErrorCode::KeyStoreUnavailable, e.to_string()))?;
     let v = serde_json::json!({"consumer": consumer, "id": id, "key": key, "expires_at_ms": expires});
     Ok((StatusCode::CREATED, v, id))
 }
@@ -194,7 +194,7 @@ async fn revoke(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &s
     app.keys
         .put(record)
         .await
-        .map_err(|e| ApiError::unavailable("key_store_unavailable", e.to_string()))?;
+        .map_err(|e| ApiError::new(crate::error::ErrorCode::KeyStoreUnavailable, e.to_string()))?;
     Ok((
         StatusCode::OK,
         serde_json::json!({"consumer": consumer, "id": id, "revoked": true}),

@@ -15,15 +15,15 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::config::SnapshotCell;
 use crate::error::ApiError;
 use crate::keys::KeyRegistry;
+use crate::live::LiveCell;
 use crate::reload::Reloader;
 use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
 
 pub struct AdminApp {
-    pub snapshot: Arc<SnapshotCell>,
+    pub snapshot: Arc<LiveCell>,
     pub reloader: Arc<Reloader>,
     pub metrics: Arc<Metrics>,
     pub keys: Arc<KeyRegistry>,
@@ -40,7 +40,7 @@ pub(crate) fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Re
 }
 
 pub(crate) fn error(e: ApiError) -> Response<Vec<u8>> {
-    reply(e.status, "application/json", e.body().to_vec())
+    reply(e.status(), "application/json", e.body().to_vec())
 }
 
 impl AdminApp {
@@ -76,7 +76,7 @@ impl AdminApp {
                     action,
                     consumer: None,
                     key_id: None,
-                    result: format!("refused: {}", e.code),
+                    result: format!("refused: {}", e.code.as_str()),
                 },
             );
         })
@@ -123,7 +123,7 @@ impl ServeHttp for AdminApp {
                         format!("ok: config version {version}"),
                     ),
                     Ok(Err(e)) => (
-                        error(ApiError::bad_request("invalid_config", e.to_string())),
+                        error(ApiError::new(crate::error::ErrorCode::InvalidConfig, e.to_string())),
                         "refused: invalid_config".to_string(),
                     ),
                     Err(_) => (error(ApiError::internal()), "failed".to_string()),

@@ -11,7 +11,8 @@ use bytes::Bytes;
 
 use super::glob;
 use super::raw::{ParamMode, RawConsumer, RawParams};
-use crate::pipeline::endpoint::Endpoint;
+use crate::api::Endpoint;
+use tollgate_limits::key::tagged_key;
 
 /// SHA-256 of a key.
 pub type KeyHash = [u8; 32];
@@ -191,7 +192,7 @@ pub struct Quota {
     pub calendar: tollgate_limits::Calendar,
     /// Serve when Redis cannot be reached (else refuse with 503).
     pub fail_open: bool,
-    /// The fixed start of this quota's counter keys ([`crate::quota::key_prefix`]).
+    /// The fixed start of this quota's counter keys ([`key_prefix`]).
     pub key_prefix: String,
 }
 
@@ -470,7 +471,7 @@ fn compile_quotas(
                 scope,
                 calendar,
                 fail_open,
-                key_prefix: crate::quota::key_prefix(c.name.get_ref(), q.name.get_ref()),
+                key_prefix: key_prefix(c.name.get_ref(), q.name.get_ref()),
             });
         }
     }
@@ -605,6 +606,15 @@ pub fn compile(
         out.list.push(consumer);
     }
     Some(out)
+}
+
+/// `{consumer/quota/`: the part of a quota's counter keys fixed by the config (after the
+/// store's head, `tollgate:quota:` or `tollgate:quota:<namespace>:`).
+pub fn key_prefix(consumer: &str, quota: &str) -> String {
+    let mut key = tagged_key("", &[consumer, quota], "");
+    key.pop();
+    key.push('/');
+    key
 }
 
 #[cfg(test)]

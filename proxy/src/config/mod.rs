@@ -1,20 +1,17 @@
 //! Configuration: one TOML file, raw → validated → immutable snapshot.
 //!
 //! [`raw`] mirrors the file (`deny_unknown_fields`, spans for line numbers); [`snapshot`] is the
-//! validated, compiled form the hot path reads through `arc-swap` ([`SnapshotCell`]). Everything a
+//! validated, compiled form the hot path reads (swapped whole on reload, see `live`). Everything a
 //! request would otherwise look up by string (providers, peers, auth headers, the `/v1/models`
 //! body) is resolved here, once, at load.
 
 pub mod consumers;
 pub mod glob;
-pub mod limits;
+pub mod rate_limits;
 pub mod raw;
 pub mod snapshot;
 
 use std::path::Path;
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
 
 pub use snapshot::{Provider, Route, Snapshot, Target};
 
@@ -46,21 +43,4 @@ pub fn load_str(text: &str, shown: &str, base_dir: Option<&Path>, version: u64) 
         path: shown.to_string(),
         problems,
     })
-}
-
-/// The current snapshot, swapped atomically on reload; readers never lock.
-pub struct SnapshotCell(ArcSwap<Snapshot>);
-
-impl SnapshotCell {
-    pub fn new(snapshot: Snapshot) -> Self {
-        SnapshotCell(ArcSwap::from_pointee(snapshot))
-    }
-
-    pub fn load(&self) -> Arc<Snapshot> {
-        self.0.load_full()
-    }
-
-    pub fn store(&self, snapshot: Snapshot) {
-        self.0.store(Arc::new(snapshot));
-    }
 }

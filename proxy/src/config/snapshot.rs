@@ -14,7 +14,7 @@ use http::HeaderValue;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 
 use super::consumers::{self, Consumers};
-use super::limits::{self, LimitRule, TrustedProxies};
+use super::rate_limits::{self, LimitRule, TrustedProxies};
 use super::raw::{line_of, ProviderKind, RawConfig, RawProvider};
 use crate::secret::{self, Secret};
 use tollgate_tokenize::{ChatTemplate, Tokenizer};
@@ -83,8 +83,6 @@ pub struct Route {
     pub total_weight: u64,
     /// The tokenizer and chat template prompts are counted with; `None` means estimate.
     pub counter: Option<(Arc<Tokenizer>, ChatTemplate)>,
-    /// This model's metric series, looked up on its first request rather than on every one.
-    pub series: std::sync::OnceLock<crate::telemetry::metrics::ModelSeries>,
 }
 
 /// The compiled config.
@@ -207,7 +205,6 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
                 targets,
                 total_weight,
                 counter,
-                series: std::sync::OnceLock::new(),
             }),
         );
         model_names.push(name.clone());
@@ -217,8 +214,8 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
 
     let consumers = consumers::compile(&raw.consumers, &model_names, at, &mut problems);
     let consumer_names: Vec<&str> = raw.consumers.iter().map(|c| c.name.get_ref().as_str()).collect();
-    let limits = limits::compile(&raw.limits, &consumer_names, at, &mut problems);
-    let trusted_proxies = limits::compile_network(&raw.network, at, &mut problems);
+    let limits = rate_limits::compile(&raw.limits, &consumer_names, at, &mut problems);
+    let trusted_proxies = rate_limits::compile_network(&raw.network, at, &mut problems);
 
     if !problems.is_empty() {
         return Err(problems);

@@ -14,25 +14,18 @@
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::Error;
-use tollgate_tokenize::{Count, Tokenizer};
 
-use super::{respond, GatewayState};
+use super::{respond, Call, GatewayState};
 use crate::context::{Outcome, RequestCtx};
-use crate::sse::completion::completion_text;
-use crate::sse::usage::UsageFinder;
-use crate::sse::SseTap;
+use crate::pipeline::admit::Settlement;
+use crate::pipeline::response::{CountCompletion, Learnt, ResponseChain};
 use crate::upstream::{self, Response};
-
-/// Largest JSON response kept aside to read its usage after it was relayed.
-const MAX_JSON_USAGE_SCAN: usize = 8 << 20;
 
 /// Most bytes gathered from already-buffered chunks into one downstream write.
 const COALESCE_LIMIT: usize = 64 * 1024;
@@ -50,7 +43,7 @@ fn downstream_header(status: StatusCode, mut headers: HeaderMap, is_sse: bool, c
     if is_sse {
         headers.remove(http::header::CONTENT_LENGTH);
     }
-    headers.reserve(2 + ctx.rate_headers.len());
+    headers.reserve(2 + ctx.answer.rate_headers.len());
     respond::add_gateway_headers(&mut headers, ctx);
     if !headers.contains_key(http::header::CONTENT_LENGTH) {
         headers.insert(
@@ -61,81 +54,23 @@ fn downstream_header(status: StatusCode, mut headers: HeaderMap, is_sse: bool, c
     respond::header(status, headers)
 }
 
-/// How to count a completion the provider reports no usage for.
-pub enum CountCompletion {
-    /// Not needed.
-    No,
-    /// About 4 bytes a token (no tokenizer for the model, but rate limits need a number).
-    Estimate,
-    /// Exactly, with the model's tokenizer.
-    With(Arc<Tokenizer>),
-}
-
-/// What the body path does with each upstream chunk.
+/// The body path of one answer: the response chain, and what it gives to send downstream.
 struct BodySink {
-    /// SSE: whole events forwarded, usage read, the forced usage event stripped.
-    tap: Option<SseTap>,
-    /// JSON: chunks kept (by reference) to read usage at the end.
-    kept: Vec<Bytes>,
-    kept_len: usize,
-    keep_json: bool,
+    chain: ResponseChain,
     out: Vec<Bytes>,
-    /// Whether and how to count the completion when the provider reports no usage.
-    count: CountCompletion,
-    /// SSE: upstream chunks kept (by reference) for that count.
-    raw: Vec<Bytes>,
-    raw_len: usize,
-    finished: bool,
 }
 
 impl BodySink {
     fn push(&mut self, chunk: Bytes) {
-        match &mut self.tap {
-            Some(t) => {
-                if !matches!(self.count, CountCompletion::No) && self.raw_len + chunk.len() <= MAX_JSON_USAGE_SCAN {
-                    self.raw_len += chunk.len();
-                    self.raw.push(chunk.clone());
-                }
-                t.push(chunk, &mut self.out)
-            }
-            None => {
-                if self.keep_json && self.kept_len + chunk.len() <= MAX_JSON_USAGE_SCAN {
-                    self.kept_len += chunk.len();
-                    self.kept.push(chunk.clone());
-                }
-                self.out.push(chunk);
-            }
-        }
+        self.chain.push(chunk, &mut self.out);
     }
 
-    /// The body ended, or the client left (then what was generated so far is counted).
+    /// The body ended, or the client left (then what was generated so far is counted): what
+    /// the chain learnt goes into the request's record.
     fn finish(&mut self, ctx: &mut RequestCtx) {
-        if std::mem::replace(&mut self.finished, true) {
-            return;
-        }
-        if let Some(t) = &mut self.tap {
-            t.finish(&mut self.out);
-            ctx.usage = t.usage();
-        } else if self.keep_json && !self.kept.is_empty() {
-            ctx.usage = match self.kept.as_slice() {
-                [one] => UsageFinder::default().in_json(one),
-                many => UsageFinder::default().in_json(&many.concat()),
-            };
-        }
-        if ctx.usage.is_none() && !matches!(self.count, CountCompletion::No) {
-            let (pieces, sse) = if self.tap.is_some() {
-                (&self.raw, true)
-            } else {
-                (&self.kept, false)
-            };
-            if !pieces.is_empty() {
-                let text = completion_text(&pieces.concat(), sse);
-                ctx.completion_count = Some(match &self.count {
-                    CountCompletion::With(tok) => Count::Exact(tok.count(&text)),
-                    _ => Count::Estimated(tollgate_tokenize::registry::estimate(&text)),
-                });
-            }
-        }
+        let Learnt { usage, completion } = self.chain.finish(&mut self.out);
+        ctx.answer.usage = usage;
+        ctx.answer.completion_counted = completion;
     }
 
     /// Everything pending as one buffer (no copy when it is a single piece).
@@ -181,38 +116,32 @@ pub async fn relay(
     strip_usage_event: bool,
     count: CountCompletion,
     session: &mut Session,
-    ctx: &mut RequestCtx,
+    call: &mut Call,
 ) -> pingora::Result<Relayed> {
     let status = up.status();
     let is_sse = up
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let success = status.is_success();
     let mut sink = BodySink {
-        tap: is_sse.then(|| SseTap::new(strip_usage_event)),
-        kept: Vec::new(),
-        kept_len: 0,
-        keep_json: success,
+        chain: ResponseChain::new(is_sse, status.is_success(), strip_usage_event, count),
         out: Vec::with_capacity(8),
-        count: if success { count } else { CountCompletion::No },
-        raw: Vec::new(),
-        raw_len: 0,
-        finished: false,
     };
-    let header = Box::new(downstream_header(status, up.take_headers(), is_sse, ctx));
-    ctx.status = status.as_u16();
-    let result = pump(state, peer, up, &mut sink, header, is_sse, session, ctx).await;
+    let header = Box::new(downstream_header(status, up.take_headers(), is_sse, &call.ctx));
+    call.ctx.answer.status = status.as_u16();
+    let result = relay_body(state, peer, up, &mut sink, header, is_sse, session, call).await;
     if result.is_err() {
         // The client left, or the upstream broke mid-body: what was generated still counts.
-        sink.finish(ctx);
+        sink.finish(&mut call.ctx);
     }
     result
 }
 
-/// Move the body from upstream to the client until it ends.
+/// Move the body from upstream to the client until it ends. The request's ledger is settled as
+/// soon as the body has ended, before the client sees the end (a client that sends its next
+/// request at once meets the limits as they now are).
 #[allow(clippy::too_many_arguments, reason = "one call site; the relay's state, spelled out")]
-async fn pump(
+async fn relay_body(
     state: &GatewayState,
     peer: &HttpPeer,
     mut up: Response,
@@ -220,14 +149,19 @@ async fn pump(
     header: Box<ResponseHeader>,
     is_sse: bool,
     session: &mut Session,
-    ctx: &mut RequestCtx,
+    call: &mut Call,
 ) -> pingora::Result<Relayed> {
+    let ctx = &mut call.ctx;
     let mut header = Some(header);
     loop {
-        let (ended, failure) = gather(&mut up, sink).await;
+        let (ended, failure) = read_burst(&mut up, sink).await;
         if ended {
             sink.finish(ctx);
-            state.settle_limits(ctx);
+            let tokens = ctx.tokens_used();
+            state
+                .admission
+                .settle(&mut call.ledger, Settlement::Answered { tokens })
+                .await;
         }
         if let (Some(e), Some(_)) = (&failure, &header) {
             // Nothing has reached the client yet: the attempt failed, another target may serve.
@@ -262,7 +196,7 @@ async fn pump(
 
 /// Wait for the next upstream chunk, then take every chunk already buffered behind it without
 /// waiting. Returns whether the body ended, and the error that broke it, if any.
-async fn gather(up: &mut Response, sink: &mut BodySink) -> (bool, Option<Box<Error>>) {
+async fn read_burst(up: &mut Response, sink: &mut BodySink) -> (bool, Option<Box<Error>>) {
     let mut taken = match up.read_body().await {
         Ok(Some(c)) => {
             let n = c.len();
@@ -289,7 +223,7 @@ async fn gather(up: &mut Response, sink: &mut BodySink) -> (bool, Option<Box<Err
 /// The result of a write to the client; a failure means the client is gone.
 fn to_client<T>(ctx: &mut RequestCtx, r: pingora::Result<T>) -> pingora::Result<T> {
     if r.is_err() {
-        ctx.outcome = Outcome::ClientGone;
+        ctx.answer.outcome = Outcome::ClientGone;
     }
     r
 }
@@ -316,17 +250,17 @@ async fn send_whole(
 
 async fn write(session: &mut Session, ctx: &mut RequestCtx, data: Option<Bytes>) -> pingora::Result<()> {
     let Some(data) = data else { return Ok(()) };
-    if ctx.ttft.is_none() {
-        ctx.ttft = Some(ctx.started.elapsed());
+    if ctx.answer.ttft.is_none() {
+        ctx.answer.ttft = Some(ctx.started.elapsed());
     }
-    ctx.bytes_out += data.len() as u64;
+    ctx.answer.bytes_out += data.len() as u64;
     to_client(ctx, session.write_response_body(Some(data), false).await)
 }
 
 /// The upstream failed after the response started: tell an SSE client in-band, then return the
 /// error so the connection is dropped without a terminating chunk.
 async fn cut(session: &mut Session, ctx: &mut RequestCtx, is_sse: bool, e: Box<Error>) -> pingora::Result<()> {
-    ctx.outcome = Outcome::UpstreamCut;
+    ctx.answer.outcome = Outcome::UpstreamCut;
     tracing::warn!(request_id = %ctx.request_id, error = %e.etype().as_str(), "upstream failed mid-response; cutting the client's stream");
     if is_sse {
         let _ = session

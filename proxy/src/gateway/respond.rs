@@ -1,12 +1,15 @@
-//! Responses the gateway writes itself: local endpoints and errors.
+//! The one exit for answers the gateway writes itself: local endpoints and errors.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use super::{serve, Call, GatewayState};
 use crate::context::{Outcome, RequestCtx};
 use crate::error::ApiError;
+use crate::pipeline::admit::Settlement;
+use crate::pipeline::Answer;
 
 /// A response header built straight from a header map. Pingora's own builders keep a second,
 /// case-preserving copy of every name and re-parse each name on insertion; header names going
@@ -26,28 +29,51 @@ pub fn add_gateway_headers(headers: &mut HeaderMap, ctx: &RequestCtx) {
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), id);
     }
-    ctx.rate_headers.write(headers);
+    ctx.answer.rate_headers.write(headers);
+}
+
+/// Write what a stage answered. An error first settles the request's ledger as not served (so a
+/// client that retries at once finds its quota counts back) and reads what is left of the body
+/// (so the client reads the answer, not a reset).
+pub async fn answer(
+    state: &GatewayState,
+    session: &mut Session,
+    call: &mut Call,
+    answer: Answer,
+) -> pingora::Result<()> {
+    match answer {
+        Answer::Local(body) => json(session, &mut call.ctx, StatusCode::OK, body).await,
+        Answer::Error { error: err, headers } => {
+            if !session.is_body_done() {
+                serve::discard_body(session).await;
+            }
+            state.admission.settle(&mut call.ledger, Settlement::NotServed).await;
+            call.ctx.answer.rate_headers.merge(headers);
+            error(session, &mut call.ctx, err).await;
+            Ok(())
+        }
+    }
 }
 
 /// Write a complete JSON response.
 pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: StatusCode, body: Bytes) -> pingora::Result<()> {
-    let mut headers = HeaderMap::with_capacity(4 + ctx.rate_headers.len());
+    let mut headers = HeaderMap::with_capacity(4 + ctx.answer.rate_headers.len());
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     add_gateway_headers(&mut headers, ctx);
-    ctx.status = status.as_u16();
+    ctx.answer.status = status.as_u16();
     session
         .write_response_header(Box::new(header(status, headers)), false)
         .await?;
-    ctx.bytes_out += body.len() as u64;
+    ctx.answer.bytes_out += body.len() as u64;
     session.write_response_body(Some(body), true).await
 }
 
 /// Answer `err` to the client. Failing to write means the client is gone; nothing else to do.
 pub async fn error(session: &mut Session, ctx: &mut RequestCtx, err: ApiError) {
-    ctx.error_code = Some(err.code);
-    ctx.outcome = Outcome::Refused;
-    if json(session, ctx, err.status, err.body()).await.is_err() {
-        ctx.outcome = Outcome::ClientGone;
+    ctx.answer.error = Some(err.code);
+    ctx.answer.outcome = Outcome::Refused;
+    if json(session, ctx, err.status(), err.body()).await.is_err() {
+        ctx.answer.outcome = Outcome::ClientGone;
     }
 }

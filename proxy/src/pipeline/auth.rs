@@ -90,8 +90,8 @@ pub fn authorize_endpoint(entry: &Identified, endpoint: Endpoint) -> Result<(), 
     if entry.consumer.may_call(endpoint) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
-            "endpoint_not_allowed",
+        Err(ApiError::new(
+            crate::error::ErrorCode::EndpointNotAllowed,
             format!("Your API key may not call the {} endpoint.", endpoint.name()),
         ))
     }
@@ -103,8 +103,8 @@ pub fn authorize_route(entry: &Identified, route: &Route) -> Result<(), ApiError
         Ok(())
     } else {
         let shown: String = route.name.chars().take(128).collect();
-        Err(ApiError::forbidden(
-            "model_not_allowed",
+        Err(ApiError::new(
+            crate::error::ErrorCode::ModelNotAllowed,
             format!("Your API key may not use the model `{shown}`."),
         ))
     }

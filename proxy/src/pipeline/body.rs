@@ -177,10 +177,7 @@ fn prompt_spans(
     }
 }
 
-/// The text of a string's contents span: borrowed when it has no escapes, unescaped otherwise.
-pub fn text_of<'a>(body: &'a [u8], span: &Range<usize>) -> Cow<'a, str> {
-    crate::json_spans::unescape(body.get(span.clone()).unwrap_or_default())
-}
+pub use crate::json_spans::text_of;
 
 #[derive(Deserialize)]
 struct StreamOptions {
@@ -230,8 +227,12 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
     })
     .map_err(ApiError::bad_json)?;
     let prompt = prompt_spans(body, messages, prompt, input);
-    let model_span = model_span
-        .ok_or_else(|| ApiError::bad_request("invalid_model", "The `model` key must be written without escapes."))?;
+    let model_span = model_span.ok_or_else(|| {
+        ApiError::new(
+            crate::error::ErrorCode::InvalidModel,
+            "The `model` key must be written without escapes.",
+        )
+    })?;
     Ok(RequestView {
         model,
         stream,
@@ -335,7 +336,7 @@ mod tests {
     fn status(body: &str) -> StatusCode {
         match parse(body.as_bytes()) {
             Ok(_) => StatusCode::OK,
-            Err(e) => e.status,
+            Err(e) => e.status(),
         }
     }
 

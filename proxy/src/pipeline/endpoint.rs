@@ -1,39 +1,7 @@
-//! The API surface: which endpoint a request is for.
+//! The first stage: which endpoint a method + path is, or the 404/405 it deserves.
 
+pub use crate::api::Endpoint;
 use crate::error::ApiError;
-
-/// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Health,
-    Ready,
-    Models,
-    ChatCompletions,
-    Completions,
-    Embeddings,
-}
-
-impl Endpoint {
-    /// Whether the request is proxied to a provider (and so carries a JSON body with `model`).
-    pub fn is_proxied(self) -> bool {
-        matches!(
-            self,
-            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings
-        )
-    }
-
-    /// A short stable name for logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::Health => "healthz",
-            Endpoint::Ready => "readyz",
-            Endpoint::Models => "models",
-            Endpoint::ChatCompletions => "chat_completions",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-        }
-    }
-}
 
 /// Classify `method` + `path` (without query), or the error the client gets.
 pub fn classify(method: &str, path: &str) -> Result<Endpoint, ApiError> {
@@ -63,15 +31,15 @@ mod tests {
         assert_eq!(classify("POST", "/v1/chat/completions"), Ok(Endpoint::ChatCompletions));
         assert_eq!(classify("GET", "/v1/models"), Ok(Endpoint::Models));
         assert_eq!(
-            classify("GET", "/v1/chat/completions").map_err(|e| e.status),
+            classify("GET", "/v1/chat/completions").map_err(|e| e.status()),
             Err(StatusCode::METHOD_NOT_ALLOWED)
         );
         assert_eq!(
-            classify("POST", "/v1/models").map_err(|e| e.status),
+            classify("POST", "/v1/models").map_err(|e| e.status()),
             Err(StatusCode::METHOD_NOT_ALLOWED)
         );
         assert_eq!(
-            classify("POST", "/v1/fine_tuning/jobs").map_err(|e| e.status),
+            classify("POST", "/v1/fine_tuning/jobs").map_err(|e| e.status()),
             Err(StatusCode::NOT_FOUND)
         );
     }

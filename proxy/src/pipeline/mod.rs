@@ -1,16 +1,58 @@
-//! Pingora-free request logic: each stage takes typed input and returns a typed decision, so the
-//! gateway's phases stay a few lines and all of this is unit-testable without a server.
+//! The request path, free of Pingora types: each stage takes typed input and returns "go on"
+//! (`Ok`) or an [`Answer`] the gateway writes itself (`Err`), so the Pingora layer stays a few
+//! lines of I/O and all of this is unit-testable without a server.
 //!
-//! - [`endpoint`]: which API a method + path is, or the 404/405 it deserves.
-//! - [`body`]: the request body parsed once into a small view, and the rewrite sent upstream.
-//! - [`auth`]: who is calling, and whether they may call this endpoint and model.
-//! - [`params`]: the caller's parameter policy, as splices into the body.
-//! - [`route`]: the order in which a route's targets are tried.
-//! - [`tokens`]: the prompt's tokens, exact with the model's tokenizer or a marked estimate.
+//! In order ([`request`] holds the sequence's own stages):
+//! - [`endpoint`]: which API a method + path is, or the 404/405 it deserves;
+//! - [`auth`]: who is calling, and whether they may call this endpoint and model;
+//! - [`body`]: the request body parsed once into a small view, and the rewrite sent upstream;
+//! - [`admit`]: allow-lists, [`params`] (the caller's parameter policy, as splices), [`tokens`]
+//!   (the prompt counted), quotas and rate limits, booked in one ledger per request;
+//! - [`attempts`]: the plan of targets to try, and which upstream failures let it go on;
+//! - [`response`]: the ordered chain of stages over the provider's answer.
 
+pub mod admit;
+pub mod attempts;
 pub mod auth;
 pub mod body;
 pub mod endpoint;
 pub mod params;
-pub mod route;
+pub mod request;
+pub mod response;
 pub mod tokens;
+
+use bytes::Bytes;
+
+use crate::error::ApiError;
+use crate::rate_headers::RateHeaders;
+
+/// What the gateway answers itself when a stage ends the request.
+#[derive(Debug)]
+pub enum Answer {
+    /// A local endpoint's JSON body (health, readiness, the model list), status 200.
+    Local(Bytes),
+    /// An error, with the rate headers that go with it (a refusal's `Retry-After`, the counter
+    /// that refused).
+    Error { error: ApiError, headers: RateHeaders },
+}
+
+/// A stage's result: go on with `T`, or answer.
+pub type Step<T> = Result<T, Answer>;
+
+impl From<ApiError> for Answer {
+    fn from(error: ApiError) -> Self {
+        Answer::Error {
+            error,
+            headers: RateHeaders::default(),
+        }
+    }
+}
+
+impl From<admit::Refusal> for Answer {
+    fn from(r: admit::Refusal) -> Self {
+        Answer::Error {
+            error: r.error,
+            headers: r.headers,
+        }
+    }
+}

@@ -29,8 +29,8 @@ pub fn apply(body: &[u8], members: &[Member], rules: &EffectiveRules<'_>) -> Res
             present |= 1 << i;
         }
         if rules.forbidden.iter().any(|f| f == key.as_ref()) {
-            return Err(ApiError::bad_request(
-                "parameter_forbidden",
+            return Err(ApiError::new(
+                crate::error::ErrorCode::ParameterForbidden,
                 format!("The parameter `{key}` is not allowed for your API key."),
             ));
         }
@@ -45,16 +45,16 @@ pub fn apply(body: &[u8], members: &[Member], rules: &EffectiveRules<'_>) -> Res
                 // An explicit null means "provider default", which the bound cannot judge.
             } else {
                 let Ok(v) = text.parse::<f64>() else {
-                    return Err(ApiError::bad_request(
-                        "parameter_invalid",
+                    return Err(ApiError::new(
+                        crate::error::ErrorCode::ParameterInvalid,
                         format!("The parameter `{key}` must be a number."),
                     ));
                 };
                 if v < b.min || v > b.max {
                     match mode {
                         ParamMode::Reject => {
-                            return Err(ApiError::bad_request(
-                                "parameter_out_of_range",
+                            return Err(ApiError::new(
+                                crate::error::ErrorCode::ParameterOutOfRange,
                                 format!(
                                     "The parameter `{key}` must be between {} and {} for your API key.",
                                     b.min, b.max
@@ -146,7 +146,7 @@ mod tests {
     fn run(body: &str, mode: ParamMode, model: &str) -> Result<serde_json::Value, StatusCode> {
         let p = policy(mode);
         let view = parse(body.as_bytes()).unwrap();
-        let edits = apply(body.as_bytes(), &view.members, &p.for_model(model)).map_err(|e| e.status)?;
+        let edits = apply(body.as_bytes(), &view.members, &p.for_model(model)).map_err(|e| e.status())?;
         let out = rewrite(body.as_bytes(), &view, br#""m""#, false, &edits);
         Ok(serde_json::from_slice(&out).unwrap())
     }

@@ -1,8 +1,7 @@
 //! The text a model generated, read back from a finished response, for counting completion
 //! tokens when the provider reported no usage. Runs once per response, only in that case.
 
-use crate::json_spans::{for_each_element, for_each_member};
-use crate::pipeline::body::text_of;
+use crate::json_spans::{for_each_element, for_each_member, text_of};
 
 use super::scanner::{event_data, events};
 

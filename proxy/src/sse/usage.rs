@@ -11,17 +11,8 @@ use memchr::memmem;
 use serde::Deserialize;
 
 use super::scanner::event_data;
+pub use crate::api::Usage;
 use crate::json_spans::{for_each_member, skip_ws};
-
-/// Tokens of one request.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt: u64,
-    pub completion: u64,
-    pub total: u64,
-    /// Prompt tokens served from the provider's prompt cache.
-    pub cached: u64,
-}
 
 #[derive(Deserialize, Default, Debug, PartialEq, Eq)]
 struct RawUsage {

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::{Caller, ModelStage, Outcome, RequestCtx};
 use crate::json_spans::write_str as json_str;
+use crate::live::Live;
 use crate::telemetry::logging::LogFormat;
 use crate::telemetry::metrics::ModelSeries;
 use crate::telemetry::Metrics;
@@ -85,7 +86,7 @@ impl AccessLog {
     }
 
     /// Record a finished request: the line, and the request metrics.
-    pub fn record(&self, ctx: &RequestCtx, metrics: &Metrics) {
+    pub fn record(&self, ctx: &RequestCtx, live: Option<&Live>, metrics: &Metrics) {
         let latency = ctx.started.elapsed();
         let mut stamp = Vec::with_capacity(32);
         timestamp(&mut stamp);
@@ -107,7 +108,7 @@ impl AccessLog {
         if dropped {
             metrics.access_log_dropped.inc();
         }
-        update_metrics(ctx, metrics, latency);
+        update_metrics(ctx, live, metrics, latency);
     }
 }
 
@@ -124,35 +125,37 @@ fn flush(shared: &Shared, spare: &mut Vec<u8>) {
     spare.clear();
 }
 
-fn update_metrics(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
-    if let ModelStage::Routed { route, .. } = &ctx.model {
-        let series = route.series.get_or_init(|| metrics.model_series(&route.name));
-        update_model_series(ctx, series, metrics, latency);
-    } else {
-        update_by_label(ctx, metrics, latency);
+fn update_metrics(ctx: &RequestCtx, live: Option<&Live>, metrics: &Metrics, latency: Duration) {
+    let series = match (&ctx.model, live) {
+        (ModelStage::Routed { route, .. }, Some(live)) => live.model_series(route, metrics),
+        _ => None,
+    };
+    match series {
+        Some(series) => update_model_series(ctx, series, metrics, latency),
+        None => update_by_label(ctx, metrics, latency),
     }
 }
 
-/// A routed request: its model's series were looked up once, on the route.
+/// A routed request: its model's series were looked up once per config, by route.
 fn update_model_series(ctx: &RequestCtx, s: &ModelSeries, metrics: &Metrics, latency: Duration) {
-    if ctx.status == 200 {
+    if ctx.answer.status == 200 {
         s.ok.inc();
     } else {
         let mut status_buf = [0u8; 3];
         metrics
             .requests
-            .with_label_values(&[ctx.model_label(), status_str(ctx.status, &mut status_buf)])
+            .with_label_values(&[ctx.model_label(), status_str(ctx.answer.status, &mut status_buf)])
             .inc();
     }
     s.duration.observe(latency.as_secs_f64());
-    if let Some(t) = ctx.ttft {
+    if let Some(t) = ctx.answer.ttft {
         s.ttft.observe(t.as_secs_f64());
     }
-    if let Some(c) = ctx.prompt_count {
+    if let Some(c) = ctx.prompt.counted {
         s.prompt_counted[usize::from(c.is_estimate())].inc_by(c.tokens() as u64);
     }
     let [prompt, completion, cached] = &s.tokens;
-    match (ctx.usage, ctx.completion_count) {
+    match (ctx.answer.usage, ctx.answer.completion_counted) {
         (Some(u), _) => {
             prompt.inc_by(u.prompt);
             completion.inc_by(u.completion);
@@ -172,30 +175,30 @@ fn update_by_label(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
     let mut status_buf = [0u8; 3];
     metrics
         .requests
-        .with_label_values(&[model, status_str(ctx.status, &mut status_buf)])
+        .with_label_values(&[model, status_str(ctx.answer.status, &mut status_buf)])
         .inc();
     metrics
         .duration
         .with_label_values(&[model])
         .observe(latency.as_secs_f64());
-    if let Some(t) = ctx.ttft {
+    if let Some(t) = ctx.answer.ttft {
         metrics.ttft.with_label_values(&[model]).observe(t.as_secs_f64());
     }
-    if let Some(c) = ctx.prompt_count {
+    if let Some(c) = ctx.prompt.counted {
         let method = if c.is_estimate() { "estimate" } else { "exact" };
         metrics
             .prompt_tokens_counted
             .with_label_values(&[model, method])
             .inc_by(c.tokens() as u64);
     }
-    if let (None, Some(tollgate_tokenize::Count::Exact(n))) = (ctx.usage, ctx.completion_count) {
+    if let (None, Some(tollgate_tokenize::Count::Exact(n))) = (ctx.answer.usage, ctx.answer.completion_counted) {
         // The provider reported nothing: the gateway's own exact count stands in.
         metrics
             .tokens
             .with_label_values(&[model, "completion"])
             .inc_by(n as u64);
     }
-    if let Some(u) = ctx.usage {
+    if let Some(u) = ctx.answer.usage {
         metrics.tokens.with_label_values(&[model, "prompt"]).inc_by(u.prompt);
         metrics
             .tokens
@@ -262,7 +265,7 @@ const MAX_LOGGED_PROMPT: usize = 16 * 1024;
 /// what (endpoint, model), the decision and why, and the tokens when known. Always JSON.
 fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
     let f = fields(ctx);
-    let denied = ctx.outcome == Outcome::Refused && ctx.status < 500;
+    let denied = ctx.answer.outcome == Outcome::Refused && ctx.answer.status < 500;
     out.extend_from_slice(b"{\"timestamp\":\"");
     out.extend_from_slice(stamp);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"audit\",\"request_id\":");
@@ -272,7 +275,7 @@ fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
     out.extend_from_slice(b",\"key_id\":");
     json_str(out, f.key_id);
     out.extend_from_slice(b",\"user\":");
-    str_or_null(out, ctx.user.as_deref());
+    str_or_null(out, ctx.prompt.user.as_deref());
     out.extend_from_slice(b",\"metadata\":");
     match &ctx.caller {
         Caller::Consumer { consumer, .. } => out.extend_from_slice(consumer.metadata_json.as_bytes()),
@@ -282,18 +285,18 @@ fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
     json_str(out, ctx.endpoint.map(|e| e.name()).unwrap_or("-"));
     out.extend_from_slice(b",\"model\":");
     json_str(out, f.asked);
-    let usage = ctx.usage.unwrap_or_default();
+    let usage = ctx.answer.usage.unwrap_or_default();
     out.extend_from_slice(if denied {
         b",\"decision\":\"denied\",\"reason\":\""
     } else {
         b",\"decision\":\"allowed\",\"reason\":\""
     });
     if denied {
-        out.extend_from_slice(ctx.error_code.unwrap_or("refused").as_bytes());
+        out.extend_from_slice(ctx.answer.error.map_or("refused", |c| c.as_str()).as_bytes());
     }
     let mut num = itoa::Buffer::new();
     for (name, n) in [
-        (&b"\",\"status\":"[..], u64::from(ctx.status)),
+        (&b"\",\"status\":"[..], u64::from(ctx.answer.status)),
         (b",\"prompt_tokens\":", usage.prompt),
         (b",\"completion_tokens\":", usage.completion),
         (b",\"total_tokens\":", usage.total),
@@ -301,7 +304,7 @@ fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
         out.extend_from_slice(name);
         out.extend_from_slice(num.format(n).as_bytes());
     }
-    if let Some(body) = &ctx.logged_body {
+    if let Some(body) = &ctx.prompt.logged_body {
         let cut = &body[..body.len().min(MAX_LOGGED_PROMPT)];
         out.extend_from_slice(b",\"request_body\":");
         json_str(out, &String::from_utf8_lossy(cut));
@@ -392,39 +395,39 @@ impl std::fmt::Display for Scalar {
 
 /// The access line's fields after its strings, in order, shared by the JSON and text forms.
 fn scalars(ctx: &RequestCtx, latency: Duration) -> [(&'static str, Scalar); 18] {
-    let usage = ctx.usage.unwrap_or_default();
+    let usage = ctx.answer.usage.unwrap_or_default();
     let n = |v: u64| Scalar::Int(v as i64);
     [
-        ("stream", Scalar::Flag(ctx.stream)),
-        ("status", Scalar::Int(i64::from(ctx.status))),
-        ("error", Scalar::Code(ctx.error_code.unwrap_or(""))),
-        ("outcome", Scalar::Code(ctx.outcome.name())),
-        ("attempts", Scalar::Int(i64::from(ctx.attempts))),
+        ("stream", Scalar::Flag(ctx.prompt.stream)),
+        ("status", Scalar::Int(i64::from(ctx.answer.status))),
+        ("error", Scalar::Code(ctx.answer.error.map_or("", |c| c.as_str()))),
+        ("outcome", Scalar::Code(ctx.answer.outcome.name())),
+        ("attempts", Scalar::Int(i64::from(ctx.answer.attempts))),
         ("latency_ms", Scalar::Ms(Some(latency))),
-        ("ttft_ms", Scalar::Ms(ctx.ttft)),
+        ("ttft_ms", Scalar::Ms(ctx.answer.ttft)),
         ("prompt_tokens", n(usage.prompt)),
         ("completion_tokens", n(usage.completion)),
         ("cached_tokens", n(usage.cached)),
         ("total_tokens", n(usage.total)),
-        ("usage_known", Scalar::Flag(ctx.usage.is_some())),
+        ("usage_known", Scalar::Flag(ctx.answer.usage.is_some())),
         (
             "prompt_tokens_counted",
-            Scalar::Int(ctx.prompt_count.map_or(-1, |c| c.tokens() as i64)),
+            Scalar::Int(ctx.prompt.counted.map_or(-1, |c| c.tokens() as i64)),
         ),
         (
             "prompt_count_estimated",
-            Scalar::Flag(ctx.prompt_count.is_some_and(|c| c.is_estimate())),
+            Scalar::Flag(ctx.prompt.counted.is_some_and(|c| c.is_estimate())),
         ),
         (
             "completion_tokens_counted",
-            Scalar::Int(ctx.completion_count.map_or(-1, |c| c.tokens() as i64)),
+            Scalar::Int(ctx.answer.completion_counted.map_or(-1, |c| c.tokens() as i64)),
         ),
         (
             "completion_count_estimated",
-            Scalar::Flag(ctx.completion_count.is_some_and(|c| c.is_estimate())),
+            Scalar::Flag(ctx.answer.completion_counted.is_some_and(|c| c.is_estimate())),
         ),
-        ("bytes_in", n(ctx.bytes_in)),
-        ("bytes_out", n(ctx.bytes_out)),
+        ("bytes_in", n(ctx.prompt.bytes_in)),
+        ("bytes_out", n(ctx.answer.bytes_out)),
     ]
 }
 
@@ -567,8 +570,8 @@ mod tests {
         let mut ctx = RequestCtx::new();
         ctx.request_id = "r1".into();
         ctx.model = ModelStage::Unknown("evil\"\n\u{1}model".into());
-        ctx.status = 404;
-        ctx.usage = Some(Usage {
+        ctx.answer.status = 404;
+        ctx.answer.usage = Some(Usage {
             prompt: 3,
             completion: 4,
             total: 7,

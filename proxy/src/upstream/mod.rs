@@ -25,7 +25,7 @@ use pingora::{Error, ErrorType};
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{Provider, Target};
-use crate::error::ApiError;
+use crate::pipeline::attempts::UpstreamError;
 
 /// Process-wide upstream settings (CLI flags).
 #[derive(Debug, Clone, Copy)]
@@ -41,31 +41,6 @@ pub struct UpstreamOptions {
 pub struct Connections {
     pub connector: Connector,
     pub pool: Pool,
-}
-
-/// Why an attempt failed before a response header arrived.
-#[derive(Debug)]
-pub enum AttemptError {
-    /// Could not connect, or the connection broke before the header: 502, try the next target.
-    Unreachable(String),
-    /// Connecting or waiting for the header took too long: 504, try the next target.
-    Timeout(String),
-}
-
-impl AttemptError {
-    pub fn to_api_error(&self) -> ApiError {
-        match self {
-            AttemptError::Unreachable(m) => ApiError::bad_gateway(m.clone()),
-            AttemptError::Timeout(m) => ApiError::gateway_timeout(m.clone()),
-        }
-    }
-
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            AttemptError::Unreachable(_) => "unreachable",
-            AttemptError::Timeout(_) => "timeout",
-        }
-    }
 }
 
 /// The peer to reach `provider`.
@@ -153,7 +128,7 @@ pub fn request_head(
 
 /// Send the request and wait for the response header. A pooled connection the provider closed
 /// while it idled is retried once on a fresh one before the attempt counts as failed.
-pub async fn send(conns: &Connections, peer: &HttpPeer, head: &[u8], body: &Bytes) -> Result<Response, AttemptError> {
+pub async fn send(conns: &Connections, peer: &HttpPeer, head: &[u8], body: &Bytes) -> Result<Response, UpstreamError> {
     let key = peer.reuse_hash();
     let mut retried_stale = false;
     loop {
@@ -175,14 +150,14 @@ pub async fn send(conns: &Connections, peer: &HttpPeer, head: &[u8], body: &Byte
 }
 
 /// A new connection (TCP, and TLS for https providers) from Pingora's connector.
-async fn connect(connector: &Connector, peer: &HttpPeer) -> Result<Stream, AttemptError> {
+async fn connect(connector: &Connector, peer: &HttpPeer) -> Result<Stream, UpstreamError> {
     let (session, _) = connector
         .get_http_session(peer)
         .await
         .map_err(|e| classify(&e, "connecting"))?;
     match session {
         HttpSession::H1(h1) => Ok(h1.into_inner()),
-        _ => Err(AttemptError::Unreachable(
+        _ => Err(UpstreamError::Unreachable(
             "upstream failed while connecting: the provider answered with HTTP/2, which the gateway does not speak upstream".into(),
         )),
     }
@@ -210,13 +185,13 @@ fn is_timeout(e: &Error) -> bool {
     )
 }
 
-fn classify(e: &Error, during: &str) -> AttemptError {
+fn classify(e: &Error, during: &str) -> UpstreamError {
     // Only the error's kind goes into the message: never an address detail or a header value.
     let msg = format!("upstream failed while {during}: {}", e.etype().as_str());
     if is_timeout(e) {
-        AttemptError::Timeout(msg)
+        UpstreamError::Timeout(msg)
     } else {
-        AttemptError::Unreachable(msg)
+        UpstreamError::Unreachable(msg)
     }
 }
 

@@ -22,14 +22,16 @@ use http::HeaderMap;
 use tollgate_limits::key::tagged_key_of;
 use tollgate_limits::{BucketTable, Clock, Decision, ExactBuckets, KeyId, Limit};
 
-use crate::config::limits::{KeyPart, LimitMode, LimitRule};
-use crate::error::ApiError;
-use crate::quota::Refusal;
+use super::Refusal;
+use crate::config::rate_limits::{KeyPart, LimitMode, LimitRule};
+use crate::error::{ApiError, ErrorCode};
+use crate::live::Live;
 use crate::rate_headers::{Counter, RateHeaders, Unit};
+use crate::telemetry::metrics::RuleCounters;
 use crate::telemetry::Metrics;
 
-/// What a request is, as far as limit keys go.
-pub struct Facts<'a> {
+/// What a request offers the values of a rule's key parts.
+pub struct KeySources<'a> {
     pub consumer: Option<&'a str>,
     pub key_id: Option<&'a str>,
     pub user: Option<&'a str>,
@@ -52,8 +54,9 @@ pub struct Demand {
 /// One reservation, held until the request's real cost is known.
 #[derive(Debug)]
 pub struct Hold {
-    rule: Arc<LimitRule>,
-    at: Kept,
+    /// The rule's series (where settlement books the tokens used).
+    counters: Arc<RuleCounters>,
+    at: HeldIn,
     limit: Limit,
     reserved: u64,
     tokens: bool,
@@ -61,7 +64,7 @@ pub struct Hold {
 
 /// Where a reservation is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Kept {
+enum HeldIn {
     /// In this node's table (settled by the key's id: the key is not hashed again).
     Table(KeyId),
     /// In Redis, under this key.
@@ -139,8 +142,8 @@ impl RateLimiter {
     /// given back).
     pub async fn admit(
         &self,
-        rules: &[Arc<LimitRule>],
-        facts: &Facts<'_>,
+        live: &Live,
+        sources: &KeySources<'_>,
         demand: Demand,
         metrics: &Metrics,
     ) -> Result<(Vec<Hold>, RateHeaders), Refusal> {
@@ -148,9 +151,15 @@ impl RateLimiter {
         let now = self.clock.now_ms();
         let mut tight_tokens: Option<Counter> = None;
         let mut tight_requests: Option<Counter> = None;
-        for rule in rules.iter().filter(|r| r.selects(facts.consumer, facts.model)) {
+        for (index, rule) in live.limits.iter().enumerate() {
+            if !rule.selects(sources.consumer, sources.model) {
+                continue;
+            }
+            let Some(counters) = live.rule_counters(index, metrics) else {
+                continue;
+            };
             // The rule's key, then each bucket's key: the base with a suffix, in one buffer.
-            let mut key = rule_key(&self.key_prefix, rule, facts);
+            let mut key = rule_key(&self.key_prefix, rule, sources);
             self.spot_hot_key(rule, &key, metrics);
             let base_len = key.len();
             let reserve = rule.completion_reserve.unwrap_or(self.completion_reserve);
@@ -163,8 +172,8 @@ impl RateLimiter {
                 key.push_str(bucket_suffix(rule.mode, tokens));
                 let (decision, at) = self.decide(rule, &key, limit, cost, now).await;
                 let outcome = match (&decision, &at) {
-                    (Decision::Admitted { .. }, Kept::Nowhere) => 4,
-                    (Decision::Admitted { .. }, Kept::Table(_))
+                    (Decision::Admitted { .. }, HeldIn::Nowhere) => 4,
+                    (Decision::Admitted { .. }, HeldIn::Table(_))
                         if rule.mode == LimitMode::Sync && self.exact.is_some() && !self.table.store_ok() =>
                     {
                         4
@@ -174,11 +183,10 @@ impl RateLimiter {
                     (Decision::TooLarge, _) => 2,
                     (Decision::Unavailable, _) => 3,
                 };
-                let counters = rule.counters.get_or_init(|| metrics.rule_counters(&rule.name));
                 counters.decisions[tokens as usize][outcome].inc();
                 match decision {
                     Decision::Admitted { remaining } => {
-                        if tokens && at != Kept::Nowhere {
+                        if tokens && at != HeldIn::Nowhere {
                             counters.reserved.inc_by(cost);
                         }
                         let state = Counter {
@@ -188,7 +196,7 @@ impl RateLimiter {
                         };
                         state.keep_tighter(if tokens { &mut tight_tokens } else { &mut tight_requests });
                         holds.push(Hold {
-                            rule: rule.clone(),
+                            counters: counters.clone(),
                             at,
                             limit,
                             reserved: cost,
@@ -210,14 +218,14 @@ impl RateLimiter {
         Ok((holds, headers))
     }
 
-    async fn decide(&self, rule: &LimitRule, key: &str, limit: Limit, cost: u64, now: u64) -> (Decision, Kept) {
+    async fn decide(&self, rule: &LimitRule, key: &str, limit: Limit, cost: u64, now: u64) -> (Decision, HeldIn) {
         match (rule.mode, &self.exact) {
             // Boxed: the Redis client's future is kilobytes, and inline it would grow (and be
             // copied with) every request's future, Redis or not.
             (LimitMode::Exact, Some(exact)) => {
                 match Box::pin(exact.reserve(key, limit, cost, self.exact_timeout)).await {
-                    Decision::Unavailable if rule.fail_open => (Decision::Admitted { remaining: 0 }, Kept::Nowhere),
-                    d => (d, Kept::Exact(key.to_string())),
+                    Decision::Unavailable if rule.fail_open => (Decision::Admitted { remaining: 0 }, HeldIn::Nowhere),
+                    d => (d, HeldIn::Exact(key.to_string())),
                 }
             }
             // Shared through Redis, or (no Redis configured: one node, or a local rule) not.
@@ -228,7 +236,7 @@ impl RateLimiter {
                     _ => (false, false),
                 };
                 let decision = self.table.reserve_at(id, key, limit, cost, now, shared, fail_closed);
-                (decision, Kept::Table(id))
+                (decision, HeldIn::Table(id))
             }
         }
     }
@@ -250,9 +258,8 @@ impl RateLimiter {
                 (false, Some(_)) => 1,
                 (_, None) => 0,
             };
-            if h.tokens && h.at != Kept::Nowhere {
-                let counters = h.rule.counters.get_or_init(|| metrics.rule_counters(&h.rule.name));
-                counters.used.inc_by(used);
+            if h.tokens && h.at != HeldIn::Nowhere {
+                h.counters.used.inc_by(used);
             }
             self.adjust(&h, used as i64 - h.reserved as i64, metrics);
         }
@@ -263,8 +270,8 @@ impl RateLimiter {
             return;
         }
         match &h.at {
-            Kept::Table(id) => self.table.adjust_at(*id, delta, self.clock.now_ms()),
-            Kept::Exact(key) => {
+            HeldIn::Table(id) => self.table.adjust_at(*id, delta, self.clock.now_ms()),
+            HeldIn::Exact(key) => {
                 if let Some(exact) = self.exact.clone() {
                     let (key, limit, timeout) = (key.clone(), h.limit, self.exact_timeout);
                     let errors = metrics.limit_settle_errors.clone();
@@ -275,7 +282,7 @@ impl RateLimiter {
                     });
                 }
             }
-            Kept::Nowhere => {}
+            HeldIn::Nowhere => {}
         }
     }
 }
@@ -295,33 +302,33 @@ fn digest(value: Option<&str>) -> std::borrow::Cow<'static, str> {
 
 /// The value of one of a rule's key parts for this request (`-` where the request has none:
 /// such requests share one bucket rather than escape the limit).
-fn key_value<'a>(part: &KeyPart, facts: &Facts<'a>) -> std::borrow::Cow<'a, str> {
+fn key_value<'a>(part: &KeyPart, sources: &KeySources<'a>) -> std::borrow::Cow<'a, str> {
     use std::borrow::Cow;
     let or_dash = |v: Option<&'a str>| Cow::Borrowed(v.filter(|v| !v.is_empty()).unwrap_or("-"));
     match part {
-        KeyPart::Consumer => or_dash(facts.consumer),
-        KeyPart::Key => or_dash(facts.key_id),
-        KeyPart::User => or_dash(facts.user),
-        KeyPart::Model => Cow::Borrowed(facts.model),
-        KeyPart::Ip => (facts.client_ip)().map_or(Cow::Borrowed("-"), |ip| Cow::Owned(ip.to_string())),
-        KeyPart::Header(name) => digest(facts.headers.get(name).and_then(|v| v.to_str().ok())),
-        KeyPart::Query(name) => digest(facts.query.and_then(|q| query_param(q, name))),
-        KeyPart::Cookie(name) => digest(cookie(facts.headers, name)),
+        KeyPart::Consumer => or_dash(sources.consumer),
+        KeyPart::Key => or_dash(sources.key_id),
+        KeyPart::User => or_dash(sources.user),
+        KeyPart::Model => Cow::Borrowed(sources.model),
+        KeyPart::Ip => (sources.client_ip)().map_or(Cow::Borrowed("-"), |ip| Cow::Owned(ip.to_string())),
+        KeyPart::Header(name) => digest(sources.headers.get(name).and_then(|v| v.to_str().ok())),
+        KeyPart::Query(name) => digest(sources.query.and_then(|q| query_param(q, name))),
+        KeyPart::Cookie(name) => digest(cookie(sources.headers, name)),
     }
 }
 
 /// The key of a rule's buckets for this request, without its suffix. The values of up to four
 /// key parts are held on the stack (a rule rarely has more).
-fn rule_key(prefix: &str, rule: &LimitRule, facts: &Facts<'_>) -> String {
+fn rule_key(prefix: &str, rule: &LimitRule, sources: &KeySources<'_>) -> String {
     const ON_STACK: usize = 4;
     if rule.by.len() <= ON_STACK {
         let mut values: [std::borrow::Cow<'_, str>; ON_STACK] = Default::default();
         for (value, part) in values.iter_mut().zip(&rule.by) {
-            *value = key_value(part, facts);
+            *value = key_value(part, sources);
         }
         key_base(prefix, rule, &values[..rule.by.len()])
     } else {
-        let values: Vec<_> = rule.by.iter().map(|part| key_value(part, facts)).collect();
+        let values: Vec<_> = rule.by.iter().map(|part| key_value(part, sources)).collect();
         key_base(prefix, rule, &values)
     }
 }
@@ -380,8 +387,7 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
             retry_after_ms,
         } => {
             let secs = retry_after_ms.div_ceil(1_000).max(1);
-            let error = ApiError::rate_limited(
-                "rate_limit_exceeded",
+            let error = ApiError::new(ErrorCode::RateLimitExceeded,
                 format!(
                     "Rate limit `{}` reached: {} {unit} per {}. {needs}; {remaining} remain. Retry in {secs} s.",
                     rule.name, limit.capacity, rule.per
@@ -399,8 +405,7 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
             Refusal { error, headers }
         }
         Decision::TooLarge => Refusal {
-            error: ApiError::rate_limited(
-                "request_exceeds_limit",
+            error: ApiError::new(ErrorCode::RequestExceedsLimit,
                 format!(
                     "{needs}, more than the {} {unit} per {} that rate limit `{}` allows at all; lower `max_tokens` or shorten the prompt.",
                     limit.capacity, rule.per, rule.name
@@ -409,8 +414,7 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
             headers: RateHeaders::default(),
         },
         _ => Refusal {
-            error: ApiError::unavailable(
-                "limit_store_unavailable",
+            error: ApiError::new(ErrorCode::LimitStoreUnavailable,
                 format!(
                     "Rate limit `{}` cannot be checked right now; try again shortly.",
                     rule.name
@@ -458,7 +462,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-team", http::HeaderValue::from_static("blue"));
         let no_ip = || None;
-        let facts = Facts {
+        let sources = KeySources {
             consumer: Some("dept"),
             key_id: Some("k1"),
             user: Some("alice"),
@@ -483,7 +487,7 @@ mod tests {
             let mut parts = vec!["r"];
             parts.extend(values);
             assert_eq!(
-                rule_key("tollgate:limit:", &snapshot.limits[0], &facts),
+                rule_key("tollgate:limit:", &snapshot.limits[0], &sources),
                 tollgate_limits::key::tagged_key("tollgate:limit:", &parts, "")
             );
         }

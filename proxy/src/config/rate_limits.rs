@@ -51,8 +51,6 @@ pub struct LimitRule {
     pub mode: LimitMode,
     pub fail_open: bool,
     pub completion_reserve: Option<u64>,
-    /// This rule's metric series, found on first use.
-    pub counters: std::sync::OnceLock<crate::telemetry::metrics::RuleCounters>,
 }
 
 impl LimitRule {
@@ -280,7 +278,6 @@ pub fn compile(
                 mode,
                 fail_open,
                 completion_reserve: r.completion_reserve,
-                counters: std::sync::OnceLock::new(),
             }));
         }
     }

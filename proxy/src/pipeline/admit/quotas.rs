@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use tollgate_limits::key::{push_part, tagged_key};
+use tollgate_limits::key::push_part;
 use tollgate_limits::{Clock, LocalCounters, RedisCounters, Window};
 
+use super::Refusal;
 use crate::config::consumers::{Consumer, Quota, QuotaScope, UserSource};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::rate_headers::{Counter, RateHeaders, Unit};
 use crate::telemetry::Metrics;
 
@@ -42,12 +43,6 @@ pub struct Admitted {
     pub tightest: Option<Counter>,
     /// The counts this request added.
     pub charges: Vec<Charge>,
-}
-
-/// A refusal: the error and the headers that go with it.
-pub struct Refusal {
-    pub error: ApiError,
-    pub headers: RateHeaders,
 }
 
 /// Counts requests against quotas.
@@ -87,7 +82,7 @@ pub fn identity(scope: &QuotaScope, key_id: &str, body_user: Option<&str>, heade
 /// The counter key of a quota window: its parts (consumer, quota, identity) in one `{hash tag}`
 /// (a Redis Cluster keeps a counter on one slot), client-chosen text that could break the key's
 /// shape replaced by its digest — the form [`tagged_key`] gives. The consumer and quota parts
-/// are fixed at load ([`key_prefix`]); each request adds its identity and window.
+/// are fixed at load ([`key_prefix`](crate::config::consumers::key_prefix)); each request adds its identity and window.
 pub fn counter_key(head: &str, prefix: &str, identity: &str, window: &Window) -> String {
     let mut num = itoa::Buffer::new();
     let start = num.format(window.start_ms);
@@ -102,15 +97,6 @@ pub fn counter_key(head: &str, prefix: &str, identity: &str, window: &Window) ->
 
 /// The start of every quota counter key without a namespace.
 pub const HEAD: &str = "tollgate:quota:";
-
-/// `{consumer/quota/`: the part of a quota's counter keys fixed by the config (after the
-/// store's head, [`HEAD`] or `tollgate:quota:<namespace>:`).
-pub fn key_prefix(consumer: &str, quota: &str) -> String {
-    let mut key = tagged_key("", &[consumer, quota], "");
-    key.pop();
-    key.push('/');
-    key
-}
 
 impl QuotaStore {
     /// `namespace` (may be empty) separates this cluster's counts from another's in one Redis.
@@ -167,8 +153,8 @@ impl QuotaStore {
                         }
                         self.refund(std::mem::take(&mut admitted.charges), metrics).await;
                         return Err(Refusal {
-                            error: ApiError::unavailable(
-                                "quota_store_unavailable",
+                            error: ApiError::new(
+                                ErrorCode::QuotaStoreUnavailable,
                                 format!(
                                     "The quota `{}` cannot be checked right now; try again shortly.",
                                     quota.name
@@ -228,8 +214,8 @@ fn refusal(consumer: &Consumer, quota: &Quota, who: &str, state: Counter) -> Ref
         _ => who.replacen(':', " `", 1) + "`",
     };
     let secs = state.reset_ms.div_ceil(1000);
-    let error = ApiError::rate_limited(
-        "quota_exceeded",
+    let error = ApiError::new(
+        ErrorCode::QuotaExceeded,
         format!(
             "Quota `{}` of `{}` exceeded: {} requests per {} for {whom}. It resets in {secs} s.",
             quota.name,
@@ -257,7 +243,9 @@ pub fn start_redis(url: &str, timeout: Duration, rt: &tokio::runtime::Handle) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::consumers::key_prefix;
     use http::{HeaderName, HeaderValue};
+    use tollgate_limits::key::tagged_key;
 
     #[test]
     fn identities_follow_the_configured_source() {

@@ -1,0 +1,173 @@
+//! A request's way through the gateway, top to bottom: the stages of
+//! [`pipeline::request`](crate::pipeline::request) in order, with the I/O between them (the body
+//! read here, the attempts in [`forward`](super::forward)). Any stage may end the request with an
+//! [`Answer`]; [`respond::answer`] is where every such answer is written.
+
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+
+use super::{forward, respond, Call, GatewayState};
+use crate::error::{ApiError, ErrorCode};
+use crate::pipeline::attempts::AttemptPlan;
+use crate::pipeline::request::{self, Incoming};
+use crate::pipeline::Step;
+
+/// Longest time spent discarding the rest of a refused oversized body.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serve one request completely.
+pub async fn serve(state: &GatewayState, session: &mut Session, call: &mut Call) -> pingora::Result<()> {
+    call.ctx.request_id = request_id(session.req_header().headers.get("x-request-id"));
+    match stages(state, session, call).await {
+        Ok(forwarded) => forwarded,
+        Err(answer) => respond::answer(state, session, call, answer).await,
+    }
+}
+
+/// The request's stages in order: an answer of the gateway's own (`Err`), or the result of
+/// forwarding it (`Ok`, an error there meaning the client connection failed).
+async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) -> Step<pingora::Result<()>> {
+    let live = state.live.load();
+    let opened = request::open(&live, &state.keys, &incoming(session), &mut call.ctx)?;
+    let body = read_body(session, state.max_body_bytes).await?;
+    let parsed = request::parse(&live, &body, &mut call.ctx)?;
+    let req = incoming(session);
+    let admitted = request::admit(
+        &state.admission,
+        &live,
+        &opened,
+        parsed,
+        &body,
+        &req,
+        &mut call.ctx,
+        &mut call.ledger,
+    )
+    .await?;
+    // The cache lookup and the input guardrails plug in here, each a stage returning a Step.
+    let plan = AttemptPlan::new(admitted.route.clone(), rand::random());
+    call.live = Some(live);
+    forward::forward(state, plan, &admitted, &body, session, call).await
+}
+
+/// The request header as the stages read it.
+fn incoming(session: &Session) -> Incoming<'_> {
+    let req = session.req_header();
+    Incoming {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        query: req.uri.query(),
+        headers: &req.headers,
+        peer_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+    }
+}
+
+/// A client-supplied request id if it is short and plain, else a fresh one.
+fn request_id(given: Option<&http::HeaderValue>) -> String {
+    if let Some(v) = given {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c)) {
+            return String::from_utf8_lossy(b).into_owned();
+        }
+    }
+    fresh_request_id(rand::random::<u128>())
+}
+
+/// 32 lowercase hex digits of `n` (written by hand: the formatter costs ~1k instructions here,
+/// on every request that arrives without an id).
+fn fresh_request_id(n: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits: Vec<u8> = (0..32).rev().map(|i| HEX[((n >> (i * 4)) & 0xf) as usize]).collect();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+/// Read and discard what the client is still sending (bounded in time) before answering an
+/// error, so the client reads the answer instead of a connection reset; the connection is only
+/// kept when the body was read to its end.
+pub async fn discard_body(session: &mut Session) {
+    if expects_continue(session) && !session.is_body_done() && session.body_bytes_read() == 0 {
+        // The client waits for `100 Continue` before sending: it will send nothing; close after
+        // the answer rather than wait for a body that is not coming.
+        session.set_keepalive(None);
+        return;
+    }
+    match tokio::time::timeout(DRAIN_LIMIT, session.drain_request_body()).await {
+        Ok(Ok(())) => {}
+        _ => session.set_keepalive(None),
+    }
+}
+
+fn expects_continue(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Read the whole request body, refusing it past `max` bytes.
+async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, ApiError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::too_large(max));
+    }
+    if expects_continue(session) {
+        // Clients such as curl wait (about a second) for this before sending a large body.
+        session.write_continue_response().await.map_err(|e| {
+            ApiError::new(
+                ErrorCode::BodyReadFailed,
+                format!("Could not read the request body: {}", e.etype().as_str()),
+            )
+        })?;
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > max {
+                    return Err(ApiError::too_large(max));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(ApiError::new(
+                    ErrorCode::BodyReadFailed,
+                    format!("Could not read the request body: {}", e.etype().as_str()),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_request_ids_are_32_hex_digits_of_the_random_value() {
+        for n in [
+            0u128,
+            1,
+            0xdead_beef,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            assert_eq!(fresh_request_id(n), format!("{n:032x}"));
+        }
+    }
+
+    #[test]
+    fn client_request_ids_are_kept_only_when_short_and_plain() {
+        let v = http::HeaderValue::from_static("req-42_a.b:c");
+        assert_eq!(request_id(Some(&v)), "req-42_a.b:c");
+        let bad = http::HeaderValue::from_static("has space");
+        let id = request_id(Some(&bad));
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,181 @@
+//! The request's own stages, in the order the gateway runs them:
+//!
+//! 1. [`open`]: classify the endpoint, authenticate the caller, answer local endpoints;
+//! 2. (the gateway reads the body)
+//! 3. [`parse`]: the body parsed once into a view, its model routed;
+//! 4. [`admit`]: allow-lists, parameter rules, the prompt counted, quotas and rate limits, all
+//!    booked in the request's [`Ledger`];
+//! 5. the cache lookup plugs in here (a hit answers);
+//! 6. the input guardrails plug in here (block, mask, log);
+//! 7. the gateway plans the attempts ([`AttemptPlan`](super::attempts::AttemptPlan)) and
+//!    forwards, the answer passing through the [`response`](super::response) chain.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use super::admit::rate_limits::Demand;
+use super::admit::{Admission, Ledger, RequestFacts};
+use super::auth::{self, Identified};
+use super::body::{self, Edit, RequestView};
+use super::endpoint::{classify, Endpoint};
+use super::{params, tokens, Answer, Step};
+use crate::config::{Route, Snapshot};
+use crate::context::{Caller, ModelStage, RequestCtx};
+use crate::keys::KeyRegistry;
+use crate::live::Live;
+
+/// The request as the stages see it: read off the server's request header once, plain types.
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// The TCP peer's address.
+    pub peer_ip: Option<IpAddr>,
+}
+
+/// A request for a proxied endpoint, from a caller who may call it.
+pub struct Opened {
+    pub endpoint: Endpoint,
+    /// `None`: the gateway has no consumers (open API).
+    pub caller: Option<Identified>,
+}
+
+/// Stage 1: which endpoint, who is calling, and the local endpoints' answers.
+pub fn open(snapshot: &Snapshot, keys: &KeyRegistry, req: &Incoming<'_>, ctx: &mut RequestCtx) -> Step<Opened> {
+    let endpoint = classify(req.method, req.path)?;
+    ctx.endpoint = Some(endpoint);
+    let caller = match endpoint {
+        Endpoint::Health => return Err(Answer::Local(Bytes::from_static(b"{\"status\":\"ok\"}"))),
+        Endpoint::Ready => {
+            let body = format!("{{\"status\":\"ready\",\"config_version\":{}}}", snapshot.version);
+            return Err(Answer::Local(Bytes::from(body)));
+        }
+        _ => identify(snapshot, keys, endpoint, req.headers, ctx)?,
+    };
+    if endpoint == Endpoint::Models {
+        let body = caller.map_or_else(|| snapshot.models_body.clone(), |c| c.consumer.models_body.clone());
+        return Err(Answer::Local(body));
+    }
+    Ok(Opened { endpoint, caller })
+}
+
+/// Check the caller's key and its right to call `endpoint`; records the caller in `ctx`.
+fn identify(
+    snapshot: &Snapshot,
+    keys: &KeyRegistry,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    ctx: &mut RequestCtx,
+) -> Step<Option<Identified>> {
+    let entry = auth::authenticate(snapshot.consumers.as_ref(), keys, headers)
+        .inspect_err(|_| ctx.caller = Caller::Unidentified)?;
+    let Some(entry) = entry else { return Ok(None) };
+    ctx.caller = Caller::Consumer {
+        consumer: entry.consumer.clone(),
+        key_id: entry.key_id.clone(),
+    };
+    auth::authorize_endpoint(&entry, endpoint)?;
+    Ok(Some(entry))
+}
+
+/// A body parsed, its model routed.
+pub struct Parsed {
+    pub view: RequestView,
+    pub route: Arc<Route>,
+}
+
+/// Stage 3: parse the body once and find the route of the model it names.
+pub fn parse(snapshot: &Snapshot, body: &Bytes, ctx: &mut RequestCtx) -> Step<Parsed> {
+    ctx.prompt.bytes_in = body.len() as u64;
+    let view = body::parse(body)?;
+    ctx.prompt.stream = view.stream;
+    ctx.prompt.user = view.user.clone();
+    match snapshot.route(&view.model) {
+        Some(route) => Ok(Parsed {
+            route: route.clone(),
+            view,
+        }),
+        None => {
+            ctx.model = ModelStage::unknown(&view.model);
+            Err(crate::error::ApiError::unknown_model(&view.model).into())
+        }
+    }
+}
+
+/// A request admitted: what is sent upstream, before each target's model rewrite.
+pub struct Admitted {
+    pub route: Arc<Route>,
+    pub view: RequestView,
+    /// The caller's parameter policy, as splices.
+    pub edits: Vec<Edit>,
+    /// Ask upstream for usage the client did not ask for (and strip it from the stream).
+    pub force_usage: bool,
+}
+
+/// Stage 4: may this caller send this request now? Model allow-list and parameter rules, then
+/// the prompt counted, then quotas and rate limits, booked in `ledger`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the stage's inputs, spelled out"
+)]
+pub async fn admit(
+    admission: &Admission,
+    live: &Live,
+    opened: &Opened,
+    parsed: Parsed,
+    body: &Bytes,
+    req: &Incoming<'_>,
+    ctx: &mut RequestCtx,
+    ledger: &mut Ledger,
+) -> Step<Admitted> {
+    let Parsed { view, route } = parsed;
+    let mut edits = Vec::new();
+    if let Some(caller) = &opened.caller {
+        if caller.consumer.log_prompts {
+            ctx.prompt.logged_body = Some(body.clone());
+        }
+        edits = auth::authorize_route(caller, &route)
+            .and_then(|()| params::apply(body, &view.members, &caller.consumer.params.for_model(&view.model)))
+            .inspect_err(|_| ctx.model = ModelStage::unknown(&view.model))?;
+        if !caller.consumer.quotas.is_empty() {
+            // Boxed (here and for limits): features a request may not use keep their state out
+            // of every request's future, which is moved as a whole.
+            let rate_headers = &mut ctx.answer.rate_headers;
+            Box::pin(admission.quotas(caller, view.user.as_deref(), req.headers, ledger, rate_headers)).await?;
+        }
+    }
+    ctx.prompt.counted = Some(tokens::count_prompt(body, &view, route.counter.as_ref()));
+    if !live.limits.is_empty() {
+        let caller = opened.caller.as_ref();
+        let max_tokens = match (opened.endpoint, caller) {
+            (Endpoint::Embeddings, _) => Some(0),
+            (_, Some(c)) => params::effective_max_tokens(&c.consumer.params.for_model(&view.model), view.max_tokens),
+            (_, None) => view.max_tokens,
+        };
+        let demand = Demand {
+            prompt_tokens: ctx.prompt.counted.map_or(0, |c| c.tokens() as u64),
+            max_tokens,
+            choices: view.choices,
+        };
+        let facts = RequestFacts {
+            headers: req.headers,
+            query: req.query,
+            peer_ip: req.peer_ip,
+        };
+        let rate_headers = &mut ctx.answer.rate_headers;
+        let user = view.user.as_deref();
+        let limited = admission.rate_limits(live, caller, &view.model, user, &facts, demand, ledger, rate_headers);
+        Box::pin(limited).await?;
+    }
+    let force_usage = opened.endpoint != Endpoint::Embeddings && body::needs_forced_usage(&view);
+    Ok(Admitted {
+        route,
+        view,
+        edits,
+        force_usage,
+    })
+}

@@ -1,0 +1,392 @@
+//! The response side: an ordered chain of stages over a provider's answer, as it passes.
+//!
+//! A streamed answer is cut into whole SSE events by the scanner; each event goes through the
+//! stages in order, and each may let it pass or drop it:
+//!
+//! 1. [`UsageStage`]: reads usage from the event (parsing only events that may hold it) and
+//!    drops the usage-only event when the gateway, not the client, asked for it;
+//! 2. [`CompletionCount`]: keeps what it needs to count the completion's tokens when the
+//!    provider reports no usage (exactly with the route's tokenizer, else an estimate);
+//! 3. the output guardrail (with hold-back) plugs in here;
+//! 4. the cache recorder plugs in here.
+//!
+//! A JSON answer passes through as it comes and reaches the same stages whole at its end. A
+//! stage sees the raw event, its usage, and on demand its decoded content deltas
+//! ([`Event::content`]); it never reaches into gateway state: what the chain learnt is handed
+//! back by [`ResponseChain::finish`].
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tollgate_tokenize::{Count, Tokenizer};
+
+use crate::api::Usage;
+use crate::sse::completion::completion_text;
+use crate::sse::scanner::{events, EventSplitter};
+use crate::sse::usage::{EventKind, UsageFinder};
+
+/// Largest unterminated event held back before it is released as is.
+pub const MAX_PENDING_EVENT: usize = 1 << 20;
+
+/// Largest answer kept aside to read its usage (JSON) or count its completion.
+const MAX_KEPT: usize = 8 << 20;
+
+/// How to count a completion the provider reports no usage for.
+pub enum CountCompletion {
+    /// Not needed.
+    No,
+    /// About 4 bytes a token (no tokenizer for the model, but rate limits need a number).
+    Estimate,
+    /// Exactly, with the model's tokenizer.
+    With(Arc<Tokenizer>),
+}
+
+/// One whole SSE event, as the stages see it.
+pub struct Event<'a> {
+    region: &'a Bytes,
+    range: Range<usize>,
+    /// What the usage stage found in it.
+    pub kind: EventKind,
+}
+
+impl Event<'_> {
+    /// The event's bytes, with its trailing blank line.
+    pub fn bytes(&self) -> &[u8] {
+        &self.region[self.range.clone()]
+    }
+
+    /// The event's bytes, shared with the upstream buffer (no copy).
+    pub fn shared(&self) -> Bytes {
+        self.region.slice(self.range.clone())
+    }
+
+    /// The content deltas the event carries (chat `delta.content`, completion `text`), decoded.
+    pub fn content(&self) -> String {
+        completion_text(self.bytes(), true)
+    }
+}
+
+/// A stage's word on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Forward,
+    Drop,
+}
+
+/// What the chain learnt of an answer, once it ended (or was cut).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Learnt {
+    pub usage: Option<Usage>,
+    /// The gateway's own count of the completion, when it was needed and the provider gave none.
+    pub completion: Option<Count>,
+}
+
+/// Stage 1: the provider's usage.
+pub struct UsageStage {
+    finder: UsageFinder,
+    strip_usage_event: bool,
+    usage: Option<Usage>,
+}
+
+impl UsageStage {
+    fn on_event(&mut self, event: &[u8]) -> (EventKind, Pass) {
+        let kind = self.finder.inspect_event(event);
+        let pass = match kind {
+            EventKind::Other => Pass::Forward,
+            EventKind::WithUsage(u) => {
+                self.usage = Some(u);
+                Pass::Forward
+            }
+            EventKind::UsageOnly(u) => {
+                self.usage = Some(u);
+                if self.strip_usage_event {
+                    Pass::Drop
+                } else {
+                    Pass::Forward
+                }
+            }
+        };
+        (kind, pass)
+    }
+
+    fn on_json(&mut self, body: &[u8]) {
+        self.usage = self.finder.in_json(body);
+    }
+}
+
+/// Stage 2: the completion's tokens, counted by the gateway when the provider reports none.
+pub struct CompletionCount {
+    mode: CountCompletion,
+    /// Streamed events kept (by reference) for that count, should it be needed.
+    events: Vec<Bytes>,
+    kept: usize,
+    counted: Option<Count>,
+}
+
+impl CompletionCount {
+    fn on_event(&mut self, ev: &Event<'_>) -> Pass {
+        if !matches!(self.mode, CountCompletion::No) && self.kept + ev.range.len() <= MAX_KEPT {
+            self.kept += ev.range.len();
+            self.events.push(ev.shared());
+        }
+        Pass::Forward
+    }
+
+    /// The answer ended: count what was generated if the provider said nothing.
+    fn finish(&mut self, usage: Option<Usage>, json: Option<&[u8]>) {
+        if usage.is_some() || matches!(self.mode, CountCompletion::No) {
+            return;
+        }
+        let text = match json {
+            Some(body) if !body.is_empty() => completion_text(body, false),
+            Some(_) => return,
+            None if self.events.is_empty() => return,
+            None => completion_text(&self.events.concat(), true),
+        };
+        self.counted = Some(match &self.mode {
+            CountCompletion::With(tok) => Count::Exact(tok.count(&text)),
+            _ => Count::Estimated(tollgate_tokenize::registry::estimate(&text)),
+        });
+    }
+}
+
+/// How the answer is framed.
+enum Framing {
+    /// Server-sent events, cut into whole events.
+    Sse(EventSplitter),
+    /// A JSON body, kept (by reference) until it ends when a stage needs it whole.
+    Json { kept: Vec<Bytes>, len: usize, keep: bool },
+}
+
+/// The response stages of one answer, in order.
+pub struct ResponseChain {
+    framing: Framing,
+    usage: UsageStage,
+    count: CompletionCount,
+    finished: bool,
+}
+
+impl ResponseChain {
+    /// The chain for an answer that is an event stream (`sse`) or not; `success` answers are
+    /// read for usage and counted; `strip_usage_event`: the gateway asked for usage the client
+    /// did not, so its event is dropped.
+    pub fn new(sse: bool, success: bool, strip_usage_event: bool, count: CountCompletion) -> Self {
+        ResponseChain {
+            framing: if sse {
+                Framing::Sse(EventSplitter::new(MAX_PENDING_EVENT))
+            } else {
+                Framing::Json {
+                    kept: Vec::new(),
+                    len: 0,
+                    keep: success,
+                }
+            },
+            usage: UsageStage {
+                finder: UsageFinder::default(),
+                strip_usage_event,
+                usage: None,
+            },
+            count: CompletionCount {
+                mode: if success { count } else { CountCompletion::No },
+                events: Vec::new(),
+                kept: 0,
+                counted: None,
+            },
+            finished: false,
+        }
+    }
+
+    /// Feed one upstream chunk; appends to `out` the slices to send downstream, in order.
+    pub fn push(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
+        match &mut self.framing {
+            Framing::Sse(splitter) => {
+                let region = splitter.push(chunk);
+                self.events(region, out);
+            }
+            Framing::Json { kept, len, keep } => {
+                if *keep && *len + chunk.len() <= MAX_KEPT {
+                    *len += chunk.len();
+                    kept.push(chunk.clone());
+                }
+                out.push(chunk);
+            }
+        }
+    }
+
+    /// Run each whole event of `region` through the stages; forward what they all pass.
+    fn events(&mut self, region: Bytes, out: &mut Vec<Bytes>) {
+        if region.is_empty() {
+            return;
+        }
+        let mut kept_from = 0;
+        for range in events(&region) {
+            let (kind, mut pass) = self.usage.on_event(&region[range.clone()]);
+            if pass == Pass::Forward {
+                let ev = Event {
+                    region: &region,
+                    range: range.clone(),
+                    kind,
+                };
+                pass = self.count.on_event(&ev);
+            }
+            if pass == Pass::Drop {
+                if range.start > kept_from {
+                    out.push(region.slice(kept_from..range.start));
+                }
+                kept_from = range.end;
+            }
+        }
+        // A region released past the pending cap may end without a boundary: pass it on.
+        if kept_from < region.len() {
+            out.push(region.slice(kept_from..));
+        }
+    }
+
+    /// The answer ended, or was cut, or the client left (what was generated so far counts):
+    /// release what is held back and say what the stages learnt. Idempotent.
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Learnt {
+        if !std::mem::replace(&mut self.finished, true) {
+            match &mut self.framing {
+                Framing::Sse(splitter) => {
+                    let tail = splitter.finish();
+                    if !tail.is_empty() {
+                        out.push(tail);
+                    }
+                    self.count.finish(self.usage.usage, None);
+                }
+                Framing::Json { kept, .. } => {
+                    if !kept.is_empty() {
+                        let whole = match kept.as_slice() {
+                            [one] => one.clone(),
+                            many => concat(many),
+                        };
+                        self.usage.on_json(&whole);
+                        self.count.finish(self.usage.usage, Some(&whole));
+                    }
+                }
+            }
+        }
+        Learnt {
+            usage: self.usage.usage,
+            completion: self.count.counted,
+        }
+    }
+}
+
+fn concat(pieces: &[Bytes]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+    for p in pieces {
+        buf.extend_from_slice(p);
+    }
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(with_usage_event: bool) -> Vec<u8> {
+        let mut s = Vec::new();
+        for i in 0..3 {
+            s.extend_from_slice(
+                format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"t{i}\"}}}}],\"usage\":null}}\n\n").as_bytes(),
+            );
+        }
+        if with_usage_event {
+            s.extend_from_slice(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":3,\"total_tokens\":14}}\n\n");
+        }
+        s.extend_from_slice(b"data: [DONE]\n\n");
+        s
+    }
+
+    fn run(input: &[u8], cuts: &[usize], strip: bool, count: CountCompletion) -> (Vec<u8>, Learnt) {
+        let mut chain = ResponseChain::new(true, true, strip, count);
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &c in cuts.iter().chain(std::iter::once(&input.len())) {
+            chain.push(Bytes::copy_from_slice(&input[at..c]), &mut out);
+            at = c;
+        }
+        let learnt = chain.finish(&mut out);
+        (out.concat(), learnt)
+    }
+
+    #[test]
+    fn usage_is_found_and_the_usage_event_stripped_at_every_single_split() {
+        let input = stream(true);
+        let want = stream(false);
+        let usage = Some(Usage {
+            prompt: 11,
+            completion: 3,
+            total: 14,
+            cached: 0,
+        });
+        for cut in 0..=input.len() {
+            let (out, learnt) = run(&input, &[cut], true, CountCompletion::No);
+            assert_eq!((out, learnt.usage), (want.clone(), usage), "cut {cut}");
+            let (out, learnt) = run(&input, &[cut], false, CountCompletion::No);
+            assert_eq!((out, learnt.usage), (input.clone(), usage), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn usage_is_found_when_split_at_every_byte() {
+        let input = stream(true);
+        let cuts: Vec<usize> = (1..input.len()).collect();
+        let (out, learnt) = run(&input, &cuts, true, CountCompletion::No);
+        assert_eq!(out, stream(false));
+        assert_eq!(learnt.usage.map(|u| u.total), Some(14));
+    }
+
+    #[test]
+    fn a_stream_without_usage_is_counted_from_its_deltas_whatever_the_splits() {
+        let input = stream(false);
+        let tok = Arc::new(Tokenizer::o200k());
+        let want = Count::Exact(tok.count("t0t1t2"));
+        for cut in 0..=input.len() {
+            let (out, learnt) = run(&input, &[cut], false, CountCompletion::With(tok.clone()));
+            assert_eq!(out, input, "nothing is held back or changed");
+            assert_eq!((learnt.usage, learnt.completion), (None, Some(want)), "cut {cut}");
+        }
+        let (_, learnt) = run(&input, &[], false, CountCompletion::Estimate);
+        assert!(learnt.completion.is_some_and(|c| c.is_estimate()));
+        let (_, learnt) = run(&stream(true), &[], false, CountCompletion::Estimate);
+        assert_eq!(learnt.completion, None, "the provider's usage stands; nothing counted");
+    }
+
+    #[test]
+    fn json_answers_reach_the_stages_whole_and_pass_unchanged() {
+        let body = br#"{"id":"x","choices":[{"message":{"role":"assistant","content":"Hi there"}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        let mut chain = ResponseChain::new(false, true, false, CountCompletion::No);
+        let mut out = Vec::new();
+        for piece in body.chunks(9) {
+            chain.push(Bytes::copy_from_slice(piece), &mut out);
+        }
+        let learnt = chain.finish(&mut out);
+        assert_eq!(out.concat(), body.to_vec());
+        assert_eq!(learnt.usage.map(|u| u.total), Some(7));
+        let no_usage = br#"{"choices":[{"message":{"content":"Hi there"}}]}"#;
+        let mut chain = ResponseChain::new(false, true, false, CountCompletion::Estimate);
+        chain.push(Bytes::from_static(no_usage), &mut out);
+        assert!(chain.finish(&mut out).completion.is_some_and(|c| c.tokens() > 0));
+        let mut failed = ResponseChain::new(false, false, false, CountCompletion::Estimate);
+        failed.push(Bytes::from_static(no_usage), &mut out);
+        assert_eq!(
+            failed.finish(&mut out),
+            Learnt::default(),
+            "an error answer is not read"
+        );
+    }
+
+    #[test]
+    fn events_show_their_decoded_content() {
+        let region = Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\\\"b\"}}]}\n\n");
+        let ev = Event {
+            region: &region,
+            range: 0..region.len(),
+            kind: EventKind::Other,
+        };
+        assert_eq!(ev.content(), "a\"b");
+    }
+}
