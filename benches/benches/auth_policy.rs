@@ -7,9 +7,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tollgate::config::consumers::{format_hash, hash_key};
+use tollgate::api_keys::{KeyBackend, KeyRegistry};
 use tollgate::config::{load_str, Snapshot};
-use tollgate::keys::{KeyBackend, KeyRegistry};
+use tollgate::key_hash::{format_hash, hash_key};
 use tollgate::pipeline::body::RequestView;
 use tollgate::pipeline::endpoint::Endpoint;
 use tollgate::pipeline::{auth, body, params};

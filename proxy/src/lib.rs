@@ -24,19 +24,20 @@
 //!
 //! # Layers
 //!
-//! Imports go down this list, never up: [`api`], [`error`], [`rate_headers`] and the parsing
+//! Imports go down this list, never up: [`api`], [`error`], [`key_hash`], [`rate_headers`] and the parsing
 //! helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`] → [`live`] → [`pipeline`] → [`upstream`] →
 //! [`gateway`], [`admin`], [`reload`], [`server`], [`cli`].
 
 pub mod admin;
 pub mod api;
+pub mod api_keys;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod error;
 pub mod gateway;
 pub mod json_spans;
-pub mod keys;
+pub mod key_hash;
 pub mod live;
 pub mod pipeline;
 pub mod rate_headers;

@@ -31,8 +31,8 @@ fn main() -> std::process::ExitCode {
         Some(Command::Keys {
             command: KeysCommand::New { id },
         }) => {
-            let key = tollgate::config::consumers::generate_key();
-            let hash = tollgate::config::consumers::format_hash(&tollgate::config::consumers::hash_key(key.as_bytes()));
+            let key = tollgate::key_hash::generate_key();
+            let hash = tollgate::key_hash::format_hash(&tollgate::key_hash::hash_key(key.as_bytes()));
             let id = id.unwrap_or_else(|| format!("key-{}", &hash[7..15]));
             println!("key:  {key}");
             println!("hash: {hash}");

@@ -12,10 +12,10 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::api_keys::{self, KeyBackend, KeyRegistry, RedisStore};
 use crate::cli::RunOpts;
 use crate::config;
 use crate::gateway::{Gateway, GatewayState};
-use crate::keys::{self, KeyBackend, KeyRegistry, RedisStore};
 use crate::live::LiveCell;
 use crate::pipeline::admit::quotas::{self, Backend, QuotaStore};
 use crate::pipeline::admit::rate_limits::RateLimiter;
@@ -64,7 +64,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             KeyBackend::Redis(RedisStore {
                 client: r.client().clone(),
                 timeout: redis_timeout,
-                prefix: keys::redis_prefix(&opts.redis_namespace),
+                prefix: api_keys::redis_prefix(&opts.redis_namespace),
             }),
         ),
         None => (
@@ -78,7 +78,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         (opts.key_retention_days > 0).then(|| Duration::from_secs(opts.key_retention_days.saturating_mul(86_400)));
     let keys = Arc::new(shared_rt.block_on(KeyRegistry::open(key_backend, Arc::new(SystemClock), retention))?);
     if redis.is_some() {
-        shared_rt.spawn(keys::poll_forever(keys.clone()));
+        shared_rt.spawn(api_keys::poll_forever(keys.clone()));
     }
     let idle_timeout = Duration::from_secs(opts.upstream_idle_timeout_secs);
     let upstreams = Connections {

@@ -6,7 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use tollgate::config::consumers::{format_hash, hash_key};
+use tollgate::key_hash::{format_hash, hash_key};
 
 const KEY_A: &str = "tg-test-key-of-department-a-0001";
 const KEY_A2: &str = "tg-test-key-of-department-a-0002";

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use tollgate::config::consumers::{format_hash, hash_key};
+use tollgate::key_hash::{format_hash, hash_key};
 
 const CONFIG_KEY: &str = "tg-config-key-for-key-tests-01";
 const ADMIN: &str = "Bearer admin-token-for-tests";

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use own_redis::OwnRedis;
-use tollgate::config::consumers::{format_hash, hash_key};
+use tollgate::key_hash::{format_hash, hash_key};
 
 /// A config with model `m` on the mock and the given `[[limits]]` (and more) appended.
 fn config(mock: &str, rest: &str) -> String {

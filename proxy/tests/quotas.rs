@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use tollgate::config::consumers::{format_hash, hash_key};
+use tollgate::key_hash::{format_hash, hash_key};
 
 const KEY: &str = "tg-quota-test-key-0001";
 

@@ -4,9 +4,9 @@
 //! (`admin.token` is held by `admin`, each of `[[admin.tokens]]` by its name), and so does every
 //! call refused for a missing or wrong token.
 
-pub mod keys;
+pub mod api_keys;
 
-use keys::AdminAudit;
+use crate::telemetry::audit::AdminAudit;
 
 use std::sync::Arc;
 
@@ -15,8 +15,8 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::api_keys::KeyRegistry;
 use crate::error::ApiError;
-use crate::keys::KeyRegistry;
 use crate::live::LiveCell;
 use crate::reload::Reloader;
 use crate::telemetry::access::AccessLog;
@@ -144,7 +144,7 @@ impl ServeHttp for AdminApp {
                     Err(e) => return error(e),
                 };
                 let body = read_body(session).await;
-                let (response, audit) = keys::handle(self, &method, &path, &body).await;
+                let (response, audit) = api_keys::handle(self, &method, &path, &body).await;
                 if let Some(a) = audit {
                     self.audit.admin_action(Some(&who), &peer(session), &a);
                 }

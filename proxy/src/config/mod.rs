@@ -5,15 +5,22 @@
 //! request would otherwise look up by string (providers, peers, auth headers, the `/v1/models`
 //! body) is resolved here, once, at load.
 
+pub mod admin;
 pub mod consumers;
 pub mod glob;
+pub mod param_rules;
+pub mod problems;
+pub mod providers;
+pub mod quotas;
 pub mod rate_limits;
 pub mod raw;
 pub mod snapshot;
+pub mod tokenizers;
 
 use std::path::Path;
 
-pub use snapshot::{Provider, Route, Snapshot, Target};
+pub use providers::Provider;
+pub use snapshot::{Route, Snapshot, Target};
 
 /// A config file that cannot be used; lists every problem found, each with its line and field.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use http::HeaderName;
 use tollgate_limits::Limit;
 
+use super::problems::Problems;
 use super::raw::{RawLimit, RawNetwork};
 
 /// How a rule's buckets are kept.
@@ -187,56 +188,55 @@ fn key_part(text: &str) -> Result<KeyPart, String> {
 pub fn compile(
     raw: &[RawLimit],
     consumer_names: &[&str],
-    line: impl Fn(std::ops::Range<usize>) -> String,
-    problems: &mut Vec<String>,
+    problems: &mut Problems<'_>,
 ) -> Vec<std::sync::Arc<LimitRule>> {
     let mut out = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let before = problems.len();
-        let at = |span: std::ops::Range<usize>, field: &str| format!("{}: limits[{i}].{field}", line(span));
         let name = r.name.get_ref();
         if name.is_empty() || raw[..i].iter().any(|o| o.name.get_ref() == name) {
-            problems.push(format!(
-                "{}: empty or duplicate limit name `{name}`",
-                at(r.name.span(), "name")
-            ));
+            problems.at(
+                r.name.span(),
+                format_args!("limits[{i}].name: empty or duplicate limit name `{name}`"),
+            );
         }
         let mut by = Vec::new();
         for p in &r.by {
             match key_part(p.get_ref()) {
                 Ok(k) => by.push(k),
-                Err(e) => problems.push(format!("{}: {e}", at(p.span(), "by"))),
+                Err(e) => problems.at(p.span(), format_args!("limits[{i}].by: {e}")),
             }
         }
         let (period_ms, per) = period(r.per.get_ref()).unwrap_or_else(|| {
-            problems.push(format!(
-                "{}: `{}` is not second, minute, hour or day",
-                at(r.per.span(), "per"),
-                r.per.get_ref()
-            ));
+            problems.at(
+                r.per.span(),
+                format_args!(
+                    "limits[{i}].per: `{}` is not second, minute, hour or day",
+                    r.per.get_ref()
+                ),
+            );
             (60_000, "minute")
         });
         if r.tokens.is_none() && r.requests.is_none() {
-            problems.push(format!(
-                "{}: set `tokens`, `requests` or both",
-                at(r.name.span(), "tokens")
-            ));
+            problems.at(
+                r.name.span(),
+                format_args!("limits[{i}].tokens: set `tokens`, `requests` or both"),
+            );
         }
         if r.tokens == Some(0) || r.requests == Some(0) {
-            problems.push(format!(
-                "{}: a limit of 0 refuses everything; remove the rule or raise it",
-                at(r.name.span(), "tokens")
-            ));
+            problems.at(
+                r.name.span(),
+                format_args!("limits[{i}].tokens: a limit of 0 refuses everything; remove the rule or raise it"),
+            );
         }
         let consumers = r.consumers.as_ref().map(|list| {
             list.iter()
                 .map(|c| {
                     if !consumer_names.contains(&c.get_ref().as_str()) {
-                        problems.push(format!(
-                            "{}: no consumer named `{}`",
-                            at(c.span(), "consumers"),
-                            c.get_ref()
-                        ));
+                        problems.at(
+                            c.span(),
+                            format_args!("limits[{i}].consumers: no consumer named `{}`", c.get_ref()),
+                        );
                     }
                     c.get_ref().clone()
                 })
@@ -248,7 +248,10 @@ pub fn compile(
             Some("local") => LimitMode::Local,
             Some(other) => {
                 let span = r.mode.as_ref().map(|m| m.span()).unwrap_or_default();
-                problems.push(format!("{}: `{other}` is not sync, exact or local", at(span, "mode")));
+                problems.at(
+                    span,
+                    format_args!("limits[{i}].mode: `{other}` is not sync, exact or local"),
+                );
                 LimitMode::Sync
             }
         };
@@ -256,10 +259,10 @@ pub fn compile(
             "allow" => true,
             "deny" => false,
             other => {
-                problems.push(format!(
-                    "{}: `{other}` is not allow or deny",
-                    at(r.on_redis_error.span(), "on_redis_error")
-                ));
+                problems.at(
+                    r.on_redis_error.span(),
+                    format_args!("limits[{i}].on_redis_error: `{other}` is not allow or deny"),
+                );
                 true
             }
         };
@@ -285,20 +288,18 @@ pub fn compile(
 }
 
 /// Compile `[network]`.
-pub fn compile_network(
-    raw: &RawNetwork,
-    line: impl Fn(std::ops::Range<usize>) -> String,
-    problems: &mut Vec<String>,
-) -> TrustedProxies {
+pub fn compile_network(raw: &RawNetwork, problems: &mut Problems<'_>) -> TrustedProxies {
     let mut out = Vec::new();
     for (i, p) in raw.trusted_proxies.iter().enumerate() {
         match Cidr::parse(p.get_ref()) {
             Some(c) => out.push(c),
-            None => problems.push(format!(
-                "{}: network.trusted_proxies[{i}]: `{}` is not an IP address or CIDR block",
-                line(p.span()),
-                p.get_ref()
-            )),
+            None => problems.at(
+                p.span(),
+                format_args!(
+                    "network.trusted_proxies[{i}]: `{}` is not an IP address or CIDR block",
+                    p.get_ref()
+                ),
+            ),
         }
     }
     TrustedProxies(out)

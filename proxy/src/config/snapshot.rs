@@ -5,62 +5,19 @@
 //! mutated: a reload builds a new one and swaps it in.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::HeaderValue;
-use pingora::utils::tls::{parse_x509, WrappedX509};
 
+use super::admin::{self, AdminToken};
 use super::consumers::{self, Consumers};
+use super::problems::Problems;
+use super::providers::{self, Provider};
 use super::rate_limits::{self, LimitRule, TrustedProxies};
-use super::raw::{line_of, ProviderKind, RawConfig, RawProvider};
-use crate::secret::{self, Secret};
+use super::raw::RawConfig;
+use super::tokenizers;
 use tollgate_tokenize::{ChatTemplate, Tokenizer};
-
-/// One provider endpoint, ready to connect to.
-pub struct Provider {
-    pub name: String,
-    pub kind: ProviderKind,
-    pub addr: SocketAddr,
-    pub tls: bool,
-    /// TLS server name and `Host` header value.
-    pub host: String,
-    pub host_header: HeaderValue,
-    /// Path prefix of the base URL without a trailing slash, e.g. `/v1` or `/compatible-mode/v1`.
-    pub path_prefix: String,
-    /// `Bearer <key>`, marked sensitive.
-    pub auth: Option<Secret<HeaderValue>>,
-    /// CA certificates trusted for this provider instead of the system's.
-    pub ca: Option<Arc<[WrappedX509]>>,
-}
-
-impl std::fmt::Debug for Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider")
-            .field("name", &self.name)
-            .field("addr", &self.addr)
-            .field("tls", &self.tls)
-            .field("host", &self.host)
-            .field("path_prefix", &self.path_prefix)
-            .field("auth", &self.auth.as_ref().map(|_| "***"))
-            .finish()
-    }
-}
-
-impl Provider {
-    /// The upstream path for a client path under `/v1` (query string kept).
-    pub fn upstream_path(&self, client_path_and_query: &str) -> String {
-        let rest = client_path_and_query
-            .strip_prefix("/v1")
-            .unwrap_or(client_path_and_query);
-        let mut p = String::with_capacity(self.path_prefix.len() + rest.len());
-        p.push_str(&self.path_prefix);
-        p.push_str(rest);
-        p
-    }
-}
 
 /// One place a public model can be served.
 #[derive(Debug)]
@@ -113,52 +70,51 @@ impl Snapshot {
 
 /// Validate and compile; every problem is reported, each naming its line and field.
 pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64) -> Result<Snapshot, Vec<String>> {
-    let mut problems = Vec::new();
-    let at = |span: std::ops::Range<usize>| format!("line {}", line_of(text, span.start));
+    let mut problems = Problems::new(text);
 
     let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
     for (i, p) in raw.providers.iter().enumerate() {
         let name = p.name.get_ref();
         if name.is_empty() {
-            problems.push(format!("{}: providers[{i}].name: must not be empty", at(p.name.span())));
+            problems.at(p.name.span(), format_args!("providers[{i}].name: must not be empty"));
             continue;
         }
         if providers.contains_key(name) {
-            problems.push(format!(
-                "{}: providers[{i}].name: duplicate provider `{name}`",
-                at(p.name.span())
-            ));
+            problems.at(
+                p.name.span(),
+                format_args!("providers[{i}].name: duplicate provider `{name}`"),
+            );
             continue;
         }
-        match compile_provider(p, base_dir) {
+        match providers::compile(p, base_dir) {
             Ok(provider) => {
                 providers.insert(name.clone(), Arc::new(provider));
             }
-            Err((field, msg, span)) => problems.push(format!("{}: providers[{i}].{field}: {msg}", at(span))),
+            Err((field, msg, span)) => problems.at(span, format_args!("providers[{i}].{field}: {msg}")),
         }
     }
 
-    let tokenizers = compile_tokenizers(&raw, base_dir, &at, &mut problems);
+    let tokenizers = tokenizers::compile(&raw, base_dir, &mut problems);
     let mut routes = foldhash::HashMap::default();
     let mut model_names = Vec::new();
     for (i, m) in raw.models.iter().enumerate() {
         let name = m.name.get_ref();
         if name.is_empty() {
-            problems.push(format!("{}: models[{i}].name: must not be empty", at(m.name.span())));
+            problems.at(m.name.span(), format_args!("models[{i}].name: must not be empty"));
             continue;
         }
         if routes.contains_key(name) {
-            problems.push(format!(
-                "{}: models[{i}].name: duplicate model `{name}`",
-                at(m.name.span())
-            ));
+            problems.at(
+                m.name.span(),
+                format_args!("models[{i}].name: duplicate model `{name}`"),
+            );
             continue;
         }
         if m.targets.get_ref().is_empty() {
-            problems.push(format!(
-                "{}: models[{i}].targets: at least one target is required",
-                at(m.targets.span())
-            ));
+            problems.at(
+                m.targets.span(),
+                format_args!("models[{i}].targets: at least one target is required"),
+            );
             continue;
         }
         let mut targets = Vec::new();
@@ -166,20 +122,22 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
             let Some(provider) = providers.get(t.provider.get_ref()) else {
                 // A provider that failed its own validation was already reported.
                 if !raw.providers.iter().any(|p| p.name.get_ref() == t.provider.get_ref()) {
-                    problems.push(format!(
-                        "{}: models[{i}].targets[{j}].provider: unknown provider `{}`",
-                        at(t.provider.span()),
-                        t.provider.get_ref()
-                    ));
+                    problems.at(
+                        t.provider.span(),
+                        format_args!(
+                            "models[{i}].targets[{j}].provider: unknown provider `{}`",
+                            t.provider.get_ref()
+                        ),
+                    );
                 }
                 continue;
             };
             let model = t.model.clone().unwrap_or_else(|| name.clone());
             if model.is_empty() {
-                problems.push(format!(
-                    "{}: models[{i}].targets[{j}].model: must not be empty",
-                    at(t.provider.span())
-                ));
+                problems.at(
+                    t.provider.span(),
+                    format_args!("models[{i}].targets[{j}].model: must not be empty"),
+                );
                 continue;
             }
             targets.push(Target {
@@ -191,12 +149,12 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         }
         let total_weight = targets.iter().map(|t| u64::from(t.weight)).sum::<u64>();
         if total_weight == 0 && !targets.is_empty() {
-            problems.push(format!(
-                "{}: models[{i}].targets: weights must not all be 0",
-                at(m.targets.span())
-            ));
+            problems.at(
+                m.targets.span(),
+                format_args!("models[{i}].targets: weights must not all be 0"),
+            );
         }
-        let counter = compile_counter(m, i, &tokenizers, &at, &mut problems);
+        let counter = tokenizers::counter(m, i, &tokenizers, &mut problems);
         routes.insert(
             name.clone(),
             Arc::new(Route {
@@ -210,15 +168,15 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         model_names.push(name.clone());
     }
 
-    let admin_tokens = compile_admin(&raw.admin, &at, &mut problems);
+    let admin_tokens = admin::compile(&raw.admin, &mut problems);
 
-    let consumers = consumers::compile(&raw.consumers, &model_names, at, &mut problems);
+    let consumers = consumers::compile(&raw.consumers, &model_names, &mut problems);
     let consumer_names: Vec<&str> = raw.consumers.iter().map(|c| c.name.get_ref().as_str()).collect();
-    let limits = rate_limits::compile(&raw.limits, &consumer_names, at, &mut problems);
-    let trusted_proxies = rate_limits::compile_network(&raw.network, at, &mut problems);
+    let limits = rate_limits::compile(&raw.limits, &consumer_names, &mut problems);
+    let trusted_proxies = rate_limits::compile_network(&raw.network, &mut problems);
 
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(problems.into_vec());
     }
     let models_body = render_models(model_names.iter());
     Ok(Snapshot {
@@ -231,237 +189,6 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         limits,
         trusted_proxies,
     })
-}
-
-/// A holder of the admin API: named in every audit line of what they do.
-pub struct AdminToken {
-    pub name: String,
-    pub token: Secret<String>,
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminToken")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `admin.token` (held by `admin`) and the named `[[admin.tokens]]`. Names are unique, and so
-/// are tokens: an audit line must name exactly one holder.
-fn compile_admin(
-    raw: &super::raw::RawAdmin,
-    at: &impl Fn(std::ops::Range<usize>) -> String,
-    problems: &mut Vec<String>,
-) -> Vec<AdminToken> {
-    // Holders by their declared names (a name is taken even when its token fails to resolve).
-    let mut holders = Vec::new();
-    if let Some(t) = &raw.token {
-        holders.push(("admin", "admin.token".to_string(), t));
-    }
-    for (i, t) in raw.tokens.iter().enumerate() {
-        let name = t.name.get_ref().as_str();
-        let well_formed = !name.is_empty()
-            && name.len() <= 64
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
-        if !well_formed || holders.iter().any(|(taken, _, _)| *taken == name) {
-            problems.push(format!(
-                "{}: admin.tokens[{i}].name: `{}` is empty, taken or not made of letters, digits and -_.@",
-                at(t.name.span()),
-                name.chars().take(64).collect::<String>()
-            ));
-            continue;
-        }
-        holders.push((name, format!("admin.tokens[{i}]"), &t.token));
-    }
-    let mut out: Vec<AdminToken> = Vec::with_capacity(holders.len());
-    for (name, field, token) in holders {
-        match secret::resolve(token.get_ref()) {
-            Ok(s) if out.iter().any(|a| a.token.expose() == s.expose()) => {
-                problems.push(format!(
-                    "{}: {field}.token: the same token as another holder",
-                    at(token.span())
-                ));
-            }
-            Ok(s) => out.push(AdminToken {
-                name: name.to_string(),
-                token: s,
-            }),
-            Err(e) => problems.push(format!("{}: {field}.token: {e}", at(token.span()))),
-        }
-    }
-    out
-}
-
-/// Built-in tokenizers and the `[[tokenizers]]` files, by name. Files are read here, at load.
-fn compile_tokenizers(
-    raw: &RawConfig,
-    base_dir: Option<&Path>,
-    at: &impl Fn(std::ops::Range<usize>) -> String,
-    problems: &mut Vec<String>,
-) -> HashMap<String, Arc<Tokenizer>> {
-    let mut out = HashMap::new();
-    for (i, t) in raw.tokenizers.iter().enumerate() {
-        let name = t.name.get_ref();
-        if out.contains_key(name) {
-            problems.push(format!(
-                "{}: tokenizers[{i}].name: `{name}` is taken",
-                at(t.name.span())
-            ));
-            continue;
-        }
-        let path = match base_dir {
-            Some(dir) if Path::new(t.file.get_ref()).is_relative() => dir.join(t.file.get_ref()),
-            _ => Path::new(t.file.get_ref()).to_path_buf(),
-        };
-        match Tokenizer::from_tokenizer_json(name, &path) {
-            Ok(tok) => {
-                out.insert(name.clone(), Arc::new(tok));
-            }
-            Err(e) => problems.push(format!("{}: tokenizers[{i}].file: {e}", at(t.file.span()))),
-        }
-    }
-    out
-}
-
-fn compile_counter(
-    m: &super::raw::RawModel,
-    i: usize,
-    tokenizers: &HashMap<String, Arc<Tokenizer>>,
-    at: &impl Fn(std::ops::Range<usize>) -> String,
-    problems: &mut Vec<String>,
-) -> Option<(Arc<Tokenizer>, ChatTemplate)> {
-    let t = m.tokenizer.as_ref()?;
-    // Built-in encodings are built on first use (shared by every later snapshot), so a config that
-    // names none pays nothing.
-    let tok = match t.get_ref().as_str() {
-        "o200k" => Arc::new(Tokenizer::o200k()),
-        "cl100k" => Arc::new(Tokenizer::cl100k()),
-        other => match tokenizers.get(other) {
-            Some(tok) => tok.clone(),
-            None => {
-                problems.push(format!(
-                    "{}: models[{i}].tokenizer: unknown tokenizer `{other}`",
-                    at(t.span())
-                ));
-                return None;
-            }
-        },
-    };
-    let builtin = BUILT_IN_TOKENIZERS.contains(&t.get_ref().as_str());
-    let template = match &m.chat_template {
-        Some(c) => match ChatTemplate::from_name(c.get_ref()) {
-            Some(ct) => ct,
-            None => {
-                problems.push(format!(
-                    "{}: models[{i}].chat_template: `{}` is not openai, chatml, llama3 or deepseek_v3",
-                    at(c.span()),
-                    c.get_ref()
-                ));
-                return None;
-            }
-        },
-        None if builtin => ChatTemplate::OpenAi,
-        None => {
-            problems.push(format!(
-                "{}: models[{i}].chat_template: required with a tokenizer file",
-                at(t.span())
-            ));
-            return None;
-        }
-    };
-    Some((tok, template))
-}
-
-/// Tokenizer names that need no `[[tokenizers]]` entry.
-const BUILT_IN_TOKENIZERS: &[&str] = &["o200k", "cl100k"];
-
-type FieldProblem = (&'static str, String, std::ops::Range<usize>);
-
-fn compile_provider(p: &RawProvider, base_dir: Option<&Path>) -> Result<Provider, FieldProblem> {
-    let url_span = p.base_url.span();
-    let bad_url = |msg: String| ("base_url", msg, url_span.clone());
-    let uri: http::Uri = p
-        .base_url
-        .get_ref()
-        .parse()
-        .map_err(|e| bad_url(format!("`{}` is not a URL: {e}", p.base_url.get_ref())))?;
-    let tls = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => return Err(bad_url("scheme must be http or https".into())),
-    };
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| bad_url("URL has no host".into()))?;
-    let host_plain = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let addr = (host_plain.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| bad_url(format!("cannot resolve `{host_plain}`: {e}")))?
-        .next()
-        .ok_or_else(|| bad_url(format!("`{host_plain}` resolves to no address")))?;
-    if uri.query().is_some() {
-        return Err(bad_url("base_url must not have a query string".into()));
-    }
-    let path_prefix = uri.path().trim_end_matches('/').to_string();
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
-    let host_header =
-        HeaderValue::from_str(authority).map_err(|_| bad_url("host is not a valid header value".into()))?;
-
-    let auth = match &p.api_key {
-        None => None,
-        Some(k) => {
-            let key = secret::resolve(k.get_ref()).map_err(|e| ("api_key", e.to_string(), k.span()))?;
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                (
-                    "api_key",
-                    "the key contains characters not allowed in a header".to_string(),
-                    k.span(),
-                )
-            })?;
-            v.set_sensitive(true);
-            Some(Secret::new(v))
-        }
-    };
-    let ca = match &p.ca_file {
-        None => None,
-        Some(f) => Some(load_ca(f.get_ref(), base_dir).map_err(|msg| ("ca_file", msg, f.span()))?),
-    };
-    Ok(Provider {
-        name: p.name.get_ref().clone(),
-        kind: p.kind,
-        addr,
-        tls,
-        host: host_plain,
-        host_header,
-        path_prefix,
-        auth,
-        ca,
-    })
-}
-
-fn load_ca(file: &str, base_dir: Option<&Path>) -> Result<Arc<[WrappedX509]>, String> {
-    let path = match base_dir {
-        Some(dir) if Path::new(file).is_relative() => dir.join(file),
-        _ => Path::new(file).to_path_buf(),
-    };
-    let pem = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut certs = Vec::new();
-    for der in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let der = der
-            .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?
-            .to_vec();
-        // parse_x509 panics on malformed DER; contain it here, at load, far from any request.
-        let wrapped = std::panic::catch_unwind(|| WrappedX509::new(der, parse_x509))
-            .map_err(|_| format!("{} holds a certificate that does not parse", path.display()))?;
-        certs.push(wrapped);
-    }
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
-    Ok(Arc::from(certs))
 }
 
 /// The `GET /v1/models` body listing `names`.

@@ -34,7 +34,7 @@ pub struct GatewayState {
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     pub admission: Admission,
-    pub keys: Arc<crate::keys::KeyRegistry>,
+    pub keys: Arc<crate::api_keys::KeyRegistry>,
     pub max_body_bytes: usize,
     pub upstream: UpstreamOptions,
 }

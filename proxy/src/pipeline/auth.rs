@@ -9,10 +9,11 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::endpoint::Endpoint;
-use crate::config::consumers::{hash_key, Consumer, Consumers};
+use crate::api_keys::{KeyRegistry, Verdict};
+use crate::config::consumers::{Consumer, Consumers};
 use crate::config::Route;
 use crate::error::ApiError;
-use crate::keys::{KeyRegistry, Verdict};
+use crate::key_hash::hash_key;
 
 /// A caller whose key checked out.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::body::{self, Edit};
-use crate::config::consumers::EffectiveRules;
+use crate::config::param_rules::EffectiveRules;
 use crate::config::raw::ParamMode;
 use crate::error::ApiError;
 use crate::json_spans::{unescape, Member};
@@ -113,7 +113,7 @@ pub fn effective_max_tokens(rules: &EffectiveRules<'_>, asked: Option<u64>) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::consumers::{Bound, ParamPolicy, ParamRules};
+    use crate::config::param_rules::{Bound, ParamPolicy, ParamRules};
     use crate::pipeline::body::{parse, rewrite};
     use http::StatusCode;
 

@@ -22,9 +22,9 @@ use super::auth::{self, Identified};
 use super::body::{self, Edit, RequestView};
 use super::endpoint::{classify, Endpoint};
 use super::{params, tokens, Answer, Step};
+use crate::api_keys::KeyRegistry;
 use crate::config::{Route, Snapshot};
 use crate::context::{Caller, ModelStage, RequestCtx};
-use crate::keys::KeyRegistry;
 use crate::live::Live;
 
 /// The request as the stages see it: read off the server's request header once, plain types.

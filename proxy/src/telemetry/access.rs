@@ -13,12 +13,13 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::context::{Caller, ModelStage, Outcome, RequestCtx};
+use super::audit::{self, AdminAudit};
+use super::logging::LogFormat;
+use super::request_metrics;
+use super::Metrics;
+use crate::context::{Caller, ModelStage, RequestCtx};
 use crate::json_spans::write_str as json_str;
 use crate::live::Live;
-use crate::telemetry::logging::LogFormat;
-use crate::telemetry::metrics::ModelSeries;
-use crate::telemetry::Metrics;
 
 /// How often the writer thread flushes.
 const FLUSH_EVERY: Duration = Duration::from_millis(10);
@@ -61,25 +62,12 @@ impl AccessLog {
         flush(&self.shared, &mut Vec::new());
     }
 
-    /// The audit line of an admin action: who (the name of the admin token presented; `null`
-    /// when no valid token was), from where, what, when, and the result. Never a token or key.
-    pub fn admin_action(&self, who: Option<&str>, peer: &str, a: &crate::admin::keys::AdminAudit) {
+    /// The audit line of an admin action (see [`audit::admin_line`]).
+    pub fn admin_action(&self, who: Option<&str>, peer: &str, a: &AdminAudit) {
         let mut line = Vec::with_capacity(256);
-        line.extend_from_slice(b"{\"timestamp\":\"");
-        timestamp(&mut line);
-        line.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"admin_audit\",\"who\":");
-        str_or_null(&mut line, who);
-        line.extend_from_slice(b",\"peer\":");
-        json_str(&mut line, peer);
-        line.extend_from_slice(b",\"action\":");
-        json_str(&mut line, a.action);
-        line.extend_from_slice(b",\"consumer\":");
-        str_or_null(&mut line, a.consumer.as_deref());
-        line.extend_from_slice(b",\"key_id\":");
-        str_or_null(&mut line, a.key_id.as_deref());
-        line.extend_from_slice(b",\"result\":");
-        json_str(&mut line, &a.result);
-        line.extend_from_slice(b",\"target\":\"tollgate::audit\"}\n");
+        let mut stamp = Vec::with_capacity(32);
+        timestamp(&mut stamp);
+        audit::admin_line(&mut line, &stamp, who, peer, a);
         if let Ok(mut buf) = self.shared.buf.lock() {
             buf.extend_from_slice(&line);
         }
@@ -96,7 +84,7 @@ impl AccessLog {
             LogFormat::Text => text_line(&mut line, &stamp, ctx, latency),
         }
         if !matches!(ctx.caller, Caller::Open) {
-            audit_line(&mut line, &stamp, ctx);
+            audit::request_line(&mut line, &stamp, ctx);
         }
         let dropped = match self.shared.buf.lock() {
             Ok(mut buf) if buf.len() + line.len() <= MAX_BUFFERED => {
@@ -108,7 +96,7 @@ impl AccessLog {
         if dropped {
             metrics.access_log_dropped.inc();
         }
-        update_metrics(ctx, live, metrics, latency);
+        request_metrics::update(ctx, live, metrics, latency);
     }
 }
 
@@ -125,110 +113,15 @@ fn flush(shared: &Shared, spare: &mut Vec<u8>) {
     spare.clear();
 }
 
-fn update_metrics(ctx: &RequestCtx, live: Option<&Live>, metrics: &Metrics, latency: Duration) {
-    let series = match (&ctx.model, live) {
-        (ModelStage::Routed { route, .. }, Some(live)) => live.model_series(route, metrics),
-        _ => None,
-    };
-    match series {
-        Some(series) => update_model_series(ctx, series, metrics, latency),
-        None => update_by_label(ctx, metrics, latency),
-    }
+pub(super) struct Fields<'a> {
+    pub consumer: &'a str,
+    pub key_id: &'a str,
+    pub asked: &'a str,
+    pub used: &'a str,
+    pub provider: &'a str,
 }
 
-/// A routed request: its model's series were looked up once per config, by route.
-fn update_model_series(ctx: &RequestCtx, s: &ModelSeries, metrics: &Metrics, latency: Duration) {
-    if ctx.answer.status == 200 {
-        s.ok.inc();
-    } else {
-        let mut status_buf = [0u8; 3];
-        metrics
-            .requests
-            .with_label_values(&[ctx.model_label(), status_str(ctx.answer.status, &mut status_buf)])
-            .inc();
-    }
-    s.duration.observe(latency.as_secs_f64());
-    if let Some(t) = ctx.answer.ttft {
-        s.ttft.observe(t.as_secs_f64());
-    }
-    if let Some(c) = ctx.prompt.counted {
-        s.prompt_counted[usize::from(c.is_estimate())].inc_by(c.tokens() as u64);
-    }
-    let [prompt, completion, cached] = &s.tokens;
-    match (ctx.answer.usage, ctx.answer.completion_counted) {
-        (Some(u), _) => {
-            prompt.inc_by(u.prompt);
-            completion.inc_by(u.completion);
-            if u.cached > 0 {
-                cached.inc_by(u.cached);
-            }
-        }
-        // The provider reported nothing: the gateway's own exact count stands in.
-        (None, Some(tollgate_tokenize::Count::Exact(n))) => completion.inc_by(n as u64),
-        (None, _) => {}
-    }
-}
-
-/// A request that was not routed (unknown model, refused before routing): series by label.
-fn update_by_label(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
-    let model = ctx.model_label();
-    let mut status_buf = [0u8; 3];
-    metrics
-        .requests
-        .with_label_values(&[model, status_str(ctx.answer.status, &mut status_buf)])
-        .inc();
-    metrics
-        .duration
-        .with_label_values(&[model])
-        .observe(latency.as_secs_f64());
-    if let Some(t) = ctx.answer.ttft {
-        metrics.ttft.with_label_values(&[model]).observe(t.as_secs_f64());
-    }
-    if let Some(c) = ctx.prompt.counted {
-        let method = if c.is_estimate() { "estimate" } else { "exact" };
-        metrics
-            .prompt_tokens_counted
-            .with_label_values(&[model, method])
-            .inc_by(c.tokens() as u64);
-    }
-    if let (None, Some(tollgate_tokenize::Count::Exact(n))) = (ctx.answer.usage, ctx.answer.completion_counted) {
-        // The provider reported nothing: the gateway's own exact count stands in.
-        metrics
-            .tokens
-            .with_label_values(&[model, "completion"])
-            .inc_by(n as u64);
-    }
-    if let Some(u) = ctx.answer.usage {
-        metrics.tokens.with_label_values(&[model, "prompt"]).inc_by(u.prompt);
-        metrics
-            .tokens
-            .with_label_values(&[model, "completion"])
-            .inc_by(u.completion);
-        if u.cached > 0 {
-            metrics.tokens.with_label_values(&[model, "cached"]).inc_by(u.cached);
-        }
-    }
-}
-
-fn status_str(status: u16, buf: &mut [u8; 3]) -> &str {
-    let s = status.min(999);
-    *buf = [
-        b'0' + (s / 100) as u8,
-        b'0' + (s / 10 % 10) as u8,
-        b'0' + (s % 10) as u8,
-    ];
-    std::str::from_utf8(buf).unwrap_or("000")
-}
-
-struct Fields<'a> {
-    consumer: &'a str,
-    key_id: &'a str,
-    asked: &'a str,
-    used: &'a str,
-    provider: &'a str,
-}
-
-fn fields(ctx: &RequestCtx) -> Fields<'_> {
+pub(super) fn fields(ctx: &RequestCtx) -> Fields<'_> {
     let (consumer, key_id) = match &ctx.caller {
         Caller::Consumer { consumer, key_id } => (consumer.name.as_str(), key_id.as_ref()),
         Caller::Open | Caller::Unidentified => ("", ""),
@@ -248,68 +141,6 @@ fn fields(ctx: &RequestCtx) -> Fields<'_> {
         used,
         provider,
     }
-}
-
-/// A JSON string, or `null`.
-fn str_or_null(out: &mut Vec<u8>, v: Option<&str>) {
-    match v {
-        Some(v) => json_str(out, v),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-/// Largest prompt excerpt written to an audit line (for consumers that allow it).
-const MAX_LOGGED_PROMPT: usize = 16 * 1024;
-
-/// The audit line of an authenticated decision: who (consumer, key id, user; never the key),
-/// what (endpoint, model), the decision and why, and the tokens when known. Always JSON.
-fn audit_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
-    let f = fields(ctx);
-    let denied = ctx.answer.outcome == Outcome::Refused && ctx.answer.status < 500;
-    out.extend_from_slice(b"{\"timestamp\":\"");
-    out.extend_from_slice(stamp);
-    out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"audit\",\"request_id\":");
-    json_str(out, &ctx.request_id);
-    out.extend_from_slice(b",\"consumer\":");
-    str_or_null(out, matches!(ctx.caller, Caller::Consumer { .. }).then_some(f.consumer));
-    out.extend_from_slice(b",\"key_id\":");
-    json_str(out, f.key_id);
-    out.extend_from_slice(b",\"user\":");
-    str_or_null(out, ctx.prompt.user.as_deref());
-    out.extend_from_slice(b",\"metadata\":");
-    match &ctx.caller {
-        Caller::Consumer { consumer, .. } => out.extend_from_slice(consumer.metadata_json.as_bytes()),
-        _ => out.extend_from_slice(b"{}"),
-    }
-    out.extend_from_slice(b",\"endpoint\":");
-    json_str(out, ctx.endpoint.map(|e| e.name()).unwrap_or("-"));
-    out.extend_from_slice(b",\"model\":");
-    json_str(out, f.asked);
-    let usage = ctx.answer.usage.unwrap_or_default();
-    out.extend_from_slice(if denied {
-        b",\"decision\":\"denied\",\"reason\":\""
-    } else {
-        b",\"decision\":\"allowed\",\"reason\":\""
-    });
-    if denied {
-        out.extend_from_slice(ctx.answer.error.map_or("refused", |c| c.as_str()).as_bytes());
-    }
-    let mut num = itoa::Buffer::new();
-    for (name, n) in [
-        (&b"\",\"status\":"[..], u64::from(ctx.answer.status)),
-        (b",\"prompt_tokens\":", usage.prompt),
-        (b",\"completion_tokens\":", usage.completion),
-        (b",\"total_tokens\":", usage.total),
-    ] {
-        out.extend_from_slice(name);
-        out.extend_from_slice(num.format(n).as_bytes());
-    }
-    if let Some(body) = &ctx.prompt.logged_body {
-        let cut = &body[..body.len().min(MAX_LOGGED_PROMPT)];
-        out.extend_from_slice(b",\"request_body\":");
-        json_str(out, &String::from_utf8_lossy(cut));
-    }
-    out.extend_from_slice(b",\"target\":\"tollgate::audit\"}\n");
 }
 
 fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duration) {

@@ -18,7 +18,8 @@ use tollgate_limits::key::push_part;
 use tollgate_limits::{Clock, LocalCounters, RedisCounters, Window};
 
 use super::Refusal;
-use crate::config::consumers::{Consumer, Quota, QuotaScope, UserSource};
+use crate::config::consumers::Consumer;
+use crate::config::quotas::{Quota, QuotaScope, UserSource};
 use crate::error::{ApiError, ErrorCode};
 use crate::rate_headers::{Counter, RateHeaders, Unit};
 use crate::telemetry::Metrics;
@@ -82,7 +83,7 @@ pub fn identity(scope: &QuotaScope, key_id: &str, body_user: Option<&str>, heade
 /// The counter key of a quota window: its parts (consumer, quota, identity) in one `{hash tag}`
 /// (a Redis Cluster keeps a counter on one slot), client-chosen text that could break the key's
 /// shape replaced by its digest — the form [`tagged_key`] gives. The consumer and quota parts
-/// are fixed at load ([`key_prefix`](crate::config::consumers::key_prefix)); each request adds its identity and window.
+/// are fixed at load ([`key_prefix`](crate::config::quotas::key_prefix)); each request adds its identity and window.
 pub fn counter_key(head: &str, prefix: &str, identity: &str, window: &Window) -> String {
     let mut num = itoa::Buffer::new();
     let start = num.format(window.start_ms);
@@ -243,7 +244,7 @@ pub fn start_redis(url: &str, timeout: Duration, rt: &tokio::runtime::Handle) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::consumers::key_prefix;
+    use crate::config::quotas::key_prefix;
     use http::{HeaderName, HeaderValue};
     use tollgate_limits::key::tagged_key;
 

@@ -18,154 +18,26 @@
 //! it. A revocation of a *config* key is never purged, since forgetting it would bring the key
 //! back; nor is a record written before records said where their key came from.
 
-use std::path::PathBuf;
+mod record;
+mod store;
+
+pub use record::{new_key, KeyRecord, KeyTable, Origin};
+pub use store::{redis_prefix, KeyBackend, KeyStoreError, RedisStore};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use fred::prelude::*;
-use serde::{Deserialize, Serialize};
 use tollgate_limits::Clock;
 
-use crate::config::consumers::{format_hash, hash_key, parse_hash, KeyHash};
+use crate::key_hash::KeyHash;
+use store::{read_file, write_file, PURGE_SCRIPT, WRITE_SCRIPT};
 
 /// How often a node checks Redis for key changes.
 pub const POLL: Duration = Duration::from_millis(250);
 
-const WRITE_SCRIPT: &str = r"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('INCR', KEYS[2])
-";
-
-/// Delete each field (odd ARGV) still holding the record it was judged on (even ARGV): a record
-/// rewritten since (e.g. by another node) stays. Bumps the version when anything went.
-const PURGE_SCRIPT: &str = r"
-local gone = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-    gone = gone + redis.call('HDEL', KEYS[1], ARGV[i])
-  end
-end
-if gone > 0 then redis.call('INCR', KEYS[2]) end
-return gone
-";
-
 /// How often nodes sharing keys through Redis purge ended keys' records.
 pub const PURGE_EVERY: Duration = Duration::from_secs(3_600);
-
-/// Where a record's key lives.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// Issued by the admin API: the record is all there is of the key.
-    Api,
-    /// Written in the config file: the record only revokes it.
-    Config,
-}
-
-/// A key record as stored (never the key itself).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct KeyRecord {
-    pub consumer: String,
-    pub id: String,
-    /// `sha256:<hex>`.
-    pub hash: String,
-    pub created_ms: u64,
-    #[serde(default)]
-    pub expires_ms: Option<u64>,
-    #[serde(default)]
-    pub revoked_ms: Option<u64>,
-    /// Absent in records written before it existed (those are never purged).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<Origin>,
-}
-
-impl KeyRecord {
-    /// Whether the record can go: an API key, revoked or expired at least `retention` ago.
-    fn purgeable(&self, now_ms: u64, retention: Option<Duration>) -> bool {
-        let Some(retention) = retention else { return false };
-        let ended = match (self.revoked_ms, self.expires_ms) {
-            (Some(r), Some(e)) => Some(r.min(e)),
-            (r, e) => r.or(e),
-        };
-        self.origin == Some(Origin::Api)
-            && ended.is_some_and(|t| {
-                let kept = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
-                t.saturating_add(kept) <= now_ms
-            })
-    }
-}
-
-/// The registry's view: records by key hash.
-#[derive(Debug, Default)]
-pub struct KeyTable {
-    pub by_hash: foldhash::HashMap<KeyHash, KeyRecord>,
-}
-
-impl KeyTable {
-    fn build(records: impl IntoIterator<Item = KeyRecord>) -> KeyTable {
-        let mut by_hash = foldhash::HashMap::default();
-        for r in records {
-            if let Ok(h) = parse_hash(&r.hash) {
-                by_hash.insert(h, r);
-            }
-        }
-        KeyTable { by_hash }
-    }
-
-    pub fn records(&self) -> impl Iterator<Item = &KeyRecord> {
-        self.by_hash.values()
-    }
-
-    pub fn by_id(&self, id: &str) -> Option<&KeyRecord> {
-        self.by_hash.values().find(|r| r.id == id)
-    }
-}
-
-/// Where changes are kept.
-pub enum KeyBackend {
-    File(PathBuf),
-    Redis(RedisStore),
-}
-
-/// The key store in Redis.
-pub struct RedisStore {
-    pub client: Client,
-    /// One command's timeout (a script gets a few).
-    pub timeout: Duration,
-    /// The Redis keys' common start ([`redis_prefix`]).
-    pub prefix: String,
-}
-
-impl RedisStore {
-    /// Run `script` on the table and version keys, within a few command timeouts.
-    async fn eval<R: fred::types::FromValue>(&self, script: &str, args: Vec<String>) -> Result<R, KeyStoreError> {
-        let keys = vec![format!("{}:table", self.prefix), format!("{}:version", self.prefix)];
-        let call = self.client.eval::<R, _, _, _>(script.to_string(), keys, args);
-        tokio::time::timeout(self.timeout * 4, call)
-            .await
-            .map_err(|_| KeyStoreError::Redis("timed out".into()))?
-            .map_err(|e| KeyStoreError::Redis(e.to_string()))
-    }
-}
-
-/// The start of the key store's Redis keys, `tollgate:{keys}` or `tollgate:<namespace>:{keys}`:
-/// then `…:table` (records by hash) and `…:version`.
-pub fn redis_prefix(namespace: &str) -> String {
-    match namespace {
-        "" => "tollgate:{keys}".to_string(),
-        ns => format!("tollgate:{ns}:{{keys}}"),
-    }
-}
-
-/// A store failure, said without any key material.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyStoreError {
-    #[error("key store file {0}: {1}")]
-    File(String, String),
-    #[error("key store in redis: {0}")]
-    Redis(String),
-}
 
 /// Run-time keys and revocations.
 pub struct KeyRegistry {
@@ -348,45 +220,6 @@ fn log_purged(records: usize) {
     }
 }
 
-/// A new key and its record for `consumer`.
-pub fn new_key(consumer: &str, id: String, now_ms: u64, expires_ms: Option<u64>) -> (String, KeyRecord) {
-    let key = crate::config::consumers::generate_key();
-    let record = KeyRecord {
-        consumer: consumer.to_string(),
-        id,
-        hash: format_hash(&hash_key(key.as_bytes())),
-        created_ms: now_ms,
-        expires_ms,
-        revoked_ms: None,
-        origin: Some(Origin::Api),
-    };
-    (key, record)
-}
-
-fn read_file(path: &PathBuf) -> Result<Vec<KeyRecord>, KeyStoreError> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|e| KeyStoreError::File(path.display().to_string(), e.to_string()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(KeyStoreError::File(path.display().to_string(), e.to_string())),
-    }
-}
-
-fn write_file(path: &PathBuf, records: &[KeyRecord]) -> Result<(), KeyStoreError> {
-    let shown = path.display().to_string();
-    let json = serde_json::to_vec_pretty(records).map_err(|e| KeyStoreError::File(shown.clone(), e.to_string()))?;
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| KeyStoreError::File(shown, e.to_string()))
-}
-
 /// Poll Redis for key changes, forever, on the current runtime; purge ended keys' records every
 /// [`PURGE_EVERY`].
 pub async fn poll_forever(registry: Arc<KeyRegistry>) {
@@ -420,6 +253,8 @@ pub async fn poll_forever(registry: Arc<KeyRegistry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key_hash::hash_key;
+    use fred::prelude::*;
     use tollgate_limits::ManualClock;
 
     #[tokio::test]

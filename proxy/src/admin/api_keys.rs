@@ -11,17 +11,10 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 
 use super::{error, reply, AdminApp};
-use crate::config::consumers::format_hash;
+use crate::api_keys::{new_key, KeyRecord, Origin};
 use crate::error::ApiError;
-use crate::keys::{new_key, KeyRecord, Origin};
-
-/// What an admin action did, for the audit line.
-pub struct AdminAudit {
-    pub action: &'static str,
-    pub consumer: Option<String>,
-    pub key_id: Option<String>,
-    pub result: String,
-}
+use crate::key_hash::format_hash;
+use crate::telemetry::audit::AdminAudit;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

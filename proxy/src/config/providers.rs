@@ -1,0 +1,143 @@
+//! Providers: each `[[providers]]` entry resolved once at load into an address, TLS settings,
+//! a `Host` header and the key to inject — nothing looked up by string per request.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use pingora::utils::tls::{parse_x509, WrappedX509};
+
+use super::raw::{ProviderKind, RawProvider};
+use crate::secret::{self, Secret};
+
+/// One provider endpoint, ready to connect to.
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// TLS server name and `Host` header value.
+    pub host: String,
+    pub host_header: HeaderValue,
+    /// Path prefix of the base URL without a trailing slash, e.g. `/v1` or `/compatible-mode/v1`.
+    pub path_prefix: String,
+    /// `Bearer <key>`, marked sensitive.
+    pub auth: Option<Secret<HeaderValue>>,
+    /// CA certificates trusted for this provider instead of the system's.
+    pub ca: Option<Arc<[WrappedX509]>>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("path_prefix", &self.path_prefix)
+            .field("auth", &self.auth.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Provider {
+    /// The upstream path for a client path under `/v1` (query string kept).
+    pub fn upstream_path(&self, client_path_and_query: &str) -> String {
+        let rest = client_path_and_query
+            .strip_prefix("/v1")
+            .unwrap_or(client_path_and_query);
+        let mut p = String::with_capacity(self.path_prefix.len() + rest.len());
+        p.push_str(&self.path_prefix);
+        p.push_str(rest);
+        p
+    }
+}
+
+type FieldProblem = (&'static str, String, std::ops::Range<usize>);
+
+pub fn compile(p: &RawProvider, base_dir: Option<&Path>) -> Result<Provider, FieldProblem> {
+    let url_span = p.base_url.span();
+    let bad_url = |msg: String| ("base_url", msg, url_span.clone());
+    let uri: http::Uri = p
+        .base_url
+        .get_ref()
+        .parse()
+        .map_err(|e| bad_url(format!("`{}` is not a URL: {e}", p.base_url.get_ref())))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(bad_url("scheme must be http or https".into())),
+    };
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| bad_url("URL has no host".into()))?;
+    let host_plain = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let addr = (host_plain.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| bad_url(format!("cannot resolve `{host_plain}`: {e}")))?
+        .next()
+        .ok_or_else(|| bad_url(format!("`{host_plain}` resolves to no address")))?;
+    if uri.query().is_some() {
+        return Err(bad_url("base_url must not have a query string".into()));
+    }
+    let path_prefix = uri.path().trim_end_matches('/').to_string();
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+    let host_header =
+        HeaderValue::from_str(authority).map_err(|_| bad_url("host is not a valid header value".into()))?;
+
+    let auth = match &p.api_key {
+        None => None,
+        Some(k) => {
+            let key = secret::resolve(k.get_ref()).map_err(|e| ("api_key", e.to_string(), k.span()))?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                (
+                    "api_key",
+                    "the key contains characters not allowed in a header".to_string(),
+                    k.span(),
+                )
+            })?;
+            v.set_sensitive(true);
+            Some(Secret::new(v))
+        }
+    };
+    let ca = match &p.ca_file {
+        None => None,
+        Some(f) => Some(load_ca(f.get_ref(), base_dir).map_err(|msg| ("ca_file", msg, f.span()))?),
+    };
+    Ok(Provider {
+        name: p.name.get_ref().clone(),
+        kind: p.kind,
+        addr,
+        tls,
+        host: host_plain,
+        host_header,
+        path_prefix,
+        auth,
+        ca,
+    })
+}
+
+fn load_ca(file: &str, base_dir: Option<&Path>) -> Result<Arc<[WrappedX509]>, String> {
+    let path = match base_dir {
+        Some(dir) if Path::new(file).is_relative() => dir.join(file),
+        _ => Path::new(file).to_path_buf(),
+    };
+    let pem = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for der in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = der
+            .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?
+            .to_vec();
+        // parse_x509 panics on malformed DER; contain it here, at load, far from any request.
+        let wrapped = std::panic::catch_unwind(|| WrappedX509::new(der, parse_x509))
+            .map_err(|_| format!("{} holds a certificate that does not parse", path.display()))?;
+        certs.push(wrapped);
+    }
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(Arc::from(certs))
+}

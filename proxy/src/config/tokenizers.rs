@@ -1,0 +1,90 @@
+//! Tokenizers at load: the built-in encodings, the `[[tokenizers]]` files (read here, once), and
+//! each model's counter (tokenizer + chat template).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::problems::Problems;
+use super::raw::RawConfig;
+use tollgate_tokenize::{ChatTemplate, Tokenizer};
+
+/// Built-in tokenizers and the `[[tokenizers]]` files, by name. Files are read here, at load.
+pub fn compile(
+    raw: &RawConfig,
+    base_dir: Option<&Path>,
+    problems: &mut Problems<'_>,
+) -> HashMap<String, Arc<Tokenizer>> {
+    let mut out = HashMap::new();
+    for (i, t) in raw.tokenizers.iter().enumerate() {
+        let name = t.name.get_ref();
+        if out.contains_key(name) {
+            problems.at(t.name.span(), format_args!("tokenizers[{i}].name: `{name}` is taken"));
+            continue;
+        }
+        let path = match base_dir {
+            Some(dir) if Path::new(t.file.get_ref()).is_relative() => dir.join(t.file.get_ref()),
+            _ => Path::new(t.file.get_ref()).to_path_buf(),
+        };
+        match Tokenizer::from_tokenizer_json(name, &path) {
+            Ok(tok) => {
+                out.insert(name.clone(), Arc::new(tok));
+            }
+            Err(e) => problems.at(t.file.span(), format_args!("tokenizers[{i}].file: {e}")),
+        }
+    }
+    out
+}
+
+pub fn counter(
+    m: &super::raw::RawModel,
+    i: usize,
+    tokenizers: &HashMap<String, Arc<Tokenizer>>,
+    problems: &mut Problems<'_>,
+) -> Option<(Arc<Tokenizer>, ChatTemplate)> {
+    let t = m.tokenizer.as_ref()?;
+    // Built-in encodings are built on first use (shared by every later snapshot), so a config that
+    // names none pays nothing.
+    let tok = match t.get_ref().as_str() {
+        "o200k" => Arc::new(Tokenizer::o200k()),
+        "cl100k" => Arc::new(Tokenizer::cl100k()),
+        other => match tokenizers.get(other) {
+            Some(tok) => tok.clone(),
+            None => {
+                problems.at(
+                    t.span(),
+                    format_args!("models[{i}].tokenizer: unknown tokenizer `{other}`"),
+                );
+                return None;
+            }
+        },
+    };
+    let builtin = BUILT_IN_TOKENIZERS.contains(&t.get_ref().as_str());
+    let template = match &m.chat_template {
+        Some(c) => match ChatTemplate::from_name(c.get_ref()) {
+            Some(ct) => ct,
+            None => {
+                problems.at(
+                    c.span(),
+                    format_args!(
+                        "models[{i}].chat_template: `{}` is not openai, chatml, llama3 or deepseek_v3",
+                        c.get_ref()
+                    ),
+                );
+                return None;
+            }
+        },
+        None if builtin => ChatTemplate::OpenAi,
+        None => {
+            problems.at(
+                t.span(),
+                format_args!("models[{i}].chat_template: required with a tokenizer file"),
+            );
+            return None;
+        }
+    };
+    Some((tok, template))
+}
+
+/// Tokenizer names that need no `[[tokenizers]]` entry.
+const BUILT_IN_TOKENIZERS: &[&str] = &["o200k", "cl100k"];

@@ -1,0 +1,105 @@
+//! The request metrics written when a request ends: by the model's series when it was routed
+//! (looked up once per config), by label otherwise.
+
+use std::time::Duration;
+
+use super::metrics::ModelSeries;
+use super::Metrics;
+use crate::context::{ModelStage, RequestCtx};
+use crate::live::Live;
+
+/// Book a finished request in the metrics.
+pub fn update(ctx: &RequestCtx, live: Option<&Live>, metrics: &Metrics, latency: Duration) {
+    let series = match (&ctx.model, live) {
+        (ModelStage::Routed { route, .. }, Some(live)) => live.model_series(route, metrics),
+        _ => None,
+    };
+    match series {
+        Some(series) => update_model_series(ctx, series, metrics, latency),
+        None => update_by_label(ctx, metrics, latency),
+    }
+}
+
+/// A routed request: its model's series were looked up once per config, by route.
+fn update_model_series(ctx: &RequestCtx, s: &ModelSeries, metrics: &Metrics, latency: Duration) {
+    if ctx.answer.status == 200 {
+        s.ok.inc();
+    } else {
+        let mut status_buf = [0u8; 3];
+        metrics
+            .requests
+            .with_label_values(&[ctx.model_label(), status_str(ctx.answer.status, &mut status_buf)])
+            .inc();
+    }
+    s.duration.observe(latency.as_secs_f64());
+    if let Some(t) = ctx.answer.ttft {
+        s.ttft.observe(t.as_secs_f64());
+    }
+    if let Some(c) = ctx.prompt.counted {
+        s.prompt_counted[usize::from(c.is_estimate())].inc_by(c.tokens() as u64);
+    }
+    let [prompt, completion, cached] = &s.tokens;
+    match (ctx.answer.usage, ctx.answer.completion_counted) {
+        (Some(u), _) => {
+            prompt.inc_by(u.prompt);
+            completion.inc_by(u.completion);
+            if u.cached > 0 {
+                cached.inc_by(u.cached);
+            }
+        }
+        // The provider reported nothing: the gateway's own exact count stands in.
+        (None, Some(tollgate_tokenize::Count::Exact(n))) => completion.inc_by(n as u64),
+        (None, _) => {}
+    }
+}
+
+/// A request that was not routed (unknown model, refused before routing): series by label.
+fn update_by_label(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
+    let model = ctx.model_label();
+    let mut status_buf = [0u8; 3];
+    metrics
+        .requests
+        .with_label_values(&[model, status_str(ctx.answer.status, &mut status_buf)])
+        .inc();
+    metrics
+        .duration
+        .with_label_values(&[model])
+        .observe(latency.as_secs_f64());
+    if let Some(t) = ctx.answer.ttft {
+        metrics.ttft.with_label_values(&[model]).observe(t.as_secs_f64());
+    }
+    if let Some(c) = ctx.prompt.counted {
+        let method = if c.is_estimate() { "estimate" } else { "exact" };
+        metrics
+            .prompt_tokens_counted
+            .with_label_values(&[model, method])
+            .inc_by(c.tokens() as u64);
+    }
+    if let (None, Some(tollgate_tokenize::Count::Exact(n))) = (ctx.answer.usage, ctx.answer.completion_counted) {
+        // The provider reported nothing: the gateway's own exact count stands in.
+        metrics
+            .tokens
+            .with_label_values(&[model, "completion"])
+            .inc_by(n as u64);
+    }
+    if let Some(u) = ctx.answer.usage {
+        metrics.tokens.with_label_values(&[model, "prompt"]).inc_by(u.prompt);
+        metrics
+            .tokens
+            .with_label_values(&[model, "completion"])
+            .inc_by(u.completion);
+        if u.cached > 0 {
+            metrics.tokens.with_label_values(&[model, "cached"]).inc_by(u.cached);
+        }
+    }
+}
+
+fn status_str(status: u16, buf: &mut [u8; 3]) -> &str {
+    let s = status.min(999);
+    *buf = [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ];
+    std::str::from_utf8(buf).unwrap_or("000")
+}
