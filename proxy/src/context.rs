@@ -157,6 +157,40 @@ impl RequestCtx {
     }
 }
 
+/// The names a log line shows for a request (empty where there is none).
+pub struct Names<'a> {
+    pub consumer: &'a str,
+    pub key_id: &'a str,
+    pub asked: &'a str,
+    pub used: &'a str,
+    pub provider: &'a str,
+}
+
+impl RequestCtx {
+    /// Consumer, key id, the model asked and the target model and provider used.
+    pub fn names(&self) -> Names<'_> {
+        let (consumer, key_id) = match &self.caller {
+            Caller::Consumer { consumer, key_id } => (consumer.name.as_str(), key_id.as_ref()),
+            Caller::Open | Caller::Unidentified => ("", ""),
+        };
+        let (asked, used, provider) = match &self.model {
+            ModelStage::None => ("", "", ""),
+            ModelStage::Unknown(m) => (m.as_str(), "", ""),
+            ModelStage::Routed { route, target } => match route.targets.get(*target) {
+                Some(t) => (route.name.as_str(), t.model.as_str(), t.provider.name.as_str()),
+                None => (route.name.as_str(), "", ""),
+            },
+        };
+        Names {
+            consumer,
+            key_id,
+            asked,
+            used,
+            provider,
+        }
+    }
+}
+
 impl Default for RequestCtx {
     fn default() -> Self {
         Self::new()

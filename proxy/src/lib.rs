@@ -24,9 +24,10 @@
 //!
 //! # Layers
 //!
-//! Imports go down this list, never up: [`api`], [`error`], [`key_hash`], [`rate_headers`] and the parsing
-//! helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`] → [`live`] → [`pipeline`] → [`upstream`] →
-//! [`gateway`], [`admin`], [`reload`], [`server`], [`cli`].
+//! Imports go down this list, never up (nor across a comma): [`api`], [`error`], [`key_hash`],
+//! [`rate_headers`] and the parsing helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`]
+//! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`reload`] → [`gateway`], [`admin`],
+//! [`cli`] → [`server`].
 
 pub mod admin;
 pub mod api;

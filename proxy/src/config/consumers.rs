@@ -21,7 +21,7 @@ use crate::key_hash::{parse_hash, KeyHash};
 #[derive(Debug)]
 pub struct Consumer {
     pub name: String,
-    /// For each configured model ([`Route::index`](super::Route)), whether the consumer's model
+    /// For each configured model ([`Route::index`](super::routes::Route)), whether the consumer's model
     /// names and globs allow it: the globs are matched once at load, not on every request.
     pub allowed_routes: Vec<bool>,
     /// Endpoints allowed; `None` means all.
@@ -38,7 +38,7 @@ pub struct Consumer {
 
 impl Consumer {
     /// Whether this consumer may use the configured model `route`.
-    pub fn may_use_route(&self, route: &super::Route) -> bool {
+    pub fn may_use_route(&self, route: &super::routes::Route) -> bool {
         self.allowed_routes.get(route.index).copied().unwrap_or(false)
     }
 
@@ -155,7 +155,7 @@ pub fn compile(raw: &[RawConsumer], model_names: &[String], problems: &mut Probl
                     .is_none_or(|pats| pats.iter().any(|p| glob::matches(p, m)))
             })
             .collect();
-        let models_body = super::snapshot::render_models(
+        let models_body = super::routes::render_models(
             model_names
                 .iter()
                 .zip(&allowed_routes)

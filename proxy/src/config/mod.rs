@@ -14,13 +14,15 @@ pub mod providers;
 pub mod quotas;
 pub mod rate_limits;
 pub mod raw;
+pub mod routes;
 pub mod snapshot;
 pub mod tokenizers;
 
 use std::path::Path;
 
 pub use providers::Provider;
-pub use snapshot::{Route, Snapshot, Target};
+pub use routes::{Route, Target};
+pub use snapshot::Snapshot;
 
 /// A config file that cannot be used; lists every problem found, each with its line and field.
 #[derive(Debug, thiserror::Error)]

@@ -16,31 +16,8 @@ use super::problems::Problems;
 use super::providers::{self, Provider};
 use super::rate_limits::{self, LimitRule, TrustedProxies};
 use super::raw::RawConfig;
+use super::routes::{render_models, Route, Target};
 use super::tokenizers;
-use tollgate_tokenize::{ChatTemplate, Tokenizer};
-
-/// One place a public model can be served.
-#[derive(Debug)]
-pub struct Target {
-    pub provider: Arc<Provider>,
-    /// The provider's own model name.
-    pub model: String,
-    /// `model` as a JSON string literal, ready to splice into a body.
-    pub model_json: Bytes,
-    pub weight: u32,
-}
-
-/// A public model name and where it can be served.
-#[derive(Debug)]
-pub struct Route {
-    pub name: String,
-    /// Position among the public model names (file order): indexes per-consumer allow tables.
-    pub index: usize,
-    pub targets: Vec<Target>,
-    pub total_weight: u64,
-    /// The tokenizer and chat template prompts are counted with; `None` means estimate.
-    pub counter: Option<(Arc<Tokenizer>, ChatTemplate)>,
-}
 
 /// The compiled config.
 #[derive(Debug)]
@@ -189,14 +166,6 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         limits,
         trusted_proxies,
     })
-}
-
-/// The `GET /v1/models` body listing `names`.
-pub(super) fn render_models<'a>(names: impl Iterator<Item = &'a String>) -> Bytes {
-    let data: Vec<serde_json::Value> = names
-        .map(|n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "tollgate"}))
-        .collect();
-    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
 }
 
 #[cfg(test)]

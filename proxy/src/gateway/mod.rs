@@ -19,7 +19,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
-use crate::context::RequestCtx;
+use crate::context::{ModelStage, RequestCtx};
 use crate::live::{Live, LiveCell};
 use crate::pipeline::admit::{Admission, Ledger, Settlement};
 use crate::telemetry::access::AccessLog;
@@ -108,8 +108,11 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, call: &mut Call) {
         let how = Settlement::of(&call.ctx);
         self.state.admission.settle(&mut call.ledger, how).await;
-        self.state
-            .access_log
-            .record(&call.ctx, call.live.as_deref(), &self.state.metrics);
+        let metrics = &self.state.metrics;
+        let series = match (&call.ctx.model, &call.live) {
+            (ModelStage::Routed { route, .. }, Some(live)) => live.model_series(route, metrics),
+            _ => None,
+        };
+        self.state.access_log.record(&call.ctx, series, metrics);
     }
 }

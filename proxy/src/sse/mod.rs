@@ -4,7 +4,7 @@
 //! - [`usage`]: reads token usage from an event or a JSON body, parsing only what holds it.
 //! - [`completion`]: the generated text (content deltas), decoded from events or a JSON body.
 //!
-//! The response stages that use them are in [`pipeline::response`](crate::pipeline::response).
+//! The response stages that use them are in `pipeline::response`.
 
 pub mod completion;
 pub mod scanner;

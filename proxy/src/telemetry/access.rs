@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::audit::{self, AdminAudit};
 use super::logging::LogFormat;
+use super::metrics::ModelSeries;
 use super::request_metrics;
 use super::Metrics;
-use crate::context::{Caller, ModelStage, RequestCtx};
+use crate::context::{Caller, RequestCtx};
 use crate::json_spans::write_str as json_str;
-use crate::live::Live;
 
 /// How often the writer thread flushes.
 const FLUSH_EVERY: Duration = Duration::from_millis(10);
@@ -74,7 +74,7 @@ impl AccessLog {
     }
 
     /// Record a finished request: the line, and the request metrics.
-    pub fn record(&self, ctx: &RequestCtx, live: Option<&Live>, metrics: &Metrics) {
+    pub fn record(&self, ctx: &RequestCtx, series: Option<&ModelSeries>, metrics: &Metrics) {
         let latency = ctx.started.elapsed();
         let mut stamp = Vec::with_capacity(32);
         timestamp(&mut stamp);
@@ -96,7 +96,7 @@ impl AccessLog {
         if dropped {
             metrics.access_log_dropped.inc();
         }
-        request_metrics::update(ctx, live, metrics, latency);
+        request_metrics::update(ctx, series, metrics, latency);
     }
 }
 
@@ -113,38 +113,8 @@ fn flush(shared: &Shared, spare: &mut Vec<u8>) {
     spare.clear();
 }
 
-pub(super) struct Fields<'a> {
-    pub consumer: &'a str,
-    pub key_id: &'a str,
-    pub asked: &'a str,
-    pub used: &'a str,
-    pub provider: &'a str,
-}
-
-pub(super) fn fields(ctx: &RequestCtx) -> Fields<'_> {
-    let (consumer, key_id) = match &ctx.caller {
-        Caller::Consumer { consumer, key_id } => (consumer.name.as_str(), key_id.as_ref()),
-        Caller::Open | Caller::Unidentified => ("", ""),
-    };
-    let (asked, used, provider) = match &ctx.model {
-        ModelStage::None => ("", "", ""),
-        ModelStage::Unknown(m) => (m.as_str(), "", ""),
-        ModelStage::Routed { route, target } => match route.targets.get(*target) {
-            Some(t) => (route.name.as_str(), t.model.as_str(), t.provider.name.as_str()),
-            None => (route.name.as_str(), "", ""),
-        },
-    };
-    Fields {
-        consumer,
-        key_id,
-        asked,
-        used,
-        provider,
-    }
-}
-
 fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duration) {
-    let f = fields(ctx);
+    let f = ctx.names();
     out.extend_from_slice(b"{\"timestamp\":\"");
     out.extend_from_slice(stamp);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"access\",\"request_id\":");
@@ -179,7 +149,7 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
 
 fn text_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duration) {
     use std::io::Write as _;
-    let f = fields(ctx);
+    let f = ctx.names();
     out.extend_from_slice(stamp);
     let _ = write!(
         out,
@@ -355,6 +325,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::ModelStage;
     use crate::sse::Usage;
 
     #[test]

@@ -2,7 +2,6 @@
 //! callers and for admin actions. Always JSON; never a key, a token or (unless the consumer
 //! allows prompts to be logged) a prompt.
 
-use super::access::fields;
 use crate::context::{Caller, Outcome, RequestCtx};
 use crate::json_spans::write_str as json_str;
 
@@ -48,7 +47,7 @@ const MAX_LOGGED_PROMPT: usize = 16 * 1024;
 /// The audit line of an authenticated decision: who (consumer, key id, user; never the key),
 /// what (endpoint, model), the decision and why, and the tokens when known. Always JSON.
 pub fn request_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx) {
-    let f = fields(ctx);
+    let f = ctx.names();
     let denied = ctx.answer.outcome == Outcome::Refused && ctx.answer.status < 500;
     out.extend_from_slice(b"{\"timestamp\":\"");
     out.extend_from_slice(stamp);

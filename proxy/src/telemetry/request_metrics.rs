@@ -5,15 +5,10 @@ use std::time::Duration;
 
 use super::metrics::ModelSeries;
 use super::Metrics;
-use crate::context::{ModelStage, RequestCtx};
-use crate::live::Live;
+use crate::context::RequestCtx;
 
-/// Book a finished request in the metrics.
-pub fn update(ctx: &RequestCtx, live: Option<&Live>, metrics: &Metrics, latency: Duration) {
-    let series = match (&ctx.model, live) {
-        (ModelStage::Routed { route, .. }, Some(live)) => live.model_series(route, metrics),
-        _ => None,
-    };
+/// Book a finished request in the metrics; `series` are its routed model's, if it was routed.
+pub fn update(ctx: &RequestCtx, series: Option<&ModelSeries>, metrics: &Metrics, latency: Duration) {
     match series {
         Some(series) => update_model_series(ctx, series, metrics, latency),
         None => update_by_label(ctx, metrics, latency),

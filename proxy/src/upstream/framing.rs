@@ -1,6 +1,6 @@
 //! How a provider's HTTP/1.1 response body is framed, and taking it out of a read buffer.
 //!
-//! Pure over a [`BytesMut`]: the reader ([`super::response`]) appends what it reads, the
+//! Pure over a [`BytesMut`]: the reader (`response`) appends what it reads, the
 //! [`Decoder`] splits off body bytes as they become complete. Body bytes leave as slices of the
 //! read buffer (no copy), and every piece already received is handed out without another read,
 //! so a provider flushing a burst of chunks costs one read, not one per chunk.

@@ -1,0 +1,40 @@
+//! Routes: a public model name, the targets (provider + provider's model name) that serve it,
+//! and the tokenizer its prompts are counted with; and the `/v1/models` list of such names.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tollgate_tokenize::{ChatTemplate, Tokenizer};
+
+use super::providers::Provider;
+
+/// One place a public model can be served.
+#[derive(Debug)]
+pub struct Target {
+    pub provider: Arc<Provider>,
+    /// The provider's own model name.
+    pub model: String,
+    /// `model` as a JSON string literal, ready to splice into a body.
+    pub model_json: Bytes,
+    pub weight: u32,
+}
+
+/// A public model name and where it can be served.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// Position among the public model names (file order): indexes per-consumer allow tables.
+    pub index: usize,
+    pub targets: Vec<Target>,
+    pub total_weight: u64,
+    /// The tokenizer and chat template prompts are counted with; `None` means estimate.
+    pub counter: Option<(Arc<Tokenizer>, ChatTemplate)>,
+}
+
+/// The `GET /v1/models` body listing `names`.
+pub fn render_models<'a>(names: impl Iterator<Item = &'a String>) -> Bytes {
+    let data: Vec<serde_json::Value> = names
+        .map(|n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "tollgate"}))
+        .collect();
+    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+}
