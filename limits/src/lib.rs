@@ -6,7 +6,7 @@
 //! - [`exact`]: exact mode, one atomic Redis script per decision.
 //! - [`window`], [`counter`], [`redis`]: calendar-window request counters (quotas), in memory
 //!   and in Redis.
-//! - [`key`]: Redis keys with Cluster hash tags.
+//! - [`redis_key`]: Redis keys with Cluster hash tags.
 //! - [`clock`]: time through a trait, so tests move it by hand instead of sleeping.
 //!
 //! A plain library: no HTTP, no Pingora types in its API.
@@ -15,8 +15,8 @@ pub mod bucket;
 pub mod clock;
 pub mod counter;
 pub mod exact;
-pub mod key;
 pub mod redis;
+pub mod redis_key;
 pub mod sync;
 pub mod table;
 pub mod window;

@@ -24,7 +24,7 @@ use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
 use crate::upstream::{Connections, Pool, UpstreamOptions};
-use tollgate_limits::key::tagged_key;
+use tollgate_limits::redis_key::tagged_key;
 use tollgate_limits::{BucketTable, ExactBuckets, LocalCounters, SyncOptions, Syncer, SystemClock, TableOptions};
 
 /// Run the gateway until SIGTERM/SIGINT.

@@ -2,7 +2,7 @@
 
 use super::problems::Problems;
 use super::raw::RawConsumer;
-use tollgate_limits::key::tagged_key;
+use tollgate_limits::redis_key::tagged_key;
 
 /// Where a quota finds the end user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,17 +89,8 @@ pub fn compile(c: &RawConsumer, i: usize, problems: &mut Problems<'_>) -> Vec<Qu
                 tollgate_limits::Calendar::default()
             }),
         };
-        let fail_open = match q.on_redis_error.get_ref().as_str() {
-            "allow" => true,
-            "deny" => false,
-            other => {
-                problems.at(
-                    q.on_redis_error.span(),
-                    format_args!("consumers[{i}].quotas[{j}].on_redis_error: `{other}` is not allow or deny"),
-                );
-                true
-            }
-        };
+        let fail_open =
+            super::rate_limits::fail_open(&q.on_redis_error, format_args!("consumers[{i}].quotas[{j}]"), problems);
         if q.name.get_ref().is_empty() || c.quotas[..j].iter().any(|o| o.name.get_ref() == q.name.get_ref()) {
             problems.at(
                 q.name.span(),

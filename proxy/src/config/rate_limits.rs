@@ -255,17 +255,7 @@ pub fn compile(
                 LimitMode::Sync
             }
         };
-        let fail_open = match r.on_redis_error.get_ref().as_str() {
-            "allow" => true,
-            "deny" => false,
-            other => {
-                problems.at(
-                    r.on_redis_error.span(),
-                    format_args!("limits[{i}].on_redis_error: `{other}` is not allow or deny"),
-                );
-                true
-            }
-        };
+        let fail_open = fail_open(&r.on_redis_error, format_args!("limits[{i}]"), problems);
         if problems.len() == before {
             out.push(std::sync::Arc::new(LimitRule {
                 name: name.clone(),
@@ -285,6 +275,25 @@ pub fn compile(
         }
     }
     out
+}
+
+/// An `on_redis_error` policy: `allow` (serve on, the default) or `deny`; `at` names the entry.
+pub(super) fn fail_open(
+    policy: &toml::Spanned<String>,
+    at: std::fmt::Arguments<'_>,
+    problems: &mut Problems<'_>,
+) -> bool {
+    match policy.get_ref().as_str() {
+        "allow" => true,
+        "deny" => false,
+        other => {
+            problems.at(
+                policy.span(),
+                format_args!("{at}.on_redis_error: `{other}` is not allow or deny"),
+            );
+            true
+        }
+    }
 }
 
 /// Compile `[network]`.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use tollgate_limits::key::push_part;
+use tollgate_limits::redis_key::push_part;
 use tollgate_limits::{Clock, LocalCounters, RedisCounters, Window};
 
 use super::Refusal;
@@ -246,7 +246,7 @@ mod tests {
     use super::*;
     use crate::config::quotas::key_prefix;
     use http::{HeaderName, HeaderValue};
-    use tollgate_limits::key::tagged_key;
+    use tollgate_limits::redis_key::tagged_key;
 
     #[test]
     fn identities_follow_the_configured_source() {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use tollgate_limits::key::tagged_key_of;
+use tollgate_limits::redis_key::tagged_key_of;
 use tollgate_limits::{BucketTable, Clock, Decision, ExactBuckets, KeyId, Limit};
 
 use super::Refusal;
@@ -104,7 +104,7 @@ impl RateLimiter {
     ) -> Self {
         let mut key_prefix = "tollgate:limit:".to_string();
         if !namespace.is_empty() {
-            tollgate_limits::key::push_part(&mut key_prefix, namespace);
+            tollgate_limits::redis_key::push_part(&mut key_prefix, namespace);
             key_prefix.push(':');
         }
         RateLimiter {
@@ -294,7 +294,7 @@ fn digest(value: Option<&str>) -> std::borrow::Cow<'static, str> {
         None => std::borrow::Cow::Borrowed("-"),
         Some(v) => {
             let mut out = String::with_capacity(33);
-            tollgate_limits::key::push_digest(&mut out, v);
+            tollgate_limits::redis_key::push_digest(&mut out, v);
             std::borrow::Cow::Owned(out)
         }
     }
@@ -444,7 +444,7 @@ mod tests {
             parts.extend(values.iter().copied());
             assert_eq!(
                 key_base("tollgate:limit:", rule, &cows),
-                tollgate_limits::key::tagged_key("tollgate:limit:", &parts, "")
+                tollgate_limits::redis_key::tagged_key("tollgate:limit:", &parts, "")
             );
         }
     }
@@ -488,7 +488,7 @@ mod tests {
             parts.extend(values);
             assert_eq!(
                 rule_key("tollgate:limit:", &snapshot.limits[0], &sources),
-                tollgate_limits::key::tagged_key("tollgate:limit:", &parts, "")
+                tollgate_limits::redis_key::tagged_key("tollgate:limit:", &parts, "")
             );
         }
     }
