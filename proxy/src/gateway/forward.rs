@@ -19,7 +19,7 @@ use crate::upstream;
 /// Try the plan's attempts until one answers; when none does, the last failure is the answer.
 pub async fn forward(
     state: &GatewayState,
-    mut plan: AttemptPlan,
+    mut plan: AttemptPlan<'_>,
     admitted: &Admitted,
     body: &Bytes,
     session: &mut Session,

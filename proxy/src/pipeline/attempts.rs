@@ -43,8 +43,8 @@ pub fn attempt_order(route: &Route, seed: u64) -> Vec<usize> {
 }
 
 /// The attempts of one request, in order.
-pub struct AttemptPlan {
-    route: Arc<Route>,
+pub struct AttemptPlan<'r> {
+    route: &'r Arc<Route>,
     order: Vec<usize>,
     next: usize,
 }
@@ -59,21 +59,22 @@ pub struct Attempt<'p> {
     pub is_last: bool,
 }
 
-impl AttemptPlan {
+impl<'r> AttemptPlan<'r> {
     /// The plan for `route`; `seed` is any random number (it picks the weighted first target).
-    pub fn new(route: Arc<Route>, seed: u64) -> Self {
-        let order = attempt_order(&route, seed);
+    pub fn new(route: &'r Arc<Route>, seed: u64) -> Self {
+        let order = attempt_order(route, seed);
         AttemptPlan { route, order, next: 0 }
     }
 
     /// The next attempt, if any is left.
-    pub fn next_attempt(&mut self) -> Option<Attempt<'_>> {
+    pub fn next_attempt(&mut self) -> Option<Attempt<'r>> {
         let index = *self.order.get(self.next)?;
         self.next += 1;
+        let route = self.route;
         Some(Attempt {
-            route: &self.route,
+            route,
             index,
-            target: &self.route.targets[index],
+            target: &route.targets[index],
             is_last: self.next == self.order.len(),
         })
     }
@@ -155,7 +156,8 @@ mod tests {
 
     #[test]
     fn a_plan_offers_every_target_once_and_marks_the_last() {
-        let mut plan = AttemptPlan::new(route(&[1, 1, 1]), 7);
+        let r = route(&[1, 1, 1]);
+        let mut plan = AttemptPlan::new(&r, 7);
         let mut seen = Vec::new();
         while let Some(a) = plan.next_attempt() {
             seen.push((a.index, a.is_last));

@@ -29,12 +29,17 @@ use crate::live::Live;
 
 /// The request as the stages see it: read off the server's request header once, plain types.
 pub struct Incoming<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
+    pub method: &'a http::Method,
+    /// Path and query are read from it only by the stages that need them.
+    pub uri: &'a http::Uri,
     pub headers: &'a HeaderMap,
-    /// The TCP peer's address.
-    pub peer_ip: Option<IpAddr>,
+    /// The TCP peer, asked for its address only when a rate limit keys by client IP.
+    pub peer: &'a (dyn Peer + Sync),
+}
+
+/// The other end of the client connection.
+pub trait Peer {
+    fn ip(&self) -> Option<IpAddr>;
 }
 
 /// A request for a proxied endpoint, from a caller who may call it.
@@ -46,7 +51,7 @@ pub struct Opened {
 
 /// Stage 1: which endpoint, who is calling, and the local endpoints' answers.
 pub fn open(snapshot: &Snapshot, keys: &KeyRegistry, req: &Incoming<'_>, ctx: &mut RequestCtx) -> Step<Opened> {
-    let endpoint = classify(req.method, req.path)?;
+    let endpoint = classify(req.method.as_str(), req.uri.path())?;
     ctx.endpoint = Some(endpoint);
     let caller = match endpoint {
         Endpoint::Health => return Err(Answer::Local(Bytes::from_static(b"{\"status\":\"ok\"}"))),
@@ -163,8 +168,8 @@ pub async fn admit(
         };
         let facts = RequestFacts {
             headers: req.headers,
-            query: req.query,
-            peer_ip: req.peer_ip,
+            query: req.uri.query(),
+            peer: req.peer,
         };
         let rate_headers = &mut ctx.answer.rate_headers;
         let user = view.user.as_deref();

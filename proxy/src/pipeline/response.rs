@@ -84,7 +84,7 @@ pub struct Learnt {
 
 /// Stage 1: the provider's usage.
 pub struct UsageStage {
-    finder: UsageFinder,
+    finder: &'static UsageFinder,
     strip_usage_event: bool,
     usage: Option<Usage>,
 }
@@ -183,7 +183,7 @@ impl ResponseChain {
                 }
             },
             usage: UsageStage {
-                finder: UsageFinder::default(),
+                finder: UsageFinder::shared(),
                 strip_usage_event,
                 usage: None,
             },

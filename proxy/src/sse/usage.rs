@@ -58,6 +58,13 @@ impl Default for UsageFinder {
 }
 
 impl UsageFinder {
+    /// The process's one finder: building its searcher costs ~0.4 k instructions, too much to
+    /// repeat for every response.
+    pub fn shared() -> &'static UsageFinder {
+        static SHARED: std::sync::LazyLock<UsageFinder> = std::sync::LazyLock::new(UsageFinder::default);
+        &SHARED
+    }
+
     /// Classify one complete SSE event (with its trailing blank line).
     pub fn inspect_event(&self, event: &[u8]) -> EventKind {
         if ends_with_null_usage(event) {

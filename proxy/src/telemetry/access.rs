@@ -278,31 +278,42 @@ fn timestamp(out: &mut Vec<u8>) {
 }
 
 /// `now` (since the epoch) as RFC 3339 UTC with microseconds: `2026-11-25T13:22:34.475667Z`.
+/// The part up to the seconds changes once a second: each thread keeps the last one it wrote,
+/// so most lines only write their microseconds.
 fn push_timestamp(out: &mut Vec<u8>, now: Duration) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
+    }
     let secs = now.as_secs();
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let s = secs % 86_400;
-    push_digits(out, y.clamp(0, 9999) as u64, 4);
-    out.push(b'-');
-    push_digits(out, u64::from(m), 2);
-    out.push(b'-');
-    push_digits(out, u64::from(d), 2);
-    out.push(b'T');
-    push_digits(out, s / 3600, 2);
-    out.push(b':');
-    push_digits(out, s / 60 % 60, 2);
-    out.push(b':');
-    push_digits(out, s % 60, 2);
-    out.push(b'.');
-    push_digits(out, u64::from(now.subsec_micros()), 6);
-    out.push(b'Z');
+    let (cached, mut head) = SECOND.get();
+    if cached != secs {
+        head = second_prefix(secs);
+        SECOND.set((secs, head));
+    }
+    let mut stamp = [0u8; 27];
+    stamp[..20].copy_from_slice(&head);
+    put_digits(&mut stamp[20..26], u64::from(now.subsec_micros()));
+    stamp[26] = b'Z';
+    out.extend_from_slice(&stamp);
 }
 
-/// The last `width` decimal digits of `n`, zero-padded.
-fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    for slot in out[start..].iter_mut().rev() {
+/// `YYYY-MM-DDTHH:MM:SS.` of `secs` since the epoch.
+fn second_prefix(secs: u64) -> [u8; 20] {
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let s = secs % 86_400;
+    let mut p = *b"0000-00-00T00:00:00.";
+    put_digits(&mut p[0..4], y.clamp(0, 9999) as u64);
+    put_digits(&mut p[5..7], u64::from(m));
+    put_digits(&mut p[8..10], u64::from(d));
+    put_digits(&mut p[11..13], s / 3600);
+    put_digits(&mut p[14..16], s / 60 % 60);
+    put_digits(&mut p[17..19], s % 60);
+    p
+}
+
+/// The last `slots.len()` decimal digits of `n`, zero-padded.
+fn put_digits(slots: &mut [u8], mut n: u64) {
+    for slot in slots.iter_mut().rev() {
         *slot = b'0' + (n % 10) as u8;
         n /= 10;
     }
@@ -336,6 +347,16 @@ mod tests {
         let mut out = Vec::new();
         push_timestamp(&mut out, Duration::new(951_782_400, 5_000));
         assert_eq!(String::from_utf8(out).unwrap(), "2000-02-29T00:00:00.000005Z");
+        // The same second again (the thread's kept prefix), then the next one.
+        for (nanos, secs, want) in [
+            (999_999_999, 951_782_400, "2000-02-29T00:00:00.999999Z"),
+            (0, 951_782_401, "2000-02-29T00:00:01.000000Z"),
+            (1_000, 951_782_400, "2000-02-29T00:00:00.000001Z"),
+        ] {
+            let mut out = Vec::new();
+            push_timestamp(&mut out, Duration::new(secs, nanos));
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 
     #[test]

@@ -136,7 +136,10 @@ pub async fn send(conns: &Connections, peer: &HttpPeer, head: &[u8], body: &Byte
         let reused = pooled.is_some();
         let stream = match pooled {
             Some(s) => s,
-            None => connect(&conns.connector, peer).await?,
+            // Boxed: Pingora's connect future is ~9 KB, and inline it would make every
+            // request's future that large (and copied as a whole into its box), while most
+            // requests reuse a pooled connection and never connect.
+            None => Box::pin(connect(&conns.connector, peer)).await?,
         };
         match exchange(stream, peer, head, body).await {
             Ok(response) => return Ok(response),

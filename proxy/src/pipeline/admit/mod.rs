@@ -12,7 +12,6 @@
 pub mod quotas;
 pub mod rate_limits;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -20,6 +19,7 @@ use http::HeaderMap;
 use self::quotas::{Charge, QuotaStore};
 use self::rate_limits::{Demand, Hold, KeySources, RateLimiter};
 use super::auth::Identified;
+use super::request::Peer;
 use crate::context::{Outcome, RequestCtx};
 use crate::error::ApiError;
 use crate::live::Live;
@@ -45,6 +45,11 @@ impl Ledger {
     /// Whether any rate limit holds a reservation for this request (its real cost is needed).
     pub fn has_limit_holds(&self) -> bool {
         !self.holds.is_empty()
+    }
+
+    /// Whether the request holds nothing (then settling it has nothing to do).
+    pub fn is_empty(&self) -> bool {
+        self.charges.is_empty() && self.holds.is_empty()
     }
 }
 
@@ -83,8 +88,8 @@ pub struct Admission {
 pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
-    /// The TCP peer's address (the client's, unless a trusted proxy forwarded it).
-    pub peer_ip: Option<IpAddr>,
+    /// The TCP peer (the client, unless a trusted proxy forwarded the request).
+    pub peer: &'a (dyn Peer + Sync),
 }
 
 impl Admission {
@@ -132,7 +137,7 @@ impl Admission {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect();
-            live.trusted_proxies.client_ip(req.peer_ip, &forwarded)
+            live.trusted_proxies.client_ip(req.peer.ip(), &forwarded)
         };
         let sources = KeySources {
             consumer: caller.map(|c| c.consumer.name.as_str()),
