@@ -12,6 +12,8 @@ pub mod relay;
 pub mod respond;
 pub mod serve;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,6 +51,12 @@ pub struct Call {
     pub live: Option<Arc<Live>>,
 }
 
+/// `make()`'s value written into a box allocated first (so it can be built there, not copied).
+fn in_box<T>(make: impl FnOnce() -> T) -> Box<T> {
+    let slot = Box::new_uninit();
+    Box::write(slot, make())
+}
+
 /// The gateway service.
 pub struct Gateway {
     state: Arc<GatewayState>,
@@ -71,8 +79,22 @@ impl ProxyHttp for Gateway {
     /// Runs once the request header is read. Serves the whole request: local endpoints, or the
     /// body read, parsed, admitted and forwarded with fallback, the response streamed back.
     /// Always `Ok(true)` (response sent) unless the connection must be dropped.
-    async fn request_filter(&self, session: &mut Session, call: &mut Call) -> Result<bool> {
-        serve::serve(&self.state, session, call).await.map(|()| true)
+    ///
+    /// Written out rather than as an `async fn`: the request's future (a few KB) is built
+    /// straight into its box, where the generated form builds it on the stack and copies it.
+    fn request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        call: &'life2 mut Call,
+    ) -> Pin<Box<dyn Future<Output = Result<bool>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+        Call: Send + Sync,
+    {
+        Box::into_pin(in_box(|| serve::filter(&self.state, session, call)))
     }
 
     /// Never reached: `request_filter` answers every request.

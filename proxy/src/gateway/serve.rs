@@ -15,6 +15,11 @@ use crate::pipeline::Step;
 /// Longest time spent discarding the rest of a refused oversized body.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// `request_filter`'s answer: the request was served (`true`), unless the connection failed.
+pub async fn filter(state: &GatewayState, session: &mut Session, call: &mut Call) -> pingora::Result<bool> {
+    serve(state, session, call).await.map(|()| true)
+}
+
 /// Serve one request completely.
 pub async fn serve(state: &GatewayState, session: &mut Session, call: &mut Call) -> pingora::Result<()> {
     call.ctx.request_id = request_id(session.req_header().headers.get("x-request-id"));
