@@ -157,13 +157,11 @@ async fn relay_body(
         let (ended, failure) = read_burst(&mut up, sink).await;
         if ended {
             sink.finish(ctx);
-            if !call.ledger.is_empty() {
-                let tokens = ctx.tokens_used();
-                state
-                    .admission
-                    .settle(&mut call.ledger, Settlement::Answered { tokens })
-                    .await;
-            }
+            let tokens = ctx.tokens_used();
+            state
+                .admission
+                .settle(&mut call.ledger, Settlement::Answered { tokens })
+                .await;
         }
         if let (Some(e), Some(_)) = (&failure, &header) {
             // Nothing has reached the client yet: the attempt failed, another target may serve.

@@ -47,9 +47,7 @@ pub async fn answer(
             if !session.is_body_done() {
                 serve::discard_body(session).await;
             }
-            if !call.ledger.is_empty() {
-                state.admission.settle(&mut call.ledger, Settlement::NotServed).await;
-            }
+            state.admission.settle(&mut call.ledger, Settlement::NotServed).await;
             call.ctx.answer.rate_headers.merge(headers);
             error(session, &mut call.ctx, err).await;
             Ok(())

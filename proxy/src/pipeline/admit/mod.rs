@@ -46,11 +46,6 @@ impl Ledger {
     pub fn has_limit_holds(&self) -> bool {
         !self.holds.is_empty()
     }
-
-    /// Whether the request holds nothing (then settling it has nothing to do).
-    pub fn is_empty(&self) -> bool {
-        self.charges.is_empty() && self.holds.is_empty()
-    }
 }
 
 /// How a request ended, as far as what it holds goes.
