@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -24,7 +24,7 @@ use pingora::Error;
 use super::{respond, Call, GatewayState};
 use crate::context::{Outcome, RequestCtx};
 use crate::pipeline::admit::Settlement;
-use crate::pipeline::response::{CountCompletion, Learnt, ResponseChain};
+use crate::pipeline::response::{concat, CountCompletion, Learnt, ResponseChain};
 use crate::upstream::{self, Response};
 
 /// Most bytes gathered from already-buffered chunks into one downstream write.
@@ -80,11 +80,9 @@ impl BodySink {
             0 => None,
             1 => self.out.pop(),
             _ => {
-                let mut buf = BytesMut::with_capacity(self.out.iter().map(Bytes::len).sum());
-                for b in self.out.drain(..) {
-                    buf.extend_from_slice(&b);
-                }
-                Some(buf.freeze())
+                let whole = concat(&self.out);
+                self.out.clear();
+                Some(whole)
             }
         }
     }

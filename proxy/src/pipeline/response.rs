@@ -274,7 +274,8 @@ impl ResponseChain {
     }
 }
 
-fn concat(pieces: &[Bytes]) -> Bytes {
+/// `pieces` in one buffer, sized once.
+pub fn concat(pieces: &[Bytes]) -> Bytes {
     let mut buf = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
     for p in pieces {
         buf.extend_from_slice(p);
