@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::{error, reply, AdminApp};
 use crate::api_keys::{new_key, KeyRecord, Origin};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::key_hash::format_hash;
 use crate::telemetry::audit::AdminAudit;
 
@@ -134,7 +134,7 @@ async fn issue(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &st
     record.id = match req.id {
         Some(id) if id.is_empty() || id.len() > 64 => {
             return Err(ApiError::new(
-                crate::error::ErrorCode::InvalidKeyId,
+                ErrorCode::InvalidKeyId,
                 "A key id is 1 to 64 characters.",
             ))
         }
@@ -143,7 +143,7 @@ async fn issue(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &st
     };
     if id_taken(app, snapshot, &record.id) {
         return Err(ApiError::new(
-            crate::error::ErrorCode::KeyIdTaken,
+            ErrorCode::KeyIdTaken,
             format!("A key with id `{}` already exists.", record.id),
         ));
     }
@@ -151,7 +151,7 @@ async fn issue(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &st
     app.keys
         .put(record)
         .await
-        .map_err(|e| ApiError::new(crate::error::ErrorCode::KeyStoreUnavailable, e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::KeyStoreUnavailable, e.to_string()))?;
     let v = serde_json::json!({"consumer": consumer, "id": id, "key": key, "expires_at_ms": expires});
     Ok((StatusCode::CREATED, v, id))
 }
@@ -187,7 +187,7 @@ async fn revoke(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &s
     app.keys
         .put(record)
         .await
-        .map_err(|e| ApiError::new(crate::error::ErrorCode::KeyStoreUnavailable, e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::KeyStoreUnavailable, e.to_string()))?;
     Ok((
         StatusCode::OK,
         serde_json::json!({"consumer": consumer, "id": id, "revoked": true}),

@@ -16,7 +16,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::api_keys::KeyRegistry;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::live::LiveCell;
 use crate::reload::Reloader;
 use crate::telemetry::access::AccessLog;
@@ -123,7 +123,7 @@ impl ServeHttp for AdminApp {
                         format!("ok: config version {version}"),
                     ),
                     Ok(Err(e)) => (
-                        error(ApiError::new(crate::error::ErrorCode::InvalidConfig, e.to_string())),
+                        error(ApiError::new(ErrorCode::InvalidConfig, e.to_string())),
                         "refused: invalid_config".to_string(),
                     ),
                     Err(_) => (error(ApiError::internal()), "failed".to_string()),

@@ -12,7 +12,7 @@ use super::endpoint::Endpoint;
 use crate::api_keys::{KeyRegistry, Verdict};
 use crate::config::consumers::{Consumer, Consumers};
 use crate::config::Route;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::key_hash::hash_key;
 
 /// A caller whose key checked out.
@@ -92,7 +92,7 @@ pub fn authorize_endpoint(entry: &Identified, endpoint: Endpoint) -> Result<(), 
         Ok(())
     } else {
         Err(ApiError::new(
-            crate::error::ErrorCode::EndpointNotAllowed,
+            ErrorCode::EndpointNotAllowed,
             format!("Your API key may not call the {} endpoint.", endpoint.name()),
         ))
     }
@@ -105,7 +105,7 @@ pub fn authorize_route(entry: &Identified, route: &Route) -> Result<(), ApiError
     } else {
         let shown: String = route.name.chars().take(128).collect();
         Err(ApiError::new(
-            crate::error::ErrorCode::ModelNotAllowed,
+            ErrorCode::ModelNotAllowed,
             format!("Your API key may not use the model `{shown}`."),
         ))
     }

@@ -11,7 +11,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::json_spans::{for_each_element, for_each_member, nests_deeper_than, Member};
 
 /// Deepest array/object nesting accepted in a request body (serde_json's default limit).
@@ -229,7 +229,7 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
     let prompt = prompt_spans(body, messages, prompt, input);
     let model_span = model_span.ok_or_else(|| {
         ApiError::new(
-            crate::error::ErrorCode::InvalidModel,
+            ErrorCode::InvalidModel,
             "The `model` key must be written without escapes.",
         )
     })?;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::body::{self, Edit};
 use crate::config::param_rules::EffectiveRules;
 use crate::config::raw::ParamMode;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::json_spans::{unescape, Member};
 
 /// The splices that make `body` follow `rules`, or the 400 it deserves. `members` are the
@@ -30,7 +30,7 @@ pub fn apply(body: &[u8], members: &[Member], rules: &EffectiveRules<'_>) -> Res
         }
         if rules.forbidden.iter().any(|f| f == key.as_ref()) {
             return Err(ApiError::new(
-                crate::error::ErrorCode::ParameterForbidden,
+                ErrorCode::ParameterForbidden,
                 format!("The parameter `{key}` is not allowed for your API key."),
             ));
         }
@@ -46,7 +46,7 @@ pub fn apply(body: &[u8], members: &[Member], rules: &EffectiveRules<'_>) -> Res
             } else {
                 let Ok(v) = text.parse::<f64>() else {
                     return Err(ApiError::new(
-                        crate::error::ErrorCode::ParameterInvalid,
+                        ErrorCode::ParameterInvalid,
                         format!("The parameter `{key}` must be a number."),
                     ));
                 };
@@ -54,7 +54,7 @@ pub fn apply(body: &[u8], members: &[Member], rules: &EffectiveRules<'_>) -> Res
                     match mode {
                         ParamMode::Reject => {
                             return Err(ApiError::new(
-                                crate::error::ErrorCode::ParameterOutOfRange,
+                                ErrorCode::ParameterOutOfRange,
                                 format!(
                                     "The parameter `{key}` must be between {} and {} for your API key.",
                                     b.min, b.max
