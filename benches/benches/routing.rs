@@ -4,6 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tollgate::api::Endpoint;
 use tollgate::config::{load_str, Snapshot};
 use tollgate::pipeline::{attempts, body};
 use tollgate_benches::chat_body;
@@ -33,7 +34,9 @@ fn snapshot() -> Snapshot {
 }
 
 fn tollgate_route(snapshot: &Snapshot, raw: &[u8], seed: u64) -> usize {
-    let Ok(view) = body::parse(raw) else { return 0 };
+    let Ok(view) = body::parse(raw, Endpoint::ChatCompletions) else {
+        return 0;
+    };
     let Some(r) = snapshot.route(&view.model) else { return 0 };
     let order = attempts::attempt_order(r, seed);
     let target = &r.targets[order[0]];

@@ -32,6 +32,9 @@ pub enum ErrorCode {
     QuotaExceeded,
     RateLimitExceeded,
     RequestExceedsLimit,
+    InvalidType,
+    InvalidValue,
+    MissingRequiredParameter,
     InternalError,
     UpstreamUnreachable,
     QuotaStoreUnavailable,
@@ -73,6 +76,9 @@ impl ErrorCode {
                 "rate_limit_error",
                 "request_exceeds_limit",
             ),
+            InvalidType => (BAD, INVALID, "invalid_type"),
+            InvalidValue => (BAD, INVALID, "invalid_value"),
+            MissingRequiredParameter => (BAD, INVALID, "missing_required_parameter"),
             InternalError => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
             UpstreamUnreachable => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unreachable"),
             QuotaStoreUnavailable => (
@@ -107,6 +113,8 @@ impl std::fmt::Display for ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// The request parameter at fault, as a path (`messages[3].role`), when one is.
+    pub param: Option<String>,
 }
 
 impl ApiError {
@@ -114,7 +122,14 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            param: None,
         }
+    }
+
+    /// The same error, naming the parameter at fault.
+    pub fn at(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
     }
 
     /// The HTTP status of this error.
@@ -192,7 +207,7 @@ impl ApiError {
     pub fn body(&self) -> Bytes {
         let (_, kind, code) = self.code.answer();
         let v = serde_json::json!({
-            "error": { "message": self.message, "type": kind, "code": code, "param": null }
+            "error": { "message": self.message, "type": kind, "code": code, "param": self.param }
         });
         Bytes::from(v.to_string())
     }

@@ -76,7 +76,7 @@ fn bearer(key: &str) -> Option<(&'static str, String)> {
 async fn keys_are_required_checked_and_accepted_in_every_header() {
     let mock = start_mock("m").await;
     let gw = Gateway::start(&config(&mock.base_url(), false)).await;
-    let chat = r#"{"model":"model-a","messages":[]}"#;
+    let chat = r#"{"model":"model-a","messages":[{"role":"user","content":"hi"}]}"#;
 
     let r = call(&gw, None, "/v1/chat/completions", chat).await;
     assert_eq!(r.status, 401);
@@ -133,7 +133,7 @@ async fn model_and_endpoint_allow_lists_are_403_and_models_lists_only_allowed_on
         &gw,
         bearer(KEY_A),
         "/v1/chat/completions",
-        r#"{"model":"model-b","messages":[]}"#,
+        r#"{"model":"model-b","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(r.status, 403);
@@ -143,7 +143,7 @@ async fn model_and_endpoint_allow_lists_are_403_and_models_lists_only_allowed_on
             &gw,
             bearer(KEY_A),
             "/v1/chat/completions",
-            r#"{"model":"model-a-mini","messages":[]}"#
+            r#"{"model":"model-a-mini","messages":[{"role":"user","content":"hi"}]}"#
         )
         .await
         .status,
@@ -153,7 +153,7 @@ async fn model_and_endpoint_allow_lists_are_403_and_models_lists_only_allowed_on
         &gw,
         bearer(KEY_B),
         "/v1/chat/completions",
-        r#"{"model":"model-b","messages":[]}"#,
+        r#"{"model":"model-b","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(r.status, 403);
@@ -196,7 +196,7 @@ async fn parameter_policy_defaults_overrides_clamps_rejects_and_forbids() {
         &gw,
         bearer(KEY_A),
         "/v1/chat/completions",
-        r#"{"model":"model-a","messages":[],"presence_penalty":1.5}"#,
+        r#"{"model":"model-a","messages":[{"role":"user","content":"hi"}],"presence_penalty":1.5}"#,
     )
     .await;
     assert_eq!(r.status, 200);
@@ -209,7 +209,7 @@ async fn parameter_policy_defaults_overrides_clamps_rejects_and_forbids() {
         &gw,
         bearer(KEY_A),
         "/v1/chat/completions",
-        r#"{"model":"model-a","messages":[],"temperature":1.9,"max_tokens":100000}"#,
+        r#"{"model":"model-a","messages":[{"role":"user","content":"hi"}],"temperature":1.9,"max_tokens":100000}"#,
     )
     .await;
     let body = sent(&mock);
@@ -221,7 +221,7 @@ async fn parameter_policy_defaults_overrides_clamps_rejects_and_forbids() {
         &gw,
         bearer(KEY_A),
         "/v1/chat/completions",
-        r#"{"model":"model-a-mini","messages":[],"max_tokens":1000}"#,
+        r#"{"model":"model-a-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":1000}"#,
     )
     .await;
     assert_eq!(r.status, 400);
@@ -231,7 +231,7 @@ async fn parameter_policy_defaults_overrides_clamps_rejects_and_forbids() {
         &gw,
         bearer(KEY_A),
         "/v1/chat/completions",
-        r#"{"model":"model-a","messages":[],"logit_bias":{"1":2}}"#,
+        r#"{"model":"model-a","messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":2}}"#,
     )
     .await;
     assert_eq!(r.status, 400);
@@ -271,7 +271,7 @@ async fn audit_lines_carry_identity_and_decision_and_never_a_key() {
             ("authorization", &format!("Bearer {KEY_A}")),
             ("x-request-id", "req-audit-denied"),
         ],
-        r#"{"model":"model-b","messages":[]}"#,
+        r#"{"model":"model-b","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     gw.post(
@@ -321,7 +321,7 @@ async fn audit_lines_carry_identity_and_decision_and_never_a_key() {
 async fn a_key_removed_from_the_config_is_refused_after_reload() {
     let mock = start_mock("m").await;
     let gw = Gateway::start(&config(&mock.base_url(), true)).await;
-    let chat = r#"{"model":"model-a","messages":[]}"#;
+    let chat = r#"{"model":"model-a","messages":[{"role":"user","content":"hi"}]}"#;
     assert_eq!(
         call(&gw, bearer(KEY_A2), "/v1/chat/completions", chat).await.status,
         200

@@ -36,17 +36,100 @@ fn assert_openai_error(r: &Resp, status: u16, code: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_of_the_wrong_shape_are_refused_by_path_before_anything_is_forwarded() {
+    let mock = start_mock("m").await;
+    let gw = Gateway::start_with(&config(&mock.base_url(), None), &[]).await;
+    let cases: [(&str, &str, &str, Option<&str>); 9] = [
+        ("/v1/chat/completions", r#"[{"model":"ok"}]"#, "invalid_type", None),
+        (
+            "/v1/chat/completions",
+            r#"{"model":42,"messages":[{"role":"user","content":"hi"}]}"#,
+            "invalid_type",
+            Some("model"),
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"ok","messages":"hi"}"#,
+            "invalid_type",
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"ok","messages":[]}"#,
+            "invalid_value",
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"ok","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"},{"role":"assistant","content":null},{"role":"wizard","content":"c"}]}"#,
+            "invalid_value",
+            Some("messages[3].role"),
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"ok","messages":[{"role":"user","content":[{"type":"text","text":["x"]}]}]}"#,
+            "invalid_type",
+            Some("messages[0].content[0].text"),
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"ok","stream":"true","messages":[{"role":"user","content":"hi"}]}"#,
+            "invalid_type",
+            Some("stream"),
+        ),
+        (
+            "/v1/embeddings",
+            r#"{"model":"ok","input":[1,"two"]}"#,
+            "invalid_type",
+            Some("input[1]"),
+        ),
+        (
+            "/v1/completions",
+            r#"{"model":"ok"}"#,
+            "missing_required_parameter",
+            Some("prompt"),
+        ),
+    ];
+    for (path, body, code, param) in cases {
+        let r = gw.post(path, &[], body).await;
+        assert_openai_error(&r, 400, code);
+        let v = r.json();
+        assert_eq!(v["error"]["param"].as_str(), param, "{body}: {v}");
+        if let Some(param) = param {
+            let message = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(&format!("'{param}'")),
+                "the message names {param}: {message}"
+            );
+        }
+    }
+    assert!(mock.requests().is_empty(), "a refused body reached the upstream");
+    // A well-shaped body still goes through.
+    assert_eq!(
+        gw.chat(r#"{"model":"ok","stream":null,"messages":[{"role":"developer","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:,"}}]}]}"#)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_openai_errors_with_the_right_status() {
     let mock = start_mock("m").await;
     let gw = Gateway::start_with(&config(&mock.base_url(), None), &["--max-body-bytes", "65536"]).await;
 
     assert_openai_error(&gw.chat(r#"{"model":"ok","messages":[}"#).await, 400, "invalid_json");
     assert_openai_error(&gw.chat("").await, 400, "invalid_json");
-    assert_openai_error(&gw.chat("[1,2]").await, 400, "invalid_json");
-    assert_openai_error(&gw.chat(r#"{"messages":[]}"#).await, 400, "missing_model");
-    assert_openai_error(&gw.chat(r#"{"model":42}"#).await, 400, "invalid_json");
+    assert_openai_error(&gw.chat("[1,2]").await, 400, "invalid_type");
     assert_openai_error(
-        &gw.chat(r#"{"model":"gpt-nope","messages":[]}"#).await,
+        &gw.chat(r#"{"messages":[{"role":"user","content":"hi"}]}"#).await,
+        400,
+        "missing_model",
+    );
+    assert_openai_error(&gw.chat(r#"{"model":42}"#).await, 400, "invalid_type");
+    assert_openai_error(
+        &gw.chat(r#"{"model":"gpt-nope","messages":[{"role":"user","content":"hi"}]}"#)
+            .await,
         404,
         "model_not_found",
     );
@@ -82,7 +165,12 @@ async fn bad_requests_get_openai_errors_with_the_right_status() {
     let deep = format!(r#"{{"model":"ok","x":{}{}}}"#, "[".repeat(5000), "]".repeat(5000));
     let status = gw.chat(&deep).await.status;
     assert!(status == 200 || status == 400, "{status}");
-    assert_eq!(gw.chat(r#"{"model":"ok","messages":[]}"#).await.status, 200);
+    assert_eq!(
+        gw.chat(r#"{"model":"ok","messages":[{"role":"user","content":"hi"}]}"#)
+            .await
+            .status,
+        200
+    );
 }
 
 fn tokio_stream_body(s: String) -> Vec<Bytes> {
@@ -145,13 +233,14 @@ async fn unreachable_upstream_is_502_and_a_stalled_one_is_504() {
         .post(
             "/v1/chat/completions",
             &[("x-request-id", "req-502")],
-            r#"{"model":"unreachable","messages":[]}"#,
+            r#"{"model":"unreachable","messages":[{"role":"user","content":"hi"}]}"#,
         )
         .await;
     assert_openai_error(&r, 502, "upstream_unreachable");
     assert_eq!(r.header("x-request-id"), Some("req-502"));
     assert_openai_error(
-        &gw.chat(r#"{"model":"slow","messages":[]}"#).await,
+        &gw.chat(r#"{"model":"slow","messages":[{"role":"user","content":"hi"}]}"#)
+            .await,
         504,
         "upstream_timeout",
     );
@@ -169,7 +258,7 @@ async fn a_stream_cut_by_the_upstream_is_not_presented_as_complete() {
         "POST",
         "/v1/chat/completions",
         &[("x-mock-cut-after", "3"), ("x-request-id", "req-cut")],
-        Bytes::from_static(br#"{"model":"ok","stream":true,"messages":[]}"#),
+        Bytes::from_static(br#"{"model":"ok","stream":true,"messages":[{"role":"user","content":"hi"}]}"#),
     )
     .await
     .unwrap();
@@ -182,7 +271,12 @@ async fn a_stream_cut_by_the_upstream_is_not_presented_as_complete() {
     assert!(!text.contains("[DONE]"));
     assert_eq!(gw.access_line("req-cut").await["outcome"], "upstream_cut");
     // The gateway keeps serving.
-    assert_eq!(gw.chat(r#"{"model":"ok","messages":[]}"#).await.status, 200);
+    assert_eq!(
+        gw.chat(r#"{"model":"ok","messages":[{"role":"user","content":"hi"}]}"#)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +332,7 @@ async fn expect_100_continue_is_answered_before_the_body_is_sent() {
     let mock = start_mock("m").await;
     let gw = Gateway::start_with(&config(&mock.base_url(), None), &["--max-body-bytes", "100000"]).await;
 
-    let body = br#"{"model":"ok","messages":[]}"#;
+    let body = br#"{"model":"ok","messages":[{"role":"user","content":"hi"}]}"#;
     let (mut s, first) = head_with_expect(&gw, body.len()).await;
     assert!(first.starts_with("HTTP/1.1 100"), "{first}");
     s.write_all(body).await.unwrap();
@@ -260,7 +354,7 @@ async fn an_upstream_that_breaks_before_its_body_is_a_502_or_a_fallback() {
         .post(
             "/v1/chat/completions",
             &[("x-mock-cut-after", "0")],
-            r#"{"model":"ok","stream":true,"messages":[]}"#,
+            r#"{"model":"ok","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
         )
         .await;
     assert_openai_error(&r, 502, "upstream_unreachable");
@@ -282,7 +376,7 @@ async fn an_upstream_that_breaks_before_its_body_is_a_502_or_a_fallback() {
         .post(
             "/v1/chat/completions",
             &[("x-request-id", "req-broke")],
-            r#"{"model":"m","stream":true,"messages":[]}"#,
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
         )
         .await;
     assert_eq!(r.status, 200);

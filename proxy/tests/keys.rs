@@ -35,7 +35,7 @@ async fn chat_with(gw: &Gateway, key: &str) -> u16 {
     gw.post(
         "/v1/chat/completions",
         &[("authorization", &auth)],
-        r#"{"model":"m","messages":[]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await
     .status

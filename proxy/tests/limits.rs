@@ -233,12 +233,22 @@ async fn a_request_larger_than_the_whole_limit_is_refused_at_once() {
     let mock = start_mock("m").await;
     let rule = "[[limits]]\nname = \"small\"\ntokens = 100\nper = \"minute\"\n";
     let gw = start(&config(&mock.base_url(), rule), &[]).await;
-    let r = call(gw.addr, &[], r#"{"model":"m","max_tokens":4000,"messages":[]}"#).await;
+    let r = call(
+        gw.addr,
+        &[],
+        r#"{"model":"m","max_tokens":4000,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
     assert_eq!(r.status, 429);
     assert_eq!(r.json()["error"]["code"], "request_exceeds_limit");
     assert!(r.header("retry-after").is_none(), "waiting would not help");
     assert_eq!(mock.requests().len(), 0, "nothing went upstream");
-    let ok = call(gw.addr, &[], r#"{"model":"m","max_tokens":20,"messages":[]}"#).await;
+    let ok = call(
+        gw.addr,
+        &[],
+        r#"{"model":"m","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
     assert_eq!(ok.status, 200);
 }
 
@@ -247,7 +257,7 @@ async fn request_limits_and_per_model_rules_apply_only_where_selected() {
     let mock = start_mock("m").await;
     let rule = "[[limits]]\nname = \"m-rpm\"\nrequests = 2\nper = \"minute\"\nmodels = [\"m\"]\n";
     let gw = start(&config(&mock.base_url(), rule), &[]).await;
-    let m = r#"{"model":"m","messages":[]}"#;
+    let m = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
     let first = call(gw.addr, &[], m).await;
     assert_eq!(num(&first, "x-ratelimit-limit-requests"), 2);
     assert_eq!(num(&first, "x-ratelimit-remaining-requests"), 1);
@@ -258,7 +268,12 @@ async fn request_limits_and_per_model_rules_apply_only_where_selected() {
         .as_str()
         .unwrap()
         .contains("requests per minute"));
-    let other = call(gw.addr, &[], r#"{"model":"other","messages":[]}"#).await;
+    let other = call(
+        gw.addr,
+        &[],
+        r#"{"model":"other","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
     assert_eq!(other.status, 200, "the rule selects model m only");
     assert!(other.header("x-ratelimit-limit-requests").is_none());
 }
@@ -286,7 +301,7 @@ async fn second_is_refused(
                 "POST",
                 &path,
                 &h,
-                Bytes::from_static(br#"{"model":"m","messages":[]}"#),
+                Bytes::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
             )
             .await
             .unwrap()
@@ -343,7 +358,7 @@ async fn keys_by_consumer_give_each_consumer_its_own_bucket() {
         .collect();
     let rule = format!("{consumers}[[limits]]\nname = \"per-consumer\"\nby = [\"consumer\"]\nrequests = 1\nper = \"day\"\nconsumers = [\"red\", \"blue\"]\n");
     let gw = start(&config(&mock.base_url(), &rule), &[]).await;
-    let body = r#"{"model":"m","messages":[]}"#;
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
     let red = [("authorization", "Bearer key-of-red")];
     let blue = [("authorization", "Bearer key-of-blue")];
     assert_eq!(call(gw.addr, &red, body).await.status, 200);
@@ -484,8 +499,8 @@ async fn redis_stopped_mid_test_fails_open_or_closed_per_rule_and_reconverges() 
     .collect();
     let a = start(&cfg, &flags).await;
     let (open_body, closed_body) = (
-        r#"{"model":"m","max_tokens":100,"messages":[]}"#,
-        r#"{"model":"other","max_tokens":100,"messages":[]}"#,
+        r#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
+        r#"{"model":"other","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
     );
     assert_eq!(call(a.addr, &[], open_body).await.status, 200);
     assert_eq!(call(a.addr, &[], closed_body).await.status, 200);
@@ -565,7 +580,14 @@ async fn a_redis_that_refuses_scripts_is_reported_loudly_and_never_silently_per_
         gw.log()
     );
     let refused = eventually(Duration::from_secs(5), || async {
-        call(gw.addr, &[], r#"{"model":"m","messages":[]}"#).await.status == 503
+        call(
+            gw.addr,
+            &[],
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await
+        .status
+            == 503
     })
     .await;
     assert!(refused, "a fail-closed rule must not be enforced on this node alone");
@@ -586,7 +608,7 @@ async fn a_hot_key_is_reported_without_the_client_value_that_names_it() {
         let r = call(
             gw.addr,
             &[("cookie", "session=sess-secret-9f2c")],
-            r#"{"model":"m","messages":[]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
         )
         .await;
         assert_eq!(r.status, 200);
@@ -601,7 +623,7 @@ async fn a_hot_key_is_reported_without_the_client_value_that_names_it() {
         call(
             gw.addr,
             &[("cookie", "session=quiet")],
-            r#"{"model":"m","messages":[]}"#
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#
         )
         .await
         .status

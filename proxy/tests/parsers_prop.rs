@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use tollgate::api::Endpoint;
 use tollgate::json_spans::for_each_member;
 use tollgate::pipeline::body;
 use tollgate::pipeline::response::{CountCompletion, ResponseChain};
@@ -55,7 +56,7 @@ proptest! {
     fn the_member_scanner_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = for_each_member(&bytes, |_, _| true);
         let _ = tollgate::json_spans::nests_deeper_than(&bytes, 8);
-        let _ = body::parse(&bytes);
+        let _ = body::parse(&bytes, Endpoint::ChatCompletions);
     }
 
     #[test]
@@ -63,9 +64,13 @@ proptest! {
         obj.insert("model".into(), json!("public"));
         obj.insert("stream".into(), json!(stream));
         obj.remove("stream_options");
-        obj.remove("user"); // must be a string when present; other types are a 400 (tested elsewhere)
+        obj.insert("input".into(), json!("some text"));
+        // Members whose types are checked (a wrong type is a 400, tested elsewhere).
+        for checked in ["user", "n", "max_tokens", "max_completion_tokens"] {
+            obj.remove(checked);
+        }
         let text = serde_json::to_string(&obj).unwrap();
-        let view = body::parse(text.as_bytes()).unwrap();
+        let view = body::parse(text.as_bytes(), Endpoint::Embeddings).unwrap();
         let force = body::needs_forced_usage(&view);
         let target_json = serde_json::to_string(&target).unwrap();
         let out = body::rewrite(text.as_bytes(), &view, target_json.as_bytes(), force, &[]);

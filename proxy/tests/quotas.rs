@@ -20,7 +20,7 @@ fn config(mock: &str, consumer: &str, quota: &str) -> String {
 }
 
 async fn ask(gw: &Gateway, user: &str) -> Resp {
-    let body = format!(r#"{{"model":"m","messages":[],"user":"{user}"}}"#);
+    let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"user":"{user}"}}"#);
     gw.post(
         "/v1/chat/completions",
         &[("authorization", &format!("Bearer {KEY}"))],
@@ -46,7 +46,9 @@ async fn a_per_user_daily_quota_is_exact_across_two_nodes_sharing_redis() {
         calls.push(tokio::spawn(async move {
             let auth = format!("Bearer {KEY}");
             let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-            let body = bytes::Bytes::from_static(br#"{"model":"m","messages":[],"user":"alice"}"#);
+            let body = bytes::Bytes::from_static(
+                br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"alice"}"#,
+            );
             request(addr, "POST", "/v1/chat/completions", &headers, body)
                 .await
                 .unwrap()
@@ -96,7 +98,7 @@ async fn without_redis_quotas_hold_on_one_node_by_header_user() {
             gw.post(
                 "/v1/chat/completions",
                 &[("authorization", &auth), ("x-user", user)],
-                r#"{"model":"m","messages":[]}"#,
+                r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
             )
             .await
             .status
@@ -187,7 +189,8 @@ async fn calls_the_gateway_did_not_serve_give_their_quota_counts_back() {
         let call = |model: &'static str, user: &'static str| {
             let (auth, gw) = (auth.clone(), &gw);
             async move {
-                let body = format!(r#"{{"model":"{model}","messages":[],"user":"{user}"}}"#);
+                let body =
+                    format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}],"user":"{user}"}}"#);
                 gw.post("/v1/chat/completions", &[("authorization", &auth)], &body)
                     .await
                     .status

@@ -22,7 +22,11 @@ fn config_with(mock: &str, models: &[&str]) -> String {
 }
 
 async fn status_of(gw: &Gateway, model: &str) -> u16 {
-    gw.chat(&format!(r#"{{"model":"{model}","messages":[]}}"#)).await.status
+    gw.chat(&format!(
+        r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#
+    ))
+    .await
+    .status
 }
 
 async fn admin_reload(gw: &Gateway, token: &str) -> Resp {
@@ -125,7 +129,7 @@ async fn a_stream_in_flight_across_a_reload_completes() {
         "POST",
         "/v1/chat/completions",
         &[("x-mock-chunks", "10"), ("x-mock-chunk-delay-ms", "100")],
-        Bytes::from_static(br#"{"model":"one","stream":true,"messages":[]}"#),
+        Bytes::from_static(br#"{"model":"one","stream":true,"messages":[{"role":"user","content":"hi"}]}"#),
     )
     .await
     .unwrap();

@@ -40,7 +40,9 @@ async fn routes_by_model_to_two_upstreams_rewriting_model_and_injecting_the_prov
     assert_eq!(ra.status, 200, "{}", ra.text());
     assert_eq!(ra.header("x-mock-upstream"), Some("upstream-a"));
     assert_eq!(ra.header("x-request-id"), Some("req-routing-1"));
-    let rb = gw.chat(r#"{"model":"model-b","messages":[]}"#).await;
+    let rb = gw
+        .chat(r#"{"model":"model-b","messages":[{"role":"user","content":"hi"}]}"#)
+        .await;
     assert_eq!(rb.header("x-mock-upstream"), Some("upstream-b"));
 
     let seen = a.requests();
@@ -123,11 +125,11 @@ async fn json_and_sse_bodies_are_byte_identical_to_the_upstream_apart_from_the_s
 
     // SSE, client asked for usage: identical, usage event included.
     let via = gw
-        .chat(r#"{"model":"model-a","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#)
+        .chat(r#"{"model":"model-a","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#)
         .await;
     let want = direct(
         &a,
-        r#"{"model":"provider-a-model","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+        r#"{"model":"provider-a-model","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(via.header("content-type"), Some("text/event-stream"));
@@ -142,7 +144,7 @@ async fn json_and_sse_bodies_are_byte_identical_to_the_upstream_apart_from_the_s
             "/v1/chat/completions",
             // Events 30 ms apart: each must reach the client as it comes, not at the end.
             &[("x-request-id", "req-sse-strip"), ("x-mock-chunk-delay-ms", "30")],
-            r#"{"model":"model-a","stream":true,"messages":[]}"#,
+            r#"{"model":"model-a","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
         )
         .await;
     assert_eq!(
@@ -151,7 +153,7 @@ async fn json_and_sse_bodies_are_byte_identical_to_the_upstream_apart_from_the_s
     );
     let upstream_sent = direct(
         &a,
-        r#"{"model":"provider-a-model","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+        r#"{"model":"provider-a-model","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(via.body, strip_usage_event(&upstream_sent));
@@ -173,7 +175,7 @@ async fn json_and_sse_bodies_are_byte_identical_to_the_upstream_apart_from_the_s
 async fn usage_is_read_from_streams_cut_into_arbitrary_pieces_and_from_content_chunks() {
     let a = start_mock("upstream-a").await;
     let gw = Gateway::start(&two_upstreams(&a.base_url(), &a.base_url())).await;
-    let body = r#"{"model":"model-a","stream":true,"messages":[]}"#;
+    let body = r#"{"model":"model-a","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let whole = gw.chat(body).await.body;
     for fragment in ["1", "2", "3", "7", "13", "64"] {
         let id = format!("req-fragment-{fragment}");
@@ -227,7 +229,7 @@ async fn a_failing_target_falls_back_to_the_next_one_for_small_and_large_bodies(
         .post(
             "/v1/chat/completions",
             &[("x-request-id", "req-fallback-small")],
-            r#"{"model":"m","messages":[]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
         )
         .await;
     assert_eq!(small.status, 200);
@@ -254,7 +256,9 @@ async fn a_failing_target_falls_back_to_the_next_one_for_small_and_large_bodies(
     assert_eq!(line["usage_known"], true);
 
     // Connection refused on the first target: fall back as well.
-    let r = gw.chat(r#"{"model":"dead-first","messages":[]}"#).await;
+    let r = gw
+        .chat(r#"{"model":"dead-first","messages":[{"role":"user","content":"hi"}]}"#)
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-mock-upstream"), Some("healthy"));
 
@@ -264,7 +268,9 @@ async fn a_failing_target_falls_back_to_the_next_one_for_small_and_large_bodies(
         provider("broken", &broken.base_url())
     );
     let gw2 = Gateway::start(&only_broken).await;
-    let r = gw2.chat(r#"{"model":"m","messages":[]}"#).await;
+    let r = gw2
+        .chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+        .await;
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["error"]["code"], "injected");
 }
@@ -279,7 +285,9 @@ async fn https_upstream_with_a_private_ca() {
         fixture("ca.pem").display()
     );
     let gw = Gateway::start(&config).await;
-    let r = gw.chat(r#"{"model":"m","stream":true,"messages":[]}"#).await;
+    let r = gw
+        .chat(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().ends_with("data: [DONE]\n\n"));
     let seen = tls.requests();
@@ -292,7 +300,12 @@ async fn https_upstream_with_a_private_ca() {
     // Without the private CA the certificate is not trusted: no silent plaintext, a 502.
     let untrusted = config.replace(&format!("ca_file = \"{}\"\n", fixture("ca.pem").display()), "");
     let gw2 = Gateway::start(&untrusted).await;
-    assert_eq!(gw2.chat(r#"{"model":"m","messages":[]}"#).await.status, 502);
+    assert_eq!(
+        gw2.chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+            .await
+            .status,
+        502
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,7 +343,9 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     for i in 0..20 {
         let stream = if i % 2 == 0 { "true" } else { "false" };
         let r = gw
-            .chat(&format!(r#"{{"model":"model-a","stream":{stream},"messages":[]}}"#))
+            .chat(&format!(
+                r#"{{"model":"model-a","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            ))
             .await;
         assert_eq!(r.status, 200);
     }
@@ -410,7 +425,12 @@ async fn idle_upstream_connections_are_closed_after_the_idle_timeout() {
         }
     };
     for _ in 0..3 {
-        assert_eq!(gw.chat(r#"{"model":"model-a","messages":[]}"#).await.status, 200);
+        assert_eq!(
+            gw.chat(r#"{"model":"model-a","messages":[{"role":"user","content":"hi"}]}"#)
+                .await
+                .status,
+            200
+        );
     }
     assert_eq!(a.connections(), 1);
     let wait = std::time::Duration::from_secs(5);
@@ -423,7 +443,12 @@ async fn idle_upstream_connections_are_closed_after_the_idle_timeout() {
         "and closed once idle for a second"
     );
     // The next request opens a new connection rather than reusing the closed one.
-    assert_eq!(gw.chat(r#"{"model":"model-a","messages":[]}"#).await.status, 200);
+    assert_eq!(
+        gw.chat(r#"{"model":"model-a","messages":[{"role":"user","content":"hi"}]}"#)
+            .await
+            .status,
+        200
+    );
     assert_eq!(a.connections(), 2);
 }
 
@@ -433,13 +458,18 @@ async fn metrics_count_requests_and_tokens_by_model() {
     let gw = Gateway::start(&two_upstreams(&a.base_url(), &a.base_url())).await;
     for _ in 0..3 {
         assert_eq!(
-            gw.chat(r#"{"model":"model-a","stream":true,"messages":[]}"#)
+            gw.chat(r#"{"model":"model-a","stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
                 .await
                 .status,
             200
         );
     }
-    assert_eq!(gw.chat(r#"{"model":"nope","messages":[]}"#).await.status, 404);
+    assert_eq!(
+        gw.chat(r#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#)
+            .await
+            .status,
+        404
+    );
     let ok = eventually(std::time::Duration::from_secs(5), || async {
         let m = request(gw.admin, "GET", "/metrics", &[], Bytes::new())
             .await

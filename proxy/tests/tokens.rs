@@ -151,7 +151,7 @@ async fn completion_tokens_are_counted_when_the_provider_reports_no_usage() {
         .post(
             "/v1/chat/completions",
             &[("x-request-id", "req-usage")],
-            r#"{"model":"gpt-4o","stream":true,"messages":[]}"#,
+            r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
         )
         .await;
     assert_eq!(r.status, 200);

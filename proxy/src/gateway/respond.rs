@@ -9,7 +9,7 @@ use super::{serve, Call, GatewayState};
 use crate::context::{Outcome, RequestCtx};
 use crate::error::ApiError;
 use crate::pipeline::admit::Settlement;
-use crate::pipeline::Answer;
+use crate::pipeline::{Answer, Refused};
 
 /// A response header built straight from a header map. Pingora's own builders keep a second,
 /// case-preserving copy of every name and re-parse each name on insertion; header names going
@@ -43,7 +43,8 @@ pub async fn answer(
 ) -> pingora::Result<()> {
     match answer {
         Answer::Local(body) => json(session, &mut call.ctx, StatusCode::OK, body).await,
-        Answer::Error { error: err, headers } => {
+        Answer::Error(refused) => {
+            let Refused { error: err, headers } = *refused;
             if !session.is_body_done() {
                 serve::discard_body(session).await;
             }

@@ -35,7 +35,7 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
     let live = state.live.load();
     let opened = request::open(&live, &state.keys, &incoming(session), &mut call.ctx)?;
     let body = read_body(session, state.max_body_bytes).await?;
-    let parsed = request::parse(&live, &body, &mut call.ctx)?;
+    let parsed = request::parse(&live, &opened, &body, &mut call.ctx)?;
     let req = incoming(session);
     let admitted = request::admit(
         &state.admission,

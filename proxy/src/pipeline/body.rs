@@ -11,8 +11,10 @@ use std::ops::Range;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::api::Endpoint;
 use crate::error::{ApiError, ErrorCode};
-use crate::json_spans::{for_each_element, for_each_member, nests_deeper_than, Member};
+use crate::json_spans::{for_each_member, nests_deeper_than, Member};
+use crate::pipeline::shape::{self, Kind, PromptMembers};
 
 /// Deepest array/object nesting accepted in a request body (serde_json's default limit).
 pub const MAX_NESTING: usize = 128;
@@ -79,104 +81,6 @@ struct Fields {
     user: Option<String>,
 }
 
-/// The span of a JSON string literal's contents (inside the quotes), if `value` is a string.
-fn string_contents(body: &[u8], value: Range<usize>) -> Option<Range<usize>> {
-    (body.get(value.start) == Some(&b'"') && value.end >= value.start + 2).then(|| value.start + 1..value.end - 1)
-}
-
-/// Value spans of the array at `value`, in body offsets (empty if it is not an array).
-fn elements(body: &[u8], value: Range<usize>) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let base = value.start;
-    let _ = for_each_element(&body[value], |r| out.push(base + r.start..base + r.end));
-    out
-}
-
-/// Members of the object at `value` by name, in body offsets.
-fn members<'a>(body: &'a [u8], value: Range<usize>, mut f: impl FnMut(&'a [u8], Range<usize>)) {
-    let base = value.start;
-    let _ = for_each_member(&body[value], |k, m| {
-        f(k, base + m.value.start..base + m.value.end);
-        true
-    });
-}
-
-/// `prompt` / `input`: a string, strings, token ids, or lists of token ids.
-fn text_pieces(body: &[u8], value: Range<usize>) -> Vec<Piece> {
-    if let Some(s) = string_contents(body, value.clone()) {
-        return vec![Piece::Text(s)];
-    }
-    let items = elements(body, value);
-    if items
-        .iter()
-        .all(|r| body.get(r.start).is_some_and(|b| b.is_ascii_digit()))
-        && !items.is_empty()
-    {
-        return vec![Piece::Tokens(items.len())];
-    }
-    items
-        .into_iter()
-        .filter_map(|r| match body.get(r.start) {
-            Some(b'"') => string_contents(body, r).map(Piece::Text),
-            Some(b'[') => Some(Piece::Tokens(elements(body, r).len())),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Locate the prompt (messages, prompt or input) without copying it. Lenient: a shape the
-/// gateway does not know is no prompt, not an error; the provider judges the request.
-/// `messages`, `prompt` and `input` are the value spans of those top-level members, if present.
-fn prompt_spans(
-    body: &[u8],
-    messages: Option<Range<usize>>,
-    prompt: Option<Range<usize>>,
-    input: Option<Range<usize>>,
-) -> Prompt {
-    if let Some(list) = messages.filter(|v| body.get(v.start) == Some(&b'[')) {
-        let mut out = Vec::new();
-        for m in elements(body, list)
-            .into_iter()
-            .filter(|r| body.get(r.start) == Some(&b'{'))
-        {
-            let mut spans = MessageSpans {
-                role: None,
-                content: Vec::new(),
-                name: None,
-            };
-            members(body, m, |k, v| match k {
-                b"role" => spans.role = string_contents(body, v),
-                b"name" => spans.name = string_contents(body, v),
-                b"content" => {
-                    if let Some(s) = string_contents(body, v.clone()) {
-                        spans.content.push(Piece::Text(s));
-                    } else {
-                        for part in elements(body, v)
-                            .into_iter()
-                            .filter(|r| body.get(r.start) == Some(&b'{'))
-                        {
-                            members(body, part, |pk, pv| {
-                                if pk == b"text" {
-                                    if let Some(s) = string_contents(body, pv) {
-                                        spans.content.push(Piece::Text(s));
-                                    }
-                                }
-                            });
-                        }
-                    }
-                }
-                _ => {}
-            });
-            out.push(spans);
-        }
-        return Prompt::Chat(out);
-    }
-    match prompt.or(input) {
-        Some(v) if matches!(body.get(v.start), Some(b'"' | b'[')) => Prompt::Texts(text_pieces(body, v)),
-        _ => Prompt::None,
-    }
-}
-
 pub use crate::json_spans::text_of;
 
 #[derive(Deserialize)]
@@ -185,58 +89,102 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-/// Parse and validate a request body.
-pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
+/// Parse a request body for `endpoint` and check its shape (see [`shape`]): a JSON object whose
+/// `model` is a string, `stream` a boolean, and whose prompt member is what the endpoint takes.
+pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<RequestView, ApiError> {
     if nests_deeper_than(body, MAX_NESTING) {
         return Err(ApiError::bad_json(format!("nesting deeper than {MAX_NESTING} levels")));
     }
-    let fields: Fields = crate::simd_parse::from_slice(body).map_err(|e| ApiError::bad_json(describe(&e)))?;
-    let model = match fields.model {
-        Some(m) if !m.is_empty() => m,
-        _ => return Err(ApiError::missing_model()),
-    };
-    let stream = fields.stream.unwrap_or(false);
-    let include_usage = fields.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
-    let user = fields.user.map(|mut u| {
-        if let Some((cut, _)) = u.char_indices().nth(128) {
-            u.truncate(cut);
+    let fields = crate::simd_parse::from_slice::<Fields>(body);
+    if let Err(e) = &fields {
+        // A syntax error is reported as such; a value of the wrong type is found below, by path.
+        if let Err(syntax) = simd_json::to_borrowed_value(&mut body.to_vec()) {
+            return Err(ApiError::bad_json(describe(&syntax)));
         }
-        u
-    });
+        if !matches!(first_byte(body), Some(b'{')) {
+            let got = shape::Kind::of(body, &(skip_ws(body)..body.len()));
+            return Err(ApiError::new(
+                ErrorCode::InvalidType,
+                format!(
+                    "The request body must be a JSON object, but got {} instead.",
+                    got.name()
+                ),
+            ));
+        }
+        tracing::debug!(error = %e, "body fields did not deserialize; checking shape");
+    }
 
     // One walk over the top-level members finds every span the gateway needs.
     let mut model_span = None;
     let mut stream_options_span = None;
-    let (mut messages, mut prompt, mut input) = (None, None, None);
+    let mut found = PromptMembers::default();
     let (mut max_tokens, mut max_completion_tokens, mut choices) = (None, None, None);
     let mut members = Vec::with_capacity(8);
+    let mut wrong = None;
     for_each_member(body, |key, m: Member| {
         members.push(m.clone());
-        match key {
-            b"max_tokens" => max_tokens = number(&body[m.value]),
-            b"max_completion_tokens" => max_completion_tokens = number(&body[m.value]),
-            b"n" => choices = number(&body[m.value]),
-            b"model" => model_span = Some(m.value),
-            b"stream_options" => stream_options_span = Some(m.value),
-            b"messages" => messages = Some(m.value),
-            b"prompt" => prompt = Some(m.value),
-            b"input" => input = Some(m.value),
-            _ => {}
+        let checked = match key {
+            b"max_tokens" => number_or_null(body, "max_tokens", &m.value).map(|n| max_tokens = n),
+            b"max_completion_tokens" => {
+                number_or_null(body, "max_completion_tokens", &m.value).map(|n| max_completion_tokens = n)
+            }
+            b"n" => number_or_null(body, "n", &m.value).map(|n| choices = n),
+            b"model" => {
+                model_span = Some(m.value.clone());
+                shape::expect(body, "model", &m.value, &[Kind::String], "a string")
+            }
+            b"stream" => shape::expect(body, "stream", &m.value, &[Kind::Boolean, Kind::Null], "a boolean"),
+            b"user" => shape::expect(body, "user", &m.value, &[Kind::String, Kind::Null], "a string"),
+            b"stream_options" => {
+                stream_options_span = Some(m.value.clone());
+                stream_options(body, &m.value)
+            }
+            b"messages" => {
+                found.messages = Some(m.value.clone());
+                Ok(())
+            }
+            b"prompt" => {
+                found.prompt = Some(m.value.clone());
+                Ok(())
+            }
+            b"input" => {
+                found.input = Some(m.value.clone());
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = checked {
+            wrong = Some(e);
+            return false;
         }
         true
     })
     .map_err(ApiError::bad_json)?;
-    let prompt = prompt_spans(body, messages, prompt, input);
+    if let Some(e) = wrong {
+        return Err(e);
+    }
+    let fields = fields.map_err(|e| ApiError::bad_json(describe(&e)))?;
+    let model = match fields.model {
+        Some(m) if !m.is_empty() => m,
+        _ => return Err(ApiError::missing_model()),
+    };
     let model_span = model_span.ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidModel,
             "The `model` key must be written without escapes.",
         )
     })?;
+    let prompt = shape::prompt(body, endpoint, found)?;
+    let user = fields.user.map(|mut u| {
+        if let Some((cut, _)) = u.char_indices().nth(128) {
+            u.truncate(cut);
+        }
+        u
+    });
     Ok(RequestView {
         model,
-        stream,
-        include_usage,
+        stream: fields.stream.unwrap_or(false),
+        include_usage: fields.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         user,
         prompt,
         max_tokens: max_completion_tokens.or(max_tokens),
@@ -245,6 +193,41 @@ pub fn parse(body: &[u8]) -> Result<RequestView, ApiError> {
         model_span,
         stream_options_span,
     })
+}
+
+fn skip_ws(body: &[u8]) -> usize {
+    body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len())
+}
+
+fn first_byte(body: &[u8]) -> Option<u8> {
+    body.get(skip_ws(body)).copied()
+}
+
+/// A count parameter: a number (whole and non-negative, else not read) or `null`.
+fn number_or_null(body: &[u8], name: &str, value: &Range<usize>) -> Result<Option<u64>, ApiError> {
+    shape::expect(body, name, value, &[Kind::Number, Kind::Null], "a number")?;
+    Ok(number(&body[value.clone()]))
+}
+
+/// `stream_options`: an object (whose `include_usage` is a boolean) or `null`.
+fn stream_options(body: &[u8], value: &Range<usize>) -> Result<(), ApiError> {
+    shape::expect(body, "stream_options", value, &[Kind::Object, Kind::Null], "an object")?;
+    let mut wrong = Ok(());
+    let base = value.start;
+    let _ = for_each_member(&body[value.clone()], |k, m| {
+        if k == b"include_usage" {
+            let v = base + m.value.start..base + m.value.end;
+            wrong = shape::expect(
+                body,
+                "stream_options.include_usage",
+                &v,
+                &[Kind::Boolean, Kind::Null],
+                "a boolean",
+            );
+        }
+        true
+    });
+    wrong
 }
 
 /// A JSON number that is a whole count (`256`, `256.0`), else `None`.
@@ -333,8 +316,12 @@ mod tests {
     use super::*;
     use http::StatusCode;
 
+    fn chat(body: &[u8]) -> Result<RequestView, ApiError> {
+        parse(body, Endpoint::ChatCompletions)
+    }
+
     fn status(body: &str) -> StatusCode {
-        match parse(body.as_bytes()) {
+        match chat(body.as_bytes()) {
             Ok(_) => StatusCode::OK,
             Err(e) => e.status(),
         }
@@ -342,10 +329,10 @@ mod tests {
 
     #[test]
     fn parses_model_stream_and_usage_option() {
-        let v = parse(br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#)
+        let v = chat(br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#)
             .unwrap();
         assert_eq!((v.model.as_str(), v.stream, v.include_usage), ("gpt-4o", true, true));
-        let v = parse(br#"{"messages":[{"role":"user","content":"hi"}],"model":"m"}"#).unwrap();
+        let v = chat(br#"{"messages":[{"role":"user","content":"hi"}],"model":"m"}"#).unwrap();
         assert_eq!((v.stream, v.include_usage), (false, false));
     }
 
@@ -369,7 +356,7 @@ mod tests {
     #[test]
     fn the_prompt_is_located_in_messages_parts_prompt_and_input() {
         let body = br#"{"model":"m","messages":[{"role":"system","content":"be \"brief\""},{"role":"user","name":"bob","content":[{"type":"text","text":"one"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"two"}]},{"role":"assistant","content":null,"tool_calls":[]}]}"#;
-        let v = parse(body).unwrap();
+        let v = chat(body).unwrap();
         let Prompt::Chat(msgs) = &v.prompt else {
             panic!("{:?}", v.prompt)
         };
@@ -389,20 +376,20 @@ mod tests {
         assert_eq!(text_of(body, msgs[1].name.as_ref().unwrap()), "bob");
         assert!(msgs[2].content.is_empty());
 
-        let v = parse(br#"{"model":"m","prompt":["a","b"]}"#).unwrap();
+        let v = parse(br#"{"model":"m","prompt":["a","b"]}"#, Endpoint::Completions).unwrap();
         assert!(matches!(&v.prompt, Prompt::Texts(p) if p.len() == 2));
-        let v = parse(br#"{"model":"m","input":[1,2,3]}"#).unwrap();
+        let v = parse(br#"{"model":"m","input":[1,2,3]}"#, Endpoint::Embeddings).unwrap();
         assert_eq!(v.prompt, Prompt::Texts(vec![Piece::Tokens(3)]));
-        // Shapes the gateway does not know are not an error: the provider decides.
-        let v = parse(br#"{"model":"m","messages":"odd","prompt":{"x":1}}"#).unwrap();
-        assert_eq!(v.prompt, Prompt::None);
+        // Members the endpoint does not read are the provider's to judge.
+        let v = parse(br#"{"model":"m","messages":"odd","input":"x"}"#, Endpoint::Embeddings).unwrap();
+        assert_eq!(v.prompt, Prompt::Texts(vec![Piece::Text(39..40)]));
     }
 
     #[test]
     fn rewrite_changes_only_the_model() {
         let body =
             br#"{ "messages":[{"role":"user","content":"\"model\":\"x\""}], "model" : "public", "temperature":0.2}"#;
-        let v = parse(body).unwrap();
+        let v = chat(body).unwrap();
         let out = rewrite(body, &v, br#""provider-name""#, false, &[]);
         assert_eq!(
             &out[..],
@@ -414,24 +401,24 @@ mod tests {
     fn forced_usage_is_added_or_merged_and_the_result_stays_valid_json() {
         let cases: [(&str, &str); 3] = [
             (
-                r#"{"model":"a","stream":true}"#,
-                r#"{"stream_options":{"include_usage":true},"model":"b","stream":true}"#,
+                r#"{"model":"a","input":"x","stream":true}"#,
+                r#"{"stream_options":{"include_usage":true},"model":"b","input":"x","stream":true}"#,
             ),
             (
-                r#"{"model":"a","stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
-                r#"{"model":"b","stream":true,"stream_options":{"x":1,"include_usage":true}}"#,
+                r#"{"model":"a","input":"x","stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+                r#"{"model":"b","input":"x","stream":true,"stream_options":{"x":1,"include_usage":true}}"#,
             ),
             (
-                r#"{"model":"a","stream":true,"stream_options":null}"#,
-                r#"{"model":"b","stream":true,"stream_options":{"include_usage":true}}"#,
+                r#"{"model":"a","input":"x","stream":true,"stream_options":null}"#,
+                r#"{"model":"b","input":"x","stream":true,"stream_options":{"include_usage":true}}"#,
             ),
         ];
         for (input, want) in cases {
-            let v = parse(input.as_bytes()).unwrap();
+            let v = parse(input.as_bytes(), Endpoint::Embeddings).unwrap();
             assert!(needs_forced_usage(&v));
             let out = rewrite(input.as_bytes(), &v, br#""b""#, true, &[]);
             assert_eq!(std::str::from_utf8(&out).unwrap(), want);
-            let reparsed = parse(&out).unwrap();
+            let reparsed = parse(&out, Endpoint::Embeddings).unwrap();
             assert!(reparsed.include_usage);
         }
     }

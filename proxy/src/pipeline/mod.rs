@@ -6,6 +6,7 @@
 //! - [`endpoint`]: which API a method + path is, or the 404/405 it deserves;
 //! - [`auth`]: who is calling, and whether they may call this endpoint and model;
 //! - [`body`]: the request body parsed once into a small view, and the rewrite sent upstream;
+//!   [`shape`]: its values checked against the API's types, the prompt located;
 //! - [`admit`]: allow-lists, [`params`] (the caller's parameter policy, as splices), [`tokens`]
 //!   (the prompt counted), quotas and rate limits, booked in one ledger per request;
 //! - [`attempts`]: the plan of targets to try, and which upstream failures let it go on;
@@ -19,6 +20,7 @@ pub mod endpoint;
 pub mod params;
 pub mod request;
 pub mod response;
+pub mod shape;
 pub mod tokens;
 
 use bytes::Bytes;
@@ -32,8 +34,15 @@ pub enum Answer {
     /// A local endpoint's JSON body (health, readiness, the model list), status 200.
     Local(Bytes),
     /// An error, with the rate headers that go with it (a refusal's `Retry-After`, the counter
-    /// that refused).
-    Error { error: ApiError, headers: RateHeaders },
+    /// that refused). Boxed: every stage's result carries this variant's size.
+    Error(Box<Refused>),
+}
+
+/// An error answer and its rate headers.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: ApiError,
+    pub headers: RateHeaders,
 }
 
 /// A stage's result: go on with `T`, or answer.
@@ -41,18 +50,18 @@ pub type Step<T> = Result<T, Answer>;
 
 impl From<ApiError> for Answer {
     fn from(error: ApiError) -> Self {
-        Answer::Error {
+        Answer::Error(Box::new(Refused {
             error,
             headers: RateHeaders::default(),
-        }
+        }))
     }
 }
 
 impl From<admit::Refusal> for Answer {
     fn from(r: admit::Refusal) -> Self {
-        Answer::Error {
+        Answer::Error(Box::new(Refused {
             error: r.error,
             headers: r.headers,
-        }
+        }))
     }
 }

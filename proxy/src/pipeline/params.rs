@@ -113,6 +113,7 @@ pub fn effective_max_tokens(rules: &EffectiveRules<'_>, asked: Option<u64>) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Endpoint;
     use crate::config::param_rules::{Bound, ParamPolicy, ParamRules};
     use crate::pipeline::body::{parse, rewrite};
     use http::StatusCode;
@@ -145,7 +146,8 @@ mod tests {
 
     fn run(body: &str, mode: ParamMode, model: &str) -> Result<serde_json::Value, StatusCode> {
         let p = policy(mode);
-        let view = parse(body.as_bytes()).unwrap();
+        let body = body.replacen('{', r#"{"input":"x","#, 1);
+        let view = parse(body.as_bytes(), Endpoint::Embeddings).map_err(|e| e.status())?;
         let edits = apply(body.as_bytes(), &view.members, &p.for_model(model)).map_err(|e| e.status())?;
         let out = rewrite(body.as_bytes(), &view, br#""m""#, false, &edits);
         Ok(serde_json::from_slice(&out).unwrap())
@@ -224,8 +226,8 @@ mod tests {
             },
             vec![],
         );
-        let body = r#"{"model":"x","p1":"mine","p66":"mine too","p2":"also mine"}"#;
-        let view = parse(body.as_bytes()).unwrap();
+        let body = r#"{"model":"x","input":"x","p1":"mine","p66":"mine too","p2":"also mine"}"#;
+        let view = parse(body.as_bytes(), Endpoint::Embeddings).unwrap();
         let edits = apply(body.as_bytes(), &view.members, &p.for_model("x")).unwrap();
         let out = rewrite(body.as_bytes(), &view, br#""m""#, false, &edits);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -239,7 +241,7 @@ mod tests {
         for key in ["\"p1\"", "\"p2\"", "\"p66\"", "\"p0\"", "\"p69\""] {
             assert_eq!(text.matches(key).count(), 1, "{key} once in {text}");
         }
-        assert_eq!(v.as_object().unwrap().len(), 71);
+        assert_eq!(v.as_object().unwrap().len(), 72, "model, input and 70 parameters");
     }
 
     #[test]

@@ -93,10 +93,10 @@ pub struct Parsed {
     pub route: Arc<Route>,
 }
 
-/// Stage 3: parse the body once and find the route of the model it names.
-pub fn parse(snapshot: &Snapshot, body: &Bytes, ctx: &mut RequestCtx) -> Step<Parsed> {
+/// Stage 3: parse the body once, check its shape for the endpoint, and find the route of the model it names.
+pub fn parse(snapshot: &Snapshot, opened: &Opened, body: &Bytes, ctx: &mut RequestCtx) -> Step<Parsed> {
     ctx.prompt.bytes_in = body.len() as u64;
-    let view = body::parse(body)?;
+    let view = body::parse(body, opened.endpoint)?;
     ctx.prompt.stream = view.stream;
     ctx.prompt.user = view.user.clone();
     match snapshot.route(&view.model) {

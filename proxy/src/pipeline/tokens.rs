@@ -77,12 +77,13 @@ pub fn count_prompt(body: &[u8], view: &RequestView, counter: Option<&(Arc<Token
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Endpoint;
     use crate::pipeline::body::parse;
 
     #[test]
     fn chat_prompts_count_with_the_template_and_estimates_say_so() {
         let body = br#"{"model":"m","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":[{"type":"text","text":"Hello there"}],"name":"bob"}]}"#;
-        let view = parse(body).unwrap();
+        let view = parse(body, Endpoint::ChatCompletions).unwrap();
         let counter = (Arc::new(Tokenizer::o200k()), ChatTemplate::OpenAi);
         let t = &counter.0;
         let want = 3
@@ -103,12 +104,12 @@ mod tests {
         let counter = (Arc::new(Tokenizer::cl100k()), ChatTemplate::OpenAi);
         let body = br#"{"model":"m","prompt":["hello world","hello"]}"#;
         assert_eq!(
-            count_prompt(body, &parse(body).unwrap(), Some(&counter)),
+            count_prompt(body, &parse(body, Endpoint::Completions).unwrap(), Some(&counter)),
             Count::Exact(3)
         );
         let body = br#"{"model":"m","input":[[1,2,3],[4]]}"#;
         assert_eq!(
-            count_prompt(body, &parse(body).unwrap(), None),
+            count_prompt(body, &parse(body, Endpoint::Embeddings).unwrap(), None),
             Count::Exact(4),
             "token ids are counted, not estimated"
         );
