@@ -64,6 +64,11 @@ pub struct RunOpts {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "TOLLGATE_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// How tokens are counted for models without a tokenizer (prompts before forwarding, and
+    /// completions the provider reports no usage for): o200k or cl100k (a stand-in tokenizer),
+    /// or bytes (about 4 bytes a token). Such counts are marked as estimates.
+    #[arg(long, env = "TOLLGATE_ESTIMATE_TOKENIZER", value_enum, default_value_t = EstimateTokenizer::O200k)]
+    pub estimate_tokenizer: EstimateTokenizer,
     /// Upstream connect timeout, in milliseconds.
     #[arg(long, env = "TOLLGATE_UPSTREAM_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
     pub upstream_connect_timeout_ms: u64,
@@ -149,5 +154,28 @@ fn namespace(text: &str) -> Result<String, String> {
         Ok(text.to_string())
     } else {
         Err("letters, digits, `-`, `_` and `.` only, up to 64".into())
+    }
+}
+
+/// The `--estimate-tokenizer` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EstimateTokenizer {
+    O200k,
+    Cl100k,
+    Bytes,
+}
+
+impl EstimateTokenizer {
+    pub fn estimator(self) -> crate::pipeline::tokens::Estimator {
+        use crate::pipeline::tokens::Estimator;
+        match self {
+            EstimateTokenizer::O200k => {
+                Estimator::Tokenizer(std::sync::Arc::new(tollgate_tokenize::Tokenizer::o200k()))
+            }
+            EstimateTokenizer::Cl100k => {
+                Estimator::Tokenizer(std::sync::Arc::new(tollgate_tokenize::Tokenizer::cl100k()))
+            }
+            EstimateTokenizer::Bytes => Estimator::Bytes,
+        }
     }
 }

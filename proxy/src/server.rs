@@ -94,6 +94,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             quotas,
             limits,
             metrics: metrics.clone(),
+            estimator: opts.estimate_tokenizer.estimator(),
         },
         keys: keys.clone(),
         max_body_bytes: opts.max_body_bytes,

@@ -159,3 +159,100 @@ async fn completion_tokens_are_counted_when_the_provider_reports_no_usage() {
     assert_eq!(line["usage_known"], true);
     assert_eq!(line["completion_tokens_counted"], -1);
 }
+
+/// The value of the metric line that starts with `series` (`name{labels}`), 0 if absent.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_without_tokenizer_books_estimated_completions_against_limits_and_metrics() {
+    let mock = start_mock("m").await;
+    let config = format!(
+        "{}[[models]]\nname = \"plain\"\ntargets = [{{ provider = \"mock\" }}]\n\n\
+         [[limits]]\nname = \"tpd\"\ntokens = 1000000\nper = \"day\"\n",
+        provider("mock", &mock.base_url())
+    );
+    let gw = Gateway::start(&config).await;
+    let o200k = Tokenizer::o200k();
+    let no_usage = ("x-mock-no-usage", "1");
+    let mut booked = 0;
+    let mut completions = 0;
+    // A whole stream, a whole JSON answer, and a stream the provider cuts after five chunks.
+    for (stream, id, extra) in [
+        (true, "plain-sse", None),
+        (false, "plain-json", None),
+        (true, "plain-cut", Some(("x-mock-cut-after", "5"))),
+    ] {
+        let body = format!(r#"{{"model":"plain","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#);
+        let mut headers = vec![no_usage, ("x-request-id", id), ("x-mock-chunks", "40")];
+        headers.extend(extra);
+        let r = open(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &headers,
+            bytes::Bytes::from(body),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        // The cut stream ends in an error after what was generated; that text is what counts.
+        let (_, received, _) = read_body(r).await;
+        let want = o200k.count(&generated_text(&received, stream));
+        assert!(want > 0, "{id}: text reached the client");
+        let line = gw.access_line(id).await;
+        assert_eq!(line["usage_known"], false, "{line}");
+        assert_eq!(line["completion_tokens_counted"], want as u64, "{id}: {line}");
+        assert_eq!(line["completion_count_estimated"], true, "{line}");
+        booked += line["prompt_tokens_counted"].as_u64().unwrap() + want as u64;
+        completions += want as u64;
+    }
+    // A client that leaves mid-stream: what was generated until then is counted.
+    let resp = open(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            no_usage,
+            ("x-request-id", "plain-gone"),
+            ("x-mock-chunks", "200"),
+            ("x-mock-chunk-delay-ms", "20"),
+        ],
+        bytes::Bytes::from_static(br#"{"model":"plain","stream":true,"messages":[{"role":"user","content":"hi"}]}"#),
+    )
+    .await
+    .unwrap();
+    let mut body = resp.into_body();
+    let mut seen = 0;
+    while seen < 3 {
+        match http_body_util::BodyExt::frame(&mut body).await {
+            Some(Ok(frame)) => seen += usize::from(frame.is_data()),
+            _ => panic!("the stream ended before the client left"),
+        }
+    }
+    drop(body);
+    let line = gw.access_line("plain-gone").await;
+    let gone = line["completion_tokens_counted"].as_u64().unwrap_or(0);
+    assert!(gone > 0, "{line}");
+    assert_eq!(line["completion_count_estimated"], true, "{line}");
+    booked += line["prompt_tokens_counted"].as_u64().unwrap() + gone;
+    completions += gone;
+
+    let metrics = request(gw.admin, "GET", "/metrics", &[], bytes::Bytes::new())
+        .await
+        .unwrap()
+        .text();
+    assert_eq!(
+        metric(&metrics, r#"tollgate_limit_tokens_total{kind="used",rule="tpd"}"#),
+        booked,
+        "the token limit is charged what was counted"
+    );
+    assert_eq!(
+        metric(&metrics, r#"tollgate_tokens_total{kind="completion",model="plain"}"#),
+        completions,
+        "{metrics}"
+    );
+}

@@ -75,8 +75,7 @@ pub async fn forward(
                     let strip = admitted.force_usage && admitted.view.stream;
                     let count = match &attempt.route.counter {
                         Some((tok, _)) => CountCompletion::With(tok.clone()),
-                        None if call.ledger.has_limit_holds() => CountCompletion::Estimate,
-                        None => CountCompletion::No,
+                        None => CountCompletion::Estimate(state.admission.estimator.clone()),
                     };
                     match relay::relay(state, &peer, up, strip, count, session, call).await {
                         Ok(Relayed::Done) => {

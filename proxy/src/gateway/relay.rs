@@ -181,6 +181,8 @@ async fn relay_body(
         }
         write(session, ctx, data).await?;
         if let Some(e) = failure {
+            // What was generated before the break reached the client, and counts.
+            sink.finish(ctx);
             return cut(session, ctx, is_sse, e).await.map(|()| Relayed::Done);
         }
         if ended {

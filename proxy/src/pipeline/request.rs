@@ -153,7 +153,12 @@ pub async fn admit(
             Box::pin(admission.quotas(caller, view.user.as_deref(), req.headers, ledger, rate_headers)).await?;
         }
     }
-    ctx.prompt.counted = Some(tokens::count_prompt(body, &view, route.counter.as_ref()));
+    ctx.prompt.counted = Some(tokens::count_prompt(
+        body,
+        &view,
+        route.counter.as_ref(),
+        &admission.estimator,
+    ));
     if !live.limits.is_empty() {
         let caller = opened.caller.as_ref();
         let max_tokens = match (opened.endpoint, caller) {

@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use tollgate_tokenize::{Count, Tokenizer};
 
 use crate::api::Usage;
+use crate::pipeline::tokens::Estimator;
 use crate::sse::completion::completion_text;
 use crate::sse::scanner::{events, EventSplitter};
 use crate::sse::usage::{EventKind, UsageFinder};
@@ -36,8 +37,9 @@ const MAX_KEPT: usize = 8 << 20;
 pub enum CountCompletion {
     /// Not needed.
     No,
-    /// About 4 bytes a token (no tokenizer for the model, but rate limits need a number).
-    Estimate,
+    /// No tokenizer for the model: estimated (and marked so), since limits, metrics and the
+    /// access log need a number for text that reached the client.
+    Estimate(Estimator),
     /// Exactly, with the model's tokenizer.
     With(Arc<Tokenizer>),
 }
@@ -146,7 +148,8 @@ impl CompletionCount {
         };
         self.counted = Some(match &self.mode {
             CountCompletion::With(tok) => Count::Exact(tok.count(&text)),
-            _ => Count::Estimated(tollgate_tokenize::registry::estimate(&text)),
+            CountCompletion::Estimate(estimator) => Count::Estimated(estimator.count(&text)),
+            CountCompletion::No => return,
         });
     }
 }
@@ -350,9 +353,9 @@ mod tests {
             assert_eq!(out, input, "nothing is held back or changed");
             assert_eq!((learnt.usage, learnt.completion), (None, Some(want)), "cut {cut}");
         }
-        let (_, learnt) = run(&input, &[], false, CountCompletion::Estimate);
+        let (_, learnt) = run(&input, &[], false, CountCompletion::Estimate(Estimator::Bytes));
         assert!(learnt.completion.is_some_and(|c| c.is_estimate()));
-        let (_, learnt) = run(&stream(true), &[], false, CountCompletion::Estimate);
+        let (_, learnt) = run(&stream(true), &[], false, CountCompletion::Estimate(Estimator::Bytes));
         assert_eq!(learnt.completion, None, "the provider's usage stands; nothing counted");
     }
 
@@ -368,10 +371,10 @@ mod tests {
         assert_eq!(out.concat(), body.to_vec());
         assert_eq!(learnt.usage.map(|u| u.total), Some(7));
         let no_usage = br#"{"choices":[{"message":{"content":"Hi there"}}]}"#;
-        let mut chain = ResponseChain::new(false, true, false, CountCompletion::Estimate);
+        let mut chain = ResponseChain::new(false, true, false, CountCompletion::Estimate(Estimator::Bytes));
         chain.push(Bytes::from_static(no_usage), &mut out);
         assert!(chain.finish(&mut out).completion.is_some_and(|c| c.tokens() > 0));
-        let mut failed = ResponseChain::new(false, false, false, CountCompletion::Estimate);
+        let mut failed = ResponseChain::new(false, false, false, CountCompletion::Estimate(Estimator::Bytes));
         failed.push(Bytes::from_static(no_usage), &mut out);
         assert_eq!(
             failed.finish(&mut out),

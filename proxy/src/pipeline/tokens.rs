@@ -1,5 +1,9 @@
 //! Prompt tokens of a request, counted with the model's tokenizer and chat template (exact), or
 //! estimated when the model has none configured — and then marked as an estimate.
+//!
+//! The estimate is the [`Estimator`] the operator chose (`--estimate-tokenizer`): by default
+//! the o200k encoding with OpenAI's chat framing, which is within a few percent of most modern
+//! BPE tokenizers on English text; `bytes` is the cheap rule of about 4 bytes a token.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -27,8 +31,40 @@ fn piece_text<'a>(body: &'a [u8], pieces: &[Piece]) -> Cow<'a, str> {
     }
 }
 
-/// The prompt tokens of `view` (whose body is `body`).
-pub fn count_prompt(body: &[u8], view: &RequestView, counter: Option<&(Arc<Tokenizer>, ChatTemplate)>) -> Count {
+/// How tokens are estimated for a model without a tokenizer of its own.
+#[derive(Clone)]
+pub enum Estimator {
+    /// A stand-in tokenizer, counted with OpenAI's chat framing.
+    Tokenizer(Arc<Tokenizer>),
+    /// About 4 bytes a token, 4 tokens of framing a message.
+    Bytes,
+}
+
+impl Estimator {
+    /// The estimated tokens of `text`.
+    pub fn count(&self, text: &str) -> usize {
+        match self {
+            Estimator::Tokenizer(tok) => tok.count(text),
+            Estimator::Bytes => estimate(text),
+        }
+    }
+
+    fn count_chat(&self, messages: &[Message<'_>]) -> usize {
+        match self {
+            Estimator::Tokenizer(tok) => ChatTemplate::OpenAi.count(tok, messages),
+            Estimator::Bytes => count_chat(None, messages).tokens(),
+        }
+    }
+}
+
+/// The prompt tokens of `view` (whose body is `body`): exact with the model's `counter`, else
+/// estimated with `estimator`.
+pub fn count_prompt(
+    body: &[u8],
+    view: &RequestView,
+    counter: Option<&(Arc<Tokenizer>, ChatTemplate)>,
+    estimator: &Estimator,
+) -> Count {
     match &view.prompt {
         Prompt::Chat(msgs) => {
             let owned: Vec<OwnedMessage<'_>> = msgs
@@ -47,7 +83,10 @@ pub fn count_prompt(body: &[u8], view: &RequestView, counter: Option<&(Arc<Token
                     name: name.as_deref(),
                 })
                 .collect();
-            count_chat(counter.map(|(tok, template)| (tok.as_ref(), *template)), &messages)
+            match counter {
+                Some((tok, template)) => Count::Exact(template.count(tok, &messages)),
+                None => Count::Estimated(estimator.count_chat(&messages)),
+            }
         }
         Prompt::Texts(pieces) => {
             let mut exact = 0;
@@ -59,7 +98,7 @@ pub fn count_prompt(body: &[u8], view: &RequestView, counter: Option<&(Arc<Token
                         let text = text_of(body, r);
                         match counter {
                             Some((tok, _)) => exact += tok.count(&text),
-                            None => estimated += estimate(&text),
+                            None => estimated += estimator.count(&text),
                         }
                     }
                 }
@@ -95,8 +134,18 @@ mod tests {
             + 1
             + t.count("bob")
             + 3;
-        assert_eq!(count_prompt(body, &view, Some(&counter)), Count::Exact(want));
-        assert!(count_prompt(body, &view, None).is_estimate());
+        assert_eq!(
+            count_prompt(body, &view, Some(&counter), &Estimator::Bytes),
+            Count::Exact(want)
+        );
+        let bytes = count_prompt(body, &view, None, &Estimator::Bytes);
+        assert!(bytes.is_estimate());
+        let o200k = Estimator::Tokenizer(counter.0.clone());
+        assert_eq!(
+            count_prompt(body, &view, None, &o200k),
+            Count::Estimated(want),
+            "the stand-in tokenizer counts as the model's own would, marked as an estimate"
+        );
     }
 
     #[test]
@@ -104,12 +153,22 @@ mod tests {
         let counter = (Arc::new(Tokenizer::cl100k()), ChatTemplate::OpenAi);
         let body = br#"{"model":"m","prompt":["hello world","hello"]}"#;
         assert_eq!(
-            count_prompt(body, &parse(body, Endpoint::Completions).unwrap(), Some(&counter)),
+            count_prompt(
+                body,
+                &parse(body, Endpoint::Completions).unwrap(),
+                Some(&counter),
+                &Estimator::Bytes
+            ),
             Count::Exact(3)
         );
         let body = br#"{"model":"m","input":[[1,2,3],[4]]}"#;
         assert_eq!(
-            count_prompt(body, &parse(body, Endpoint::Embeddings).unwrap(), None),
+            count_prompt(
+                body,
+                &parse(body, Endpoint::Embeddings).unwrap(),
+                None,
+                &Estimator::Bytes
+            ),
             Count::Exact(4),
             "token ids are counted, not estimated"
         );

@@ -190,7 +190,7 @@ impl Metrics {
         let tokens = IntCounterVec::new(
             Opts::new(
                 "tollgate_tokens_total",
-                "Tokens reported by providers, by model and kind (prompt, completion, cached)",
+                "Tokens by model and kind (prompt, completion, cached): as providers report them, or the gateway's own count (exact or estimated) when a provider reports none",
             ),
             &["model", "kind"],
         )?;

@@ -42,9 +42,13 @@ fn update_model_series(ctx: &RequestCtx, s: &ModelSeries, metrics: &Metrics, lat
                 cached.inc_by(u.cached);
             }
         }
-        // The provider reported nothing: the gateway's own exact count stands in.
-        (None, Some(tollgate_tokenize::Count::Exact(n))) => completion.inc_by(n as u64),
-        (None, _) => {}
+        // The provider reported nothing: the gateway's own counts stand in (exact, or estimated
+        // for a model without a tokenizer; the access line says which).
+        (None, Some(c)) => {
+            prompt.inc_by(ctx.prompt.counted.map_or(0, |p| p.tokens() as u64));
+            completion.inc_by(c.tokens() as u64);
+        }
+        (None, None) => {}
     }
 }
 
@@ -70,12 +74,14 @@ fn update_by_label(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
             .with_label_values(&[model, method])
             .inc_by(c.tokens() as u64);
     }
-    if let (None, Some(tollgate_tokenize::Count::Exact(n))) = (ctx.answer.usage, ctx.answer.completion_counted) {
-        // The provider reported nothing: the gateway's own exact count stands in.
+    if let (None, Some(c)) = (ctx.answer.usage, ctx.answer.completion_counted) {
+        // The provider reported nothing: the gateway's own counts stand in.
+        let prompt = ctx.prompt.counted.map_or(0, |p| p.tokens() as u64);
+        metrics.tokens.with_label_values(&[model, "prompt"]).inc_by(prompt);
         metrics
             .tokens
             .with_label_values(&[model, "completion"])
-            .inc_by(n as u64);
+            .inc_by(c.tokens() as u64);
     }
     if let Some(u) = ctx.answer.usage {
         metrics.tokens.with_label_values(&[model, "prompt"]).inc_by(u.prompt);

@@ -23,6 +23,7 @@ use super::request::Peer;
 use crate::context::{Outcome, RequestCtx};
 use crate::error::ApiError;
 use crate::live::Live;
+use crate::pipeline::tokens::Estimator;
 use crate::rate_headers::RateHeaders;
 use crate::telemetry::Metrics;
 
@@ -39,13 +40,6 @@ pub struct Refusal {
 pub struct Ledger {
     charges: Vec<Charge>,
     holds: Vec<Hold>,
-}
-
-impl Ledger {
-    /// Whether any rate limit holds a reservation for this request (its real cost is needed).
-    pub fn has_limit_holds(&self) -> bool {
-        !self.holds.is_empty()
-    }
 }
 
 /// How a request ended, as far as what it holds goes.
@@ -77,6 +71,8 @@ pub struct Admission {
     pub quotas: QuotaStore,
     pub limits: RateLimiter,
     pub metrics: Arc<Metrics>,
+    /// Counts tokens for models without a tokenizer (prompts here, completions in the relay).
+    pub estimator: Estimator,
 }
 
 /// What a request offers the rate limits' keys, beyond the caller and the body.
