@@ -124,6 +124,10 @@ pub struct RunOpts {
     /// hot (`tollgate_limit_hot_keys_total`); 0 turns it off.
     #[arg(long, env = "TOLLGATE_LIMITS_HOT_KEY_RPS", default_value_t = 100)]
     pub limits_hot_key_rps: u64,
+    /// A warning about a lasting condition (a key that stays hot) is logged once per this many
+    /// seconds, with how often it recurred since; metrics still count every occurrence.
+    #[arg(long, env = "TOLLGATE_LOG_REPEAT_INTERVAL_SECS", default_value_t = 60)]
+    pub log_repeat_interval_secs: u64,
     /// Separates this gateway cluster's rate limits from another's in the same Redis (a word
     /// put into every limit key); nodes with the same namespace share their limits. Empty:
     /// `--redis-namespace`.

@@ -18,7 +18,7 @@ use crate::config;
 use crate::gateway::{Gateway, GatewayState};
 use crate::live::LiveCell;
 use crate::pipeline::admit::quotas::{self, Backend, QuotaStore};
-use crate::pipeline::admit::rate_limits::RateLimiter;
+use crate::pipeline::admit::rate_limits::{HotKeys, RateLimiter};
 use crate::pipeline::admit::Admission;
 use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
@@ -211,7 +211,10 @@ fn start_limits(
         clock,
         opts.completion_reserve,
         limits_namespace(opts),
-        opts.limits_hot_key_rps,
+        HotKeys {
+            rps: opts.limits_hot_key_rps,
+            log_interval_ms: opts.log_repeat_interval_secs.saturating_mul(1000),
+        },
     )
 }
 

@@ -604,7 +604,9 @@ async fn a_hot_key_is_reported_without_the_client_value_that_names_it() {
     let rule = "[[limits]]\nname = \"per-session\"\nby = [\"cookie:session\"]\nrequests = 100000\nper = \"minute\"\n";
     let flags = vec!["--limits-hot-key-rps".to_string(), "5".to_string()];
     let gw = start(&config(&mock.base_url(), rule), &flags).await;
-    for _ in 0..20 {
+    // Steady load on one key across several seconds: hot in each of them.
+    let until = std::time::Instant::now() + Duration::from_millis(3_300);
+    while std::time::Instant::now() < until {
         let r = call(
             gw.addr,
             &[("cookie", "session=sess-secret-9f2c")],
@@ -612,11 +614,16 @@ async fn a_hot_key_is_reported_without_the_client_value_that_names_it() {
         )
         .await;
         assert_eq!(r.status, 200);
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let hot = eventually_metric(&gw, "tollgate_limit_hot_keys_total{rule=\"per-session\"}").await;
-    assert!(hot >= 1.0, "the hot key was not counted");
+    assert!(hot >= 2.0, "each second the key was hot is counted: {hot}");
     let log = gw.log();
-    assert!(log.contains("limits: hot key"), "{log}");
+    assert_eq!(
+        log.matches("limits: hot key").count(),
+        1,
+        "a key that stays hot is logged once per interval: {log}"
+    );
     assert!(!log.contains("sess-secret-9f2c"), "a cookie value reached the log");
     // A quiet key is not reported.
     assert!(

@@ -28,6 +28,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::live::Live;
 use crate::rate_headers::{Counter, RateHeaders, Unit};
 use crate::telemetry::metrics::RuleCounters;
+use crate::telemetry::repeats::Repeats;
 use crate::telemetry::Metrics;
 
 /// What a request offers the values of a rule's key parts.
@@ -90,6 +91,16 @@ pub struct RateLimiter {
     hot_hasher: foldhash::fast::RandomState,
     /// Requests in one second past which a key is reported hot (0: off).
     hot_key_rps: isize,
+    /// A key that stays hot is logged once per interval, not every second.
+    hot_lines: Repeats,
+}
+
+/// How hot keys are spotted and reported.
+pub struct HotKeys {
+    /// Requests in one second on one node past which a key is hot (0: off).
+    pub rps: u64,
+    /// How often a key that stays hot is logged again, in milliseconds.
+    pub log_interval_ms: u64,
 }
 
 impl RateLimiter {
@@ -100,7 +111,7 @@ impl RateLimiter {
         clock: Arc<dyn Clock>,
         completion_reserve: u64,
         namespace: &str,
-        hot_key_rps: u64,
+        hot_keys: HotKeys,
     ) -> Self {
         let mut key_prefix = "tollgate:limit:".to_string();
         if !namespace.is_empty() {
@@ -111,18 +122,20 @@ impl RateLimiter {
             table,
             exact,
             exact_timeout,
-            clock,
+            clock: clock.clone(),
             completion_reserve,
             key_prefix,
             // 4 × 8192 counters: few enough collisions that a node's whole traffic spread over
             // many keys does not make a quiet key look hot.
             hot: pingora_limits::rate::Rate::new_with_estimator_config(Duration::from_secs(1), 4, 8192),
             hot_hasher: foldhash::fast::RandomState::default(),
-            hot_key_rps: hot_key_rps.min(isize::MAX as u64) as isize,
+            hot_key_rps: hot_keys.rps.min(isize::MAX as u64) as isize,
+            hot_lines: Repeats::new(hot_keys.log_interval_ms, clock.clone()),
         }
     }
 
-    /// Count a request against its key's rate; report the key once a second while it is hot.
+    /// Count a request against its key's rate; count the key each second it is hot, and log it
+    /// then, once per interval.
     fn spot_hot_key(&self, rule: &LimitRule, key: &str, metrics: &Metrics) {
         if self.hot_key_rps == 0 {
             return;
@@ -132,8 +145,10 @@ impl RateLimiter {
         let digest = std::hash::BuildHasher::hash_one(&self.hot_hasher, key);
         if self.hot.observe(&digest, 1) == self.hot_key_rps {
             metrics.limit_hot_keys.with_label_values(&[&rule.name]).inc();
-            // Client-sent header, query and cookie values are digests in keys: safe to log.
-            tracing::warn!(rule = %rule.name, key = %key, rps = self.hot_key_rps, "limits: hot key");
+            if let Some(held_back) = self.hot_lines.admit(digest) {
+                // Client-sent header, query and cookie values are digests in keys: safe to log.
+                tracing::warn!(rule = %rule.name, key = %key, rps = self.hot_key_rps, seconds_hot_since_last_line = held_back, "limits: hot key");
+            }
         }
     }
 
