@@ -140,9 +140,14 @@ pub struct RunOpts {
     /// How often the config file is checked for changes, in milliseconds (0 = never).
     #[arg(long, env = "TOLLGATE_CONFIG_POLL_MS", default_value_t = 1_000)]
     pub config_poll_ms: u64,
-    /// Seconds in-flight requests get to finish on SIGTERM.
+    /// Seconds in-flight requests and streams get to finish on SIGTERM, once the listeners
+    /// close; the process exits as soon as none is left.
     #[arg(long, env = "TOLLGATE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Seconds between SIGTERM and the listeners closing, while `/readyz` already answers 503
+    /// (set it to the readiness poll interval of the load balancer in front).
+    #[arg(long, env = "TOLLGATE_SHUTDOWN_DRAIN_DELAY_SECS", default_value_t = 0)]
+    pub shutdown_drain_delay_secs: u64,
     /// Log line format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,

@@ -41,6 +41,7 @@ pub enum ErrorCode {
     LimitStoreUnavailable,
     KeyStoreUnavailable,
     UpstreamTimeout,
+    ShuttingDown,
 }
 
 impl ErrorCode {
@@ -93,6 +94,7 @@ impl ErrorCode {
             ),
             KeyStoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "key_store_unavailable"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
+            ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down"),
         }
     }
 
@@ -197,6 +199,13 @@ impl ApiError {
     pub fn not_found_named(what: &str, name: &str) -> Self {
         let shown: String = name.chars().take(128).collect();
         Self::new(ErrorCode::NotFound, format!("No {what} named `{shown}`."))
+    }
+
+    pub fn shutting_down() -> Self {
+        Self::new(
+            ErrorCode::ShuttingDown,
+            "The gateway is shutting down; requests in flight finish, new ones go elsewhere.",
+        )
     }
 
     pub fn internal() -> Self {

@@ -26,7 +26,7 @@
 //!
 //! Imports go down this list, never up (nor across a comma): [`api`], [`error`], [`key_hash`],
 //! [`rate_headers`] and the parsing helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`]
-//! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`reload`] → [`gateway`], [`admin`],
+//! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`reload`], [`drain`] → [`gateway`], [`admin`],
 //! [`cli`] → [`server`].
 
 pub mod admin;
@@ -35,6 +35,7 @@ pub mod api_keys;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod drain;
 pub mod error;
 pub mod gateway;
 pub mod json_spans;

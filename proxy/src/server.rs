@@ -15,6 +15,7 @@ use crate::admin::AdminApp;
 use crate::api_keys::{self, KeyBackend, KeyRegistry, RedisStore};
 use crate::cli::RunOpts;
 use crate::config;
+use crate::drain::{Drain, SignalWatch};
 use crate::gateway::{Gateway, GatewayState};
 use crate::live::LiveCell;
 use crate::pipeline::admit::quotas::{self, Backend, QuotaStore};
@@ -85,6 +86,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         connector: Connector::new(Some(ConnectorOptions::new(opts.upstream_pool_size))),
         pool: Pool::new(opts.upstream_pool_size, idle_timeout),
     };
+    let drain = Arc::new(Drain::default());
     let state = Arc::new(GatewayState {
         live: cell.clone(),
         upstreams,
@@ -103,6 +105,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             read_timeout: Duration::from_millis(opts.upstream_read_timeout_ms),
             idle_timeout,
         },
+        drain: drain.clone(),
     });
     let sweeper = state.clone();
     shared_rt.spawn(async move {
@@ -137,7 +140,16 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
 
     reload::spawn_watchers(reloader, Duration::from_millis(opts.config_poll_ms)).context("starting reload watchers")?;
     tracing::info!(listen = %opts.listen, admin = %opts.admin_listen, threads, "tollgate serving");
-    server.run(RunArgs::default());
+    let flush = access_log.clone();
+    let signals = SignalWatch {
+        drain,
+        delay: Duration::from_secs(opts.shutdown_drain_delay_secs),
+        grace: Duration::from_secs(opts.shutdown_grace_secs),
+        before_exit: Arc::new(move || flush.flush()),
+    };
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
     access_log.flush();
     Ok(())
 }

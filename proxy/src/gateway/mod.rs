@@ -39,6 +39,8 @@ pub struct GatewayState {
     pub keys: Arc<crate::api_keys::KeyRegistry>,
     pub max_body_bytes: usize,
     pub upstream: UpstreamOptions,
+    /// Requests in flight, and whether SIGTERM has come.
+    pub drain: Arc<crate::drain::Drain>,
 }
 
 /// One request through the gateway, Pingora's per-request context: what is known of it (read by
@@ -49,6 +51,8 @@ pub struct Call {
     pub ledger: Ledger,
     /// The config it was forwarded under (whose series its metrics go to).
     pub live: Option<Arc<Live>>,
+    /// Counts the request as in flight (a draining gateway exits when none is left).
+    pub flight: Option<crate::drain::Flight>,
 }
 
 /// `make()`'s value written into a box allocated first (so it can be built there, not copied).
@@ -73,7 +77,10 @@ impl ProxyHttp for Gateway {
     type CTX = Call;
 
     fn new_ctx(&self) -> Call {
-        Call::default()
+        Call {
+            flight: Some(self.state.drain.enter()),
+            ..Call::default()
+        }
     }
 
     /// Runs once the request header is read. Serves the whole request: local endpoints, or the

@@ -33,7 +33,8 @@ pub async fn serve(state: &GatewayState, session: &mut Session, call: &mut Call)
 /// forwarding it (`Ok`, an error there meaning the client connection failed).
 async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) -> Step<pingora::Result<()>> {
     let live = state.live.load();
-    let opened = request::open(&live, &state.keys, &incoming(session), &mut call.ctx)?;
+    let ready = !state.drain.is_draining();
+    let opened = request::open(&live, &state.keys, ready, &incoming(session), &mut call.ctx)?;
     let body = read_body(session, state.max_body_bytes).await?;
     let parsed = request::parse(&live, &opened, &body, &mut call.ctx)?;
     let req = incoming(session);

@@ -25,6 +25,7 @@ use super::{params, tokens, Answer, Step};
 use crate::api_keys::KeyRegistry;
 use crate::config::{Route, Snapshot};
 use crate::context::{Caller, ModelStage, RequestCtx};
+use crate::error::ApiError;
 use crate::live::Live;
 
 /// The request as the stages see it: read off the server's request header once, plain types.
@@ -49,12 +50,20 @@ pub struct Opened {
     pub caller: Option<Identified>,
 }
 
-/// Stage 1: which endpoint, who is calling, and the local endpoints' answers.
-pub fn open(snapshot: &Snapshot, keys: &KeyRegistry, req: &Incoming<'_>, ctx: &mut RequestCtx) -> Step<Opened> {
+/// Stage 1: which endpoint, who is calling, and the local endpoints' answers (`ready`: the
+/// gateway is not draining).
+pub fn open(
+    snapshot: &Snapshot,
+    keys: &KeyRegistry,
+    ready: bool,
+    req: &Incoming<'_>,
+    ctx: &mut RequestCtx,
+) -> Step<Opened> {
     let endpoint = classify(req.method.as_str(), req.uri.path())?;
     ctx.endpoint = Some(endpoint);
     let caller = match endpoint {
         Endpoint::Health => return Err(Answer::Local(Bytes::from_static(b"{\"status\":\"ok\"}"))),
+        Endpoint::Ready if !ready => return Err(ApiError::shutting_down().into()),
         Endpoint::Ready => {
             let body = format!("{{\"status\":\"ready\",\"config_version\":{}}}", snapshot.version);
             return Err(Answer::Local(Bytes::from(body)));
@@ -106,7 +115,7 @@ pub fn parse(snapshot: &Snapshot, opened: &Opened, body: &Bytes, ctx: &mut Reque
         }),
         None => {
             ctx.model = ModelStage::unknown(&view.model);
-            Err(crate::error::ApiError::unknown_model(&view.model).into())
+            Err(ApiError::unknown_model(&view.model).into())
         }
     }
 }
