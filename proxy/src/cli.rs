@@ -69,6 +69,42 @@ pub struct RunOpts {
     /// or bytes (about 4 bytes a token). Such counts are marked as estimates.
     #[arg(long, env = "TOLLGATE_ESTIMATE_TOKENIZER", value_enum, default_value_t = EstimateTokenizer::O200k)]
     pub estimate_tokenizer: EstimateTokenizer,
+    /// A request head must arrive whole within this many seconds of its first byte (of the
+    /// accept, for a connection's first request); else `408` and the connection closes.
+    #[arg(long, env = "TOLLGATE_HEAD_TIMEOUT_SECS", default_value_t = 10)]
+    pub head_timeout_secs: u64,
+    /// Most headers a request may have (`431` past it).
+    #[arg(long, env = "TOLLGATE_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+    /// Most bytes of header names and values a request may have (`431` past it).
+    #[arg(long, env = "TOLLGATE_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+    /// Longest request target (path and query), in bytes (`414` past it).
+    #[arg(long, env = "TOLLGATE_MAX_REQUEST_TARGET_BYTES", default_value_t = 8 * 1024)]
+    pub max_request_target_bytes: usize,
+    /// A request body must arrive whole within this many seconds of its head (`408`).
+    #[arg(long, env = "TOLLGATE_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    pub body_timeout_secs: u64,
+    /// Bytes per second a request body must average once `--body-rate-grace-secs` have passed
+    /// (`408`; 0 = off).
+    #[arg(long, env = "TOLLGATE_BODY_MIN_RATE", default_value_t = 1024)]
+    pub body_min_rate: u64,
+    /// Seconds a request body may take before its minimum rate applies.
+    #[arg(long, env = "TOLLGATE_BODY_RATE_GRACE_SECS", default_value_t = 5)]
+    pub body_rate_grace_secs: u64,
+    /// Seconds an idle keep-alive client connection is kept.
+    #[arg(long, env = "TOLLGATE_KEEPALIVE_IDLE_SECS", default_value_t = 15)]
+    pub keepalive_idle_secs: u64,
+    /// Requests served on one client connection before it is closed (0 = no limit).
+    #[arg(long, env = "TOLLGATE_KEEPALIVE_REQUESTS", default_value_t = 0)]
+    pub keepalive_requests: u32,
+    /// Client connections open at once from one address (trusted proxies are not counted; 0 =
+    /// no cap); past it, `429` and the connection closes.
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
+    pub max_connections_per_ip: u32,
+    /// Accept HTTP/2 without TLS (h2c, prior knowledge) on the public listener.
+    #[arg(long, env = "TOLLGATE_H2C", default_value_t = false, action = clap::ArgAction::Set)]
+    pub h2c: bool,
     /// Upstream connect timeout, in milliseconds.
     #[arg(long, env = "TOLLGATE_UPSTREAM_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
     pub upstream_connect_timeout_ms: u64,

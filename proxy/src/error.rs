@@ -42,6 +42,11 @@ pub enum ErrorCode {
     KeyStoreUnavailable,
     UpstreamTimeout,
     ShuttingDown,
+    RequestTimeout,
+    HeadersTooLarge,
+    UriTooLong,
+    InvalidRequestHead,
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -95,7 +100,30 @@ impl ErrorCode {
             KeyStoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "key_store_unavailable"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
             ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down"),
+            RequestTimeout => (StatusCode::REQUEST_TIMEOUT, INVALID, "request_timeout"),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                INVALID,
+                "request_headers_too_large",
+            ),
+            UriTooLong => (StatusCode::URI_TOO_LONG, INVALID, "uri_too_long"),
+            InvalidRequestHead => (BAD, INVALID, "invalid_request_head"),
+            TooManyConnections => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "too_many_connections",
+            ),
         }
+    }
+
+    /// A refusal of how the client sends (its head, its body, its connections), counted in
+    /// `tollgate_downstream_refusals_total`.
+    pub fn is_downstream_limit(self) -> bool {
+        use ErrorCode::*;
+        matches!(
+            self,
+            RequestTimeout | HeadersTooLarge | UriTooLong | InvalidRequestHead | TooManyConnections
+        )
     }
 
     /// The `code` string clients, logs and audit lines see.
@@ -210,6 +238,23 @@ impl ApiError {
 
     pub fn internal() -> Self {
         Self::new(ErrorCode::InternalError, "The gateway failed to process the request.")
+    }
+
+    /// The whole HTTP/1.1 response carrying this error, closing the connection: for refusals
+    /// written below the HTTP layer (a request head that never completed or could not be read).
+    pub fn raw_http1(&self) -> Bytes {
+        let body = self.body();
+        let status = self.status();
+        let head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        );
+        let mut out = Vec::with_capacity(head.len() + body.len());
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&body);
+        Bytes::from(out)
     }
 
     /// The JSON body.

@@ -26,7 +26,7 @@
 //!
 //! Imports go down this list, never up (nor across a comma): [`api`], [`error`], [`key_hash`],
 //! [`rate_headers`] and the parsing helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`]
-//! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`reload`], [`drain`] → [`gateway`], [`admin`],
+//! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`reload`], [`drain`], [`edge`] → [`gateway`], [`admin`],
 //! [`cli`] → [`server`].
 
 pub mod admin;
@@ -36,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod drain;
+pub mod edge;
 pub mod error;
 pub mod gateway;
 pub mod json_spans;

@@ -16,11 +16,14 @@ use crate::api_keys::{self, KeyBackend, KeyRegistry, RedisStore};
 use crate::cli::RunOpts;
 use crate::config;
 use crate::drain::{Drain, SignalWatch};
-use crate::gateway::{Gateway, GatewayState};
+use crate::edge::{EdgeApp, EdgeOptions};
+use crate::error::ErrorCode;
+use crate::gateway::{BodyLimits, Gateway, GatewayState};
 use crate::live::LiveCell;
 use crate::pipeline::admit::quotas::{self, Backend, QuotaStore};
 use crate::pipeline::admit::rate_limits::{HotKeys, RateLimiter};
 use crate::pipeline::admit::Admission;
+use crate::pipeline::head::HeadLimits;
 use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
@@ -106,6 +109,16 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             idle_timeout,
         },
         drain: drain.clone(),
+        head_limits: HeadLimits {
+            max_headers: opts.max_headers,
+            max_header_bytes: opts.max_header_bytes,
+            max_target_bytes: opts.max_request_target_bytes,
+        },
+        body_limits: BodyLimits {
+            timeout: Duration::from_secs(opts.body_timeout_secs),
+            min_rate: opts.body_min_rate,
+            grace: Duration::from_secs(opts.body_rate_grace_secs),
+        },
     });
     let sweeper = state.clone();
     shared_rt.spawn(async move {
@@ -117,8 +130,23 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             sweeper.metrics.upstream_idle.set(sweeper.upstreams.pool.idle() as i64);
         }
     });
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(state), "tollgate");
+    let refusals = metrics.downstream_refusals.clone();
+    let edge = EdgeApp::new(
+        pingora::proxy::http_proxy(&server.configuration, Gateway::new(state)),
+        EdgeOptions {
+            head_timeout: Duration::from_secs(opts.head_timeout_secs.max(1)),
+            max_head_bytes: opts.max_header_bytes + opts.max_request_target_bytes,
+            // The target, the method and the version.
+            max_line_bytes: opts.max_request_target_bytes + 32,
+            keepalive_idle_secs: opts.keepalive_idle_secs,
+            keepalive_requests: (opts.keepalive_requests > 0).then_some(opts.keepalive_requests),
+            max_conns_per_ip: opts.max_connections_per_ip,
+            h2c: opts.h2c,
+        },
+        cell.clone(),
+        Arc::new(move |code: ErrorCode| refusals.with_label_values(&[code.as_str()]).inc()),
+    );
+    let mut proxy = Service::new("tollgate".to_string(), edge);
     // Flushes happen where the gateway decides (each streamed chunk, the end of a body); a write
     // buffer larger than Pingora's one-MSS default lets a response header travel with its body.
     let buffers = L4BufferSettings::default().write(opts.downstream_write_buffer_bytes);

@@ -41,6 +41,18 @@ pub struct GatewayState {
     pub upstream: UpstreamOptions,
     /// Requests in flight, and whether SIGTERM has come.
     pub drain: Arc<crate::drain::Drain>,
+    pub head_limits: crate::pipeline::head::HeadLimits,
+    pub body_limits: BodyLimits,
+}
+
+/// How long a request body may take to arrive (CLI flags).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// The whole body, from the end of the head.
+    pub timeout: std::time::Duration,
+    /// Bytes per second the body must average once [`BodyLimits::grace`] has passed (0: off).
+    pub min_rate: u64,
+    pub grace: std::time::Duration,
 }
 
 /// One request through the gateway, Pingora's per-request context: what is known of it (read by
@@ -75,6 +87,19 @@ impl Gateway {
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Call;
+
+    /// An HTTP/1.1 request head was read (the edge handed its connection's phase over): its
+    /// deadline stops, the body's begins.
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _call: &mut Call,
+        prev: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Ok(phase) = prev.downcast::<Arc<crate::edge::stream::ConnPhase>>() {
+            phase.head_done();
+        }
+    }
 
     fn new_ctx(&self) -> Call {
         Call {

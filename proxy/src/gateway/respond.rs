@@ -45,7 +45,15 @@ pub async fn answer(
         Answer::Local(body) => json(session, &mut call.ctx, StatusCode::OK, body).await,
         Answer::Error(refused) => {
             let Refused { error: err, headers } = *refused;
-            if !session.is_body_done() {
+            if err.code.is_downstream_limit() {
+                state
+                    .metrics
+                    .downstream_refusals
+                    .with_label_values(&[err.code.as_str()])
+                    .inc();
+                // A client refused for how it sends is not waited for again.
+                session.set_keepalive(None);
+            } else if !session.is_body_done() {
                 serve::discard_body(session).await;
             }
             state.admission.settle(&mut call.ledger, Settlement::NotServed).await;

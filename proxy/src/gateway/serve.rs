@@ -3,10 +3,12 @@
 //! read here, the attempts in [`forward`](super::forward)). Any stage may end the request with an
 //! [`Answer`]; [`respond::answer`] is where every such answer is written.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
-use super::{forward, respond, Call, GatewayState};
+use super::{forward, respond, BodyLimits, Call, GatewayState};
 use crate::error::{ApiError, ErrorCode};
 use crate::pipeline::attempts::AttemptPlan;
 use crate::pipeline::request::{self, Incoming, Peer};
@@ -34,8 +36,15 @@ pub async fn serve(state: &GatewayState, session: &mut Session, call: &mut Call)
 async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) -> Step<pingora::Result<()>> {
     let live = state.live.load();
     let ready = !state.drain.is_draining();
-    let opened = request::open(&live, &state.keys, ready, &incoming(session), &mut call.ctx)?;
-    let body = read_body(session, state.max_body_bytes).await?;
+    let opened = request::open(
+        &live,
+        &state.keys,
+        ready,
+        &state.head_limits,
+        &incoming(session),
+        &mut call.ctx,
+    )?;
+    let body = read_body(session, state.max_body_bytes, &state.body_limits).await?;
     let parsed = request::parse(&live, &opened, &body, &mut call.ctx)?;
     let req = incoming(session);
     let admitted = request::admit(
@@ -118,8 +127,9 @@ fn expects_continue(session: &Session) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-/// Read the whole request body, refusing it past `max` bytes.
-async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, ApiError> {
+/// Read the whole request body, refusing it past `max` bytes, or when it arrives slower than
+/// `limits` allow (`408`).
+async fn read_body(session: &mut Session, max: usize, limits: &BodyLimits) -> Result<Bytes, ApiError> {
     let declared = session
         .req_header()
         .headers
@@ -139,8 +149,29 @@ async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, ApiError>
         })?;
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(max));
+    let started = tokio::time::Instant::now();
+    let deadline = started + limits.timeout;
     loop {
-        match session.read_request_body().await {
+        // The next chunk must come before the whole body's deadline, and before the body falls
+        // below the minimum rate (counted from the end of the grace period).
+        let by_rate = (limits.min_rate > 0)
+            .then(|| started + limits.grace + Duration::from_secs_f64(buf.len() as f64 / limits.min_rate as f64));
+        let until = by_rate.map_or(deadline, |r| r.min(deadline));
+        let Ok(read) = tokio::time::timeout_at(until, session.read_request_body()).await else {
+            let why = if until == deadline {
+                format!(
+                    "The request body did not arrive within {} seconds.",
+                    limits.timeout.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "The request body arrived slower than {} bytes per second.",
+                    limits.min_rate
+                )
+            };
+            return Err(ApiError::new(ErrorCode::RequestTimeout, why));
+        };
+        match read {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > max {
                     return Err(ApiError::too_large(max));

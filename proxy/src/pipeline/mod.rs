@@ -3,6 +3,7 @@
 //! lines of I/O and all of this is unit-testable without a server.
 //!
 //! In order ([`request`] holds the sequence's own stages):
+//! - [`head`]: the request head within the operator's limits;
 //! - [`endpoint`]: which API a method + path is, or the 404/405 it deserves;
 //! - [`auth`]: who is calling, and whether they may call this endpoint and model;
 //! - [`body`]: the request body parsed once into a small view, and the rewrite sent upstream;
@@ -17,6 +18,7 @@ pub mod attempts;
 pub mod auth;
 pub mod body;
 pub mod endpoint;
+pub mod head;
 pub mod params;
 pub mod request;
 pub mod response;

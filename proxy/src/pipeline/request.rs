@@ -21,6 +21,7 @@ use super::admit::{Admission, Ledger, RequestFacts};
 use super::auth::{self, Identified};
 use super::body::{self, Edit, RequestView};
 use super::endpoint::{classify, Endpoint};
+use super::head::{self, HeadLimits};
 use super::{params, tokens, Answer, Step};
 use crate::api_keys::KeyRegistry;
 use crate::config::{Route, Snapshot};
@@ -50,15 +51,17 @@ pub struct Opened {
     pub caller: Option<Identified>,
 }
 
-/// Stage 1: which endpoint, who is calling, and the local endpoints' answers (`ready`: the
-/// gateway is not draining).
+/// Stage 1: the head within limits, which endpoint, who is calling, and the local endpoints'
+/// answers (`ready`: the gateway is not draining).
 pub fn open(
     snapshot: &Snapshot,
     keys: &KeyRegistry,
     ready: bool,
+    limits: &HeadLimits,
     req: &Incoming<'_>,
     ctx: &mut RequestCtx,
 ) -> Step<Opened> {
+    head::check(limits, req.uri, req.headers)?;
     let endpoint = classify(req.method.as_str(), req.uri.path())?;
     ctx.endpoint = Some(endpoint);
     let caller = match endpoint {

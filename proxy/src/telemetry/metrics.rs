@@ -31,6 +31,8 @@ pub struct Metrics {
     pub limit_tokens: IntCounterVec,
     pub limit_settle_errors: IntCounter,
     pub limit_hot_keys: IntCounterVec,
+    /// Refusals of how clients send (head and body deadlines and sizes, connections), by code.
+    pub downstream_refusals: IntCounterVec,
     limit_state: LimitState,
     /// Where the limit series read their state at scrape time (set once at start).
     pub limit_sources: std::sync::OnceLock<(Arc<BucketTable>, Option<Arc<SyncStats>>)>,
@@ -269,6 +271,14 @@ impl Metrics {
             &["rule"],
         )?;
         registry.register(Box::new(limit_hot_keys.clone()))?;
+        let downstream_refusals = IntCounterVec::new(
+            Opts::new(
+                "tollgate_downstream_refusals_total",
+                "Clients refused for how they send (request_timeout, request_headers_too_large, uri_too_long, invalid_request_head, too_many_connections)",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(downstream_refusals.clone()))?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
@@ -292,6 +302,7 @@ impl Metrics {
             limit_tokens,
             limit_settle_errors,
             limit_hot_keys,
+            downstream_refusals,
             limit_state,
             limit_sources: std::sync::OnceLock::new(),
         })
