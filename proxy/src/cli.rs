@@ -50,6 +50,15 @@ pub struct RunOpts {
     /// Public listener (OpenAI-compatible API).
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
+    /// Public TLS listener (HTTPS, HTTP/2 by ALPN); needs `--tls-cert` and `--tls-key`.
+    #[arg(long, env = "TOLLGATE_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Option<String>,
+    /// Certificate chain (PEM) of the TLS listener; reloaded on SIGHUP and when it changes.
+    #[arg(long, env = "TOLLGATE_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of the TLS listener; reloaded with the certificate.
+    #[arg(long, env = "TOLLGATE_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Admin listener (metrics, reload); keep it private.
     #[arg(long, env = "TOLLGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     pub admin_listen: String,

@@ -26,7 +26,7 @@
 //!
 //! Imports go down this list, never up (nor across a comma): [`api`], [`error`], [`key_hash`],
 //! [`rate_headers`] and the parsing helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`]
-//! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`reload`], [`drain`], [`edge`] → [`gateway`], [`admin`],
+//! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`reload`], [`tls`], [`drain`], [`edge`] → [`gateway`], [`admin`],
 //! [`cli`] → [`server`].
 
 pub mod admin;
@@ -50,4 +50,5 @@ pub mod server;
 pub mod simd_parse;
 pub mod sse;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

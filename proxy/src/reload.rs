@@ -1,6 +1,7 @@
 //! Config reload: build a new snapshot and swap it in, or refuse and keep the old one.
 //!
 //! Three triggers lead here: SIGHUP, a change of the file's content (polled), and the admin API.
+//! The first two also reload the TLS listener's certificate ([`CertStore`]).
 //! Reloads are serialised; requests in flight keep the snapshot they started with.
 
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use crate::config::{self, ConfigError};
 use crate::live::LiveCell;
 use crate::telemetry::Metrics;
+use crate::tls::CertStore;
 
 /// Owns the path and the swap.
 pub struct Reloader {
@@ -78,8 +80,9 @@ fn content_hash(path: &std::path::Path) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Start the SIGHUP listener and (when `poll` is non-zero) the file poller on their own thread.
-pub fn spawn_watchers(reloader: Arc<Reloader>, poll: Duration) -> std::io::Result<()> {
+/// Start the SIGHUP listener and (when `poll` is non-zero) the file poller on their own thread;
+/// both reload the TLS certificate too, when there is one.
+pub fn spawn_watchers(reloader: Arc<Reloader>, certs: Option<Arc<CertStore>>, poll: Duration) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new()
         .name("tollgate-reload".into())
@@ -101,13 +104,25 @@ pub fn spawn_watchers(reloader: Arc<Reloader>, poll: Duration) -> std::io::Resul
                 loop {
                     tokio::select! {
                         _ = hup.recv() => {
-                            let r = reloader.clone();
-                            let _ = tokio::task::spawn_blocking(move || r.reload("sighup")).await;
+                            let (r, c) = (reloader.clone(), certs.clone());
+                            let _ = tokio::task::spawn_blocking(move || {
+                                let _ = r.reload("sighup");
+                                if let Some(c) = c {
+                                    let _ = c.reload("sighup");
+                                }
+                            })
+                            .await;
                         }
                         _ = tick.tick() => {
                             if !poll.is_zero() {
-                                let r = reloader.clone();
-                                let _ = tokio::task::spawn_blocking(move || r.reload_if_changed()).await;
+                                let (r, c) = (reloader.clone(), certs.clone());
+                                let _ = tokio::task::spawn_blocking(move || {
+                                    r.reload_if_changed();
+                                    if let Some(c) = c {
+                                        c.reload_if_changed();
+                                    }
+                                })
+                                .await;
                             }
                         }
                     }

@@ -27,6 +27,7 @@ use crate::pipeline::head::HeadLimits;
 use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
+use crate::tls::CertStore;
 use crate::upstream::{Connections, Pool, UpstreamOptions};
 use tollgate_limits::redis_key::tagged_key;
 use tollgate_limits::{BucketTable, ExactBuckets, LocalCounters, SyncOptions, Syncer, SystemClock, TableOptions};
@@ -131,8 +132,14 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         }
     });
     let refusals = metrics.downstream_refusals.clone();
+    let mut gateway = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state));
+    if opts.h2c {
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        gateway.server_options = Some(options);
+    }
     let edge = EdgeApp::new(
-        pingora::proxy::http_proxy(&server.configuration, Gateway::new(state)),
+        gateway,
         EdgeOptions {
             head_timeout: Duration::from_secs(opts.head_timeout_secs.max(1)),
             max_head_bytes: opts.max_header_bytes + opts.max_request_target_bytes,
@@ -151,6 +158,17 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     // buffer larger than Pingora's one-MSS default lets a response header travel with its body.
     let buffers = L4BufferSettings::default().write(opts.downstream_write_buffer_bytes);
     proxy.add_listener(ListenerConfig::tcp(opts.listen.as_str()).l4_buffer(buffers));
+    let certs = match (&opts.tls_listen, &opts.tls_cert, &opts.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let store = Arc::new(CertStore::load(cert, key, metrics.clone()).context("loading the TLS certificate")?);
+            let mut tls = pingora::listeners::tls::TlsSettings::intermediate("", "")?;
+            tls.set_cert_resolver(store.clone());
+            tls.enable_h2();
+            proxy.add_listener(ListenerConfig::tcp(addr.as_str()).tls(tls).l4_buffer(buffers));
+            Some(store)
+        }
+        _ => None,
+    };
     let mut admin = Service::new(
         "tollgate-admin".to_string(),
         AdminApp {
@@ -166,8 +184,9 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     server.add_service(proxy);
     server.add_service(admin);
 
-    reload::spawn_watchers(reloader, Duration::from_millis(opts.config_poll_ms)).context("starting reload watchers")?;
-    tracing::info!(listen = %opts.listen, admin = %opts.admin_listen, threads, "tollgate serving");
+    reload::spawn_watchers(reloader, certs, Duration::from_millis(opts.config_poll_ms))
+        .context("starting reload watchers")?;
+    tracing::info!(listen = %opts.listen, tls_listen = opts.tls_listen.as_deref().unwrap_or("-"), admin = %opts.admin_listen, threads, "tollgate serving");
     let flush = access_log.clone();
     let signals = SignalWatch {
         drain,

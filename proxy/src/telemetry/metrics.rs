@@ -33,6 +33,8 @@ pub struct Metrics {
     pub limit_hot_keys: IntCounterVec,
     /// Refusals of how clients send (head and body deadlines and sizes, connections), by code.
     pub downstream_refusals: IntCounterVec,
+    /// TLS certificate reloads, by result (ok, refused).
+    pub tls_reloads: IntCounterVec,
     limit_state: LimitState,
     /// Where the limit series read their state at scrape time (set once at start).
     pub limit_sources: std::sync::OnceLock<(Arc<BucketTable>, Option<Arc<SyncStats>>)>,
@@ -279,6 +281,14 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(downstream_refusals.clone()))?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "tollgate_tls_cert_reloads_total",
+                "Reloads of the TLS listener's certificate, by result (ok, refused)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(tls_reloads.clone()))?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
@@ -303,6 +313,7 @@ impl Metrics {
             limit_settle_errors,
             limit_hot_keys,
             downstream_refusals,
+            tls_reloads,
             limit_state,
             limit_sources: std::sync::OnceLock::new(),
         })

@@ -1,0 +1,112 @@
+"""The official `openai` SDK as a client of the gateway, for the Rust tests (tests/tls.rs).
+
+    openai_client.py chat BASE_URL CA_FILE http1|http2
+        one chat completion and one streamed, printed as JSON with the HTTP version used
+    openai_client.py cert BASE_URL CA_FILE
+        a short digest of the certificate the server presents to a new connection
+    openai_client.py load BASE_URL CA_FILE SECONDS THREADS
+        chat completions for SECONDS on THREADS threads, each on a new connection (a new TLS
+        handshake); prints ok/failed counts, the errors, and the server certificates seen
+"""
+
+import hashlib
+import json
+import sys
+import threading
+import time
+
+import httpx
+import openai
+
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+
+
+def client(base_url, ca, http2):
+    return openai.OpenAI(
+        base_url=base_url,
+        api_key="sk-test-not-a-real-key",
+        max_retries=0,
+        http_client=httpx.Client(verify=ca, http2=http2, timeout=30),
+    )
+
+
+def chat(base_url, ca, version):
+    c = client(base_url, ca, version == "http2")
+    raw = c.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+    whole = raw.parse()
+    streamed = []
+    with c.chat.completions.with_streaming_response.create(
+        model="m", messages=MESSAGES, stream=True
+    ) as resp:
+        stream_version = resp.http_response.http_version
+        for chunk in resp.parse():
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    streamed.append(choice.delta.content)
+    print(
+        json.dumps(
+            {
+                "http_version": raw.http_response.http_version,
+                "stream_http_version": stream_version,
+                "text": whole.choices[0].message.content,
+                "usage": whole.usage.total_tokens if whole.usage else None,
+                "stream_text": "".join(streamed),
+            }
+        )
+    )
+
+
+def cert_digest(response):
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream else None
+    der = ssl_object.getpeercert(True) if ssl_object else b""
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+def cert(base_url, ca):
+    with httpx.Client(verify=ca) as http:
+        print(cert_digest(http.get(base_url.removesuffix("/v1") + "/healthz")))
+
+
+def load(base_url, ca, seconds, threads):
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+    result = {"ok": 0, "failed": 0, "errors": [], "certificates": []}
+
+    def worker():
+        while time.monotonic() < stop:
+            http = httpx.Client(verify=ca, http2=False, timeout=30)
+            c = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0, http_client=http)
+            try:
+                raw = c.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+                raw.parse()
+                digest = cert_digest(raw.http_response)
+                with lock:
+                    result["ok"] += 1
+                    if not result["certificates"] or result["certificates"][-1] != digest:
+                        result["certificates"].append(digest)
+            except Exception as e:  # noqa: BLE001 - every failure is reported
+                with lock:
+                    result["failed"] += 1
+                    result["errors"].append(repr(e)[:200])
+            finally:
+                http.close()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "chat":
+        chat(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif mode == "cert":
+        cert(sys.argv[2], sys.argv[3])
+    elif mode == "load":
+        load(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
+    else:
+        sys.exit(f"unknown mode {mode}")
