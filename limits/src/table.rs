@@ -270,9 +270,12 @@ impl BucketTable {
                             remaining: entry_remaining(&limit, s, now_ms),
                         }
                     }
-                    Decision::Refused { .. } => {
+                    Decision::Refused { remaining: here, .. } => {
                         s.wanted += cost as f64;
-                        let remaining = entry_remaining(&limit, s, now_ms);
+                        // What this node could still admit: the cluster may have more left that
+                        // is not leased to it yet (granted at the next sync), but a refusal that
+                        // said "2 remain" for a request needing 1 would contradict itself.
+                        let remaining = entry_remaining(&limit, s, now_ms).min(here);
                         Decision::Refused {
                             remaining,
                             retry_after_ms: limit.ms_to_refill(cost as f64 - remaining as f64).max(1),
@@ -597,6 +600,12 @@ mod tests {
             .filter(|_| t.reserve("k", l, 1, 0, true, false).admitted())
             .count();
         assert_eq!(admitted, 25);
+        match t.reserve("k", l, 1, 0, true, false) {
+            Decision::Refused { remaining, .. } => {
+                assert_eq!(remaining, 0, "a refusal never says more remain than it needs")
+            }
+            other => panic!("{other:?}"),
+        }
         let reports = t.due_reports(0, 100, false);
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].self_granted, 25.0);

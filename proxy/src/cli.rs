@@ -129,8 +129,10 @@ pub struct RunOpts {
     /// Write buffer per client connection, in bytes (a header and a small body go in one send).
     #[arg(long, env = "TOLLGATE_DOWNSTREAM_WRITE_BUFFER_BYTES", default_value_t = 16 * 1024)]
     pub downstream_write_buffer_bytes: usize,
-    /// Redis for state shared by every node (quota counts), e.g. `redis://127.0.0.1:6379`;
-    /// unset keeps it in memory (one node).
+    /// Redis for the state every node shares, e.g. `redis://127.0.0.1:6379`: quota counts,
+    /// rate limits (token and request buckets, `sync` and `exact` rules) and keys created
+    /// through the admin API. Unset: all of it in memory and this node's alone (keys in
+    /// `--key-store-file`).
     #[arg(long, env = "TOLLGATE_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Separates this gateway cluster's state in Redis (run-time keys, quota counts, and rate

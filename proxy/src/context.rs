@@ -22,8 +22,9 @@ pub enum ModelStage {
     None,
     /// The client asked for a model that is not configured (kept for the log only).
     Unknown(String),
-    /// Routed: the route (public name, targets) and the target of the last attempt.
-    Routed { route: Arc<Route>, target: usize },
+    /// Routed: the route (public name, targets) and the target of the last attempt (`None`
+    /// until one is made: a request refused at admission is still booked under its model).
+    Routed { route: Arc<Route>, target: Option<usize> },
 }
 
 impl ModelStage {
@@ -114,6 +115,9 @@ pub struct RequestCtx {
     pub request_id: String,
     pub started: Instant,
     pub endpoint: Option<Endpoint>,
+    /// The client's address (behind trusted proxies, the one they forwarded), set when the
+    /// request ends, for the access and audit lines.
+    pub client_ip: Option<std::net::IpAddr>,
     pub caller: Caller,
     pub model: ModelStage,
     pub prompt: PromptFacts,
@@ -126,6 +130,7 @@ impl RequestCtx {
             request_id: String::new(),
             started: Instant::now(),
             endpoint: None,
+            client_ip: None,
             caller: Caller::Open,
             model: ModelStage::None,
             prompt: PromptFacts::default(),
@@ -176,7 +181,7 @@ impl RequestCtx {
         let (asked, used, provider) = match &self.model {
             ModelStage::None => ("", "", ""),
             ModelStage::Unknown(m) => (m.as_str(), "", ""),
-            ModelStage::Routed { route, target } => match route.targets.get(*target) {
+            ModelStage::Routed { route, target } => match target.and_then(|t| route.targets.get(t)) {
                 Some(t) => (route.name.as_str(), t.model.as_str(), t.provider.name.as_str()),
                 None => (route.name.as_str(), "", ""),
             },

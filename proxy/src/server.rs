@@ -262,7 +262,7 @@ fn start_limits(
         rt.spawn(syncer.run());
         ExactBuckets::new(r.client().clone())
     });
-    let _ = metrics.limit_sources.set((table.clone(), sync_stats));
+    metrics.watch_limits(table.clone(), sync_stats);
     RateLimiter::new(
         table,
         exact,

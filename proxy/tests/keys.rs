@@ -188,3 +188,64 @@ async fn with_redis_a_key_change_on_one_node_reaches_the_other() {
     assert_eq!(chat_with(&c, &key).await, 401);
     assert_eq!(chat_with(&c, CONFIG_KEY).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_keeps_its_predecessors_expiry_and_names_it() {
+    let mock = start_mock("m").await;
+    let consumer = "dept-x";
+    let gw = Gateway::start(&config(&mock.base_url(), consumer)).await;
+    let base = format!("/admin/consumers/{consumer}/keys");
+
+    let created = admin(&gw, "POST", &base, r#"{"id":"temp-1","expires_in_secs":3}"#).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let expires = created.json()["expires_at_ms"].as_u64().unwrap();
+
+    let rotated = admin(&gw, "POST", &format!("{base}/temp-1/rotate"), "").await;
+    assert_eq!(rotated.status, 201, "{}", rotated.text());
+    let r = rotated.json();
+    assert_eq!(r["expires_at_ms"].as_u64(), Some(expires), "the same instant: {r}");
+    assert_eq!(r["rotated_from"], "temp-1", "{r}");
+    let new_id = r["id"].as_str().unwrap().to_string();
+    let key = r["key"].as_str().unwrap().to_string();
+    assert_eq!(chat_with(&gw, &key).await, 200);
+
+    let listed = admin(&gw, "GET", &base, "").await.json();
+    let entry = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == new_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["rotated_from"], "temp-1", "{listed}");
+    assert_eq!(entry["expires_at_ms"].as_u64(), Some(expires), "{listed}");
+
+    // Rotation with its own lifetime sets a new expiry.
+    let longer = admin(
+        &gw,
+        "POST",
+        &format!("{base}/{new_id}/rotate"),
+        r#"{"id":"temp-3","expires_in_secs":3600}"#,
+    )
+    .await;
+    assert_eq!(longer.status, 201, "{}", longer.text());
+    assert!(longer.json()["expires_at_ms"].as_u64().unwrap() > expires + 3_000_000);
+
+    // The 3-second key does not outlive its expiry through a rotation.
+    let short = admin(&gw, "POST", &base, r#"{"id":"temp-4","expires_in_secs":1}"#).await;
+    let short_key = short.json()["key"].as_str().unwrap().to_string();
+    let heir = admin(&gw, "POST", &format!("{base}/temp-4/rotate"), r#"{"id":"temp-5"}"#).await;
+    let heir_key = heir.json()["key"].as_str().unwrap().to_string();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            chat_with(&gw, &heir_key).await == 401
+        })
+        .await,
+        "the rotated key outlived its predecessor's expiry"
+    );
+    assert_eq!(chat_with(&gw, &short_key).await, 401);
+    // An expired key cannot be rotated into a live one without a new lifetime.
+    let refused = admin(&gw, "POST", &format!("{base}/temp-5/rotate"), "").await;
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "key_expired");
+}

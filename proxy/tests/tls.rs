@@ -142,8 +142,16 @@ async fn a_certificate_rotated_under_load_fails_no_request() {
     let before = sdk(&["cert", &base, &bundle_s]).trim().to_string();
 
     let (base2, bundle2) = (base.clone(), bundle_s.clone());
-    let load = std::thread::spawn(move || sdk(&["load", &base2, &bundle2, "4", "4"]));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let served_before = gw.access_lines().len();
+    let load = std::thread::spawn(move || sdk(&["load", &base2, &bundle2, "6", "4"]));
+    // Rotate once the load is under way (Python's start-up takes seconds on a busy machine).
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            gw.access_lines().len() >= served_before + 20
+        })
+        .await,
+        "the load never started"
+    );
     // Rotate: new files, then SIGHUP (as a certificate manager would).
     std::fs::copy(fixture("server2.pem"), dir.join("cert.pem")).unwrap();
     std::fs::copy(fixture("server2.key"), dir.join("key.pem")).unwrap();

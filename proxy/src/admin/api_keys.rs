@@ -6,6 +6,10 @@
 //! | `GET /admin/consumers/{c}/keys` | the consumer's keys (ids, origin, expiry, revocation; never a key or hash) |
 //! | `DELETE /admin/consumers/{c}/keys/{id}` | revoke (config keys too) |
 //! | `POST /admin/consumers/{c}/keys/{id}/rotate` `{"id"?, "expires_in_secs"?}` | new key, then the old one revoked |
+//!
+//! A rotated key keeps its predecessor's expiry (the same instant, not a fresh lifetime: a key
+//! that was to end on Friday still ends on Friday) unless the rotation sets `expires_in_secs`,
+//! and records the id it replaced (`rotated_from`), so the lineage can be followed.
 
 use http::{Response, StatusCode};
 use serde::Deserialize;
@@ -103,7 +107,7 @@ fn list(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &str) -> (
         if !from_config {
             data.push(serde_json::json!({
                 "id": r.id, "source": "api", "created_at_ms": r.created_ms,
-                "expires_at_ms": r.expires_ms, "revoked_at_ms": r.revoked_ms,
+                "expires_at_ms": r.expires_ms, "revoked_at_ms": r.revoked_ms, "rotated_from": r.rotated_from,
             }));
         }
     }
@@ -124,14 +128,24 @@ fn parse_body(body: &[u8]) -> Result<CreateBody, ApiError> {
 
 async fn create(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &str, body: &[u8]) -> Outcome {
     let req = parse_body(body)?;
-    issue(app, snapshot, consumer, req).await
-}
-
-async fn issue(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &str, req: CreateBody) -> Outcome {
     let now = app.keys.now_ms();
     let expires = req.expires_in_secs.map(|s| now + s.saturating_mul(1000));
+    issue(app, snapshot, consumer, req.id, expires, None).await
+}
+
+/// A new key for `consumer` expiring at `expires` (ms), replacing `rotated_from` if given.
+async fn issue(
+    app: &AdminApp,
+    snapshot: &crate::config::Snapshot,
+    consumer: &str,
+    id: Option<String>,
+    expires: Option<u64>,
+    rotated_from: Option<String>,
+) -> Outcome {
+    let now = app.keys.now_ms();
     let (key, mut record) = new_key(consumer, String::new(), now, expires);
-    record.id = match req.id {
+    record.rotated_from = rotated_from.clone();
+    record.id = match id {
         Some(id) if id.is_empty() || id.len() > 64 => {
             return Err(ApiError::new(
                 ErrorCode::InvalidKeyId,
@@ -152,7 +166,10 @@ async fn issue(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &st
         .put(record)
         .await
         .map_err(|e| ApiError::new(ErrorCode::KeyStoreUnavailable, e.to_string()))?;
-    let v = serde_json::json!({"consumer": consumer, "id": id, "key": key, "expires_at_ms": expires});
+    let mut v = serde_json::json!({"consumer": consumer, "id": id, "key": key, "expires_at_ms": expires});
+    if let Some(old) = rotated_from {
+        v["rotated_from"] = serde_json::Value::String(old);
+    }
     Ok((StatusCode::CREATED, v, id))
 }
 
@@ -181,6 +198,7 @@ async fn revoke(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &s
                 expires_ms: None,
                 revoked_ms: Some(now),
                 origin: Some(Origin::Config),
+                rotated_from: None,
             }
         }
     };
@@ -197,17 +215,28 @@ async fn revoke(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &s
 
 async fn rotate(app: &AdminApp, snapshot: &crate::config::Snapshot, consumer: &str, id: &str, body: &[u8]) -> Outcome {
     let req = parse_body(body)?;
-    let exists = app.keys.table().by_id(id).is_some_and(|r| r.consumer == consumer)
-        || snapshot.consumers.as_ref().is_some_and(|c| {
-            c.by_hash
-                .values()
-                .any(|e| &*e.key_id == id && e.consumer.name == consumer)
-        });
-    if !exists {
+    let stored = app.keys.table().by_id(id).filter(|r| r.consumer == consumer).cloned();
+    let in_config = snapshot.consumers.as_ref().is_some_and(|c| {
+        c.by_hash
+            .values()
+            .any(|e| &*e.key_id == id && e.consumer.name == consumer)
+    });
+    if stored.is_none() && !in_config {
         return Err(ApiError::not_found_named("key", id));
     }
+    let now = app.keys.now_ms();
+    let expires = match (req.expires_in_secs, stored.as_ref().and_then(|r| r.expires_ms)) {
+        (Some(s), _) => Some(now + s.saturating_mul(1000)),
+        (None, Some(at)) if at <= now => {
+            return Err(ApiError::new(
+                ErrorCode::KeyExpired,
+                format!("Key `{id}` has expired; a rotation keeps the expiry, so give the new key its own `expires_in_secs` (or create one)."),
+            ))
+        }
+        (None, at) => at,
+    };
     // The new key first, so the consumer is never without one.
-    let (status, mut v, new_id) = issue(app, snapshot, consumer, req).await?;
+    let (status, mut v, new_id) = issue(app, snapshot, consumer, req.id, expires, Some(id.to_string())).await?;
     revoke(app, snapshot, consumer, id).await?;
     v["revoked"] = serde_json::Value::String(id.to_string());
     Ok((status, v, new_id))

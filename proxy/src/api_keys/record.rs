@@ -32,6 +32,9 @@ pub struct KeyRecord {
     /// Absent in records written before it existed (those are never purged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// The id of the key this one replaced by a rotation (its lineage, one step back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
 }
 
 impl KeyRecord {
@@ -87,6 +90,7 @@ pub fn new_key(consumer: &str, id: String, now_ms: u64, expires_ms: Option<u64>)
         expires_ms,
         revoked_ms: None,
         origin: Some(Origin::Api),
+        rotated_from: None,
     };
     (key, record)
 }

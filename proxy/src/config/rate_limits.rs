@@ -127,6 +127,21 @@ impl TrustedProxies {
         self.0.iter().any(|c| c.contains(ip))
     }
 
+    /// The client's address from the peer and the request's `X-Forwarded-For` fields (read
+    /// only when the peer is a trusted proxy), as [`TrustedProxies::client_ip`] decides.
+    pub fn client_ip_of(&self, peer: Option<IpAddr>, headers: &http::HeaderMap) -> Option<IpAddr> {
+        let peer = canonical(peer?);
+        if !self.trusts(peer) {
+            return Some(peer);
+        }
+        let forwarded: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        self.client_ip(Some(peer), &forwarded)
+    }
+
     /// The client's address: the peer, unless the peer is a trusted proxy; then the
     /// `X-Forwarded-For` entries are read from the right (the nearest hop) and the first one
     /// that is not a trusted proxy is the client. A client cannot spoof its way past a trusted

@@ -37,7 +37,7 @@ pub async fn forward(
         call.ctx.answer.attempts += 1;
         call.ctx.model = ModelStage::Routed {
             route: attempt.route.clone(),
-            target: attempt.index,
+            target: Some(attempt.index),
         };
         let upstream_body = body::rewrite(
             body,

@@ -159,7 +159,11 @@ impl ProxyHttp for Gateway {
 
     /// Runs last, for every request: whatever the request still holds is settled, then the
     /// access line and the request metrics.
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, call: &mut Call) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, call: &mut Call) {
+        call.ctx.client_ip = match &call.live {
+            Some(live) => serve::client_ip(session, live),
+            None => serve::client_ip(session, &self.state.live.load()),
+        };
         let how = Settlement::of(&call.ctx);
         self.state.admission.settle(&mut call.ledger, how).await;
         let metrics = &self.state.metrics;

@@ -75,6 +75,13 @@ fn incoming(session: &Session) -> Incoming<'_> {
     }
 }
 
+/// The client's address as the access line shows it: behind trusted proxies, the one they
+/// forwarded (the same address limits keyed by `ip` use).
+pub fn client_ip(session: &Session, live: &crate::live::Live) -> Option<std::net::IpAddr> {
+    let headers = &session.req_header().headers;
+    live.trusted_proxies.client_ip_of(session.ip(), headers)
+}
+
 impl Peer for Session {
     fn ip(&self) -> Option<std::net::IpAddr> {
         self.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())

@@ -112,10 +112,18 @@ pub fn parse(snapshot: &Snapshot, opened: &Opened, body: &Bytes, ctx: &mut Reque
     ctx.prompt.stream = view.stream;
     ctx.prompt.user = view.user.clone();
     match snapshot.route(&view.model) {
-        Some(route) => Ok(Parsed {
-            route: route.clone(),
-            view,
-        }),
+        Some(route) => {
+            // From here on a refusal (allow-list, parameter rules, quota, limit) is logged and
+            // counted under the model it was for.
+            ctx.model = ModelStage::Routed {
+                route: route.clone(),
+                target: None,
+            };
+            Ok(Parsed {
+                route: route.clone(),
+                view,
+            })
+        }
         None => {
             ctx.model = ModelStage::unknown(&view.model);
             Err(ApiError::unknown_model(&view.model).into())
@@ -156,8 +164,7 @@ pub async fn admit(
             ctx.prompt.logged_body = Some(body.clone());
         }
         edits = auth::authorize_route(caller, &route)
-            .and_then(|()| params::apply(body, &view.members, &caller.consumer.params.for_model(&view.model)))
-            .inspect_err(|_| ctx.model = ModelStage::unknown(&view.model))?;
+            .and_then(|()| params::apply(body, &view.members, &caller.consumer.params.for_model(&view.model)))?;
         if !caller.consumer.quotas.is_empty() {
             // Boxed (here and for limits): features a request may not use keep their state out
             // of every request's future, which is moved as a whole.

@@ -1,6 +1,7 @@
 //! The access log: one line per request, and the request metrics that go with it.
 //!
-//! Fields: request id, endpoint, model asked and used, provider, status, error, outcome, attempts,
+//! Fields: request id, endpoint, model asked and used, provider, client address, status, error,
+//! outcome, attempts,
 //! latency, TTFT, usage, bytes. No header value, body text or key ever reaches this line.
 //!
 //! At tens of thousands of requests per second a log line per request is a hot path of its own:
@@ -67,7 +68,7 @@ impl AccessLog {
         let mut line = Vec::with_capacity(256);
         let mut stamp = Vec::with_capacity(32);
         timestamp(&mut stamp);
-        audit::admin_line(&mut line, &stamp, who, peer, a);
+        audit::admin_line(&mut line, self.shared.format, &stamp, who, peer, a);
         if let Ok(mut buf) = self.shared.buf.lock() {
             buf.extend_from_slice(&line);
         }
@@ -84,7 +85,7 @@ impl AccessLog {
             LogFormat::Text => text_line(&mut line, &stamp, ctx, latency),
         }
         if !matches!(ctx.caller, Caller::Open) {
-            audit::request_line(&mut line, &stamp, ctx);
+            audit::request_line(&mut line, self.shared.format, &stamp, ctx);
         }
         let dropped = match self.shared.buf.lock() {
             Ok(mut buf) if buf.len() + line.len() <= MAX_BUFFERED => {
@@ -131,6 +132,11 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
     json_str(out, f.used);
     out.extend_from_slice(b",\"provider\":");
     json_str(out, f.provider);
+    out.extend_from_slice(b",\"client_ip\":\"");
+    if let Some(ip) = ctx.client_ip {
+        let _ = write!(out, "{ip}");
+    }
+    out.push(b'"');
     for (name, value) in scalars(ctx, latency) {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(name.as_bytes());
@@ -162,6 +168,12 @@ fn text_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         f.used,
         f.provider,
     );
+    match ctx.client_ip {
+        Some(ip) => {
+            let _ = write!(out, " client_ip={ip}");
+        }
+        None => out.extend_from_slice(b" client_ip=-"),
+    }
     for (name, value) in scalars(ctx, latency) {
         match value {
             Scalar::Code("") => {

@@ -36,8 +36,9 @@ pub struct Metrics {
     /// TLS certificate reloads, by result (ok, refused).
     pub tls_reloads: IntCounterVec,
     limit_state: LimitState,
-    /// Where the limit series read their state at scrape time (set once at start).
-    pub limit_sources: std::sync::OnceLock<(Arc<BucketTable>, Option<Arc<SyncStats>>)>,
+    /// Where the limit series read their state at scrape time (set once at start, see
+    /// [`Metrics::watch_limits`]).
+    limit_sources: std::sync::OnceLock<(Arc<BucketTable>, Option<Arc<SyncStats>>)>,
 }
 
 /// One public model's series, looked up once per model rather than on every request.
@@ -88,17 +89,23 @@ impl Metrics {
     }
 }
 
-/// Series copied from the limits table and syncer at scrape time.
+/// Series copied from the limits table and syncer at scrape time. The Redis sync series are
+/// registered only when limits are shared through Redis: without Redis they would read 0 ("sync
+/// down", "scripts refused") on a gateway that is fine.
 struct LimitState {
     keys: IntGauge,
     evictions: IntCounter,
+    sync: SyncSeries,
+}
+
+struct SyncSeries {
     nodes: IntGauge,
     redis_up: IntGauge,
     scripts_ok: IntGauge,
-    sync_rounds: IntCounter,
-    sync_failures: IntCounter,
+    rounds: IntCounter,
+    failures: IntCounter,
     keys_synced: IntCounter,
-    sync_round_seconds: Gauge,
+    round_seconds: Gauge,
 }
 
 impl LimitState {
@@ -109,56 +116,76 @@ impl LimitState {
                 "tollgate_limit_evictions_total",
                 "Limit keys dropped from the table to bound its memory",
             )?,
+            sync: SyncSeries::new()?,
+        };
+        registry.register(Box::new(s.keys.clone()))?;
+        registry.register(Box::new(s.evictions.clone()))?;
+        Ok(s)
+    }
+
+    fn update(&self, table: &BucketTable, sync: Option<&SyncStats>) {
+        self.keys.set(table.len() as i64);
+        catch_up(&self.evictions, table.stats.evictions.load(Ordering::Relaxed));
+        if let Some(s) = sync {
+            self.sync.update(s);
+        }
+    }
+}
+
+impl SyncSeries {
+    fn new() -> Result<Self, prometheus::Error> {
+        Ok(SyncSeries {
             nodes: IntGauge::new(
                 "tollgate_limit_sync_nodes",
                 "Gateway nodes sharing limits through Redis",
             )?,
             redis_up: IntGauge::new(
                 "tollgate_limit_sync_up",
-                "1 when the last sync of shared limits reached Redis",
+                "1 when the last sync of shared limits reached Redis (only with --redis-url)",
             )?,
             scripts_ok: IntGauge::new(
                 "tollgate_limit_redis_scripts_ok",
-                "0 when Redis (or a proxy in front of it) refuses the limit scripts",
+                "0 when Redis (or a proxy in front of it) refuses the limit scripts (only with --redis-url)",
             )?,
-            sync_rounds: IntCounter::new("tollgate_limit_sync_rounds_total", "Sync rounds of shared limits")?,
-            sync_failures: IntCounter::new(
+            rounds: IntCounter::new("tollgate_limit_sync_rounds_total", "Sync rounds of shared limits")?,
+            failures: IntCounter::new(
                 "tollgate_limit_sync_failures_total",
                 "Sync rounds that could not reach Redis",
             )?,
             keys_synced: IntCounter::new("tollgate_limit_keys_synced_total", "Key reports booked in Redis")?,
-            sync_round_seconds: Gauge::new(
+            round_seconds: Gauge::new(
                 "tollgate_limit_sync_round_seconds",
                 "Duration of the last successful sync round (how stale shared state can be, beyond the interval)",
             )?,
-        };
-        registry.register(Box::new(s.keys.clone()))?;
-        registry.register(Box::new(s.evictions.clone()))?;
-        registry.register(Box::new(s.nodes.clone()))?;
-        registry.register(Box::new(s.redis_up.clone()))?;
-        registry.register(Box::new(s.scripts_ok.clone()))?;
-        registry.register(Box::new(s.sync_rounds.clone()))?;
-        registry.register(Box::new(s.sync_failures.clone()))?;
-        registry.register(Box::new(s.keys_synced.clone()))?;
-        registry.register(Box::new(s.sync_round_seconds.clone()))?;
-        Ok(s)
+        })
     }
 
-    fn update(&self, table: &BucketTable, sync: Option<&SyncStats>) {
-        let catch_up = |c: &IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
-        self.keys.set(table.len() as i64);
-        catch_up(&self.evictions, table.stats.evictions.load(Ordering::Relaxed));
-        if let Some(s) = sync {
-            self.nodes.set(s.nodes.load(Ordering::Relaxed) as i64);
-            self.redis_up.set(s.up.load(Ordering::Relaxed) as i64);
-            self.scripts_ok.set(s.scripts_ok.load(Ordering::Relaxed) as i64);
-            catch_up(&self.sync_rounds, s.rounds.load(Ordering::Relaxed));
-            catch_up(&self.sync_failures, s.failures.load(Ordering::Relaxed));
-            catch_up(&self.keys_synced, s.keys_synced.load(Ordering::Relaxed));
-            self.sync_round_seconds
-                .set(s.last_round_us.load(Ordering::Relaxed) as f64 / 1e6);
-        }
+    fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.nodes.clone()))?;
+        registry.register(Box::new(self.redis_up.clone()))?;
+        registry.register(Box::new(self.scripts_ok.clone()))?;
+        registry.register(Box::new(self.rounds.clone()))?;
+        registry.register(Box::new(self.failures.clone()))?;
+        registry.register(Box::new(self.keys_synced.clone()))?;
+        registry.register(Box::new(self.round_seconds.clone()))?;
+        Ok(())
     }
+
+    fn update(&self, s: &SyncStats) {
+        self.nodes.set(s.nodes.load(Ordering::Relaxed) as i64);
+        self.redis_up.set(s.up.load(Ordering::Relaxed) as i64);
+        self.scripts_ok.set(s.scripts_ok.load(Ordering::Relaxed) as i64);
+        catch_up(&self.rounds, s.rounds.load(Ordering::Relaxed));
+        catch_up(&self.failures, s.failures.load(Ordering::Relaxed));
+        catch_up(&self.keys_synced, s.keys_synced.load(Ordering::Relaxed));
+        self.round_seconds
+            .set(s.last_round_us.load(Ordering::Relaxed) as f64 / 1e6);
+    }
+}
+
+/// Bring a counter up to a total kept elsewhere.
+fn catch_up(c: &IntCounter, now: u64) {
+    c.inc_by(now.saturating_sub(c.get()));
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -317,6 +344,17 @@ impl Metrics {
             limit_state,
             limit_sources: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Read the limits' state at scrape time from `table`, and from `sync` when limits are
+    /// shared through Redis (its series exist only then). Called once at start.
+    pub fn watch_limits(&self, table: Arc<BucketTable>, sync: Option<Arc<SyncStats>>) {
+        if sync.is_some() {
+            if let Err(e) = self.limit_state.sync.register(&self.registry) {
+                tracing::warn!(error = %e, "metrics: cannot register the limit sync series");
+            }
+        }
+        let _ = self.limit_sources.set((table, sync));
     }
 
     /// The exposition text.

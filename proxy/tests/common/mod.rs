@@ -151,7 +151,11 @@ impl Gateway {
         let config_path = dir.join("tollgate.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut last_log = String::new();
-        let defaults = [("--threads", "2"), ("--config-poll-ms", "100")];
+        let defaults = [
+            ("--threads", "2"),
+            ("--config-poll-ms", "100"),
+            ("--log-format", "json"),
+        ];
         for attempt in 0..5 {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -161,7 +165,6 @@ impl Gateway {
                 .arg("--config")
                 .arg(&config_path)
                 .args(["--listen", &addr.to_string(), "--admin-listen", &admin.to_string()])
-                .args(["--log-format", "json"])
                 .args(
                     defaults
                         .iter()

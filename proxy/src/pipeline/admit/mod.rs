@@ -121,15 +121,7 @@ impl Admission {
         ledger: &mut Ledger,
         rate_headers: &mut RateHeaders,
     ) -> Result<(), Refusal> {
-        let client_ip = || {
-            let forwarded: Vec<&str> = req
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            live.trusted_proxies.client_ip(req.peer.ip(), &forwarded)
-        };
+        let client_ip = || live.trusted_proxies.client_ip_of(req.peer.ip(), req.headers);
         let sources = KeySources {
             consumer: caller.map(|c| c.consumer.name.as_str()),
             key_id: caller.map(|c| &*c.key_id),
