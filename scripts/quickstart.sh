@@ -8,6 +8,5 @@ cargo build --release -p tollgate -p tollgate-loadtest
 ./target/release/tollgate-mock --listen 127.0.0.1:9000 --chunks 16 --chunk-delay-ms 40 &
 MOCK=$!
 trap 'kill $MOCK 2>/dev/null || true' EXIT
-export TOLLGATE_MOCK_KEY="${TOLLGATE_MOCK_KEY:-sk-mock-provider-key}"
 echo "tollgate: http://127.0.0.1:8080 (admin and metrics: http://127.0.0.1:9090)"
 ./target/release/tollgate --config examples/quickstart.toml --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 --log-format text "$@"

@@ -23,6 +23,13 @@ pub enum Command {
         /// Config file to check.
         #[arg(long, env = "TOLLGATE_CONFIG")]
         config: PathBuf,
+        /// For CI: no DNS lookups, and a secret whose variable or file is missing is a warning.
+        #[arg(long)]
+        offline: bool,
+        /// The `--completion-reserve` the gateway will run with (rules without their own are
+        /// checked against it).
+        #[arg(long, default_value_t = 1_024)]
+        completion_reserve: u64,
     },
     /// Manage consumer API keys.
     Keys {

@@ -12,22 +12,40 @@ use tollgate::{config, server, telemetry};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check { config: path }) => match config::load(&path, 1) {
-            Ok(s) => {
-                println!(
-                    "{}: ok ({} models, {} consumers, {} rate limit rules)",
-                    path.display(),
-                    s.model_names.len(),
-                    s.consumers.as_ref().map_or(0, |c| c.list.len()),
-                    s.limits.len()
-                );
-                std::process::ExitCode::SUCCESS
+        Some(Command::Check {
+            config: path,
+            offline,
+            completion_reserve,
+        }) => {
+            let options = config::LoadOptions {
+                offline,
+                completion_reserve,
+            };
+            match config::load_with(&path, 1, options) {
+                Ok(s) => {
+                    for w in &s.warnings {
+                        println!("warning: {w}");
+                    }
+                    println!(
+                        "{}: ok ({} models, {} consumers, {} rate limit rules{})",
+                        path.display(),
+                        s.model_names.len(),
+                        s.consumers.as_ref().map_or(0, |c| c.list.len()),
+                        s.limits.len(),
+                        if s.warnings.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} warnings", s.warnings.len())
+                        }
+                    );
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::ExitCode::FAILURE
-            }
-        },
+        }
         Some(Command::Keys {
             command: KeysCommand::New { id },
         }) => {

@@ -20,12 +20,19 @@ pub struct Reloader {
     cell: Arc<LiveCell>,
     metrics: Arc<Metrics>,
     version: AtomicU64,
+    options: config::LoadOptions,
     /// Hash of the file content last loaded (or refused), so polling reacts to changes only.
     last_content: Mutex<u64>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, cell: Arc<LiveCell>, metrics: Arc<Metrics>, version: u64) -> Self {
+    pub fn new(
+        path: PathBuf,
+        cell: Arc<LiveCell>,
+        metrics: Arc<Metrics>,
+        version: u64,
+        options: config::LoadOptions,
+    ) -> Self {
         let hash = content_hash(&path).unwrap_or(0);
         metrics.config_version.set(version as i64);
         Reloader {
@@ -33,6 +40,7 @@ impl Reloader {
             cell,
             metrics,
             version: AtomicU64::new(version),
+            options,
             last_content: Mutex::new(hash),
         }
     }
@@ -42,8 +50,9 @@ impl Reloader {
         let mut last = self.last_content.lock().unwrap_or_else(|p| p.into_inner());
         *last = content_hash(&self.path).unwrap_or(0);
         let next = self.version.load(Ordering::Relaxed) + 1;
-        match config::load(&self.path, next) {
+        match config::load_with(&self.path, next, self.options) {
             Ok(snapshot) => {
+                config::log_warnings(&snapshot);
                 self.cell.store(snapshot);
                 self.version.store(next, Ordering::Relaxed);
                 self.metrics.reloads.with_label_values(&["ok"]).inc();

@@ -34,11 +34,22 @@ use tollgate_limits::{BucketTable, ExactBuckets, LocalCounters, SyncOptions, Syn
 
 /// Run the gateway until SIGTERM/SIGINT.
 pub fn run(opts: RunOpts) -> anyhow::Result<()> {
-    let snapshot = config::load(&opts.config, 1)?;
+    let load_options = config::LoadOptions {
+        offline: false,
+        completion_reserve: opts.completion_reserve,
+    };
+    let snapshot = config::load_with(&opts.config, 1, load_options)?;
+    config::log_warnings(&snapshot);
     tracing::info!(path = %opts.config.display(), models = snapshot.model_names.len(), "config loaded");
     let cell = Arc::new(LiveCell::new(snapshot));
     let metrics = Arc::new(Metrics::new().context("creating metrics")?);
-    let reloader = Arc::new(Reloader::new(opts.config.clone(), cell.clone(), metrics.clone(), 1));
+    let reloader = Arc::new(Reloader::new(
+        opts.config.clone(),
+        cell.clone(),
+        metrics.clone(),
+        1,
+        load_options,
+    ));
 
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)

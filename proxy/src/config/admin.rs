@@ -1,7 +1,7 @@
 //! The admin API's holders: `admin.token` and the named `[[admin.tokens]]`.
 
 use super::problems::Problems;
-use crate::secret::{self, Secret};
+use crate::secret::Secret;
 
 /// A holder of the admin API: named in every audit line of what they do.
 pub struct AdminToken {
@@ -40,23 +40,21 @@ pub fn compile(raw: &super::raw::RawAdmin, problems: &mut Problems<'_>) -> Vec<A
             );
             continue;
         }
-        holders.push((name, format!("admin.tokens[{i}]"), &t.token));
+        holders.push((name, format!("admin.tokens[{i}].token"), &t.token));
     }
     let mut out: Vec<AdminToken> = Vec::with_capacity(holders.len());
     for (name, field, token) in holders {
-        match secret::resolve(token.get_ref()) {
-            Ok(s) if out.iter().any(|a| a.token.expose() == s.expose()) => {
-                problems.at(
-                    token.span(),
-                    format_args!("{field}.token: the same token as another holder"),
-                );
-            }
-            Ok(s) => out.push(AdminToken {
-                name: name.to_string(),
-                token: s,
-            }),
-            Err(e) => problems.at(token.span(), format_args!("{field}.token: {e}")),
+        let Some(s) = problems.secret(token, &field) else {
+            continue;
+        };
+        if !s.expose().is_empty() && out.iter().any(|a| a.token.expose() == s.expose()) {
+            problems.at(token.span(), format_args!("{field}: the same token as another holder"));
+            continue;
         }
+        out.push(AdminToken {
+            name: name.to_string(),
+            token: s,
+        });
     }
     out
 }

@@ -20,6 +20,7 @@ pub mod tokenizers;
 
 use std::path::Path;
 
+pub use problems::LoadOptions;
 pub use providers::Provider;
 pub use routes::{Route, Target};
 pub use snapshot::Snapshot;
@@ -34,22 +35,45 @@ pub struct ConfigError {
 
 /// Read, validate and compile the config file at `path`.
 pub fn load(path: &Path, version: u64) -> Result<Snapshot, ConfigError> {
+    load_with(path, version, LoadOptions::default())
+}
+
+/// [`load`] with options (`tollgate check --offline`, the run's `--completion-reserve`).
+pub fn load_with(path: &Path, version: u64, options: LoadOptions) -> Result<Snapshot, ConfigError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: shown.clone(),
         problems: vec![format!("cannot read file: {e}")],
     })?;
-    load_str(&text, &shown, path.parent(), version)
+    load_str_with(&text, &shown, path.parent(), version, options)
 }
 
 /// Validate and compile config text; `base_dir` resolves relative file paths in it.
 pub fn load_str(text: &str, shown: &str, base_dir: Option<&Path>, version: u64) -> Result<Snapshot, ConfigError> {
+    load_str_with(text, shown, base_dir, version, LoadOptions::default())
+}
+
+/// [`load_str`] with options.
+pub fn load_str_with(
+    text: &str,
+    shown: &str,
+    base_dir: Option<&Path>,
+    version: u64,
+    options: LoadOptions,
+) -> Result<Snapshot, ConfigError> {
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError {
         path: shown.to_string(),
         problems: vec![raw::describe_toml_error(text, &e)],
     })?;
-    snapshot::compile(raw, text, base_dir, version).map_err(|problems| ConfigError {
+    snapshot::compile(raw, text, base_dir, version, options).map_err(|problems| ConfigError {
         path: shown.to_string(),
         problems,
     })
+}
+
+/// Log what loaded but likely does not work as meant.
+pub fn log_warnings(snapshot: &Snapshot) {
+    for w in &snapshot.warnings {
+        tracing::warn!(warning = %w, "config");
+    }
 }

@@ -6,15 +6,79 @@ use std::ops::Range;
 
 use super::raw::line_of;
 
-/// Every problem found in one config text.
+/// How a config is loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// For `tollgate check --offline` (CI): no DNS lookups, and a secret whose variable or file
+    /// is missing is a warning, not an error. Such a snapshot is only for checking.
+    pub offline: bool,
+    /// `--completion-reserve`: what a rule without its own `completion_reserve` reserves.
+    pub completion_reserve: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            offline: false,
+            completion_reserve: 1_024,
+        }
+    }
+}
+
+/// Every problem found in one config text, and the warnings (what loads but cannot work as
+/// the operator likely meant).
 pub struct Problems<'t> {
     text: &'t str,
     list: Vec<String>,
+    warnings: Vec<String>,
+    pub options: LoadOptions,
 }
 
 impl<'t> Problems<'t> {
     pub fn new(text: &'t str) -> Self {
-        Problems { text, list: Vec::new() }
+        Self::with_options(text, LoadOptions::default())
+    }
+
+    pub fn with_options(text: &'t str, options: LoadOptions) -> Self {
+        Problems {
+            text,
+            list: Vec::new(),
+            warnings: Vec::new(),
+            options,
+        }
+    }
+
+    /// A warning at `span`: `line N: <what>`.
+    pub fn warn(&mut self, span: Range<usize>, what: impl Display) {
+        self.warnings
+            .push(format!("line {}: {what}", line_of(self.text, span.start)));
+    }
+
+    /// A secret reference resolved; offline, one that cannot be read is a warning and stands
+    /// in as an empty value (the snapshot is then only for checking).
+    pub fn secret(
+        &mut self,
+        reference: &toml::Spanned<String>,
+        field: impl Display,
+    ) -> Option<crate::secret::Secret<String>> {
+        use crate::secret::{resolve, SecretError};
+        match resolve(reference.get_ref()) {
+            Ok(s) => Some(s),
+            Err(e @ (SecretError::MissingEnv(_) | SecretError::File(..) | SecretError::EmptyFile(_)))
+                if self.options.offline =>
+            {
+                self.warn(reference.span(), format_args!("{field}: {e} (offline check)"));
+                Some(crate::secret::Secret::new(String::new()))
+            }
+            Err(e) => {
+                self.at(reference.span(), format_args!("{field}: {e}"));
+                None
+            }
+        }
+    }
+
+    pub fn into_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// A problem written at `span` of the text: `line N: <what>` (`what` starts with the field).

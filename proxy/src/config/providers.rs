@@ -8,8 +8,9 @@ use std::sync::Arc;
 use http::HeaderValue;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 
+use super::problems::Problems;
 use super::raw::{ProviderKind, RawProvider};
-use crate::secret::{self, Secret};
+use crate::secret::Secret;
 
 /// One provider endpoint, ready to connect to.
 pub struct Provider {
@@ -56,7 +57,41 @@ impl Provider {
 
 type FieldProblem = (&'static str, String, std::ops::Range<usize>);
 
-pub fn compile(p: &RawProvider, base_dir: Option<&Path>) -> Result<Provider, FieldProblem> {
+/// Compile `providers[i]`, reporting its problems; `None` when it has any.
+pub fn compile(p: &RawProvider, i: usize, base_dir: Option<&Path>, problems: &mut Problems<'_>) -> Option<Provider> {
+    let key = match &p.api_key {
+        None => None,
+        Some(k) => Some((problems.secret(k, format_args!("providers[{i}].api_key"))?, k.span())),
+    };
+    let ca = match &p.ca_file {
+        None => None,
+        Some(f) => match load_ca(f.get_ref(), base_dir) {
+            Ok(ca) => Some(ca),
+            Err(CaError::Missing(msg)) if problems.options.offline => {
+                problems.warn(f.span(), format_args!("providers[{i}].ca_file: {msg} (offline check)"));
+                None
+            }
+            Err(CaError::Missing(msg) | CaError::Bad(msg)) => {
+                problems.at(f.span(), format_args!("providers[{i}].ca_file: {msg}"));
+                return None;
+            }
+        },
+    };
+    match compile_rest(p, key, ca, problems.options.offline) {
+        Ok(provider) => Some(provider),
+        Err((field, msg, span)) => {
+            problems.at(span, format_args!("providers[{i}].{field}: {msg}"));
+            None
+        }
+    }
+}
+
+fn compile_rest(
+    p: &RawProvider,
+    key: Option<(Secret<String>, std::ops::Range<usize>)>,
+    ca: Option<Arc<[WrappedX509]>>,
+    offline: bool,
+) -> Result<Provider, FieldProblem> {
     let url_span = p.base_url.span();
     let bad_url = |msg: String| ("base_url", msg, url_span.clone());
     let uri: http::Uri = p
@@ -75,11 +110,16 @@ pub fn compile(p: &RawProvider, base_dir: Option<&Path>) -> Result<Provider, Fie
         .ok_or_else(|| bad_url("URL has no host".into()))?;
     let host_plain = host.trim_start_matches('[').trim_end_matches(']').to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let addr = (host_plain.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| bad_url(format!("cannot resolve `{host_plain}`: {e}")))?
-        .next()
-        .ok_or_else(|| bad_url(format!("`{host_plain}` resolves to no address")))?;
+    let addr = if offline {
+        // Not looked up: an offline check never connects.
+        SocketAddr::from(([0, 0, 0, 0], port))
+    } else {
+        (host_plain.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| bad_url(format!("cannot resolve `{host_plain}`: {e}")))?
+            .next()
+            .ok_or_else(|| bad_url(format!("`{host_plain}` resolves to no address")))?
+    };
     if uri.query().is_some() {
         return Err(bad_url("base_url must not have a query string".into()));
     }
@@ -88,24 +128,19 @@ pub fn compile(p: &RawProvider, base_dir: Option<&Path>) -> Result<Provider, Fie
     let host_header =
         HeaderValue::from_str(authority).map_err(|_| bad_url("host is not a valid header value".into()))?;
 
-    let auth = match &p.api_key {
+    let auth = match key {
         None => None,
-        Some(k) => {
-            let key = secret::resolve(k.get_ref()).map_err(|e| ("api_key", e.to_string(), k.span()))?;
+        Some((key, span)) => {
             let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
                 (
                     "api_key",
                     "the key contains characters not allowed in a header".to_string(),
-                    k.span(),
+                    span,
                 )
             })?;
             v.set_sensitive(true);
             Some(Secret::new(v))
         }
-    };
-    let ca = match &p.ca_file {
-        None => None,
-        Some(f) => Some(load_ca(f.get_ref(), base_dir).map_err(|msg| ("ca_file", msg, f.span()))?),
     };
     Ok(Provider {
         name: p.name.get_ref().clone(),
@@ -120,14 +155,25 @@ pub fn compile(p: &RawProvider, base_dir: Option<&Path>) -> Result<Provider, Fie
     })
 }
 
-fn load_ca(file: &str, base_dir: Option<&Path>) -> Result<Arc<[WrappedX509]>, String> {
+/// Why a CA file cannot be used: it is not there (or not readable), or it holds no usable
+/// certificate.
+enum CaError {
+    Missing(String),
+    Bad(String),
+}
+
+fn load_ca(file: &str, base_dir: Option<&Path>) -> Result<Arc<[WrappedX509]>, CaError> {
     let path = match base_dir {
         Some(dir) if Path::new(file).is_relative() => dir.join(file),
         _ => Path::new(file).to_path_buf(),
     };
-    let pem = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let pem = std::fs::read(&path).map_err(|e| CaError::Missing(format!("cannot read {}: {e}", path.display())))?;
+    parse_ca(&pem, &path).map_err(CaError::Bad)
+}
+
+fn parse_ca(pem: &[u8], path: &Path) -> Result<Arc<[WrappedX509]>, String> {
     let mut certs = Vec::new();
-    for der in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for der in rustls_pemfile::certs(&mut &pem[..]) {
         let der = der
             .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?
             .to_vec();

@@ -273,6 +273,22 @@ pub fn compile(
             }
         };
         let fail_open = fail_open(&r.on_redis_error, format_args!("limits[{i}]"), problems);
+        if let Some(tokens) = r.tokens.filter(|&t| t > 0) {
+            let (reserve, from) = match r.completion_reserve {
+                Some(c) => (c, "its completion_reserve"),
+                None => (problems.options.completion_reserve, "--completion-reserve"),
+            };
+            if reserve >= tokens {
+                problems.warn(
+                    r.name.span(),
+                    format_args!(
+                        "limits[{i}]: `{name}` reserves {reserve} completion tokens ({from}) for a request without \
+                         max_tokens, not less than the {tokens} tokens per {per} it allows: every such request is \
+                         refused (request_exceeds_limit); lower the reserve or raise tokens"
+                    ),
+                );
+            }
+        }
         if problems.len() == before {
             out.push(std::sync::Arc::new(LimitRule {
                 name: name.clone(),

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::admin::{self, AdminToken};
 use super::consumers::{self, Consumers};
-use super::problems::Problems;
+use super::problems::{LoadOptions, Problems};
 use super::providers::{self, Provider};
 use super::rate_limits::{self, LimitRule, TrustedProxies};
 use super::raw::RawConfig;
@@ -37,6 +37,9 @@ pub struct Snapshot {
     /// Rate limit rules in file order.
     pub limits: Vec<Arc<LimitRule>>,
     pub trusted_proxies: TrustedProxies,
+    /// What loads but likely does not work as meant (a rule that admits nothing, say); logged
+    /// at load and printed by `tollgate check`.
+    pub warnings: Vec<String>,
 }
 
 impl Snapshot {
@@ -46,8 +49,14 @@ impl Snapshot {
 }
 
 /// Validate and compile; every problem is reported, each naming its line and field.
-pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64) -> Result<Snapshot, Vec<String>> {
-    let mut problems = Problems::new(text);
+pub fn compile(
+    raw: RawConfig,
+    text: &str,
+    base_dir: Option<&Path>,
+    version: u64,
+    options: LoadOptions,
+) -> Result<Snapshot, Vec<String>> {
+    let mut problems = Problems::with_options(text, options);
 
     let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
     for (i, p) in raw.providers.iter().enumerate() {
@@ -63,11 +72,8 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
             );
             continue;
         }
-        match providers::compile(p, base_dir) {
-            Ok(provider) => {
-                providers.insert(name.clone(), Arc::new(provider));
-            }
-            Err((field, msg, span)) => problems.at(span, format_args!("providers[{i}].{field}: {msg}")),
+        if let Some(provider) = providers::compile(p, i, base_dir, &mut problems) {
+            providers.insert(name.clone(), Arc::new(provider));
         }
     }
 
@@ -156,6 +162,7 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         return Err(problems.into_vec());
     }
     let models_body = render_models(model_names.iter());
+    let warnings = problems.into_warnings();
     Ok(Snapshot {
         version,
         routes,
@@ -165,6 +172,7 @@ pub fn compile(raw: RawConfig, text: &str, base_dir: Option<&Path>, version: u64
         consumers,
         limits,
         trusted_proxies,
+        warnings,
     })
 }
 
