@@ -26,21 +26,21 @@ fn main() -> std::process::ExitCode {
                     for w in &s.warnings {
                         println!("warning: {w}");
                     }
-                    println!(
-                        "{}: ok ({} models, {} consumers, {} rate limit rules{})",
-                        path.display(),
-                        s.model_names.len(),
-                        s.consumers.as_ref().map_or(0, |c| c.list.len()),
-                        s.limits.len(),
-                        if s.warnings.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", {} warnings", s.warnings.len())
-                        }
-                    );
+                    let mut counts = vec![
+                        counted(s.model_names.len(), "model"),
+                        counted(s.consumers.as_ref().map_or(0, |c| c.list.len()), "consumer"),
+                        counted(s.limits.len(), "rate limit rule"),
+                    ];
+                    if !s.warnings.is_empty() {
+                        counts.push(counted(s.warnings.len(), "warning"));
+                    }
+                    println!("{}: ok ({})", path.display(), counts.join(", "));
                     std::process::ExitCode::SUCCESS
                 }
                 Err(e) => {
+                    for w in &e.warnings {
+                        println!("warning: {w}");
+                    }
                     eprintln!("{e}");
                     std::process::ExitCode::FAILURE
                 }
@@ -70,4 +70,9 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
+}
+
+/// `1 model`, `2 models`.
+fn counted(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }

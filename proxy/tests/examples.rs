@@ -27,9 +27,20 @@ fn check(args: &[&str], config: &Path) -> Output {
 }
 
 #[test]
-fn quickstart_config_checks_without_any_environment() {
-    let out = check(&[], &example("quickstart.toml"));
+fn quickstart_config_checks_with_the_token_its_script_exports() {
+    // scripts/quickstart.sh exports the admin token; with it the file is valid as it stands.
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["check", "--config"])
+        .arg(example("quickstart.toml"))
+        .env("TOLLGATE_ADMIN_TOKEN", "a-token")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("warning"));
+    // Without it, a gateway would not start: the check says which variable is missing.
+    let out = check(&[], &example("quickstart.toml"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOLLGATE_ADMIN_TOKEN is not set"));
 }
 
 #[test]
@@ -102,4 +113,66 @@ fn a_rule_that_can_never_admit_is_a_warning_and_a_syntax_error_names_its_line() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn check_reports_every_problem_in_one_run_in_the_files_order() {
+    let dir = common::temp_dir();
+    let path = dir.join("t.toml");
+    let text = "\
+[[providers]]
+name = \"a\"
+kind = \"openai\"
+base_url = \"https://a.example/v1\"
+api_key = \"env:TOLLGATE_TEST_UNSET_VARIABLE\"
+ca_file = \"/nonexistent/ca.pem\"
+
+[[providers]]
+name = \"b\"
+kind = \"grpc\"
+base_url = \"http://127.0.0.1:9/v1\"
+
+[[models]]
+name = \"m\"
+targets = [{ provider = \"b\" }, { provider = \"nobody\" }]
+
+[[models]
+name = \"broken\"
+
+[[limits]]
+name = \"l\"
+tokens = 100
+per = \"fortnight\"
+";
+    std::fs::write(&path, text).unwrap();
+    let out = check(&["--offline"], &path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let lines: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` is not reported:\n{stderr}"))
+    };
+    // A bad variant, a dangling reference, a syntax error and a bad value, in the file's order;
+    // the reference to the unreadable provider `b` is not reported again.
+    let order = [
+        at("line 10: providers[1]: unknown variant `grpc`"),
+        at("line 15: models[0].targets[1].provider: unknown provider `nobody`"),
+        at("line 17: "),
+        at("line 23: limits[0].per"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{stderr}");
+    assert!(!stderr.contains("unknown provider `b`"), "{stderr}");
+    // Offline, the missing variable and CA file are warnings beside the errors.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("TOLLGATE_TEST_UNSET_VARIABLE"), "{stdout}{stderr}");
+    assert!(stdout.contains("providers[0].ca_file"), "{stdout}{stderr}");
+    // Online, they are errors in the same run.
+    let out = check(&[], &path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 5: providers[0].api_key"), "{stderr}");
+    assert!(stderr.contains("line 6: providers[0].ca_file"), "{stderr}");
+    assert!(stderr.contains("line 17: "), "{stderr}");
 }

@@ -96,7 +96,8 @@ pub fn compile(raw: &[RawConsumer], model_names: &[String], problems: &mut Probl
     let mut out = Consumers::default();
     let mut names = std::collections::HashSet::new();
     let mut key_ids = std::collections::HashSet::new();
-    for (i, c) in raw.iter().enumerate() {
+    for c in raw {
+        let i = c.index;
         let name = c.name.get_ref();
         if name.is_empty() || !names.insert(name.clone()) {
             problems.at(

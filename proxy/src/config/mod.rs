@@ -14,6 +14,7 @@ pub mod providers;
 pub mod quotas;
 pub mod rate_limits;
 pub mod raw;
+pub mod read;
 pub mod routes;
 pub mod snapshot;
 pub mod tokenizers;
@@ -31,6 +32,8 @@ pub use snapshot::Snapshot;
 pub struct ConfigError {
     pub path: String,
     pub problems: Vec<String>,
+    /// What was found besides (printed by `tollgate check` with the problems).
+    pub warnings: Vec<String>,
 }
 
 /// Read, validate and compile the config file at `path`.
@@ -44,6 +47,7 @@ pub fn load_with(path: &Path, version: u64, options: LoadOptions) -> Result<Snap
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: shown.clone(),
         problems: vec![format!("cannot read file: {e}")],
+        warnings: Vec::new(),
     })?;
     load_str_with(&text, &shown, path.parent(), version, options)
 }
@@ -61,13 +65,12 @@ pub fn load_str_with(
     version: u64,
     options: LoadOptions,
 ) -> Result<Snapshot, ConfigError> {
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError {
-        path: shown.to_string(),
-        problems: vec![raw::describe_toml_error(text, &e)],
-    })?;
-    snapshot::compile(raw, text, base_dir, version, options).map_err(|problems| ConfigError {
+    let mut problems = problems::Problems::with_options(text, options);
+    let raw = read::read(text, &mut problems);
+    snapshot::compile(raw, problems, base_dir, version).map_err(|(problems, warnings)| ConfigError {
         path: shown.to_string(),
         problems,
+        warnings,
     })
 }
 

@@ -29,8 +29,9 @@ impl Default for LoadOptions {
 /// the operator likely meant).
 pub struct Problems<'t> {
     text: &'t str,
-    list: Vec<String>,
-    warnings: Vec<String>,
+    /// Each with its line, if it has one: reported in the file's order.
+    list: Vec<(Option<usize>, String)>,
+    warnings: Vec<(Option<usize>, String)>,
     pub options: LoadOptions,
 }
 
@@ -50,8 +51,8 @@ impl<'t> Problems<'t> {
 
     /// A warning at `span`: `line N: <what>`.
     pub fn warn(&mut self, span: Range<usize>, what: impl Display) {
-        self.warnings
-            .push(format!("line {}: {what}", line_of(self.text, span.start)));
+        let line = line_of(self.text, span.start);
+        self.warnings.push((Some(line), format!("line {line}: {what}")));
     }
 
     /// A secret reference resolved; offline, one that cannot be read is a warning and stands
@@ -78,18 +79,32 @@ impl<'t> Problems<'t> {
     }
 
     pub fn into_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
+        in_file_order(std::mem::take(&mut self.warnings))
     }
 
     /// A problem written at `span` of the text: `line N: <what>` (`what` starts with the field).
     pub fn at(&mut self, span: Range<usize>, what: impl Display) {
-        self.list
-            .push(format!("line {}: {what}", line_of(self.text, span.start)));
+        let line = line_of(self.text, span.start);
+        self.list.push((Some(line), format!("line {line}: {what}")));
+    }
+
+    /// A TOML syntax or shape error, under `field` (the element it was found in) when given.
+    pub fn toml(&mut self, field: &str, e: &toml::de::Error) {
+        let message = e.message().trim();
+        let what = if field.is_empty() {
+            message.to_string()
+        } else {
+            format!("{field}: {message}")
+        };
+        match e.span() {
+            Some(span) => self.at(span, what),
+            None => self.note(what),
+        }
     }
 
     /// A problem with no single place in the text: `<what>`, starting with the field.
     pub fn note(&mut self, what: impl Display) {
-        self.list.push(what.to_string());
+        self.list.push((None, what.to_string()));
     }
 
     /// How many so far (a section compares before and after to know whether it was clean).
@@ -102,8 +117,14 @@ impl<'t> Problems<'t> {
     }
 
     pub fn into_vec(self) -> Vec<String> {
-        self.list
+        in_file_order(self.list)
     }
+}
+
+/// By line; those without one (no single place in the file) after, each group as found.
+fn in_file_order(mut list: Vec<(Option<usize>, String)>) -> Vec<String> {
+    list.sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
+    list.into_iter().map(|(_, s)| s).collect()
 }
 
 #[cfg(test)]
@@ -111,16 +132,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn problems_name_their_line_when_they_have_one() {
+    fn problems_name_their_line_and_come_in_the_files_order() {
         let text = "a = 1\nb = 2\nc = 3\n";
         let mut p = Problems::new(text);
-        p.at(8..9, format_args!("b: must be {}", "text"));
         p.note("params.model: only allowed inside params.models entries");
-        assert_eq!(p.len(), 2);
+        p.at(12..13, format_args!("c: must be {}", "text"));
+        p.at(8..9, format_args!("b: must be {}", "text"));
+        assert_eq!(p.len(), 3);
         assert_eq!(
             p.into_vec(),
             [
                 "line 2: b: must be text",
+                "line 3: c: must be text",
                 "params.model: only allowed inside params.models entries"
             ]
         );

@@ -59,9 +59,17 @@ type FieldProblem = (&'static str, String, std::ops::Range<usize>);
 
 /// Compile `providers[i]`, reporting its problems; `None` when it has any.
 pub fn compile(p: &RawProvider, i: usize, base_dir: Option<&Path>, problems: &mut Problems<'_>) -> Option<Provider> {
+    // Each field is checked even when one before it failed, so one run reports them all.
+    let mut failed = false;
     let key = match &p.api_key {
         None => None,
-        Some(k) => Some((problems.secret(k, format_args!("providers[{i}].api_key"))?, k.span())),
+        Some(k) => match problems.secret(k, format_args!("providers[{i}].api_key")) {
+            Some(secret) => Some((secret, k.span())),
+            None => {
+                failed = true;
+                None
+            }
+        },
     };
     let ca = match &p.ca_file {
         None => None,
@@ -73,12 +81,14 @@ pub fn compile(p: &RawProvider, i: usize, base_dir: Option<&Path>, problems: &mu
             }
             Err(CaError::Missing(msg) | CaError::Bad(msg)) => {
                 problems.at(f.span(), format_args!("providers[{i}].ca_file: {msg}"));
-                return None;
+                failed = true;
+                None
             }
         },
     };
     match compile_rest(p, key, ca, problems.options.offline) {
-        Ok(provider) => Some(provider),
+        Ok(provider) if !failed => Some(provider),
+        Ok(_) => None,
         Err((field, msg, span)) => {
             problems.at(span, format_args!("providers[{i}].{field}: {msg}"));
             None

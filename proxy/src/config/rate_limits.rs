@@ -208,10 +208,11 @@ pub fn compile(
     problems: &mut Problems<'_>,
 ) -> Vec<std::sync::Arc<LimitRule>> {
     let mut out = Vec::new();
-    for (i, r) in raw.iter().enumerate() {
+    for (n, r) in raw.iter().enumerate() {
+        let i = r.index;
         let before = problems.len();
         let name = r.name.get_ref();
-        if name.is_empty() || raw[..i].iter().any(|o| o.name.get_ref() == name) {
+        if name.is_empty() || raw[..n].iter().any(|o| o.name.get_ref() == name) {
             problems.at(
                 r.name.span(),
                 format_args!("limits[{i}].name: empty or duplicate limit name `{name}`"),

@@ -6,27 +6,51 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole file. Read section by section, element by element ([`super::read`]), so an element
+/// that cannot be read is reported and left out while the rest is still checked.
+#[derive(Debug, Default)]
 pub struct RawConfig {
-    #[serde(default)]
     pub admin: RawAdmin,
-    #[serde(default)]
     pub providers: Vec<RawProvider>,
-    #[serde(default)]
     pub models: Vec<RawModel>,
     /// Who may call the gateway. With none configured the API is open (no key needed).
-    #[serde(default)]
     pub consumers: Vec<RawConsumer>,
     /// Hugging Face `tokenizer.json` files models can count with (`o200k` and `cl100k` are built in).
-    #[serde(default)]
     pub tokenizers: Vec<RawTokenizer>,
     /// Token and request rate limits, any number; each applies to the requests it selects.
-    #[serde(default)]
     pub limits: Vec<RawLimit>,
-    #[serde(default)]
     pub network: RawNetwork,
+    /// Names of the elements left out because they could not be read (already reported), so a
+    /// reference to one is not reported again as dangling.
+    pub unreadable: Unreadable,
 }
+
+/// Names of unreadable elements, per section.
+#[derive(Debug, Default)]
+pub struct Unreadable {
+    pub providers: Vec<String>,
+    pub models: Vec<String>,
+    pub consumers: Vec<String>,
+    pub tokenizers: Vec<String>,
+    pub limits: Vec<String>,
+}
+
+/// An element of an array section (`[[providers]]`, ...): it keeps its position in the file's
+/// array, so messages name it right even when an element before it was left out.
+pub trait Element {
+    fn set_index(&mut self, index: usize);
+}
+
+macro_rules! element {
+    ($($t:ty),*) => {$(
+        impl Element for $t {
+            fn set_index(&mut self, index: usize) {
+                self.index = index;
+            }
+        }
+    )*};
+}
+element!(RawProvider, RawModel, RawConsumer, RawTokenizer, RawLimit);
 
 /// Where clients are, as far as the gateway can tell.
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +66,9 @@ pub struct RawNetwork {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimit {
+    /// Position in the file's array (set by the reader).
+    #[serde(skip)]
+    pub index: usize,
     /// Named in 429 messages, metrics and Redis keys.
     pub name: Spanned<String>,
     /// What the bucket is kept per: any of `consumer`, `key`, `user`, `model`, `ip`,
@@ -72,6 +99,9 @@ pub struct RawLimit {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenizer {
+    /// Position in the file's array (set by the reader).
+    #[serde(skip)]
+    pub index: usize,
     pub name: Spanned<String>,
     /// Path of the `tokenizer.json`, relative to the config file.
     pub file: Spanned<String>,
@@ -106,6 +136,9 @@ pub enum ProviderKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
+    /// Position in the file's array (set by the reader).
+    #[serde(skip)]
+    pub index: usize,
     pub name: Spanned<String>,
     pub kind: ProviderKind,
     /// e.g. `https://api.openai.com/v1`; requests to `/v1/x` go to `<base_url>/x`.
@@ -119,6 +152,9 @@ pub struct RawProvider {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
+    /// Position in the file's array (set by the reader).
+    #[serde(skip)]
+    pub index: usize,
     /// The public name clients send as `model`.
     pub name: Spanned<String>,
     pub targets: Spanned<Vec<RawTarget>>,
@@ -150,19 +186,13 @@ pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
-/// A parse/shape error with its line, in one line.
-pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => format!("line {}: {msg}", line_of(text, span.start)),
-        None => msg,
-    }
-}
-
 /// A tenant of the gateway (a department, a team, an application).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConsumer {
+    /// Position in the file's array (set by the reader).
+    #[serde(skip)]
+    pub index: usize,
     pub name: Spanned<String>,
     #[serde(default)]
     pub keys: Vec<RawKey>,

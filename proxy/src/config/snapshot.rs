@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::admin::{self, AdminToken};
 use super::consumers::{self, Consumers};
-use super::problems::{LoadOptions, Problems};
+use super::problems::Problems;
 use super::providers::{self, Provider};
 use super::rate_limits::{self, LimitRule, TrustedProxies};
 use super::raw::RawConfig;
@@ -51,15 +51,13 @@ impl Snapshot {
 /// Validate and compile; every problem is reported, each naming its line and field.
 pub fn compile(
     raw: RawConfig,
-    text: &str,
+    mut problems: Problems<'_>,
     base_dir: Option<&Path>,
     version: u64,
-    options: LoadOptions,
-) -> Result<Snapshot, Vec<String>> {
-    let mut problems = Problems::with_options(text, options);
-
+) -> Result<Snapshot, (Vec<String>, Vec<String>)> {
     let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
-    for (i, p) in raw.providers.iter().enumerate() {
+    for p in &raw.providers {
+        let i = p.index;
         let name = p.name.get_ref();
         if name.is_empty() {
             problems.at(p.name.span(), format_args!("providers[{i}].name: must not be empty"));
@@ -80,7 +78,8 @@ pub fn compile(
     let tokenizers = tokenizers::compile(&raw, base_dir, &mut problems);
     let mut routes = foldhash::HashMap::default();
     let mut model_names = Vec::new();
-    for (i, m) in raw.models.iter().enumerate() {
+    for m in &raw.models {
+        let i = m.index;
         let name = m.name.get_ref();
         if name.is_empty() {
             problems.at(m.name.span(), format_args!("models[{i}].name: must not be empty"));
@@ -104,7 +103,9 @@ pub fn compile(
         for (j, t) in m.targets.get_ref().iter().enumerate() {
             let Some(provider) = providers.get(t.provider.get_ref()) else {
                 // A provider that failed its own validation was already reported.
-                if !raw.providers.iter().any(|p| p.name.get_ref() == t.provider.get_ref()) {
+                let declared = raw.providers.iter().any(|p| p.name.get_ref() == t.provider.get_ref())
+                    || raw.unreadable.providers.contains(t.provider.get_ref());
+                if !declared {
                     problems.at(
                         t.provider.span(),
                         format_args!(
@@ -154,12 +155,16 @@ pub fn compile(
     let admin_tokens = admin::compile(&raw.admin, &mut problems);
 
     let consumers = consumers::compile(&raw.consumers, &model_names, &mut problems);
-    let consumer_names: Vec<&str> = raw.consumers.iter().map(|c| c.name.get_ref().as_str()).collect();
+    // Unreadable consumers were reported; a limit naming one is not reported again.
+    let consumer_names: Vec<&str> = (raw.consumers.iter().map(|c| c.name.get_ref().as_str()))
+        .chain(raw.unreadable.consumers.iter().map(String::as_str))
+        .collect();
     let limits = rate_limits::compile(&raw.limits, &consumer_names, &mut problems);
     let trusted_proxies = rate_limits::compile_network(&raw.network, &mut problems);
 
     if !problems.is_empty() {
-        return Err(problems.into_vec());
+        let warnings = problems.into_warnings();
+        return Err((problems.into_vec(), warnings));
     }
     let models_body = render_models(model_names.iter());
     let warnings = problems.into_warnings();

@@ -14,9 +14,13 @@ pub fn compile(
     raw: &RawConfig,
     base_dir: Option<&Path>,
     problems: &mut Problems<'_>,
-) -> HashMap<String, Arc<Tokenizer>> {
-    let mut out = HashMap::new();
-    for (i, t) in raw.tokenizers.iter().enumerate() {
+) -> HashMap<String, Option<Arc<Tokenizer>>> {
+    // A tokenizer that cannot be read or loaded is reported once, here; models naming it are
+    // not told it is unknown.
+    let mut out: HashMap<String, Option<Arc<Tokenizer>>> =
+        raw.unreadable.tokenizers.iter().map(|n| (n.clone(), None)).collect();
+    for t in &raw.tokenizers {
+        let i = t.index;
         let name = t.name.get_ref();
         if out.contains_key(name) {
             problems.at(t.name.span(), format_args!("tokenizers[{i}].name: `{name}` is taken"));
@@ -28,9 +32,12 @@ pub fn compile(
         };
         match Tokenizer::from_tokenizer_json(name, &path) {
             Ok(tok) => {
-                out.insert(name.clone(), Arc::new(tok));
+                out.insert(name.clone(), Some(Arc::new(tok)));
             }
-            Err(e) => problems.at(t.file.span(), format_args!("tokenizers[{i}].file: {e}")),
+            Err(e) => {
+                problems.at(t.file.span(), format_args!("tokenizers[{i}].file: {e}"));
+                out.insert(name.clone(), None);
+            }
         }
     }
     out
@@ -39,7 +46,7 @@ pub fn compile(
 pub fn counter(
     m: &super::raw::RawModel,
     i: usize,
-    tokenizers: &HashMap<String, Arc<Tokenizer>>,
+    tokenizers: &HashMap<String, Option<Arc<Tokenizer>>>,
     problems: &mut Problems<'_>,
 ) -> Option<(Arc<Tokenizer>, ChatTemplate)> {
     let t = m.tokenizer.as_ref()?;
@@ -49,7 +56,8 @@ pub fn counter(
         "o200k" => Arc::new(Tokenizer::o200k()),
         "cl100k" => Arc::new(Tokenizer::cl100k()),
         other => match tokenizers.get(other) {
-            Some(tok) => tok.clone(),
+            Some(Some(tok)) => tok.clone(),
+            Some(None) => return None,
             None => {
                 problems.at(
                     t.span(),
