@@ -4,6 +4,7 @@
 //! - [`table`]: the sharded in-memory table of buckets, local or leased from a shared limit.
 //! - [`sync`]: the background sync of shared limits through Redis (`fred`).
 //! - [`exact`]: exact mode, one atomic Redis script per decision.
+//! - [`slots`]: concurrency slots (requests in flight per key), with a first-come queue.
 //! - [`window`], [`counter`], [`redis`]: calendar-window request counters (quotas), in memory
 //!   and in Redis.
 //! - [`redis_key`]: Redis keys with Cluster hash tags.
@@ -17,6 +18,7 @@ pub mod counter;
 pub mod exact;
 pub mod redis;
 pub mod redis_key;
+pub mod slots;
 pub mod sync;
 pub mod table;
 pub mod window;
@@ -26,6 +28,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use counter::LocalCounters;
 pub use exact::ExactBuckets;
 pub use redis::RedisCounters;
+pub use slots::{Acquire, SlotKey, SlotTable, Waiting};
 pub use sync::{SyncOptions, SyncStats, Syncer};
 pub use table::{BucketTable, KeyId, TableOptions};
 pub use window::{Calendar, Period, Window};

@@ -98,6 +98,27 @@ struct State {
     recorded: Mutex<Vec<Recorded>>,
     served: AtomicU64,
     connections: AtomicU64,
+    /// Answers being produced now (a stream until its last event or its reader leaves), and
+    /// the most there ever were at once.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+/// One answer in the making, counted in [`State::in_flight`] until dropped.
+struct InFlight(Arc<State>);
+
+impl InFlight {
+    fn start(state: &Arc<State>) -> InFlight {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running mock; dropping it stops accepting connections.
@@ -116,6 +137,16 @@ impl MockHandle {
     /// Requests answered so far.
     pub fn served(&self) -> u64 {
         self.state.served.load(Ordering::Relaxed)
+    }
+
+    /// Answers being produced right now (streams included, until they end or their reader leaves).
+    pub fn in_flight(&self) -> u64 {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most answers that were ever in the making at once.
+    pub fn max_in_flight(&self) -> u64 {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// TCP connections accepted so far (to see keep-alive reuse).
@@ -146,6 +177,8 @@ pub fn spawn(listener: TcpListener, config: MockConfig, tls: Option<TlsFiles>) -
         recorded: Mutex::new(Vec::new()),
         served: AtomicU64::new(0),
         connections: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+        max_in_flight: AtomicU64::new(0),
     });
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let accept_state = state.clone();
@@ -244,6 +277,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
     let plan = plan(&state.config, &parts.headers);
     record(&state, &parts, &body);
     state.served.fetch_add(1, Ordering::Relaxed);
+    let in_flight = InFlight::start(&state);
 
     if !plan.stall.is_zero() {
         tokio::time::sleep(plan.stall).await;
@@ -294,7 +328,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
         ("POST", "/v1/chat/completions") | ("POST", "/v1/completions") => {
             let chat = path == "/v1/chat/completions";
             if stream {
-                stream_response(&state, plan, model, chat, include_usage, prompt_tokens)
+                stream_response(&state, plan, model, chat, include_usage, prompt_tokens, in_flight)
             } else {
                 if !plan.ttft.is_zero() {
                     tokio::time::sleep(plan.ttft).await;
@@ -393,6 +427,15 @@ fn json_response(state: &State, status: StatusCode, body: String) -> Response<Mo
     resp
 }
 
+/// Wait `delay` between events, as a model generating would; `false` when the reader left
+/// meanwhile (the stream ends then, as a real server aborts a generation nobody reads).
+async fn pause(tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, delay: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = tx.closed() => false,
+    }
+}
+
 fn stream_response(
     state: &State,
     plan: Plan,
@@ -400,13 +443,17 @@ fn stream_response(
     chat: bool,
     include_usage: bool,
     prompt_tokens: u64,
+    in_flight: InFlight,
 ) -> Response<MockBody> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let name = state.config.name.clone();
     let words_per_chunk = state.config.words_per_chunk;
     tokio::spawn(async move {
-        if !plan.ttft.is_zero() {
-            tokio::time::sleep(plan.ttft).await;
+        // The stream is in flight until this task ends: its last event sent, cut, or its
+        // reader gone.
+        let _in_flight = in_flight;
+        if !plan.ttft.is_zero() && !pause(&tx, plan.ttft).await {
+            return;
         }
         let usage_null = if include_usage { r#","usage":null"# } else { "" };
         let completion = plan.chunks as u64;
@@ -421,8 +468,8 @@ fn stream_response(
                 let _ = tx.send(Err(std::io::Error::other("mock: cut"))).await;
                 return;
             }
-            if i > 0 && !plan.chunk_delay.is_zero() {
-                tokio::time::sleep(plan.chunk_delay).await;
+            if i > 0 && !plan.chunk_delay.is_zero() && !pause(&tx, plan.chunk_delay).await {
+                return;
             }
             let mut text = content_text(words_per_chunk);
             text.push(' ');

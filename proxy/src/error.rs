@@ -32,6 +32,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     QuotaExceeded,
     RateLimitExceeded,
+    /// A concurrency rule's slots are all taken.
+    ConcurrencyLimitExceeded,
     RequestExceedsLimit,
     InvalidType,
     InvalidValue,
@@ -79,6 +81,11 @@ impl ErrorCode {
             UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, INVALID, "unsupported_media_type"),
             QuotaExceeded => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "quota_exceeded"),
             RateLimitExceeded => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limit_exceeded"),
+            ConcurrencyLimitExceeded => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "concurrency_limit_exceeded",
+            ),
             RequestExceedsLimit => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",

@@ -14,6 +14,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 pub enum Unit {
     Requests,
     Tokens,
+    /// Requests in flight at once (a concurrency rule): a limit and what remains, no reset.
+    Concurrent,
 }
 
 const REQUESTS: [HeaderName; 3] = [
@@ -25,6 +27,10 @@ const TOKENS: [HeaderName; 3] = [
     HeaderName::from_static("x-ratelimit-limit-tokens"),
     HeaderName::from_static("x-ratelimit-remaining-tokens"),
     HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+const CONCURRENT: [HeaderName; 2] = [
+    HeaderName::from_static("x-ratelimit-limit-concurrent"),
+    HeaderName::from_static("x-ratelimit-remaining-concurrent"),
 ];
 
 /// One counter as a client sees it: its limit, what remains, and the milliseconds until it is
@@ -53,6 +59,8 @@ pub struct RateHeaders {
     pub requests: Option<Counter>,
     /// The tightest token bucket.
     pub tokens: Option<Counter>,
+    /// The tightest concurrency rule (`reset_ms` unused: a slot frees when a request ends).
+    pub concurrent: Option<Counter>,
     /// Refusals only: when to try again.
     pub retry_after_secs: Option<u64>,
 }
@@ -80,6 +88,7 @@ impl RateHeaders {
         match unit {
             Unit::Requests => &mut self.requests,
             Unit::Tokens => &mut self.tokens,
+            Unit::Concurrent => &mut self.concurrent,
         }
     }
 
@@ -87,6 +96,7 @@ impl RateHeaders {
     pub fn merge(&mut self, later: RateHeaders) {
         self.requests = later.requests.or(self.requests);
         self.tokens = later.tokens.or(self.tokens);
+        self.concurrent = later.concurrent.or(self.concurrent);
         self.retry_after_secs = later.retry_after_secs.or(self.retry_after_secs);
     }
 
@@ -99,12 +109,16 @@ impl RateHeaders {
         if let Some(c) = later.tokens {
             c.keep_tighter(&mut self.tokens);
         }
+        if let Some(c) = later.concurrent {
+            c.keep_tighter(&mut self.concurrent);
+        }
         self.retry_after_secs = later.retry_after_secs.or(self.retry_after_secs);
     }
 
     /// How many header fields [`RateHeaders::write`] adds.
     pub fn len(&self) -> usize {
         3 * (self.requests.is_some() as usize + self.tokens.is_some() as usize)
+            + 2 * self.concurrent.is_some() as usize
             + self.retry_after_secs.is_some() as usize
     }
 
@@ -120,6 +134,11 @@ impl RateHeaders {
             headers.insert(n_limit, number(c.limit));
             headers.insert(n_remaining, number(c.remaining));
             headers.insert(n_reset, value(Reset::of(c.reset_ms).as_bytes()));
+        }
+        if let Some(c) = self.concurrent {
+            let [n_limit, n_remaining] = CONCURRENT.clone();
+            headers.insert(n_limit, number(c.limit));
+            headers.insert(n_remaining, number(c.remaining));
         }
         if let Some(secs) = self.retry_after_secs {
             headers.insert(http::header::RETRY_AFTER, number(secs));
@@ -298,6 +317,7 @@ mod tests {
         h.tighten(RateHeaders {
             requests: Some(looser),
             tokens: Some(tokens),
+            concurrent: None,
             retry_after_secs: None,
         });
         assert_eq!((h.requests, h.tokens), (Some(quota), Some(tokens)));
@@ -313,5 +333,21 @@ mod tests {
             ..RateHeaders::default()
         });
         assert_eq!(h.requests, Some(tighter));
+    }
+
+    #[test]
+    fn a_concurrency_counter_writes_its_limit_and_what_remains() {
+        let slots = Counter {
+            limit: 10,
+            remaining: 3,
+            reset_ms: 0,
+        };
+        let h = RateHeaders::refusal(Unit::Concurrent, slots, 2);
+        let mut headers = HeaderMap::new();
+        h.write(&mut headers);
+        assert_eq!(headers.len(), h.len());
+        assert_eq!(headers["x-ratelimit-limit-concurrent"], "10");
+        assert_eq!(headers["x-ratelimit-remaining-concurrent"], "3");
+        assert_eq!(headers["retry-after"], "2");
     }
 }

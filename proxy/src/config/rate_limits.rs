@@ -45,6 +45,10 @@ pub struct LimitRule {
     pub by: Vec<KeyPart>,
     pub tokens: Option<Limit>,
     pub requests: Option<Limit>,
+    /// Requests in flight at once, per key.
+    pub concurrent: Option<u64>,
+    /// How long a request may wait for a concurrency slot (zero: not at all).
+    pub queue: std::time::Duration,
     /// Period name for messages (`minute`, ...).
     pub per: &'static str,
     pub consumers: Option<Vec<String>>,
@@ -225,23 +229,39 @@ pub fn compile(
                 Err(e) => problems.at(p.span(), format_args!("limits[{i}].by: {e}")),
             }
         }
-        let (period_ms, per) = period(r.per.get_ref()).unwrap_or_else(|| {
-            problems.at(
-                r.per.span(),
-                format_args!(
-                    "limits[{i}].per: `{}` is not second, minute, hour or day",
-                    r.per.get_ref()
-                ),
-            );
-            (60_000, "minute")
-        });
-        if r.tokens.is_none() && r.requests.is_none() {
+        let (period_ms, per) = match &r.per {
+            Some(p) => period(p.get_ref()).unwrap_or_else(|| {
+                problems.at(
+                    p.span(),
+                    format_args!("limits[{i}].per: `{}` is not second, minute, hour or day", p.get_ref()),
+                );
+                (60_000, "minute")
+            }),
+            None => {
+                if r.tokens.is_some() || r.requests.is_some() {
+                    problems.at(
+                        r.name.span(),
+                        format_args!(
+                            "limits[{i}].per: `tokens` and `requests` need a period (second, minute, hour or day)"
+                        ),
+                    );
+                }
+                (60_000, "minute")
+            }
+        };
+        let concurrent = r.concurrent.as_ref().map(|c| *c.get_ref());
+        if r.tokens.is_none() && r.requests.is_none() && concurrent.is_none() {
             problems.at(
                 r.name.span(),
-                format_args!("limits[{i}].tokens: set `tokens`, `requests` or both"),
+                format_args!("limits[{i}].tokens: set `tokens`, `requests` or `concurrent` (any of them)"),
             );
         }
-        if r.tokens == Some(0) || r.requests == Some(0) {
+        if let Some(q) = &r.queue_ms {
+            if concurrent.is_none() {
+                problems.at(q.span(), format_args!("limits[{i}].queue_ms: only with `concurrent`"));
+            }
+        }
+        if r.tokens == Some(0) || r.requests == Some(0) || concurrent == Some(0) {
             problems.at(
                 r.name.span(),
                 format_args!("limits[{i}].tokens: a limit of 0 refuses everything; remove the rule or raise it"),
@@ -296,6 +316,8 @@ pub fn compile(
                 by,
                 tokens: r.tokens.map(|t| Limit::new(t, period_ms)),
                 requests: r.requests.map(|n| Limit::new(n, period_ms)),
+                concurrent,
+                queue: std::time::Duration::from_millis(r.queue_ms.as_ref().map_or(0, |q| *q.get_ref())),
                 per,
                 consumers,
                 models: r
@@ -413,7 +435,7 @@ mod tests {
             has("limits[0].per: `week` is not second, minute, hour or day"),
             "{err:?}"
         );
-        assert!(has("set `tokens`, `requests` or both"), "{err:?}");
+        assert!(has("set `tokens`, `requests` or `concurrent`"), "{err:?}");
         assert!(has("limits[0].consumers: no consumer named `nobody`"), "{err:?}");
         assert!(has("limits[0].mode: `eventual` is not sync, exact or local"), "{err:?}");
         assert!(has("network.trusted_proxies[0]: `10.0.0.0/40`"), "{err:?}");
@@ -426,5 +448,24 @@ mod tests {
         assert!(key_part("header:").is_err());
         assert!(key_part("header:bad name").is_err());
         assert!(key_part("email").is_err());
+    }
+
+    #[test]
+    fn a_concurrency_rule_needs_no_period_and_its_queue_needs_it() {
+        let base = "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+                    [[models]]\nname = \"m\"\ntargets = [{ provider = \"p\" }]\n\n[[limits]]\nname = \"a\"\n";
+        let ok = crate::config::load_str(&format!("{base}concurrent = 8\nqueue_ms = 250\n"), "t", None, 1).unwrap();
+        assert_eq!(ok.limits[0].concurrent, Some(8));
+        assert_eq!(ok.limits[0].queue, std::time::Duration::from_millis(250));
+        let problems = |extra: &str| {
+            crate::config::load_str(&format!("{base}{extra}"), "t", None, 1)
+                .err()
+                .map(|e| e.problems.join("\n"))
+                .unwrap_or_default()
+        };
+        assert!(problems("tokens = 10\n").contains("limits[0].per: `tokens` and `requests` need a period"));
+        assert!(problems("tokens = 10\nper = \"minute\"\nqueue_ms = 5\n")
+            .contains("limits[0].queue_ms: only with `concurrent`"));
+        assert!(problems("concurrent = 0\n").contains("a limit of 0 refuses everything"));
     }
 }

@@ -79,8 +79,14 @@ pub struct RawLimit {
     pub tokens: Option<u64>,
     /// Requests per period.
     pub requests: Option<u64>,
-    /// `second`, `minute`, `hour` or `day`: the bucket refills its capacity over this time.
-    pub per: Spanned<String>,
+    /// `second`, `minute`, `hour` or `day`: the bucket refills its capacity over this time
+    /// (required with `tokens` or `requests`).
+    pub per: Option<Spanned<String>>,
+    /// Requests in flight at once (a stream holds its slot until it ends).
+    pub concurrent: Option<Spanned<u64>>,
+    /// With `concurrent`: how long a request may wait for a slot before it is refused (0, the
+    /// default: refused at once).
+    pub queue_ms: Option<Spanned<u64>>,
     /// Only requests of these consumers (names); absent: every request.
     pub consumers: Option<Vec<Spanned<String>>>,
     /// Only requests for these public models (names or globs); absent: every model.

@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use tollgate_limits::{BucketTable, SyncStats};
 
@@ -31,6 +32,10 @@ pub struct Metrics {
     pub limit_tokens: IntCounterVec,
     pub limit_settle_errors: IntCounter,
     pub limit_hot_keys: IntCounterVec,
+    /// Concurrency slots taken now, by rule.
+    pub limit_slots_in_use: IntGaugeVec,
+    /// Time requests waited in a concurrency rule's queue, by rule (admitted or not).
+    pub limit_queue_seconds: HistogramVec,
     /// Refusals of how clients send (head and body deadlines and sizes, connections), by code.
     pub downstream_refusals: IntCounterVec,
     /// TLS certificate reloads, by result (ok, refused).
@@ -60,10 +65,12 @@ pub const LIMIT_OUTCOMES: [&str; 5] = ["admitted", "refused", "too_large", "unav
 /// One limit rule's series, looked up once per rule rather than on every request.
 #[derive(Debug, Clone)]
 pub struct RuleCounters {
-    /// By bucket kind (0 requests, 1 tokens), then by [`LIMIT_OUTCOMES`].
-    pub decisions: [[IntCounter; 5]; 2],
+    /// By kind (0 requests, 1 tokens, 2 concurrent), then by [`LIMIT_OUTCOMES`].
+    pub decisions: [[IntCounter; 5]; 3],
     pub reserved: IntCounter,
     pub used: IntCounter,
+    pub slots_in_use: IntGauge,
+    pub queued: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -82,9 +89,11 @@ impl Metrics {
     pub fn rule_counters(&self, rule: &str) -> RuleCounters {
         let d = |kind: &str| LIMIT_OUTCOMES.map(|o| self.limit_decisions.with_label_values(&[rule, kind, o]));
         RuleCounters {
-            decisions: [d("requests"), d("tokens")],
+            decisions: [d("requests"), d("tokens"), d("concurrent")],
             reserved: self.limit_tokens.with_label_values(&[rule, "reserved"]),
             used: self.limit_tokens.with_label_values(&[rule, "used"]),
+            slots_in_use: self.limit_slots_in_use.with_label_values(&[rule]),
+            queued: self.limit_queue_seconds.with_label_values(&[rule]),
         }
     }
 }
@@ -274,7 +283,7 @@ impl Metrics {
         let limit_decisions = IntCounterVec::new(
             Opts::new(
                 "tollgate_limit_decisions_total",
-                "Rate limit decisions, by rule, bucket kind (tokens, requests) and outcome (admitted, refused, too_large, unavailable, fail_open)",
+                "Rate limit decisions, by rule, kind (tokens, requests, concurrent) and outcome (admitted, refused, too_large, unavailable, fail_open)",
             ),
             &["rule", "kind", "outcome"],
         )?;
@@ -300,6 +309,23 @@ impl Metrics {
             &["rule"],
         )?;
         registry.register(Box::new(limit_hot_keys.clone()))?;
+        let limit_slots_in_use = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_limit_slots_in_use",
+                "Requests in flight under a concurrency rule on this node, by rule",
+            ),
+            &["rule"],
+        )?;
+        registry.register(Box::new(limit_slots_in_use.clone()))?;
+        let limit_queue_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "tollgate_limit_queue_seconds",
+                "Time requests waited for a concurrency slot (queue_ms), by rule",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["rule"],
+        )?;
+        registry.register(Box::new(limit_queue_seconds.clone()))?;
         let downstream_refusals = IntCounterVec::new(
             Opts::new(
                 "tollgate_downstream_refusals_total",
@@ -339,6 +365,8 @@ impl Metrics {
             limit_tokens,
             limit_settle_errors,
             limit_hot_keys,
+            limit_slots_in_use,
+            limit_queue_seconds,
             downstream_refusals,
             tls_reloads,
             limit_state,

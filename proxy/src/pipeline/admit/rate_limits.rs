@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use tollgate_limits::redis_key::tagged_key_of;
-use tollgate_limits::{BucketTable, Clock, Decision, ExactBuckets, KeyId, Limit};
+use tollgate_limits::{Acquire, BucketTable, Clock, Decision, ExactBuckets, KeyId, Limit, SlotKey, SlotTable};
 
 use super::Refusal;
 use crate::config::rate_limits::{KeyPart, LimitMode, LimitRule};
@@ -52,7 +52,8 @@ pub struct Demand {
     pub choices: u64,
 }
 
-/// One reservation, held until the request's real cost is known.
+/// One reservation, held until the request's real cost is known (a concurrency slot: until
+/// the request ends).
 #[derive(Debug)]
 pub struct Hold {
     /// The rule's series (where settlement books the tokens used).
@@ -61,7 +62,34 @@ pub struct Hold {
     limit: Limit,
     reserved: u64,
     tokens: bool,
+    /// A concurrency slot: given back when the hold is dropped.
+    #[expect(dead_code, reason = "held for its drop, which gives the slot back")]
+    slot: Option<SlotHeld>,
 }
+
+/// A concurrency slot a request holds. Given back on drop, so it returns exactly once however
+/// the request ends: settled, refused by a later rule, or its future dropped mid-admission.
+struct SlotHeld {
+    table: Arc<SlotTable>,
+    key: SlotKey,
+    in_use: prometheus::IntGauge,
+}
+
+impl Drop for SlotHeld {
+    fn drop(&mut self) {
+        self.table.release(self.key);
+        self.in_use.dec();
+    }
+}
+
+impl std::fmt::Debug for SlotHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotHeld").field("key", &self.key).finish()
+    }
+}
+
+/// The kinds of a rule's bounds, in the order of [`RuleCounters::decisions`].
+const KIND_CONCURRENT: usize = 2;
 
 /// Where a reservation is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,13 +98,16 @@ enum HeldIn {
     Table(KeyId),
     /// In Redis, under this key.
     Exact(String),
-    /// Admitted without a reservation (exact rule, Redis down, fail-open): nothing to settle.
+    /// Admitted without a reservation (exact rule, Redis down, fail-open; a concurrency slot,
+    /// which its hold gives back when dropped): nothing to settle.
     Nowhere,
 }
 
 /// Decides and settles rate limits.
 pub struct RateLimiter {
     table: Arc<BucketTable>,
+    /// Concurrency slots taken by requests in flight.
+    slots: Arc<SlotTable>,
     /// Redis is configured: `sync` rules are shared, `exact` rules go to Redis.
     exact: Option<ExactBuckets>,
     exact_timeout: Duration,
@@ -120,6 +151,7 @@ impl RateLimiter {
         }
         RateLimiter {
             table,
+            slots: Arc::new(SlotTable::new()),
             exact,
             exact_timeout,
             clock: clock.clone(),
@@ -166,6 +198,7 @@ impl RateLimiter {
         let now = self.clock.now_ms();
         let mut tight_tokens: Option<Counter> = None;
         let mut tight_requests: Option<Counter> = None;
+        let mut tight_concurrent: Option<Counter> = None;
         for (index, rule) in live.limits.iter().enumerate() {
             if !rule.selects(sources.consumer, sources.model) {
                 continue;
@@ -216,6 +249,7 @@ impl RateLimiter {
                             limit,
                             reserved: cost,
                             tokens,
+                            slot: None,
                         });
                     }
                     refused => {
@@ -224,13 +258,85 @@ impl RateLimiter {
                     }
                 }
             }
+            if let Some(capacity) = rule.concurrent {
+                key.truncate(base_len);
+                key.push_str(":c");
+                match self.take_slot(rule, &key, capacity, counters).await {
+                    Ok((slot, in_use)) => {
+                        let slot = SlotHeld {
+                            table: self.slots.clone(),
+                            key: slot,
+                            in_use: counters.slots_in_use.clone(),
+                        };
+                        Counter {
+                            limit: capacity,
+                            remaining: capacity.saturating_sub(in_use),
+                            reset_ms: 0,
+                        }
+                        .keep_tighter(&mut tight_concurrent);
+                        holds.push(Hold {
+                            counters: counters.clone(),
+                            at: HeldIn::Nowhere,
+                            limit: Limit::new(capacity, 1),
+                            reserved: 1,
+                            tokens: false,
+                            slot: Some(slot),
+                        });
+                    }
+                    Err(in_use) => {
+                        self.release(holds, metrics);
+                        return Err(concurrency_refusal(rule, capacity, in_use));
+                    }
+                }
+            }
         }
         let headers = RateHeaders {
             requests: tight_requests,
             tokens: tight_tokens,
+            concurrent: tight_concurrent,
             retry_after_secs: None,
         };
         Ok((holds, headers))
+    }
+
+    /// Take a slot of `key` (waiting in line up to the rule's `queue_ms`): the slot and how many
+    /// are in use, or how many were in use when it was refused.
+    async fn take_slot(
+        &self,
+        rule: &LimitRule,
+        key: &str,
+        capacity: u64,
+        counters: &RuleCounters,
+    ) -> Result<(SlotKey, u64), u64> {
+        let slot = self.slots.key(key);
+        // A queue at most as long as the rule has slots: past that a request would wait through
+        // more than a whole round of answers, longer than a short queue is meant for.
+        let max_waiters = if rule.queue.is_zero() {
+            0
+        } else {
+            capacity.clamp(8, 4_096) as usize
+        };
+        let decisions = &counters.decisions[KIND_CONCURRENT];
+        let in_use = match self.slots.acquire(slot, capacity, max_waiters) {
+            Acquire::Taken { in_use } => in_use,
+            Acquire::Full { in_use } => {
+                decisions[1].inc();
+                return Err(in_use);
+            }
+            Acquire::Queued(waiting) => {
+                let started = std::time::Instant::now();
+                let got = waiting.wait(rule.queue).await;
+                counters.queued.observe(started.elapsed().as_secs_f64());
+                if !got {
+                    decisions[1].inc();
+                    return Err(capacity);
+                }
+                self.slots.in_use_of(slot)
+            }
+        };
+        decisions[0].inc();
+        counters.slots_in_use.inc();
+        Ok((slot, in_use))
     }
 
     async fn decide(&self, rule: &LimitRule, key: &str, limit: Limit, cost: u64, now: u64) -> (Decision, HeldIn) {
@@ -437,6 +543,34 @@ fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64,
             ),
             headers: RateHeaders::retry_after(1),
         },
+    }
+}
+
+/// A concurrency rule's refusal: 429, the rule named, and a short jittered `Retry-After` (a
+/// slot frees when some answer ends, which no clock predicts; jitter keeps refused clients from
+/// coming back in step).
+fn concurrency_refusal(rule: &LimitRule, capacity: u64, in_use: u64) -> Refusal {
+    let secs = 1 + u64::from(rand::random::<u8>() % 2);
+    let waited = if rule.queue.is_zero() {
+        String::new()
+    } else {
+        format!(" (waited {} ms for one)", rule.queue.as_millis())
+    };
+    let error = ApiError::new(
+        ErrorCode::ConcurrencyLimitExceeded,
+        format!(
+            "Concurrency limit `{}` reached: {capacity} requests in flight at once, and none is free{waited}. Retry in {secs} s.",
+            rule.name
+        ),
+    );
+    let counter = Counter {
+        limit: capacity,
+        remaining: capacity.saturating_sub(in_use),
+        reset_ms: 0,
+    };
+    Refusal {
+        error,
+        headers: RateHeaders::refusal(Unit::Concurrent, counter, secs),
     }
 }
 

@@ -1,0 +1,251 @@
+//! Concurrency limits (`concurrent = N` in a `[[limits]]` rule) over HTTP, with the mock
+//! upstream's slow streams: the mock counts the answers it is producing at once, so "never more
+//! than N in flight" is measured where it matters, at the upstream.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{eventually, open, provider, read_body, request, start_mock_with, Gateway};
+use tollgate_loadtest::mock::{MockConfig, MockHandle};
+
+const STREAM: &str = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+/// A mock whose streams take about `16 × delay`.
+async fn slow_mock(delay_ms: u64) -> MockHandle {
+    start_mock_with(MockConfig {
+        name: "slow".into(),
+        chunks: 16,
+        chunk_delay: Duration::from_millis(delay_ms),
+        ..MockConfig::default()
+    })
+    .await
+}
+
+fn config(mock: &MockHandle, rule: &str) -> String {
+    format!(
+        "{}\n[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n\n[[limits]]\nname = \"slots\"\n{rule}\n",
+        provider("mock", &mock.base_url())
+    )
+}
+
+async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
+    let text = request(gw.admin, "GET", "/metrics", &[], Bytes::new())
+        .await
+        .ok()?
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
+async fn stream(gw: &Gateway, headers: &[(&str, &str)]) -> common::Resp {
+    let mut h = vec![("content-type", "application/json")];
+    h.extend_from_slice(headers);
+    request(gw.addr, "POST", "/v1/chat/completions", &h, Bytes::from(STREAM))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_streams_never_exceed_the_rule_and_refusals_are_clean_429s() {
+    let mock = slow_mock(50).await;
+    let gw = Gateway::start(&config(&mock, "concurrent = 10")).await;
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            let gw_addr = gw.addr;
+            tokio::spawn(async move {
+                request(
+                    gw_addr,
+                    "POST",
+                    "/v1/chat/completions",
+                    &[("content-type", "application/json")],
+                    Bytes::from(STREAM),
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut served = 0;
+    let mut refused = 0;
+    for c in clients {
+        let r = c.await.unwrap();
+        match r.status {
+            200 => {
+                assert!(r.text().contains("data: [DONE]"), "{}", r.text());
+                assert_eq!(r.header("x-ratelimit-limit-concurrent"), Some("10"));
+                served += 1;
+            }
+            429 => {
+                let e = r.json();
+                assert_eq!(e["error"]["code"], "concurrency_limit_exceeded", "{e}");
+                assert!(e["error"]["message"].as_str().unwrap().contains("`slots`"), "{e}");
+                let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=2).contains(&retry), "{retry}");
+                assert_eq!(r.header("x-ratelimit-limit-concurrent"), Some("10"));
+                assert_eq!(r.header("x-ratelimit-remaining-concurrent"), Some("0"));
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert_eq!(served + refused, 100);
+    assert!(served >= 10, "served {served}");
+    assert!(refused > 0, "every client was served: the streams did not overlap");
+    assert!(
+        mock.max_in_flight() <= 10,
+        "the mock saw {} at once",
+        mock.max_in_flight()
+    );
+    // Every slot came back: a full batch of ten is served at once.
+    assert_eq!(
+        metric(&gw, "tollgate_limit_slots_in_use{rule=\"slots\"}").await,
+        Some(0.0)
+    );
+    let batch: Vec<_> = (0..10)
+        .map(|_| {
+            let gw_addr = gw.addr;
+            tokio::spawn(async move {
+                request(
+                    gw_addr,
+                    "POST",
+                    "/v1/chat/completions",
+                    &[("content-type", "application/json")],
+                    Bytes::from(STREAM),
+                )
+                .await
+                .unwrap()
+                .status
+            })
+        })
+        .collect();
+    for b in batch {
+        assert_eq!(b.await.unwrap(), 200);
+    }
+    let refusals = "tollgate_limit_decisions_total{kind=\"concurrent\",outcome=\"refused\",rule=\"slots\"}";
+    assert_eq!(metric(&gw, refusals).await, Some(refused as f64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_comes_back_when_the_upstream_cuts_the_stream_or_the_client_leaves() {
+    let mock = slow_mock(50).await;
+    let gw = Gateway::start(&config(&mock, "concurrent = 1")).await;
+
+    // Cut by the upstream after two chunks: the client sees the cut, the slot is free again.
+    let cut = open(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json"), ("x-mock-cut-after", "2")],
+        Bytes::from(STREAM),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cut.status(), 200);
+    let (_, body, _) = read_body(cut).await;
+    assert!(
+        String::from_utf8_lossy(&body).contains("error"),
+        "the cut was not reported"
+    );
+    assert_eq!(stream(&gw, &[]).await.status, 200);
+
+    // The client leaves mid-stream: once the gateway notices, the slot is free again.
+    let left = open(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        Bytes::from(STREAM),
+    )
+    .await
+    .unwrap();
+    assert_eq!(left.status(), 200);
+    assert_eq!(
+        stream(&gw, &[]).await.status,
+        429,
+        "the slot is held while the stream runs"
+    );
+    drop(left);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            stream(&gw, &[]).await.status == 200
+        })
+        .await,
+        "the slot of a client that left never came back"
+    );
+    assert!(mock.max_in_flight() <= 1, "{}", mock.max_in_flight());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric(&gw, "tollgate_limit_slots_in_use{rule=\"slots\"}").await == Some(0.0)
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_admits_waiting_requests_in_order_and_refuses_past_its_time() {
+    let mock = slow_mock(30).await;
+    let gw = Gateway::start(&config(&mock, "concurrent = 1\nqueue_ms = 5000")).await;
+    let first = open(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json"), ("x-request-id", "q-0")],
+        Bytes::from(STREAM),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status(), 200);
+    // Three more wait in line, sent one after another; each is served in turn, in order.
+    let mut waiting = Vec::new();
+    for i in 1..=3 {
+        let addr = gw.addr;
+        waiting.push(tokio::spawn(async move {
+            let id = format!("q-{i}");
+            let h = [("content-type", "application/json"), ("x-request-id", id.as_str())];
+            request(addr, "POST", "/v1/chat/completions", &h, Bytes::from(STREAM))
+                .await
+                .unwrap()
+                .status
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (done, _, _) = read_body(first).await;
+    done.unwrap();
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), 200);
+    }
+    let order: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("x-request-id").map(str::to_string))
+        .collect();
+    assert_eq!(order, ["q-0", "q-1", "q-2", "q-3"]);
+    assert_eq!(mock.max_in_flight(), 1);
+    assert!(metric(&gw, "tollgate_limit_queue_seconds_count{rule=\"slots\"}").await >= Some(3.0));
+
+    // A queue shorter than a stream: the waiter is refused once its time is up, and says so.
+    std::fs::write(&gw.config_path, config(&mock, "concurrent = 1\nqueue_ms = 100")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric(&gw, "tollgate_config_version").await == Some(2.0)
+        })
+        .await
+    );
+    let long = open(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        Bytes::from(STREAM),
+    )
+    .await
+    .unwrap();
+    let refused = stream(&gw, &[]).await;
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert!(refused.text().contains("waited 100 ms"), "{}", refused.text());
+    read_body(long).await.0.unwrap();
+}
