@@ -9,8 +9,9 @@ gateway's, and the figure is the median over rounds. Rounds alternate which oha 
 
 Variants: a second plain gateway (the A/A check: what the method reads for no difference), a
 consumer with key check, parameter rules and a per-user quota in memory; a token and
-request limit per user in memory; the same limit shared through Redis (`sync` mode), when Redis
-answers on 127.0.0.1:6379. All high enough never to refuse.
+request limit per user in memory; a concurrency limit per user in memory; the token and the
+concurrency limits shared through Redis (`sync` mode), when Redis answers on 127.0.0.1:6379. All
+high enough never to refuse.
 
 With --against-nginx: the A/A check, then the plain gateway against nginx (1 worker, as in
 run.py), Tollgate's CPU per request over nginx's.
@@ -76,11 +77,12 @@ def main():
         base, limits = configs["plain"], configs["limits"]
         # First a second plain gateway: what the method reads when there is no difference.
         variants = [("tollgate again (A/A check)", base, ()), ("+ auth + quotas (memory)", configs["auth"], ()),
-                    ("+ token limits (memory)", limits, ())]
+                    ("+ token limits (memory)", limits, ()), ("+ concurrency limit (memory)", configs["concurrent"], ())]
         if redis_answers():
             ns = f"ab-{os.getpid()}"
-            variants.append(("+ token limits (redis sync)", limits,
-                             ("--redis-url", "redis://127.0.0.1:6379", "--redis-namespace", ns)))
+            redis = ("--redis-url", "redis://127.0.0.1:6379", "--redis-namespace", ns)
+            variants.append(("+ token limits (redis sync)", limits, redis))
+            variants.append(("+ concurrency limit (redis sync)", configs["concurrent"], redis))
         if args.against_nginx:
             variants = variants[:1]
         tollgate = os.path.join(bin_dir, "tollgate")

@@ -30,7 +30,8 @@ from run import KEY, gateway_configs, release_bins, start_gateway, start_mock  #
 
 def configs(mock_port):
     c = gateway_configs(mock_port)
-    return [("tollgate", c["plain"]), ("+ auth + quotas (memory)", c["auth"]), ("+ token limits (memory)", c["limits"])]
+    return [("tollgate", c["plain"]), ("+ auth + quotas (memory)", c["auth"]), ("+ token limits (memory)", c["limits"]),
+            ("+ concurrency limit (memory)", c["concurrent"])]
 
 
 def drive(url, n):

@@ -125,7 +125,8 @@ def gateway_configs(mock_port):
     with a consumer (key check, model allow-list, parameter rules, a per-user daily quota high
     enough never to refuse); `limits`, the same with a token limit and a request limit per user
     (high enough never to refuse: prompt counted, prompt + completion reserved, reconciled with
-    the usage)."""
+    the usage); `concurrent`, the same with a concurrency limit per user (a slot taken at
+    admission and given back at the end; high enough never to refuse)."""
     plain = (f'[[providers]]\nname = "mock"\nkind = "openai"\nbase_url = "http://127.0.0.1:{mock_port}/v1"\n'
              f'api_key = "env:LOAD_PROVIDER_KEY"\n\n[[models]]\nname = "gpt-4o-mini"\n'
              f'targets = [{{ provider = "mock", model = "mock-model" }}]\n')
@@ -152,7 +153,13 @@ tokens = 1000000000000
 requests = 1000000000
 per = "minute"
 """
-    return {"plain": plain, "auth": auth, "limits": limits}
+    concurrent = plain + """
+[[limits]]
+name = "in-flight-per-user"
+by = ["user"]
+concurrent = 1000000
+"""
+    return {"plain": plain, "auth": auth, "limits": limits, "concurrent": concurrent}
 
 
 def start_gateway(tollgate, work, text, threads=1, extra=(), wrapper=(), timeout=20):

@@ -27,9 +27,20 @@ pub struct SlotKey(u128);
 #[derive(Default)]
 struct Entry {
     taken: u64,
+    /// A key shared through Redis: the slots this node holds a lease of (see
+    /// [`crate::shared_slots`]); `None` for a key of this node alone, whose capacity each
+    /// caller gives.
+    lease: Option<u64>,
     /// Requests waiting for a slot, oldest first. A waiter that gave up has dropped its
     /// receiver; it is skipped when a slot is handed on.
     waiters: VecDeque<oneshot::Sender<()>>,
+}
+
+impl Entry {
+    /// Nothing taken, nobody waiting, nothing leased: the entry can go.
+    fn idle(&self) -> bool {
+        self.taken == 0 && self.waiters.is_empty() && self.lease.unwrap_or(0) == 0
+    }
 }
 
 /// What asking for a slot got.
@@ -100,8 +111,18 @@ impl SlotTable {
     /// Take one of `capacity` slots of `key`; when all are taken, queue if `max_waiters` allows
     /// (0: never wait).
     pub fn acquire(&self, key: SlotKey, capacity: u64, max_waiters: usize) -> Acquire {
+        self.take(key, Some(capacity), max_waiters)
+    }
+
+    /// Take a slot of a shared key within this node's lease of it (none held: none free).
+    pub fn acquire_leased(&self, key: SlotKey, max_waiters: usize) -> Acquire {
+        self.take(key, None, max_waiters)
+    }
+
+    fn take(&self, key: SlotKey, capacity: Option<u64>, max_waiters: usize) -> Acquire {
         let mut shard = self.shard(key);
         let entry = shard.entry(key.0).or_default();
+        let capacity = capacity.unwrap_or(entry.lease.unwrap_or(0));
         // Waiters go first (there are free slots with waiters only after a reload raised the
         // capacity): a newcomer does not take a slot a waiter is owed.
         while entry.taken < capacity {
@@ -119,7 +140,7 @@ impl SlotTable {
         let in_use = entry.taken;
         entry.waiters.retain(|w| !w.is_closed());
         if entry.waiters.len() >= max_waiters {
-            if entry.taken == 0 {
+            if entry.idle() {
                 shard.remove(&key.0);
             }
             return Acquire::Full { in_use };
@@ -143,9 +164,47 @@ impl SlotTable {
         }
         entry.taken = entry.taken.saturating_sub(1);
         self.in_use.fetch_sub(1, Ordering::Relaxed);
-        if entry.taken == 0 {
+        if entry.idle() {
             shard.remove(&key.0);
         }
+    }
+
+    /// Set this node's lease of a shared key; waiters take what it frees. Returns the slots in
+    /// use. A lease of 0 with nothing in use forgets the key.
+    pub fn set_lease(&self, key: SlotKey, lease: u64) -> u64 {
+        let mut shard = self.shard(key);
+        let entry = shard.entry(key.0).or_default();
+        entry.lease = Some(lease);
+        while entry.taken < lease {
+            let Some(waiter) = entry.waiters.pop_front() else { break };
+            if waiter.send(()).is_ok() {
+                entry.taken += 1;
+                self.in_use.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let in_use = entry.taken;
+        if entry.idle() {
+            shard.remove(&key.0);
+        }
+        in_use
+    }
+
+    /// Lower a shared key's lease to what is in use plus `spare` (to nothing when nothing is in
+    /// use): `(lease, in_use)` after, or `None` for a key without a lease. Admissions see the
+    /// lower lease at once, so what is then reported to Redis is never less than what this node
+    /// may admit.
+    pub fn trim_lease(&self, key: SlotKey, spare: u64) -> Option<(u64, u64)> {
+        let mut shard = self.shard(key);
+        let entry = shard.get_mut(&key.0)?;
+        let spare = if entry.taken == 0 { 0 } else { spare };
+        let lease = entry.lease?.min(entry.taken + spare);
+        entry.lease = Some(lease);
+        Some((lease, entry.taken))
+    }
+
+    /// A shared key's lease on this node.
+    pub fn lease_of(&self, key: SlotKey) -> Option<u64> {
+        self.shard(key).get(&key.0).and_then(|e| e.lease)
     }
 
     /// Slots of `key` taken now.
@@ -235,5 +294,43 @@ mod tests {
         assert!(matches!(t.acquire(k, 1, 1), Acquire::Taken { .. }));
         let _waiting = t.acquire(k, 1, 1);
         assert!(matches!(t.acquire(k, 1, 1), Acquire::Full { in_use: 1 }));
+    }
+
+    #[test]
+    fn a_shared_key_admits_within_its_lease_and_a_trim_stops_admissions_at_once() {
+        let t = SlotTable::new();
+        let k = t.key("shared");
+        assert!(
+            matches!(t.acquire_leased(k, 0), Acquire::Full { in_use: 0 }),
+            "no lease, no slot"
+        );
+        assert_eq!(t.set_lease(k, 3), 0);
+        for _ in 0..3 {
+            assert!(matches!(t.acquire_leased(k, 0), Acquire::Taken { .. }));
+        }
+        assert!(matches!(t.acquire_leased(k, 0), Acquire::Full { in_use: 3 }));
+        t.release(k);
+        t.release(k);
+        // Trimmed to what is in use plus a spare of 0: the freed slots are not admitted again.
+        assert_eq!(t.trim_lease(k, 0), Some((1, 1)));
+        assert!(matches!(t.acquire_leased(k, 0), Acquire::Full { in_use: 1 }));
+        t.release(k);
+        // The lease keeps the key until it is set to 0.
+        assert_eq!(t.keys(), 1);
+        assert_eq!(t.set_lease(k, 0), 0);
+        assert_eq!(t.keys(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_larger_lease_serves_waiters() {
+        let t = SlotTable::new();
+        let k = t.key("shared");
+        t.set_lease(k, 1);
+        assert!(matches!(t.acquire_leased(k, 0), Acquire::Taken { .. }));
+        let Acquire::Queued(w) = t.acquire_leased(k, 4) else {
+            panic!("not queued")
+        };
+        assert_eq!(t.set_lease(k, 2), 2);
+        assert!(w.wait(Duration::from_millis(10)).await);
     }
 }

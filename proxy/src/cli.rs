@@ -174,6 +174,10 @@ pub struct RunOpts {
     /// A shared rate limit key unused this long gives its lease back, in milliseconds.
     #[arg(long, env = "TOLLGATE_LIMITS_IDLE_RELEASE_MS", default_value_t = 5_000)]
     pub limits_idle_release_ms: u64,
+    /// A node that has not renewed its concurrency slots for this long (it died) has them
+    /// reclaimed by the other nodes, in milliseconds; live nodes renew three times within it.
+    #[arg(long, env = "TOLLGATE_LIMITS_SLOT_LEASE_MS", default_value_t = 10_000)]
+    pub limits_slot_lease_ms: u64,
     /// Requests in one second on one node past which a rate limit key is logged and counted as
     /// hot (`tollgate_limit_hot_keys_total`); 0 turns it off.
     #[arg(long, env = "TOLLGATE_LIMITS_HOT_KEY_RPS", default_value_t = 100)]

@@ -21,7 +21,7 @@ use crate::error::ErrorCode;
 use crate::gateway::{BodyLimits, Gateway, GatewayState};
 use crate::live::LiveCell;
 use crate::pipeline::admit::quotas::{self, Backend, QuotaStore};
-use crate::pipeline::admit::rate_limits::{HotKeys, RateLimiter};
+use crate::pipeline::admit::rate_limits::{HotKeys, LimitStores, RateLimiter};
 use crate::pipeline::admit::Admission;
 use crate::pipeline::head::HeadLimits;
 use crate::reload::{self, Reloader};
@@ -30,7 +30,10 @@ use crate::telemetry::Metrics;
 use crate::tls::CertStore;
 use crate::upstream::{Connections, Pool, UpstreamOptions};
 use tollgate_limits::redis_key::tagged_key;
-use tollgate_limits::{BucketTable, ExactBuckets, LocalCounters, SyncOptions, Syncer, SystemClock, TableOptions};
+use tollgate_limits::{
+    BucketTable, ExactBuckets, LocalCounters, SharedSlotOptions, SharedSlots, SlotTable, SyncOptions, Syncer,
+    SystemClock, TableOptions,
+};
 
 /// Run the gateway until SIGTERM/SIGINT.
 pub fn run(opts: RunOpts) -> anyhow::Result<()> {
@@ -243,15 +246,30 @@ fn start_limits(
         idle_release_ms: opts.limits_idle_release_ms,
     }));
     let clock: Arc<dyn tollgate_limits::Clock> = Arc::new(SystemClock);
+    let slots = Arc::new(SlotTable::new());
     let mut sync_stats = None;
+    let mut shared_slots = None;
+    let node_id = opts.node_id.clone().unwrap_or_else(default_node_id);
     let exact = redis.map(|r| {
-        let node_id = opts.node_id.clone().unwrap_or_else(default_node_id);
+        let shared = Arc::new(SharedSlots::new(
+            slots.clone(),
+            r.client().clone(),
+            clock.clone(),
+            SharedSlotOptions {
+                node_id: node_id.clone(),
+                lease_timeout: Duration::from_millis(opts.limits_slot_lease_ms.max(3)),
+                timeout: Duration::from_millis(opts.limits_exact_timeout_ms.max(1)),
+                interval: Duration::from_millis(opts.limits_sync_interval_ms.max(1)),
+            },
+        ));
+        rt.spawn(shared.clone().run());
+        shared_slots = Some(shared);
         let syncer = Syncer::new(
             table.clone(),
             r.client().clone(),
             clock.clone(),
             SyncOptions {
-                node_id,
+                node_id: node_id.clone(),
                 interval: Duration::from_millis(opts.limits_sync_interval_ms.max(1)),
                 timeout: Duration::from_millis(opts.redis_timeout_ms.max(1)),
                 max_keys_per_round: 50_000,
@@ -275,8 +293,12 @@ fn start_limits(
     });
     metrics.watch_limits(table.clone(), sync_stats);
     RateLimiter::new(
-        table,
-        exact,
+        LimitStores {
+            table,
+            slots,
+            shared_slots,
+            exact,
+        },
         Duration::from_millis(opts.limits_exact_timeout_ms.max(1)),
         clock,
         opts.completion_reserve,

@@ -249,3 +249,114 @@ async fn a_queue_admits_waiting_requests_in_order_and_refuses_past_its_time() {
     assert!(refused.text().contains("waited 100 ms"), "{}", refused.text());
     read_body(long).await.0.unwrap();
 }
+
+/// Three gateways sharing the same Redis namespace (a fresh one per test).
+async fn cluster(mock: &MockHandle, rule: &str, lease_ms: &str) -> Vec<Gateway> {
+    let namespace = common::unique("slots");
+    let flags = [
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+        "--limits-namespace",
+        namespace.as_str(),
+        "--limits-slot-lease-ms",
+        lease_ms,
+    ];
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Gateway::start_with(&config(mock, rule), &flags).await);
+    }
+    nodes
+}
+
+async fn stream_at(addr: std::net::SocketAddr) -> u16 {
+    request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        Bytes::from(STREAM),
+    )
+    .await
+    .unwrap()
+    .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn across_three_gateways_the_bound_holds_for_the_cluster() {
+    for mode in ["sync", "exact"] {
+        let mock = slow_mock(50).await;
+        let nodes = cluster(&mock, &format!("concurrent = 10\nmode = \"{mode}\""), "10000").await;
+        let clients: Vec<_> = (0..99).map(|i| tokio::spawn(stream_at(nodes[i % 3].addr))).collect();
+        let mut served = 0;
+        for c in clients {
+            match c.await.unwrap() {
+                200 => served += 1,
+                429 => {}
+                other => panic!("{mode}: unexpected {other}"),
+            }
+        }
+        assert!(
+            mock.max_in_flight() <= 10,
+            "{mode}: the mock saw {} at once",
+            mock.max_in_flight()
+        );
+        assert!(served >= 10, "{mode}: served {served}");
+        assert!(
+            served < 99,
+            "{mode}: every client was served: the streams did not overlap"
+        );
+        // Every node gave its slots back: ten at once are served again, spread over the nodes.
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                let batch: Vec<_> = (0..10).map(|i| tokio::spawn(stream_at(nodes[i % 3].addr))).collect();
+                let mut ok = true;
+                for b in batch {
+                    ok &= b.await.unwrap() == 200;
+                }
+                ok
+            })
+            .await,
+            "{mode}: slots were not given back"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_slots_of_a_gateway_that_dies_come_back_after_the_lease_timeout() {
+    let mock = slow_mock(200).await;
+    let mut nodes = cluster(&mock, "concurrent = 4", "1500").await;
+    // The first gateway takes every slot with streams that run for seconds.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let r = open(
+            nodes[0].addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("content-type", "application/json")],
+            Bytes::from(STREAM),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        held.push(r);
+    }
+    assert_eq!(stream_at(nodes[1].addr).await, 429, "the cluster's slots are all taken");
+    // It dies without giving anything back.
+    let dead = nodes.remove(0);
+    common::signal(dead.pid(), "KILL");
+    drop(held);
+    // Within the lease timeout (and a renewal round) the others can use the slots again.
+    let started = std::time::Instant::now();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            stream_at(nodes[0].addr).await == 200
+        })
+        .await,
+        "the dead gateway's slots never came back"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "reclaimed before the lease timeout"
+    );
+    drop(dead);
+}

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use tollgate_limits::redis_key::tagged_key_of;
-use tollgate_limits::{Acquire, BucketTable, Clock, Decision, ExactBuckets, KeyId, Limit, SlotKey, SlotTable};
+use tollgate_limits::{
+    Acquire, BucketTable, Clock, Decision, ExactBuckets, KeyId, Limit, SharedSlots, SlotKey, SlotTable,
+};
 
 use super::Refusal;
 use crate::config::rate_limits::{KeyPart, LimitMode, LimitRule};
@@ -73,12 +75,18 @@ struct SlotHeld {
     table: Arc<SlotTable>,
     key: SlotKey,
     in_use: prometheus::IntGauge,
+    /// An `exact` rule shared through Redis: the slot goes back to the cluster at once.
+    give_back: Option<Arc<SharedSlots>>,
 }
 
 impl Drop for SlotHeld {
     fn drop(&mut self) {
         self.table.release(self.key);
         self.in_use.dec();
+        if let (Some(shared), Ok(rt)) = (self.give_back.take(), tokio::runtime::Handle::try_current()) {
+            let key = self.key;
+            rt.spawn(async move { shared.give_back(key).await });
+        }
     }
 }
 
@@ -86,6 +94,15 @@ impl std::fmt::Debug for SlotHeld {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SlotHeld").field("key", &self.key).finish()
     }
+}
+
+/// Why no concurrency slot was taken.
+#[derive(Debug)]
+enum SlotRefused {
+    /// Every slot is taken (this many were in use).
+    Full(u64),
+    /// The rule is shared, Redis cannot be reached, and the rule says `deny`.
+    Unavailable,
 }
 
 /// The kinds of a rule's bounds, in the order of [`RuleCounters::decisions`].
@@ -108,6 +125,8 @@ pub struct RateLimiter {
     table: Arc<BucketTable>,
     /// Concurrency slots taken by requests in flight.
     slots: Arc<SlotTable>,
+    /// With Redis: this node's leases of slots shared by every node.
+    shared_slots: Option<Arc<SharedSlots>>,
     /// Redis is configured: `sync` rules are shared, `exact` rules go to Redis.
     exact: Option<ExactBuckets>,
     exact_timeout: Duration,
@@ -134,10 +153,23 @@ pub struct HotKeys {
     pub log_interval_ms: u64,
 }
 
+/// Where limits are kept: this node's buckets and slots, and with Redis the shared slots and
+/// exact buckets.
+pub struct LimitStores {
+    pub table: Arc<BucketTable>,
+    pub slots: Arc<SlotTable>,
+    pub shared_slots: Option<Arc<SharedSlots>>,
+    pub exact: Option<ExactBuckets>,
+}
+
 impl RateLimiter {
     pub fn new(
-        table: Arc<BucketTable>,
-        exact: Option<ExactBuckets>,
+        LimitStores {
+            table,
+            slots,
+            shared_slots,
+            exact,
+        }: LimitStores,
         exact_timeout: Duration,
         clock: Arc<dyn Clock>,
         completion_reserve: u64,
@@ -151,7 +183,8 @@ impl RateLimiter {
         }
         RateLimiter {
             table,
-            slots: Arc::new(SlotTable::new()),
+            slots,
+            shared_slots,
             exact,
             exact_timeout,
             clock: clock.clone(),
@@ -267,6 +300,7 @@ impl RateLimiter {
                             table: self.slots.clone(),
                             key: slot,
                             in_use: counters.slots_in_use.clone(),
+                            give_back: self.shared_slots.clone().filter(|_| rule.mode == LimitMode::Exact),
                         };
                         Counter {
                             limit: capacity,
@@ -283,9 +317,20 @@ impl RateLimiter {
                             slot: Some(slot),
                         });
                     }
-                    Err(in_use) => {
+                    Err(SlotRefused::Full(in_use)) => {
                         self.release(holds, metrics);
                         return Err(concurrency_refusal(rule, capacity, in_use));
+                    }
+                    Err(SlotRefused::Unavailable) => {
+                        self.release(holds, metrics);
+                        return Err(refusal(
+                            rule,
+                            Limit::new(capacity, 1),
+                            false,
+                            1,
+                            0,
+                            Decision::Unavailable,
+                        ));
                     }
                 }
             }
@@ -300,14 +345,14 @@ impl RateLimiter {
     }
 
     /// Take a slot of `key` (waiting in line up to the rule's `queue_ms`): the slot and how many
-    /// are in use, or how many were in use when it was refused.
+    /// are in use, or why not.
     async fn take_slot(
         &self,
         rule: &LimitRule,
         key: &str,
         capacity: u64,
         counters: &RuleCounters,
-    ) -> Result<(SlotKey, u64), u64> {
+    ) -> Result<(SlotKey, u64), SlotRefused> {
         let slot = self.slots.key(key);
         // A queue at most as long as the rule has slots: past that a request would wait through
         // more than a whole round of answers, longer than a short queue is meant for.
@@ -317,11 +362,26 @@ impl RateLimiter {
             capacity.clamp(8, 4_096) as usize
         };
         let decisions = &counters.decisions[KIND_CONCURRENT];
-        let in_use = match self.slots.acquire(slot, capacity, max_waiters) {
+        let acquired = match (&self.shared_slots, rule.mode) {
+            (Some(shared), LimitMode::Sync | LimitMode::Exact) => {
+                match self
+                    .take_shared_slot(shared, rule, slot, key, capacity, max_waiters)
+                    .await
+                {
+                    Ok(a) => a,
+                    Err(refused) => {
+                        decisions[3].inc();
+                        return Err(refused);
+                    }
+                }
+            }
+            _ => self.slots.acquire(slot, capacity, max_waiters),
+        };
+        let in_use = match acquired {
             Acquire::Taken { in_use } => in_use,
             Acquire::Full { in_use } => {
                 decisions[1].inc();
-                return Err(in_use);
+                return Err(SlotRefused::Full(in_use));
             }
             Acquire::Queued(waiting) => {
                 let started = std::time::Instant::now();
@@ -329,7 +389,7 @@ impl RateLimiter {
                 counters.queued.observe(started.elapsed().as_secs_f64());
                 if !got {
                     decisions[1].inc();
-                    return Err(capacity);
+                    return Err(SlotRefused::Full(capacity));
                 }
                 self.slots.in_use_of(slot)
             }
@@ -358,6 +418,40 @@ impl RateLimiter {
                 };
                 let decision = self.table.reserve_at(id, key, limit, cost, now, shared, fail_closed);
                 (decision, HeldIn::Table(id))
+            }
+        }
+    }
+
+    /// A slot of a key shared by every node: within this node's lease without asking anyone;
+    /// past it, Redis is asked for more (one round trip); Redis unreachable, the rule's
+    /// `on_redis_error` says whether this node serves on its own share of the capacity.
+    async fn take_shared_slot(
+        &self,
+        shared: &SharedSlots,
+        rule: &LimitRule,
+        slot: SlotKey,
+        key: &str,
+        capacity: u64,
+        max_waiters: usize,
+    ) -> Result<Acquire, SlotRefused> {
+        if shared.lease_stands(slot, capacity) {
+            if let taken @ Acquire::Taken { .. } = self.slots.acquire_leased(slot, 0) {
+                return Ok(taken);
+            }
+        }
+        // No spare beyond what runs: a slot one node keeps idle is one another node cannot have.
+        // (`sync` keeps what it frees until its next round, so a request arriving meanwhile
+        // takes it without asking; `exact` gives it back at once.)
+        match shared.grow(slot, key, capacity, 0).await {
+            Ok(()) => Ok(self.slots.acquire_leased(slot, max_waiters)),
+            Err(e) if rule.fail_open => {
+                tracing::debug!(rule = %rule.name, error = %e, "limits: slots served on this node's share");
+                let share = (capacity / self.table.nodes().max(1)).max(1);
+                Ok(self.slots.acquire(slot, share, max_waiters))
+            }
+            Err(e) => {
+                tracing::debug!(rule = %rule.name, error = %e, "limits: slots cannot be checked");
+                Err(SlotRefused::Unavailable)
             }
         }
     }

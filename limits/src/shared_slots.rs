@@ -1,0 +1,280 @@
+//! Concurrency slots shared by every node through Redis.
+//!
+//! Each node holds a *lease* of a key's slots: it admits locally while fewer of its requests are
+//! in flight than its lease, with no Redis round trip. Redis holds every node's lease of the key
+//! and grants more only from what no other node holds, so the leases never add up to more than
+//! the capacity: the cluster never has more requests in flight than the rule allows (the one
+//! exception: a node cut off from Redis for longer than the lease timeout, whose slots the others
+//! have reclaimed meanwhile — it then admits no more until it is back).
+//!
+//! A node asks for more when its lease is used up (one round trip, bounded by its timeout) and
+//! gives back what it no longer uses in the background: at once in `exact` mode, at the next
+//! round in `sync` mode (where a small spare is kept, so a steady load rarely waits on Redis).
+//! Every round renews the leases of the keys it holds; a node that stops renewing (it died) has
+//! its slots reclaimed by the next node that asks, once the lease timeout has passed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::scripts::Script;
+
+use crate::redis::RequestPathClient;
+use crate::slots::{SlotKey, SlotTable};
+use crate::Clock;
+
+/// Set this node's holding of a key: grant what is asked, within what the other live nodes do
+/// not hold; reclaim the holdings of nodes silent for longer than the lease timeout. Hash fields:
+/// `h:<node>` slots held, `t:<node>` last renewal. Answers `{granted, held by all}`.
+const LEASE_SCRIPT: &str = r"
+local node = ARGV[1]
+local want = tonumber(ARGV[2])
+local in_use = tonumber(ARGV[3])
+local cap = tonumber(ARGV[4])
+local dead = tonumber(ARGV[5])
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+local h = redis.call('HGETALL', KEYS[1])
+local held, seen = {}, {}
+for i = 1, #h, 2 do
+  local k, v = h[i], tonumber(h[i + 1])
+  local p, n = string.sub(k, 1, 2), string.sub(k, 3)
+  if p == 'h:' then held[n] = v elseif p == 't:' then seen[n] = v end
+end
+local others = 0
+for n, v in pairs(held) do
+  if n ~= node then
+    if seen[n] == nil or now - seen[n] > dead then
+      redis.call('HDEL', KEYS[1], 'h:' .. n, 't:' .. n)
+    else
+      others = others + v
+    end
+  end
+end
+local grant = math.max(0, math.min(want, cap - others))
+local holds = math.max(grant, in_use)
+if holds == 0 then
+  redis.call('HDEL', KEYS[1], 'h:' .. node, 't:' .. node)
+else
+  redis.call('HSET', KEYS[1], 'h:' .. node, holds, 't:' .. node, now)
+  redis.call('PEXPIRE', KEYS[1], dead * 3)
+end
+return {grant, others + holds}
+";
+
+/// How shared slots behave.
+#[derive(Debug, Clone)]
+pub struct SharedSlotOptions {
+    /// This node's name in Redis (the limits syncer's).
+    pub node_id: String,
+    /// A node silent this long has its slots reclaimed by the others; leases are renewed three
+    /// times within it.
+    pub lease_timeout: Duration,
+    /// Longest wait for one answer.
+    pub timeout: Duration,
+    /// Time between background rounds (giving back, renewing).
+    pub interval: Duration,
+}
+
+/// What this node knows of one key it holds a lease of (the lease itself is in the
+/// [`SlotTable`], where admissions read it under the same lock that counts them).
+#[derive(Debug, Clone)]
+struct Held {
+    /// The key in Redis.
+    key: Arc<str>,
+    capacity: u64,
+    /// Kept beyond what is in flight, so a steady load rarely asks Redis (`sync`); 0: every
+    /// slot given back at once (`exact`).
+    spare: u64,
+    /// When Redis last confirmed the lease; past the lease timeout without it, the lease is void.
+    renewed_ms: u64,
+    /// One call to Redis per key at a time, so the lease this node applies is the one Redis
+    /// recorded last.
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct SharedSlotStats {
+    /// Lease calls that reached Redis, and those that did not.
+    pub calls: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// This node's leases of shared concurrency slots.
+pub struct SharedSlots {
+    slots: Arc<SlotTable>,
+    held: Mutex<HashMap<SlotKey, Held>>,
+    client: RequestPathClient,
+    background: Client,
+    script: Script,
+    clock: Arc<dyn Clock>,
+    opts: SharedSlotOptions,
+    pub stats: SharedSlotStats,
+}
+
+/// Why a shared slot could not be decided.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LeaseError(String);
+
+impl SharedSlots {
+    pub fn new(slots: Arc<SlotTable>, client: Client, clock: Arc<dyn Clock>, opts: SharedSlotOptions) -> Self {
+        SharedSlots {
+            slots,
+            held: Mutex::new(HashMap::new()),
+            client: RequestPathClient::new(client.clone()),
+            background: client,
+            script: Script::from_lua(LEASE_SCRIPT),
+            clock,
+            opts,
+            stats: SharedSlotStats::default(),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SlotKey, Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.opts.lease_timeout.as_millis() as u64
+    }
+
+    /// Whether this node's lease of `slot` stands: Redis confirmed it within the lease timeout
+    /// (else the other nodes may have reclaimed it), for the capacity the rule has now.
+    pub fn lease_stands(&self, slot: SlotKey, capacity: u64) -> bool {
+        let now = self.clock.now_ms();
+        self.held()
+            .get(&slot)
+            .is_some_and(|h| h.capacity == capacity && now.saturating_sub(h.renewed_ms) < self.lease_ms())
+    }
+
+    /// Ask Redis for enough slots of `key` to admit one more request (and `spare` beyond it),
+    /// and set the lease it grants. The caller then takes its slot within the lease.
+    pub async fn grow(&self, slot: SlotKey, key: &str, capacity: u64, spare: u64) -> Result<(), LeaseError> {
+        let gate = {
+            let now = self.clock.now_ms();
+            let mut held = self.held();
+            let h = held.entry(slot).or_insert_with(|| Held {
+                key: Arc::from(key),
+                capacity,
+                spare,
+                renewed_ms: now.saturating_sub(self.lease_ms()),
+                gate: Arc::default(),
+            });
+            h.capacity = capacity;
+            h.spare = spare;
+            h.gate.clone()
+        };
+        let _turn = gate.lock().await;
+        // Another request's call may have made room while this one waited its turn.
+        let in_use = self.slots.in_use_of(slot);
+        if self.lease_stands(slot, capacity) && self.slots.lease_of(slot).unwrap_or(0) > in_use {
+            return Ok(());
+        }
+        let want = (in_use + 1 + spare).min(capacity);
+        let granted = self.call(self.client.get(), key, want, in_use, capacity).await?;
+        self.slots.set_lease(slot, granted);
+        if let Some(h) = self.held().get_mut(&slot) {
+            h.renewed_ms = self.clock.now_ms();
+        }
+        Ok(())
+    }
+
+    async fn call(&self, client: &Client, key: &str, want: u64, in_use: u64, cap: u64) -> Result<u64, LeaseError> {
+        let args = vec![
+            self.opts.node_id.clone(),
+            want.to_string(),
+            in_use.to_string(),
+            cap.to_string(),
+            self.lease_ms().to_string(),
+        ];
+        let call = self
+            .script
+            .evalsha_with_reload::<(i64, i64), _, _>(client, vec![key.to_string()], args);
+        let answer = match tokio::time::timeout(self.opts.timeout, call).await {
+            Ok(Ok((granted, _held))) => Ok(granted.max(0) as u64),
+            Ok(Err(e)) => Err(LeaseError(e.to_string())),
+            Err(_) => Err(LeaseError(format!("no answer within {:?}", self.opts.timeout))),
+        };
+        let counter = if answer.is_ok() {
+            &self.stats.calls
+        } else {
+            &self.stats.failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+
+    /// Trim `slot`'s lease to what is in use plus its spare and tell Redis (which also renews
+    /// it); a key with nothing held any more is forgotten.
+    async fn trim(&self, slot: SlotKey, held: Held) {
+        let Ok(_turn) = held.gate.try_lock() else {
+            // A request is asking for more right now: its answer renews the lease.
+            return;
+        };
+        let Some((lease, in_use)) = self.slots.trim_lease(slot, held.spare) else {
+            self.held().remove(&slot);
+            return;
+        };
+        match self
+            .call(&self.background, &held.key, lease, in_use, held.capacity)
+            .await
+        {
+            Ok(granted) => {
+                let in_use = self.slots.set_lease(slot, granted.min(lease));
+                let mut map = self.held();
+                if granted == 0 && in_use == 0 {
+                    map.remove(&slot);
+                } else if let Some(h) = map.get_mut(&slot) {
+                    h.renewed_ms = self.clock.now_ms();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "limits: slot lease renewal failed"),
+        }
+    }
+
+    /// One background round: every key whose lease is larger than what it uses plus its spare
+    /// gives the rest back, and every lease due for renewal is renewed.
+    pub async fn round(&self) {
+        let now = self.clock.now_ms();
+        let renew_every = (self.lease_ms() / 3).max(1);
+        let due: Vec<(SlotKey, Held)> = self
+            .held()
+            .iter()
+            .filter(|(slot, h)| {
+                let lease = self.slots.lease_of(**slot).unwrap_or(0);
+                lease > self.slots.in_use_of(**slot) + h.spare || now.saturating_sub(h.renewed_ms) >= renew_every
+            })
+            .map(|(slot, h)| (*slot, h.clone()))
+            .collect();
+        for (slot, held) in due {
+            self.trim(slot, held).await;
+        }
+    }
+
+    /// Give back at once what a key no longer uses (`exact` mode, after a release).
+    pub async fn give_back(&self, slot: SlotKey) {
+        let Some(held) = self.held().get(&slot).cloned() else {
+            return;
+        };
+        if self.slots.lease_of(slot).unwrap_or(0) > self.slots.in_use_of(slot) + held.spare {
+            self.trim(slot, held).await;
+        }
+    }
+
+    /// Keys this node holds a lease of.
+    pub fn leased_keys(&self) -> usize {
+        self.held().len()
+    }
+
+    /// Run rounds forever.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.opts.interval).await;
+            self.round().await;
+        }
+    }
+}
