@@ -236,22 +236,53 @@ impl SharedSlots {
         }
     }
 
-    /// One background round: every key whose lease is larger than what it uses plus its spare
-    /// gives the rest back, and every lease due for renewal is renewed.
+    /// Ask for slots for the requests waiting in `slot`'s queue (slots other nodes gave back
+    /// since they queued); the lease Redis grants goes to them first.
+    async fn serve_waiters(&self, slot: SlotKey, held: Held) {
+        let Ok(_turn) = held.gate.try_lock() else {
+            return;
+        };
+        let in_use = self.slots.in_use_of(slot);
+        let want = (in_use + self.slots.waiting_of(slot)).min(held.capacity);
+        match self
+            .call(&self.background, &held.key, want, in_use, held.capacity)
+            .await
+        {
+            Ok(granted) => {
+                self.slots.set_lease(slot, granted);
+                if let Some(h) = self.held().get_mut(&slot) {
+                    h.renewed_ms = self.clock.now_ms();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "limits: slots for waiting requests not granted"),
+        }
+    }
+
+    /// One background round: keys with requests waiting ask for slots for them; every key whose
+    /// lease is larger than what it uses plus its spare gives the rest back; every lease due for
+    /// renewal is renewed.
     pub async fn round(&self) {
         let now = self.clock.now_ms();
         let renew_every = (self.lease_ms() / 3).max(1);
-        let due: Vec<(SlotKey, Held)> = self
+        let due: Vec<(SlotKey, Held, bool)> = self
             .held()
             .iter()
-            .filter(|(slot, h)| {
-                let lease = self.slots.lease_of(**slot).unwrap_or(0);
-                lease > self.slots.in_use_of(**slot) + h.spare || now.saturating_sub(h.renewed_ms) >= renew_every
+            .filter_map(|(slot, h)| {
+                if self.slots.waiting_of(*slot) > 0 {
+                    return Some((*slot, h.clone(), true));
+                }
+                let lease = self.slots.lease_of(*slot).unwrap_or(0);
+                let trim =
+                    lease > self.slots.in_use_of(*slot) + h.spare || now.saturating_sub(h.renewed_ms) >= renew_every;
+                trim.then(|| (*slot, h.clone(), false))
             })
-            .map(|(slot, h)| (*slot, h.clone()))
             .collect();
-        for (slot, held) in due {
-            self.trim(slot, held).await;
+        for (slot, held, waiting) in due {
+            if waiting {
+                self.serve_waiters(slot, held).await;
+            } else {
+                self.trim(slot, held).await;
+            }
         }
     }
 

@@ -202,6 +202,13 @@ impl SlotTable {
         Some((lease, entry.taken))
     }
 
+    /// Requests of `key` waiting for a slot now.
+    pub fn waiting_of(&self, key: SlotKey) -> u64 {
+        self.shard(key)
+            .get(&key.0)
+            .map_or(0, |e| e.waiters.iter().filter(|w| !w.is_closed()).count() as u64)
+    }
+
     /// A shared key's lease on this node.
     pub fn lease_of(&self, key: SlotKey) -> Option<u64> {
         self.shard(key).get(&key.0).and_then(|e| e.lease)

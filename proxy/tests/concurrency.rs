@@ -360,3 +360,30 @@ async fn the_slots_of_a_gateway_that_dies_come_back_after_the_lease_timeout() {
     );
     drop(dead);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_waiting_on_one_gateway_takes_a_slot_freed_on_another() {
+    let mock = slow_mock(30).await;
+    let nodes = cluster(&mock, "concurrent = 1\nqueue_ms = 5000", "10000").await;
+    let first = open(
+        nodes[0].addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        Bytes::from(STREAM),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status(), 200);
+    // Queued on another gateway while the only slot is held on the first.
+    let waiting = tokio::spawn(stream_at(nodes[1].addr));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "the second request was not made to wait");
+    read_body(first).await.0.unwrap();
+    assert_eq!(
+        waiting.await.unwrap(),
+        200,
+        "the freed slot did not reach the waiting gateway"
+    );
+    assert_eq!(mock.max_in_flight(), 1);
+}
