@@ -16,7 +16,7 @@ high enough never to refuse.
 With --against-nginx: the A/A check, then the plain gateway against nginx (1 worker, as in
 run.py), Tollgate's CPU per request over nginx's.
 
-Usage: python3 loadtest/ab.py [--rounds 10] [--duration 5] [--connections 16] [--stream] [--against-nginx] [--no-build]
+Usage: python3 loadtest/ab.py [--rounds 10] [--duration 5] [--connections 16] [--stream] [--against-nginx] [--only LABEL] [--no-build]
 """
 
 import argparse
@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--stream", action="store_true", help="SSE answers (16 events) instead of JSON")
     ap.add_argument("--against-nginx", action="store_true",
                     help="after the A/A check, the plain gateway against nginx (1 worker) instead of the feature variants")
+    ap.add_argument("--only", default="", help="only the variants whose label contains this (the A/A check always runs)")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     bin_dir = release_bins(args.no_build)
@@ -85,6 +86,8 @@ def main():
             variants.append(("+ concurrency limit (redis sync)", configs["concurrent"], redis))
         if args.against_nginx:
             variants = variants[:1]
+        elif args.only:
+            variants = variants[:1] + [v for v in variants[1:] if args.only in v[0]]
         tollgate = os.path.join(bin_dir, "tollgate")
         plain = gateway(tollgate, work, base)
         procs.append(plain[0])

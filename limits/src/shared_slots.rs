@@ -8,8 +8,9 @@
 //! have reclaimed meanwhile — it then admits no more until it is back).
 //!
 //! A node asks for more when its lease is used up (one round trip, bounded by its timeout) and
-//! gives back what it no longer uses in the background: at once in `exact` mode, at the next
-//! round in `sync` mode (where a small spare is kept, so a steady load rarely waits on Redis).
+//! gives back what it no longer uses: at once in `exact` mode; in `sync` mode at its rounds, down
+//! to the most it had in flight at once during the last round, so a steady load keeps the slots
+//! it keeps using and rarely waits on Redis.
 //! Every round renews the leases of the keys it holds; a node that stops renewing (it died) has
 //! its slots reclaimed by the next node that asks, once the lease timeout has passed.
 
@@ -85,9 +86,9 @@ struct Held {
     /// The key in Redis.
     key: Arc<str>,
     capacity: u64,
-    /// Kept beyond what is in flight, so a steady load rarely asks Redis (`sync`); 0: every
-    /// slot given back at once (`exact`).
-    spare: u64,
+    /// `sync`: a round keeps the most that was in flight during the last one; `exact`: only
+    /// what is in flight, each slot given back the moment its request ends.
+    keep_peak: bool,
     /// When Redis last confirmed the lease; past the lease timeout without it, the lease is void.
     renewed_ms: u64,
     /// One call to Redis per key at a time, so the lease this node applies is the one Redis
@@ -151,36 +152,37 @@ impl SharedSlots {
             .is_some_and(|h| h.capacity == capacity && now.saturating_sub(h.renewed_ms) < self.lease_ms())
     }
 
-    /// Ask Redis for enough slots of `key` to admit one more request (and `spare` beyond it),
-    /// and set the lease it grants. The caller then takes its slot within the lease.
-    pub async fn grow(&self, slot: SlotKey, key: &str, capacity: u64, spare: u64) -> Result<(), LeaseError> {
+    /// Ask Redis for enough slots of `key` to admit one more request, and set the lease it grants: whether it covers one more than was in use (the cluster has
+    /// room). The caller then takes its slot within the lease — and, since another request of
+    /// this node may take it first, asks again while the cluster has room.
+    pub async fn grow(&self, slot: SlotKey, key: &str, capacity: u64, keep_peak: bool) -> Result<bool, LeaseError> {
         let gate = {
             let now = self.clock.now_ms();
             let mut held = self.held();
             let h = held.entry(slot).or_insert_with(|| Held {
                 key: Arc::from(key),
                 capacity,
-                spare,
+                keep_peak,
                 renewed_ms: now.saturating_sub(self.lease_ms()),
                 gate: Arc::default(),
             });
             h.capacity = capacity;
-            h.spare = spare;
+            h.keep_peak = keep_peak;
             h.gate.clone()
         };
         let _turn = gate.lock().await;
         // Another request's call may have made room while this one waited its turn.
         let in_use = self.slots.in_use_of(slot);
         if self.lease_stands(slot, capacity) && self.slots.lease_of(slot).unwrap_or(0) > in_use {
-            return Ok(());
+            return Ok(true);
         }
-        let want = (in_use + 1 + spare).min(capacity);
+        let want = (in_use + 1).min(capacity);
         let granted = self.call(self.client.get(), key, want, in_use, capacity).await?;
         self.slots.set_lease(slot, granted);
         if let Some(h) = self.held().get_mut(&slot) {
             h.renewed_ms = self.clock.now_ms();
         }
-        Ok(())
+        Ok(granted > in_use)
     }
 
     async fn call(&self, client: &Client, key: &str, want: u64, in_use: u64, cap: u64) -> Result<u64, LeaseError> {
@@ -208,17 +210,26 @@ impl SharedSlots {
         answer
     }
 
-    /// Trim `slot`'s lease to what is in use plus its spare and tell Redis (which also renews
-    /// it); a key with nothing held any more is forgotten.
-    async fn trim(&self, slot: SlotKey, held: Held) {
+    /// Trim `slot`'s lease (see [`SlotTable::trim_lease`]) and, when that gave something back
+    /// or the lease is due for renewal, tell Redis (which renews it); a key with nothing held any
+    /// more is forgotten.
+    async fn trim(&self, slot: SlotKey, held: Held, renew: bool) {
         let Ok(_turn) = held.gate.try_lock() else {
             // A request is asking for more right now: its answer renews the lease.
             return;
         };
-        let Some((lease, in_use)) = self.slots.trim_lease(slot, held.spare) else {
+        let Some((before, lease, in_use)) = self.slots.trim_lease(slot, held.keep_peak) else {
             self.held().remove(&slot);
             return;
         };
+        if lease == before && !renew {
+            if lease == 0 && in_use == 0 {
+                // Nothing held here, nothing in Redis: forget the key.
+                self.slots.set_lease(slot, 0);
+                self.held().remove(&slot);
+            }
+            return;
+        }
         match self
             .call(&self.background, &held.key, lease, in_use, held.capacity)
             .await
@@ -258,30 +269,21 @@ impl SharedSlots {
         }
     }
 
-    /// One background round: keys with requests waiting ask for slots for them; every key whose
-    /// lease is larger than what it uses plus its spare gives the rest back; every lease due for
-    /// renewal is renewed.
+    /// One background round: keys with requests waiting ask for slots for them; every other key
+    /// is trimmed (what it did not use gives back), and renewed when due.
     pub async fn round(&self) {
         let now = self.clock.now_ms();
         let renew_every = (self.lease_ms() / 3).max(1);
-        let due: Vec<(SlotKey, Held, bool)> = self
+        let keys: Vec<(SlotKey, Held, bool)> = self
             .held()
             .iter()
-            .filter_map(|(slot, h)| {
-                if self.slots.waiting_of(*slot) > 0 {
-                    return Some((*slot, h.clone(), true));
-                }
-                let lease = self.slots.lease_of(*slot).unwrap_or(0);
-                let trim =
-                    lease > self.slots.in_use_of(*slot) + h.spare || now.saturating_sub(h.renewed_ms) >= renew_every;
-                trim.then(|| (*slot, h.clone(), false))
-            })
+            .map(|(slot, h)| (*slot, h.clone(), now.saturating_sub(h.renewed_ms) >= renew_every))
             .collect();
-        for (slot, held, waiting) in due {
-            if waiting {
+        for (slot, held, renew) in keys {
+            if self.slots.waiting_of(slot) > 0 {
                 self.serve_waiters(slot, held).await;
             } else {
-                self.trim(slot, held).await;
+                self.trim(slot, held, renew).await;
             }
         }
     }
@@ -291,8 +293,8 @@ impl SharedSlots {
         let Some(held) = self.held().get(&slot).cloned() else {
             return;
         };
-        if self.slots.lease_of(slot).unwrap_or(0) > self.slots.in_use_of(slot) + held.spare {
-            self.trim(slot, held).await;
+        if self.slots.lease_of(slot).unwrap_or(0) > self.slots.in_use_of(slot) {
+            self.trim(slot, held, false).await;
         }
     }
 

@@ -31,6 +31,8 @@ struct Entry {
     /// [`crate::shared_slots`]); `None` for a key of this node alone, whose capacity each
     /// caller gives.
     lease: Option<u64>,
+    /// The most slots taken at once since the lease was last trimmed.
+    peak: u64,
     /// Requests waiting for a slot, oldest first. A waiter that gave up has dropped its
     /// receiver; it is skipped when a slot is handed on.
     waiters: VecDeque<oneshot::Sender<()>>,
@@ -129,11 +131,13 @@ impl SlotTable {
             let Some(waiter) = entry.waiters.pop_front() else { break };
             if waiter.send(()).is_ok() {
                 entry.taken += 1;
+                entry.peak = entry.peak.max(entry.taken);
                 self.in_use.fetch_add(1, Ordering::Relaxed);
             }
         }
         if entry.taken < capacity {
             entry.taken += 1;
+            entry.peak = entry.peak.max(entry.taken);
             self.in_use.fetch_add(1, Ordering::Relaxed);
             return Acquire::Taken { in_use: entry.taken };
         }
@@ -179,6 +183,7 @@ impl SlotTable {
             let Some(waiter) = entry.waiters.pop_front() else { break };
             if waiter.send(()).is_ok() {
                 entry.taken += 1;
+                entry.peak = entry.peak.max(entry.taken);
                 self.in_use.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -189,17 +194,24 @@ impl SlotTable {
         in_use
     }
 
-    /// Lower a shared key's lease to what is in use plus `spare` (to nothing when nothing is in
-    /// use): `(lease, in_use)` after, or `None` for a key without a lease. Admissions see the
-    /// lower lease at once, so what is then reported to Redis is never less than what this node
-    /// may admit.
-    pub fn trim_lease(&self, key: SlotKey, spare: u64) -> Option<(u64, u64)> {
+    /// Lower a shared key's lease to what is in use — or, with `keep_peak`, to the most that was
+    /// in use at once since the last trim (so a steady load keeps what it keeps using) — and
+    /// start the next peak from now: `(lease before, lease after, in use)`, or `None` for a key
+    /// without a lease. Admissions see the lower lease at once, so what is then reported to
+    /// Redis is never less than what this node may admit.
+    pub fn trim_lease(&self, key: SlotKey, keep_peak: bool) -> Option<(u64, u64, u64)> {
         let mut shard = self.shard(key);
         let entry = shard.get_mut(&key.0)?;
-        let spare = if entry.taken == 0 { 0 } else { spare };
-        let lease = entry.lease?.min(entry.taken + spare);
+        let before = entry.lease?;
+        let keep = if keep_peak {
+            entry.peak.max(entry.taken)
+        } else {
+            entry.taken
+        };
+        let lease = before.min(keep);
         entry.lease = Some(lease);
-        Some((lease, entry.taken))
+        entry.peak = entry.taken;
+        Some((before, lease, entry.taken))
     }
 
     /// Requests of `key` waiting for a slot now.
@@ -318,8 +330,10 @@ mod tests {
         assert!(matches!(t.acquire_leased(k, 0), Acquire::Full { in_use: 3 }));
         t.release(k);
         t.release(k);
-        // Trimmed to what is in use plus a spare of 0: the freed slots are not admitted again.
-        assert_eq!(t.trim_lease(k, 0), Some((1, 1)));
+        // Trimmed to the round's peak, the lease stays; trimmed again (a round later), it is
+        // what is in use: the freed slots are not admitted again.
+        assert_eq!(t.trim_lease(k, true), Some((3, 3, 1)));
+        assert_eq!(t.trim_lease(k, true), Some((3, 1, 1)));
         assert!(matches!(t.acquire_leased(k, 0), Acquire::Full { in_use: 1 }));
         t.release(k);
         // The lease keeps the key until it is set to 0.

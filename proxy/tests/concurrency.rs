@@ -387,3 +387,17 @@ async fn a_request_waiting_on_one_gateway_takes_a_slot_freed_on_another() {
     );
     assert_eq!(mock.max_in_flight(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_rule_with_room_refuses_nothing_in_a_burst() {
+    // Requests of one node racing for the slots it leases one at a time must not take each
+    // other's: with room in the cluster, none is refused.
+    for mode in ["sync", "exact"] {
+        let mock = slow_mock(20).await;
+        let nodes = cluster(&mock, &format!("concurrent = 1000\nmode = \"{mode}\""), "10000").await;
+        let burst: Vec<_> = (0..150).map(|i| tokio::spawn(stream_at(nodes[i % 2].addr))).collect();
+        for b in burst {
+            assert_eq!(b.await.unwrap(), 200, "{mode}: refused with room in the cluster");
+        }
+    }
+}

@@ -439,11 +439,23 @@ impl RateLimiter {
                 return Ok(taken);
             }
         }
-        // No spare beyond what runs: a slot one node keeps idle is one another node cannot have.
-        // (`sync` keeps what it frees until its next round, so a request arriving meanwhile
-        // takes it without asking; `exact` gives it back at once.)
-        match shared.grow(slot, key, capacity, 0).await {
-            Ok(()) => Ok(self.slots.acquire_leased(slot, max_waiters)),
+        // `sync` keeps what a round used at most, so a steady load takes slots without asking;
+        // `exact` holds only what runs. Another request of this node may take the slot just
+        // leased before this one does: ask again while the cluster has room (a bounded number of times).
+        let keep_peak = rule.mode != LimitMode::Exact;
+        let mut attempts = 0;
+        let grown = loop {
+            attempts += 1;
+            match shared.grow(slot, key, capacity, keep_peak).await {
+                Ok(true) if attempts < 16 => match self.slots.acquire_leased(slot, 0) {
+                    taken @ Acquire::Taken { .. } => return Ok(taken),
+                    _ => continue,
+                },
+                other => break other,
+            }
+        };
+        match grown {
+            Ok(_) => Ok(self.slots.acquire_leased(slot, max_waiters)),
             Err(e) if rule.fail_open => {
                 tracing::debug!(rule = %rule.name, error = %e, "limits: slots served on this node's share");
                 let share = (capacity / self.table.nodes().max(1)).max(1);
