@@ -286,13 +286,24 @@ async fn across_three_gateways_the_bound_holds_for_the_cluster() {
     for mode in ["sync", "exact"] {
         let mock = slow_mock(50).await;
         let nodes = cluster(&mock, &format!("concurrent = 10\nmode = \"{mode}\""), "10000").await;
-        let clients: Vec<_> = (0..99).map(|i| tokio::spawn(stream_at(nodes[i % 3].addr))).collect();
+        let clients: Vec<_> = (0..100)
+            .map(|i| {
+                let addr = nodes[i % 3].addr;
+                tokio::spawn(async move {
+                    let h = [("content-type", "application/json")];
+                    request(addr, "POST", "/v1/chat/completions", &h, Bytes::from(STREAM))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
         let mut served = 0;
         for c in clients {
-            match c.await.unwrap() {
+            let r = c.await.unwrap();
+            match r.status {
                 200 => served += 1,
-                429 => {}
-                other => panic!("{mode}: unexpected {other}"),
+                429 => assert_eq!(r.json()["error"]["code"], "concurrency_limit_exceeded", "{mode}"),
+                other => panic!("{mode}: unexpected {other}: {}", r.text()),
             }
         }
         assert!(
@@ -302,7 +313,7 @@ async fn across_three_gateways_the_bound_holds_for_the_cluster() {
         );
         assert!(served >= 10, "{mode}: served {served}");
         assert!(
-            served < 99,
+            served < 100,
             "{mode}: every client was served: the streams did not overlap"
         );
         // Every node gave its slots back: ten at once are served again, spread over the nodes.
