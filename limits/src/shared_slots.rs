@@ -156,21 +156,29 @@ impl SharedSlots {
     /// room). The caller then takes its slot within the lease — and, since another request of
     /// this node may take it first, asks again while the cluster has room.
     pub async fn grow(&self, slot: SlotKey, key: &str, capacity: u64, keep_peak: bool) -> Result<bool, LeaseError> {
-        let gate = {
-            let now = self.clock.now_ms();
-            let mut held = self.held();
-            let h = held.entry(slot).or_insert_with(|| Held {
-                key: Arc::from(key),
-                capacity,
-                keep_peak,
-                renewed_ms: now.saturating_sub(self.lease_ms()),
-                gate: Arc::default(),
-            });
-            h.capacity = capacity;
-            h.keep_peak = keep_peak;
-            h.gate.clone()
+        let _turn = loop {
+            let gate = {
+                let now = self.clock.now_ms();
+                let mut held = self.held();
+                let h = held.entry(slot).or_insert_with(|| Held {
+                    key: Arc::from(key),
+                    capacity,
+                    keep_peak,
+                    renewed_ms: now.saturating_sub(self.lease_ms()),
+                    gate: Arc::default(),
+                });
+                h.capacity = capacity;
+                h.keep_peak = keep_peak;
+                h.gate.clone()
+            };
+            let turn = gate.clone().lock_owned().await;
+            // A round may have forgotten the key (and its gate) while this request waited: a
+            // call made under a gate no one else uses any more could cross another's.
+            let current = self.held().get(&slot).is_some_and(|h| Arc::ptr_eq(&h.gate, &gate));
+            if current {
+                break turn;
+            }
         };
-        let _turn = gate.lock().await;
         // Another request's call may have made room while this one waited its turn.
         let in_use = self.slots.in_use_of(slot);
         if self.lease_stands(slot, capacity) && self.slots.lease_of(slot).unwrap_or(0) > in_use {

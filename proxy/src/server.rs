@@ -258,7 +258,7 @@ fn start_limits(
             SharedSlotOptions {
                 node_id: node_id.clone(),
                 lease_timeout: Duration::from_millis(opts.limits_slot_lease_ms.max(3)),
-                timeout: Duration::from_millis(opts.limits_exact_timeout_ms.max(1)),
+                timeout: Duration::from_millis(opts.redis_timeout_ms.max(1)),
                 interval: Duration::from_millis(opts.limits_sync_interval_ms.max(1)),
             },
         ));

@@ -456,6 +456,13 @@ impl RateLimiter {
         };
         match grown {
             Ok(_) => Ok(self.slots.acquire_leased(slot, max_waiters)),
+            // Redis answers, just not this time (slow): a slot that cannot be confirmed is not
+            // taken — serving on a local share now could add it to what the others hold.
+            Err(e) if self.table.store_ok() => {
+                tracing::debug!(rule = %rule.name, error = %e, "limits: no slot confirmed in time");
+                Ok(self.slots.acquire_leased(slot, max_waiters))
+            }
+            // Redis is down (the syncer's heartbeat says so): the rule's outage policy.
             Err(e) if rule.fail_open => {
                 tracing::debug!(rule = %rule.name, error = %e, "limits: slots served on this node's share");
                 let share = (capacity / self.table.nodes().max(1)).max(1);
