@@ -15,7 +15,7 @@
 //! its slots reclaimed by the next node that asks, once the lease timeout has passed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use fred::types::scripts::Script;
 
 use crate::redis::RequestPathClient;
 use crate::slots::{SlotKey, SlotTable};
-use crate::Clock;
+use crate::{Clock, SyncStats};
 
 /// Set this node's holding of a key: grant what is asked, within what the other live nodes do
 /// not hold; reclaim the holdings of nodes silent for longer than the lease timeout. Hash fields:
@@ -96,14 +96,6 @@ struct Held {
     gate: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Counters for metrics.
-#[derive(Debug, Default)]
-pub struct SharedSlotStats {
-    /// Lease calls that reached Redis, and those that did not.
-    pub calls: AtomicU64,
-    pub failures: AtomicU64,
-}
-
 /// This node's leases of shared concurrency slots.
 pub struct SharedSlots {
     slots: Arc<SlotTable>,
@@ -113,7 +105,8 @@ pub struct SharedSlots {
     script: Script,
     clock: Arc<dyn Clock>,
     opts: SharedSlotOptions,
-    pub stats: SharedSlotStats,
+    /// Where lease calls are counted (the limits syncer's stats, exported with them).
+    stats: Arc<SyncStats>,
 }
 
 /// Why a shared slot could not be decided.
@@ -122,7 +115,13 @@ pub struct SharedSlots {
 pub struct LeaseError(String);
 
 impl SharedSlots {
-    pub fn new(slots: Arc<SlotTable>, client: Client, clock: Arc<dyn Clock>, opts: SharedSlotOptions) -> Self {
+    pub fn new(
+        slots: Arc<SlotTable>,
+        client: Client,
+        clock: Arc<dyn Clock>,
+        opts: SharedSlotOptions,
+        stats: Arc<SyncStats>,
+    ) -> Self {
         SharedSlots {
             slots,
             held: Mutex::new(HashMap::new()),
@@ -131,7 +130,7 @@ impl SharedSlots {
             script: Script::from_lua(LEASE_SCRIPT),
             clock,
             opts,
-            stats: SharedSlotStats::default(),
+            stats,
         }
     }
 
@@ -210,9 +209,9 @@ impl SharedSlots {
             Err(_) => Err(LeaseError(format!("no answer within {:?}", self.opts.timeout))),
         };
         let counter = if answer.is_ok() {
-            &self.stats.calls
+            &self.stats.slot_lease_calls
         } else {
-            &self.stats.failures
+            &self.stats.slot_lease_failures
         };
         counter.fetch_add(1, Ordering::Relaxed);
         answer

@@ -149,6 +149,10 @@ pub struct SyncStats {
     pub up: AtomicU64,
     /// 0 when Redis (or a proxy in front of it) refuses scripts.
     pub scripts_ok: AtomicU64,
+    /// Concurrency slot lease calls ([`crate::shared_slots`]) answered, and those that failed
+    /// or timed out.
+    pub slot_lease_calls: AtomicU64,
+    pub slot_lease_failures: AtomicU64,
 }
 
 /// Keeps a [`BucketTable`]'s shared keys in step with Redis.

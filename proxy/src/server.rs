@@ -251,19 +251,6 @@ fn start_limits(
     let mut shared_slots = None;
     let node_id = opts.node_id.clone().unwrap_or_else(default_node_id);
     let exact = redis.map(|r| {
-        let shared = Arc::new(SharedSlots::new(
-            slots.clone(),
-            r.client().clone(),
-            clock.clone(),
-            SharedSlotOptions {
-                node_id: node_id.clone(),
-                lease_timeout: Duration::from_millis(opts.limits_slot_lease_ms.max(3)),
-                timeout: Duration::from_millis(opts.redis_timeout_ms.max(1)),
-                interval: Duration::from_millis(opts.limits_sync_interval_ms.max(1)),
-            },
-        ));
-        rt.spawn(shared.clone().run());
-        shared_slots = Some(shared);
         let syncer = Syncer::new(
             table.clone(),
             r.client().clone(),
@@ -280,6 +267,20 @@ fn start_limits(
             },
         );
         sync_stats = Some(syncer.stats.clone());
+        let shared = Arc::new(SharedSlots::new(
+            slots.clone(),
+            r.client().clone(),
+            clock.clone(),
+            SharedSlotOptions {
+                node_id: node_id.clone(),
+                lease_timeout: Duration::from_millis(opts.limits_slot_lease_ms.max(3)),
+                timeout: Duration::from_millis(opts.redis_timeout_ms.max(1)),
+                interval: Duration::from_millis(opts.limits_sync_interval_ms.max(1)),
+            },
+            syncer.stats.clone(),
+        ));
+        rt.spawn(shared.clone().run());
+        shared_slots = Some(shared);
         match rt.block_on(syncer.check_scripts()) {
             Ok(nodes) => tracing::info!(nodes, "limits: shared through redis"),
             Err(e) if tollgate_limits::sync::is_script_refusal(&e) => tracing::error!(

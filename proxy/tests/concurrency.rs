@@ -333,6 +333,13 @@ async fn across_three_gateways_the_bound_holds_for_the_cluster() {
             .await,
             "{mode}: slots were not given back"
         );
+        // Leases went through Redis, and each call answered.
+        assert!(metric(&nodes[0], "tollgate_limit_slot_lease_calls_total").await > Some(0.0));
+        assert_eq!(
+            metric(&nodes[0], "tollgate_limit_slot_lease_failures_total").await,
+            Some(0.0),
+            "{mode}"
+        );
     }
 }
 

@@ -115,6 +115,8 @@ struct SyncSeries {
     failures: IntCounter,
     keys_synced: IntCounter,
     round_seconds: Gauge,
+    slot_lease_calls: IntCounter,
+    slot_lease_failures: IntCounter,
 }
 
 impl LimitState {
@@ -166,6 +168,14 @@ impl SyncSeries {
                 "tollgate_limit_sync_round_seconds",
                 "Duration of the last successful sync round (how stale shared state can be, beyond the interval)",
             )?,
+            slot_lease_calls: IntCounter::new(
+                "tollgate_limit_slot_lease_calls_total",
+                "Concurrency slot leases asked of, renewed or given back to Redis",
+            )?,
+            slot_lease_failures: IntCounter::new(
+                "tollgate_limit_slot_lease_failures_total",
+                "Concurrency slot lease calls Redis did not answer in time (a request needing one takes no slot)",
+            )?,
         })
     }
 
@@ -177,6 +187,8 @@ impl SyncSeries {
         registry.register(Box::new(self.failures.clone()))?;
         registry.register(Box::new(self.keys_synced.clone()))?;
         registry.register(Box::new(self.round_seconds.clone()))?;
+        registry.register(Box::new(self.slot_lease_calls.clone()))?;
+        registry.register(Box::new(self.slot_lease_failures.clone()))?;
         Ok(())
     }
 
@@ -189,6 +201,8 @@ impl SyncSeries {
         catch_up(&self.keys_synced, s.keys_synced.load(Ordering::Relaxed));
         self.round_seconds
             .set(s.last_round_us.load(Ordering::Relaxed) as f64 / 1e6);
+        catch_up(&self.slot_lease_calls, s.slot_lease_calls.load(Ordering::Relaxed));
+        catch_up(&self.slot_lease_failures, s.slot_lease_failures.load(Ordering::Relaxed));
     }
 }
 
