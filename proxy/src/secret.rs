@@ -62,8 +62,10 @@ pub fn resolve(reference: &str) -> Result<Secret<String>, SecretError> {
             .map_err(|_| SecretError::MissingEnv(name.to_string()));
     }
     if let Some(path) = reference.strip_prefix("file:") {
-        let text = std::fs::read_to_string(path).map_err(|e| SecretError::File(path.to_string(), e.to_string()))?;
-        let value = text.trim().to_string();
+        // A secret is short: a file of more than 64 KiB is not one.
+        let bytes = crate::config::files::read(std::path::Path::new(path), 64 * 1024)
+            .map_err(|e| SecretError::File(path.to_string(), e))?;
+        let value = String::from_utf8_lossy(&bytes).trim().to_string();
         if value.is_empty() {
             return Err(SecretError::EmptyFile(path.to_string()));
         }

@@ -176,3 +176,21 @@ per = \"fortnight\"
     assert!(stderr.contains("line 6: providers[0].ca_file"), "{stderr}");
     assert!(stderr.contains("line 17: "), "{stderr}");
 }
+
+#[test]
+fn a_device_named_as_a_file_is_refused_not_read() {
+    let dir = common::temp_dir();
+    let path = dir.join("t.toml");
+    let text = "[admin]\ntoken = \"file:/dev/zero\"\n\n\
+                [[tokenizers]]\nname = \"t\"\nfile = \"/dev/zero\"\n\n\
+                [[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nca_file = \"/dev/zero\"\n\n\
+                [[models]]\nname = \"m\"\ntargets = [{ provider = \"p\" }]\n";
+    std::fs::write(&path, text).unwrap();
+    let out = check(&[], &path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 2: admin.token"), "{stderr}");
+    assert!(stderr.contains("line 6: tokenizers[0].file: /dev/zero: not a regular file"), "{stderr}");
+    assert!(stderr.contains("line 12: providers[0].ca_file"), "{stderr}");
+    assert_eq!(stderr.matches("not a regular file").count(), 3, "{stderr}");
+}

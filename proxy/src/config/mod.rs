@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod consumers;
+pub mod files;
 pub mod glob;
 pub mod param_rules;
 pub mod problems;

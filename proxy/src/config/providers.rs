@@ -177,7 +177,8 @@ fn load_ca(file: &str, base_dir: Option<&Path>) -> Result<Arc<[WrappedX509]>, Ca
         Some(dir) if Path::new(file).is_relative() => dir.join(file),
         _ => Path::new(file).to_path_buf(),
     };
-    let pem = std::fs::read(&path).map_err(|e| CaError::Missing(format!("cannot read {}: {e}", path.display())))?;
+    let pem = super::files::read(&path, 16 << 20)
+        .map_err(|e| CaError::Missing(format!("cannot read {}: {e}", path.display())))?;
     parse_ca(&pem, &path).map_err(CaError::Bad)
 }
 

@@ -30,6 +30,21 @@ pub fn compile(
             Some(dir) if Path::new(t.file.get_ref()).is_relative() => dir.join(t.file.get_ref()),
             _ => Path::new(t.file.get_ref()).to_path_buf(),
         };
+        // The largest tokenizer.json files are tens of megabytes; a device or a pipe would never
+        // end. (A missing file is reported by the loader below.)
+        let refused = if path.exists() {
+            super::files::check(&path, 512 << 20).err()
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            problems.at(
+                t.file.span(),
+                format_args!("tokenizers[{i}].file: {}: {e}", path.display()),
+            );
+            out.insert(name.clone(), None);
+            continue;
+        }
         match Tokenizer::from_tokenizer_json(name, &path) {
             Ok(tok) => {
                 out.insert(name.clone(), Some(Arc::new(tok)));
