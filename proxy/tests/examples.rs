@@ -190,7 +190,10 @@ fn a_device_named_as_a_file_is_refused_not_read() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("line 2: admin.token"), "{stderr}");
-    assert!(stderr.contains("line 6: tokenizers[0].file: /dev/zero: not a regular file"), "{stderr}");
+    assert!(
+        stderr.contains("line 6: tokenizers[0].file: /dev/zero: not a regular file"),
+        "{stderr}"
+    );
     assert!(stderr.contains("line 12: providers[0].ca_file"), "{stderr}");
     assert_eq!(stderr.matches("not a regular file").count(), 3, "{stderr}");
 }
