@@ -181,13 +181,23 @@ def start_gateway(tollgate, work, text, threads=1, extra=(), wrapper=(), timeout
     return p, f"http://127.0.0.1:{port}"
 
 
-def start_nginx(work, mock_port, workers):
-    """nginx in front of the mock (upstream keep-alive, no buffering, access log on), if installed:
-    (process, base URL, a function giving its processes' pids), else None."""
-    nginx = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
-    if not nginx:
-        return None
-    port = free_port()
+# How every nginx compared here proxies: to the mock, upstream keep-alive, no buffering, the
+# provider key set as Tollgate sets it.
+NGINX_LOCATION = """location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer sk-load";
+      proxy_buffering off;
+      client_max_body_size 32m;
+    }"""
+
+
+def nginx_config(work, workers, mock_port, listens):
+    """Write `work`/nginx.conf: `workers` worker processes, access log on, the mock on `mock_port`
+    as a keep-alive upstream, one server per entry of `listens` (its `listen` and other
+    directives) proxying with NGINX_LOCATION. Returns its path."""
+    servers = "\n".join(f"  server {{\n    {listen}\n    {NGINX_LOCATION}\n  }}" for listen in listens)
     conf = os.path.join(work, "nginx.conf")
     with open(conf, "w") as f:
         f.write(f"""worker_processes {workers};
@@ -200,19 +210,20 @@ http {{
   client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
   fastcgi_temp_path {work}/fcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
   upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 256; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Authorization "Bearer sk-load";
-      proxy_buffering off;
-      client_max_body_size 32m;
-    }}
-  }}
+{servers}
 }}
 """)
+    return conf
+
+
+def start_nginx(work, mock_port, workers):
+    """nginx in front of the mock (upstream keep-alive, no buffering, access log on), if installed:
+    (process, base URL, a function giving its processes' pids), else None."""
+    nginx = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
+    if not nginx:
+        return None
+    port = free_port()
+    conf = nginx_config(work, workers, mock_port, [f"listen 127.0.0.1:{port};"])
     ng = start([nginx, "-c", conf, "-p", work], os.path.join(work, "nginx.log"))
     wait_http(f"http://127.0.0.1:{port}/v1/models")
     return ng, f"http://127.0.0.1:{port}", lambda: nginx_pids(ng.pid)

@@ -23,7 +23,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ROOT, cpu_seconds, free_port, gateway_configs, nginx_pids, release_bins, start, start_mock, wait_http  # noqa: E402
+from run import (ROOT, cpu_seconds, free_port, gateway_configs, nginx_config, nginx_pids, release_bins, start,  # noqa: E402
+                 start_mock, wait_http)
 
 CERT = os.path.join(ROOT, "proxy", "tests", "fixtures", "server.pem")
 KEY = os.path.join(ROOT, "proxy", "tests", "fixtures", "server.key")
@@ -58,37 +59,12 @@ def start_nginx(work, mock_port):
     """nginx, one worker, in front of the mock: plain HTTP/1.1, h2c, and TLS with HTTP/2 by ALPN."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     plain, h2c, tls = free_port(), free_port(), free_port()
-    conf = os.path.join(work, "nginx.conf")
-    location = """
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Authorization "Bearer sk-load";
-      proxy_buffering off;
-      client_max_body_size 32m;
-    }"""
-    with open(conf, "w") as f:
-        f.write(f"""worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log {work}/nginx-access.log;
-  client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
-  fastcgi_temp_path {work}/fcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
-  upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 256; }}
-  server {{ listen 127.0.0.1:{plain}; {location} }}
-  server {{ listen 127.0.0.1:{h2c} http2; {location} }}
-  server {{
-    listen 127.0.0.1:{tls} ssl http2;
-    ssl_certificate {CERT}; ssl_certificate_key {KEY};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    {location}
-  }}
-}}
-""")
+    conf = nginx_config(work, 1, mock_port, [
+        f"listen 127.0.0.1:{plain};",
+        f"listen 127.0.0.1:{h2c} http2;",
+        f"listen 127.0.0.1:{tls} ssl http2; ssl_certificate {CERT}; ssl_certificate_key {KEY}; "
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+    ])
     ng = start([nginx, "-c", conf, "-p", work], os.path.join(work, "nginx.log"))
     wait_http(f"http://127.0.0.1:{plain}/v1/models")
     return ng, {"plain": f"http://127.0.0.1:{plain}", "h2c": f"http://127.0.0.1:{h2c}",
