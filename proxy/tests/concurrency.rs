@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,34 +42,37 @@ async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
 }
 
-async fn stream(gw: &Gateway, headers: &[(&str, &str)]) -> common::Resp {
+/// A streamed chat request to `addr` with `headers`, its answer read to the end.
+async fn stream_to(addr: SocketAddr, headers: &[(&str, &str)]) -> common::Resp {
     let mut h = vec![("content-type", "application/json")];
     h.extend_from_slice(headers);
-    request(gw.addr, "POST", "/v1/chat/completions", &h, Bytes::from(STREAM))
+    request(addr, "POST", "/v1/chat/completions", &h, Bytes::from(STREAM))
         .await
         .unwrap()
+}
+
+/// The same, its answer's head only: the stream (and its slot) runs on until read or dropped.
+async fn open_stream(addr: SocketAddr, headers: &[(&str, &str)]) -> http::Response<hyper::body::Incoming> {
+    let mut h = vec![("content-type", "application/json")];
+    h.extend_from_slice(headers);
+    open(addr, "POST", "/v1/chat/completions", &h, Bytes::from(STREAM))
+        .await
+        .unwrap()
+}
+
+async fn stream(gw: &Gateway, headers: &[(&str, &str)]) -> common::Resp {
+    stream_to(gw.addr, headers).await
+}
+
+async fn stream_at(addr: SocketAddr) -> u16 {
+    stream_to(addr, &[]).await.status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_streams_never_exceed_the_rule_and_refusals_are_clean_429s() {
     let mock = slow_mock(50).await;
     let gw = Gateway::start(&config(&mock, "concurrent = 10")).await;
-    let clients: Vec<_> = (0..100)
-        .map(|_| {
-            let gw_addr = gw.addr;
-            tokio::spawn(async move {
-                request(
-                    gw_addr,
-                    "POST",
-                    "/v1/chat/completions",
-                    &[("content-type", "application/json")],
-                    Bytes::from(STREAM),
-                )
-                .await
-                .unwrap()
-            })
-        })
-        .collect();
+    let clients: Vec<_> = (0..100).map(|_| tokio::spawn(stream_to(gw.addr, &[]))).collect();
     let mut served = 0;
     let mut refused = 0;
     for c in clients {
@@ -105,23 +109,7 @@ async fn concurrent_streams_never_exceed_the_rule_and_refusals_are_clean_429s() 
         metric(&gw, "tollgate_limit_slots_in_use{rule=\"slots\"}").await,
         Some(0.0)
     );
-    let batch: Vec<_> = (0..10)
-        .map(|_| {
-            let gw_addr = gw.addr;
-            tokio::spawn(async move {
-                request(
-                    gw_addr,
-                    "POST",
-                    "/v1/chat/completions",
-                    &[("content-type", "application/json")],
-                    Bytes::from(STREAM),
-                )
-                .await
-                .unwrap()
-                .status
-            })
-        })
-        .collect();
+    let batch: Vec<_> = (0..10).map(|_| tokio::spawn(stream_at(gw.addr))).collect();
     for b in batch {
         assert_eq!(b.await.unwrap(), 200);
     }
@@ -135,15 +123,7 @@ async fn a_slot_comes_back_when_the_upstream_cuts_the_stream_or_the_client_leave
     let gw = Gateway::start(&config(&mock, "concurrent = 1")).await;
 
     // Cut by the upstream after two chunks: the client sees the cut, the slot is free again.
-    let cut = open(
-        gw.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("content-type", "application/json"), ("x-mock-cut-after", "2")],
-        Bytes::from(STREAM),
-    )
-    .await
-    .unwrap();
+    let cut = open_stream(gw.addr, &[("x-mock-cut-after", "2")]).await;
     assert_eq!(cut.status(), 200);
     let (_, body, _) = read_body(cut).await;
     assert!(
@@ -153,15 +133,7 @@ async fn a_slot_comes_back_when_the_upstream_cuts_the_stream_or_the_client_leave
     assert_eq!(stream(&gw, &[]).await.status, 200);
 
     // The client leaves mid-stream: once the gateway notices, the slot is free again.
-    let left = open(
-        gw.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("content-type", "application/json")],
-        Bytes::from(STREAM),
-    )
-    .await
-    .unwrap();
+    let left = open_stream(gw.addr, &[]).await;
     assert_eq!(left.status(), 200);
     assert_eq!(
         stream(&gw, &[]).await.status,
@@ -189,15 +161,7 @@ async fn a_slot_comes_back_when_the_upstream_cuts_the_stream_or_the_client_leave
 async fn a_queue_admits_waiting_requests_in_order_and_refuses_past_its_time() {
     let mock = slow_mock(30).await;
     let gw = Gateway::start(&config(&mock, "concurrent = 1\nqueue_ms = 5000")).await;
-    let first = open(
-        gw.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("content-type", "application/json"), ("x-request-id", "q-0")],
-        Bytes::from(STREAM),
-    )
-    .await
-    .unwrap();
+    let first = open_stream(gw.addr, &[("x-request-id", "q-0")]).await;
     assert_eq!(first.status(), 200);
     // Three more wait in line, sent one after another; each is served in turn, in order.
     let mut waiting = Vec::new();
@@ -205,11 +169,7 @@ async fn a_queue_admits_waiting_requests_in_order_and_refuses_past_its_time() {
         let addr = gw.addr;
         waiting.push(tokio::spawn(async move {
             let id = format!("q-{i}");
-            let h = [("content-type", "application/json"), ("x-request-id", id.as_str())];
-            request(addr, "POST", "/v1/chat/completions", &h, Bytes::from(STREAM))
-                .await
-                .unwrap()
-                .status
+            stream_to(addr, &[("x-request-id", id.as_str())]).await.status
         }));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -235,15 +195,7 @@ async fn a_queue_admits_waiting_requests_in_order_and_refuses_past_its_time() {
         })
         .await
     );
-    let long = open(
-        gw.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("content-type", "application/json")],
-        Bytes::from(STREAM),
-    )
-    .await
-    .unwrap();
+    let long = open_stream(gw.addr, &[]).await;
     let refused = stream(&gw, &[]).await;
     assert_eq!(refused.status, 429, "{}", refused.text());
     assert!(refused.text().contains("waited 100 ms"), "{}", refused.text());
@@ -272,34 +224,13 @@ async fn cluster(mock: &MockHandle, rule: &str, lease_ms: &str) -> Vec<Gateway> 
     nodes
 }
 
-async fn stream_at(addr: std::net::SocketAddr) -> u16 {
-    request(
-        addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("content-type", "application/json")],
-        Bytes::from(STREAM),
-    )
-    .await
-    .unwrap()
-    .status
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn across_three_gateways_the_bound_holds_for_the_cluster() {
     for mode in ["sync", "exact"] {
         let mock = slow_mock(50).await;
         let nodes = cluster(&mock, &format!("concurrent = 10\nmode = \"{mode}\""), "10000").await;
         let clients: Vec<_> = (0..100)
-            .map(|i| {
-                let addr = nodes[i % 3].addr;
-                tokio::spawn(async move {
-                    let h = [("content-type", "application/json")];
-                    request(addr, "POST", "/v1/chat/completions", &h, Bytes::from(STREAM))
-                        .await
-                        .unwrap()
-                })
-            })
+            .map(|i| tokio::spawn(stream_to(nodes[i % 3].addr, &[])))
             .collect();
         let mut served = 0;
         for c in clients {
@@ -350,15 +281,7 @@ async fn the_slots_of_a_gateway_that_dies_come_back_after_the_lease_timeout() {
     // The first gateway takes every slot with streams that run for seconds.
     let mut held = Vec::new();
     for _ in 0..4 {
-        let r = open(
-            nodes[0].addr,
-            "POST",
-            "/v1/chat/completions",
-            &[("content-type", "application/json")],
-            Bytes::from(STREAM),
-        )
-        .await
-        .unwrap();
+        let r = open_stream(nodes[0].addr, &[]).await;
         assert_eq!(r.status(), 200);
         held.push(r);
     }
@@ -387,15 +310,7 @@ async fn the_slots_of_a_gateway_that_dies_come_back_after_the_lease_timeout() {
 async fn a_request_waiting_on_one_gateway_takes_a_slot_freed_on_another() {
     let mock = slow_mock(30).await;
     let nodes = cluster(&mock, "concurrent = 1\nqueue_ms = 5000", "10000").await;
-    let first = open(
-        nodes[0].addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("content-type", "application/json")],
-        Bytes::from(STREAM),
-    )
-    .await
-    .unwrap();
+    let first = open_stream(nodes[0].addr, &[]).await;
     assert_eq!(first.status(), 200);
     // Queued on another gateway while the only slot is held on the first.
     let waiting = tokio::spawn(stream_at(nodes[1].addr));
