@@ -151,9 +151,10 @@ impl SharedSlots {
             .is_some_and(|h| h.capacity == capacity && now.saturating_sub(h.renewed_ms) < self.lease_ms())
     }
 
-    /// Ask Redis for enough slots of `key` to admit one more request, and set the lease it grants: whether it covers one more than was in use (the cluster has
-    /// room). The caller then takes its slot within the lease — and, since another request of
-    /// this node may take it first, asks again while the cluster has room.
+    /// Ask Redis for enough slots of `key` to admit one more request, and set the lease it
+    /// grants: whether it covers one more than was in use (the cluster has room). The caller
+    /// then takes its slot within the lease — and, since another request of this node may take
+    /// it first, asks again while the cluster has room.
     pub async fn grow(&self, slot: SlotKey, key: &str, capacity: u64, keep_peak: bool) -> Result<bool, LeaseError> {
         let _turn = loop {
             let gate = {
@@ -185,11 +186,16 @@ impl SharedSlots {
         }
         let want = (in_use + 1).min(capacity);
         let granted = self.call(self.client.get(), key, want, in_use, capacity).await?;
+        self.granted(slot, granted);
+        Ok(granted > in_use)
+    }
+
+    /// Set the lease Redis just granted (waiters take what it frees) and count it as renewed.
+    fn granted(&self, slot: SlotKey, granted: u64) {
         self.slots.set_lease(slot, granted);
         if let Some(h) = self.held().get_mut(&slot) {
             h.renewed_ms = self.clock.now_ms();
         }
-        Ok(granted > in_use)
     }
 
     async fn call(&self, client: &Client, key: &str, want: u64, in_use: u64, cap: u64) -> Result<u64, LeaseError> {
@@ -266,12 +272,7 @@ impl SharedSlots {
             .call(&self.background, &held.key, want, in_use, held.capacity)
             .await
         {
-            Ok(granted) => {
-                self.slots.set_lease(slot, granted);
-                if let Some(h) = self.held().get_mut(&slot) {
-                    h.renewed_ms = self.clock.now_ms();
-                }
-            }
+            Ok(granted) => self.granted(slot, granted),
             Err(e) => tracing::debug!(error = %e, "limits: slots for waiting requests not granted"),
         }
     }
@@ -303,11 +304,6 @@ impl SharedSlots {
         if self.slots.lease_of(slot).unwrap_or(0) > self.slots.in_use_of(slot) {
             self.trim(slot, held, false).await;
         }
-    }
-
-    /// Keys this node holds a lease of.
-    pub fn leased_keys(&self) -> usize {
-        self.held().len()
     }
 
     /// Run rounds forever.

@@ -11,7 +11,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -39,6 +38,21 @@ struct Entry {
 }
 
 impl Entry {
+    fn take_one(&mut self) {
+        self.taken += 1;
+        self.peak = self.peak.max(self.taken);
+    }
+
+    /// Hand free slots, up to `capacity`, to the waiters still waiting, oldest first.
+    fn serve_waiters(&mut self, capacity: u64) {
+        while self.taken < capacity {
+            let Some(waiter) = self.waiters.pop_front() else { break };
+            if waiter.send(()).is_ok() {
+                self.take_one();
+            }
+        }
+    }
+
     /// Nothing taken, nobody waiting, nothing leased: the entry can go.
     fn idle(&self) -> bool {
         self.taken == 0 && self.waiters.is_empty() && self.lease.unwrap_or(0) == 0
@@ -82,7 +96,6 @@ impl Waiting {
 pub struct SlotTable {
     shards: Box<[Mutex<HashMap<u128, Entry, foldhash::fast::RandomState>>]>,
     hashers: [foldhash::quality::RandomState; 2],
-    in_use: AtomicU64,
 }
 
 impl Default for SlotTable {
@@ -90,7 +103,6 @@ impl Default for SlotTable {
         SlotTable {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
             hashers: Default::default(),
-            in_use: AtomicU64::new(0),
         }
     }
 }
@@ -127,18 +139,9 @@ impl SlotTable {
         let capacity = capacity.unwrap_or(entry.lease.unwrap_or(0));
         // Waiters go first (there are free slots with waiters only after a reload raised the
         // capacity): a newcomer does not take a slot a waiter is owed.
-        while entry.taken < capacity {
-            let Some(waiter) = entry.waiters.pop_front() else { break };
-            if waiter.send(()).is_ok() {
-                entry.taken += 1;
-                entry.peak = entry.peak.max(entry.taken);
-                self.in_use.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        entry.serve_waiters(capacity);
         if entry.taken < capacity {
-            entry.taken += 1;
-            entry.peak = entry.peak.max(entry.taken);
-            self.in_use.fetch_add(1, Ordering::Relaxed);
+            entry.take_one();
             return Acquire::Taken { in_use: entry.taken };
         }
         let in_use = entry.taken;
@@ -167,7 +170,6 @@ impl SlotTable {
             }
         }
         entry.taken = entry.taken.saturating_sub(1);
-        self.in_use.fetch_sub(1, Ordering::Relaxed);
         if entry.idle() {
             shard.remove(&key.0);
         }
@@ -179,14 +181,7 @@ impl SlotTable {
         let mut shard = self.shard(key);
         let entry = shard.entry(key.0).or_default();
         entry.lease = Some(lease);
-        while entry.taken < lease {
-            let Some(waiter) = entry.waiters.pop_front() else { break };
-            if waiter.send(()).is_ok() {
-                entry.taken += 1;
-                entry.peak = entry.peak.max(entry.taken);
-                self.in_use.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        entry.serve_waiters(lease);
         let in_use = entry.taken;
         if entry.idle() {
             shard.remove(&key.0);
@@ -231,9 +226,19 @@ impl SlotTable {
         self.shard(key).get(&key.0).map_or(0, |e| e.taken)
     }
 
-    /// Slots taken now, over every key.
+    /// Slots taken now, over every key (counted shard by shard: for tests and diagnostics, not
+    /// the request path).
     pub fn in_use(&self) -> u64 {
-        self.in_use.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .map(|e| e.taken)
+                    .sum::<u64>()
+            })
+            .sum()
     }
 
     /// Keys with a slot taken or a request waiting.
