@@ -1,8 +1,18 @@
-//! Reading the files a config names (secrets, CA bundles, tokenizer files): regular files of a
-//! bounded size only, so a path that names a device, a pipe or a directory (`/dev/zero`,
-//! `/dev/stdin`) is refused with a message instead of blocking a load or a `tollgate check`.
+//! Finding and reading the files a config names (secrets, CA bundles, tokenizer files): paths
+//! relative to the config file, and only regular files of a bounded size, so a path that names a
+//! device, a pipe or a directory (`/dev/zero`, `/dev/stdin`) is refused with a message instead of
+//! blocking a load or a `tollgate check`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where a path written in the config points: relative to the config file's folder
+/// (`base_dir`), or as written when absolute or when the config has no file.
+pub fn resolve(base_dir: Option<&Path>, file: &str) -> PathBuf {
+    match base_dir {
+        Some(dir) if Path::new(file).is_relative() => dir.join(file),
+        _ => PathBuf::from(file),
+    }
+}
 
 /// The bytes of `path`, a regular file of at most `max_bytes`.
 pub fn read(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {

@@ -173,10 +173,7 @@ enum CaError {
 }
 
 fn load_ca(file: &str, base_dir: Option<&Path>) -> Result<Arc<[WrappedX509]>, CaError> {
-    let path = match base_dir {
-        Some(dir) if Path::new(file).is_relative() => dir.join(file),
-        _ => Path::new(file).to_path_buf(),
-    };
+    let path = super::files::resolve(base_dir, file);
     let pem = super::files::read(&path, 16 << 20)
         .map_err(|e| CaError::Missing(format!("cannot read {}: {e}", path.display())))?;
     parse_ca(&pem, &path).map_err(CaError::Bad)

@@ -162,12 +162,11 @@ pub fn compile(
     let limits = rate_limits::compile(&raw.limits, &consumer_names, &mut problems);
     let trusted_proxies = rate_limits::compile_network(&raw.network, &mut problems);
 
+    let warnings = problems.into_warnings();
     if !problems.is_empty() {
-        let warnings = problems.into_warnings();
         return Err((problems.into_vec(), warnings));
     }
     let models_body = render_models(model_names.iter());
-    let warnings = problems.into_warnings();
     Ok(Snapshot {
         version,
         routes,

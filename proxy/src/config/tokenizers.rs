@@ -26,10 +26,7 @@ pub fn compile(
             problems.at(t.name.span(), format_args!("tokenizers[{i}].name: `{name}` is taken"));
             continue;
         }
-        let path = match base_dir {
-            Some(dir) if Path::new(t.file.get_ref()).is_relative() => dir.join(t.file.get_ref()),
-            _ => Path::new(t.file.get_ref()).to_path_buf(),
-        };
+        let path = super::files::resolve(base_dir, t.file.get_ref());
         // The largest tokenizer.json files are tens of megabytes; a device or a pipe would never
         // end. (A missing file is reported by the loader below.)
         let refused = if path.exists() {
