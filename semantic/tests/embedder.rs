@@ -1,0 +1,64 @@
+//! The real models that `scripts/fetch-models.sh` puts in `.models/`, run through ONNX Runtime.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "tests fail loudly on setup errors"
+)]
+
+use std::path::PathBuf;
+
+use tollgate_semantic::{cosine, load_runtime, Embedder, ModelFiles};
+
+fn models() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.models")
+}
+
+fn open(name: &str) -> Embedder {
+    load_runtime(&models().join("onnxruntime/libonnxruntime.so")).expect("run scripts/setup.sh first");
+    Embedder::open(&ModelFiles::in_dir(&models().join("embedders").join(name)), 1).expect("model opens")
+}
+
+#[test]
+fn paraphrases_are_closer_than_different_questions_in_both_models() {
+    for name in ["use-multilingual-v3", "all-minilm-l6-v2"] {
+        let mut e = open(name);
+        let v = e
+            .embed(&[
+                "How do I reset my password?",
+                "What's the way to reset my password?",
+                "How do I change my username?",
+            ])
+            .unwrap();
+        assert!(
+            (cosine(&v[0], &v[0]) - 1.0).abs() < 1e-4,
+            "{name}: vectors are unit length"
+        );
+        assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.2, "{name}");
+    }
+}
+
+#[test]
+fn a_batch_gives_the_vectors_of_its_texts_one_by_one() {
+    let mut e = open("use-multilingual-v3");
+    let texts = [
+        "如何重置我的密码？",
+        "a much longer question with many more words in it than the first",
+        "x",
+    ];
+    let batch = e.embed(&texts).unwrap();
+    for (t, b) in texts.iter().zip(&batch) {
+        let one = e.embed(&[t]).unwrap();
+        assert!(cosine(&one[0], b) > 0.9999, "{t}: padding in a batch changes nothing");
+    }
+}
+
+#[test]
+fn the_multilingual_model_matches_chinese_paraphrases() {
+    let mut e = open("use-multilingual-v3");
+    let v = e
+        .embed(&["退款需要多久到账", "退款多长时间能到账", "退货需要多久"])
+        .unwrap();
+    assert!(cosine(&v[0], &v[1]) > 0.9, "{}", cosine(&v[0], &v[1]));
+    assert!(cosine(&v[0], &v[2]) < 0.8, "{}", cosine(&v[0], &v[2]));
+}
