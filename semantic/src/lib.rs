@@ -8,9 +8,14 @@
 pub mod embedder;
 pub mod eval;
 pub mod guard;
+pub mod index;
+pub mod pool;
+pub mod store;
 
 pub use embedder::{cosine, load_runtime, normalise, Embedder, ModelFiles};
 pub use guard::{compare, Block, HitPolicy, Question, Verdict};
+pub use pool::{EmbedPool, PoolSize, Shed};
+pub use store::{ExactKey, Flush, Hit, Namespace, NewEntry, Store, StoreLimits, StoreStats};
 
 /// The hit decision's defaults, measured on the shipped evaluation set (`semantic-eval`).
 pub const DEFAULT_POLICY: HitPolicy = HitPolicy {

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use tollgate_semantic::{cosine, load_runtime, Embedder, ModelFiles};
+use tollgate_semantic::{cosine, load_runtime, EmbedPool, Embedder, ModelFiles, PoolSize, Shed};
 
 fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.models")
@@ -61,4 +61,43 @@ fn the_multilingual_model_matches_chinese_paraphrases() {
         .unwrap();
     assert!(cosine(&v[0], &v[1]) > 0.9, "{}", cosine(&v[0], &v[1]));
     assert!(cosine(&v[0], &v[2]) < 0.8, "{}", cosine(&v[0], &v[2]));
+}
+
+#[test]
+fn the_pool_embeds_like_the_model_and_sheds_when_its_queue_is_full() {
+    open("use-multilingual-v3");
+    let files = ModelFiles::in_dir(&models().join("embedders/use-multilingual-v3"));
+    let pool = EmbedPool::start(
+        &files,
+        PoolSize {
+            threads: 1,
+            queue: 1,
+            max_batch: 8,
+        },
+    )
+    .unwrap();
+    assert_eq!(pool.dims(), 512);
+    let direct = open("use-multilingual-v3")
+        .embed(&["How do I reset my password?"])
+        .unwrap();
+    let pooled = pool.embed_blocking("How do I reset my password?").unwrap();
+    assert!(cosine(&direct[0], &pooled) > 0.9999);
+
+    let mut waiting = Vec::new();
+    let mut shed = 0;
+    for n in 0..200 {
+        match pool.submit(format!("question number {n} about refunds")) {
+            Ok(rx) => waiting.push(rx),
+            Err(Shed) => shed += 1,
+        }
+    }
+    assert!(shed > 0, "a full queue refuses instead of queueing");
+    assert_eq!(pool.stats().shed.load(std::sync::atomic::Ordering::Relaxed), shed);
+    for rx in waiting {
+        assert_eq!(
+            rx.blocking_recv().unwrap().unwrap().len(),
+            512,
+            "every accepted text is embedded"
+        );
+    }
 }
