@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the gateway on examples/quickstart.toml in front of the bundled mock upstream, so a
 # newcomer can follow README.md's tour with no provider access. Ctrl-C stops both.
+# QUICKSTART_CONFIG=examples/semantic.toml runs the semantic cache's example instead.
 # The admin token lives in .quickstart/admin-token (made once, git-ignored); run-time keys in
 # .quickstart/keys.json.
 set -euo pipefail
@@ -23,5 +24,5 @@ In another terminal, from $(pwd):
   export OPENAI_BASE_URL=http://localhost:8080/v1 OPENAI_API_KEY=tg-quickstart-demo-key
   export ADMIN_TOKEN=\$(cat .quickstart/admin-token)
 TEXT
-./target/release/tollgate --config examples/quickstart.toml --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 \
+./target/release/tollgate --config "${QUICKSTART_CONFIG:-examples/quickstart.toml}" --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 \
   --key-store-file .quickstart/keys.json --log-format text "$@"

@@ -195,6 +195,32 @@ pub struct RunOpts {
     /// suffix).
     #[arg(long, env = "TOLLGATE_NODE_ID")]
     pub node_id: Option<String>,
+    /// Folder of the semantic cache's files, as `scripts/fetch-models.sh` lays it out
+    /// (`onnxruntime/libonnxruntime.so`, `embedders/<name>/`).
+    #[arg(long, env = "TOLLGATE_MODELS_DIR", default_value = ".models")]
+    pub models_dir: PathBuf,
+    /// The semantic cache's embedding model: a folder name under `--models-dir`/embedders, or a
+    /// folder holding `model.onnx` and `tokenizer.json`.
+    #[arg(long, env = "TOLLGATE_CACHE_EMBEDDER", default_value = "use-multilingual-v3")]
+    pub cache_embedder: String,
+    /// Threads that embed questions for the semantic cache (each with its own model session).
+    #[arg(long, env = "TOLLGATE_CACHE_EMBED_THREADS", default_value_t = 1)]
+    pub cache_embed_threads: usize,
+    /// Questions waiting for an embedding at most; past it a lookup skips the semantic step.
+    #[arg(long, env = "TOLLGATE_CACHE_EMBED_QUEUE", default_value_t = 32)]
+    pub cache_embed_queue: usize,
+    /// Questions embedded together in one run of the model at most.
+    #[arg(long, env = "TOLLGATE_CACHE_EMBED_BATCH", default_value_t = 16)]
+    pub cache_embed_batch: usize,
+    /// Longest wait for a question's embedding before the lookup goes on without it, in ms.
+    #[arg(long, env = "TOLLGATE_CACHE_EMBED_WAIT_MS", default_value_t = 200)]
+    pub cache_embed_wait_ms: u64,
+    /// Memory for cached answers, questions and vectors on this node, in MiB.
+    #[arg(long, env = "TOLLGATE_CACHE_MAX_MB", default_value_t = 256)]
+    pub cache_max_mb: usize,
+    /// Largest answer kept in the cache, in KiB.
+    #[arg(long, env = "TOLLGATE_CACHE_MAX_ENTRY_KB", default_value_t = 1024)]
+    pub cache_max_entry_kb: usize,
     /// How often the config file is checked for changes, in milliseconds (0 = never).
     #[arg(long, env = "TOLLGATE_CONFIG_POLL_MS", default_value_t = 1_000)]
     pub config_poll_ms: u64,

@@ -106,6 +106,10 @@ pub struct AnswerFacts {
     pub bytes_out: u64,
     /// The `x-ratelimit-*` (and a refusal's `Retry-After`) headers of the response, whatever it is.
     pub rate_headers: RateHeaders,
+    /// What the answer cache did with the request.
+    pub cache: crate::pipeline::cache::CacheOutcome,
+    /// The similarity of a semantic hit's cached question.
+    pub cache_similarity: Option<f32>,
 }
 
 /// Everything known about one request.

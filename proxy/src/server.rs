@@ -23,6 +23,7 @@ use crate::live::LiveCell;
 use crate::pipeline::admit::quotas::{self, Backend, QuotaStore};
 use crate::pipeline::admit::rate_limits::{HotKeys, LimitStores, RateLimiter};
 use crate::pipeline::admit::Admission;
+use crate::pipeline::cache::AnswerCache;
 use crate::pipeline::head::HeadLimits;
 use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
@@ -34,6 +35,7 @@ use tollgate_limits::{
     BucketTable, ExactBuckets, LocalCounters, SharedSlotOptions, SharedSlots, SlotTable, SyncOptions, Syncer,
     SystemClock, TableOptions,
 };
+use tollgate_semantic::{load_runtime, EmbedPool, ModelFiles, PoolSize, Store, StoreLimits};
 
 /// Run the gateway until SIGTERM/SIGINT.
 pub fn run(opts: RunOpts) -> anyhow::Result<()> {
@@ -44,6 +46,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let snapshot = config::load_with(&opts.config, 1, load_options)?;
     config::log_warnings(&snapshot);
     tracing::info!(path = %opts.config.display(), models = snapshot.model_names.len(), "config loaded");
+    let cache = answer_cache(&opts, snapshot.cache.as_deref());
     let cell = Arc::new(LiveCell::new(snapshot));
     let metrics = Arc::new(Metrics::new().context("creating metrics")?);
     let reloader = Arc::new(Reloader::new(
@@ -129,6 +132,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             max_header_bytes: opts.max_header_bytes,
             max_target_bytes: opts.max_request_target_bytes,
         },
+        cache,
         body_limits: BodyLimits {
             timeout: Duration::from_secs(opts.body_timeout_secs),
             min_rate: opts.body_min_rate,
@@ -312,6 +316,53 @@ fn start_limits(
 }
 
 /// The rate limits' namespace: their own, else the Redis one.
+/// The answer cache, when the config has one: the store always, the embedding pool when the
+/// semantic step is on and the model loads (else the cache answers exact repeats only, and says
+/// why at start). A `[cache]` section added by a later reload gets a store with no pool.
+fn answer_cache(opts: &RunOpts, policy: Option<&crate::config::cache::CachePolicy>) -> Option<Arc<AnswerCache>> {
+    let store = Store::new(StoreLimits {
+        max_bytes: opts.cache_max_mb.saturating_mul(1 << 20),
+        max_entry_bytes: opts.cache_max_entry_kb.saturating_mul(1 << 10),
+        ..StoreLimits::default()
+    });
+    let pool = match policy {
+        Some(p) if p.semantic => {
+            let embedder = std::path::Path::new(&opts.cache_embedder);
+            let dir = if embedder.is_dir() {
+                embedder.to_path_buf()
+            } else {
+                opts.models_dir.join("embedders").join(&opts.cache_embedder)
+            };
+            let started = load_runtime(&opts.models_dir.join("onnxruntime/libonnxruntime.so")).and_then(|()| {
+                EmbedPool::start(
+                    &ModelFiles::in_dir(&dir),
+                    PoolSize {
+                        threads: opts.cache_embed_threads,
+                        queue: opts.cache_embed_queue,
+                        max_batch: opts.cache_embed_batch,
+                    },
+                )
+            });
+            match started {
+                Ok(pool) => {
+                    tracing::info!(model = %dir.display(), threads = opts.cache_embed_threads, "semantic cache: embedder loaded");
+                    Some(pool)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "semantic cache: the embedder did not load (run scripts/setup.sh, or see --models-dir and --cache-embedder); only exact repeats are answered from the cache");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    Some(Arc::new(AnswerCache {
+        store,
+        pool,
+        embed_wait: Duration::from_millis(opts.cache_embed_wait_ms),
+    }))
+}
+
 fn limits_namespace(opts: &RunOpts) -> &str {
     match opts.limits_namespace.as_str() {
         "" => &opts.redis_namespace,

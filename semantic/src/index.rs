@@ -2,7 +2,7 @@
 //!
 //! Most namespaces are small (one conversation's history, one bot's few hundred FAQs), and for
 //! them a scan of the vectors is exact and faster than any graph. A namespace that grows past
-//! [`IndexTuning::graph_from`] live vectors gets an HNSW graph (`hnsw_rs`, dot product on unit
+//! [`IndexTuning::graph_from`] live vectors (1024 by default, where a scan costs about what a graph search does) gets an HNSW graph (`hnsw_rs`, dot product on unit
 //! vectors) for sub-millisecond search at a million entries. `hnsw_rs` cannot delete, so a removed
 //! entry is a tombstone, skipped by searches, and the graph is rebuilt from the live vectors when
 //! tombstones pass a quarter of it.
@@ -29,7 +29,7 @@ pub struct IndexTuning {
 impl Default for IndexTuning {
     fn default() -> IndexTuning {
         IndexTuning {
-            graph_from: 4096,
+            graph_from: 1024,
             links: 16,
             ef_construction: 64,
             ef_search: 64,
@@ -114,10 +114,18 @@ impl Index {
                 .filter(|n| !self.removed.contains(&n.d_id))
                 .map(|n| (self.ids[n.d_id], cosine(query, self.vector(n.d_id))))
                 .collect(),
-            None => (0..self.ids.len())
-                .filter(|s| !self.removed.contains(s))
-                .map(|s| (self.ids[s], cosine(query, self.vector(s))))
-                .collect(),
+            None => {
+                let mut all: Vec<(u64, f32)> = (0..self.ids.len())
+                    .filter(|s| !self.removed.contains(s))
+                    .map(|s| (self.ids[s], cosine(query, self.vector(s))))
+                    .collect();
+                // Only the best k need ordering: select them first, sort those below.
+                if all.len() > k {
+                    all.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+                    all.truncate(k);
+                }
+                all
+            }
         };
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out.truncate(k);

@@ -6,6 +6,7 @@
 //! body) is resolved here, once, at load.
 
 pub mod admin;
+pub mod cache;
 pub mod consumers;
 pub mod files;
 pub mod glob;

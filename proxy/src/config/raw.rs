@@ -20,6 +20,8 @@ pub struct RawConfig {
     /// Token and request rate limits, any number; each applies to the requests it selects.
     pub limits: Vec<RawLimit>,
     pub network: RawNetwork,
+    /// The answer cache; absent: off.
+    pub cache: Option<super::cache::RawCache>,
     /// Names of the elements left out because they could not be read (already reported), so a
     /// reference to one is not reported again as dangling.
     pub unreadable: Unreadable,

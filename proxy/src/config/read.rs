@@ -14,7 +14,7 @@ use super::raw::{Element, RawConfig};
 /// Syntax errors reported before the rest are summed up: past a few, a file is not TOML at all.
 const MAX_SYNTAX_ERRORS: usize = 20;
 
-const SECTIONS: &str = "admin, providers, models, tokenizers, consumers, limits, network";
+const SECTIONS: &str = "admin, providers, models, tokenizers, consumers, limits, network, cache";
 
 /// The raw config, with what could not be read reported to `problems`.
 pub fn read(text: &str, problems: &mut Problems<'_>) -> RawConfig {
@@ -34,6 +34,7 @@ pub fn read(text: &str, problems: &mut Problems<'_>) -> RawConfig {
         match key.get_ref().as_ref() {
             "admin" => raw.admin = one(value, "admin", problems).unwrap_or_default(),
             "network" => raw.network = one(value, "network", problems).unwrap_or_default(),
+            "cache" => raw.cache = one(value, "cache", problems),
             "providers" => raw.providers = many(value, "providers", problems, &mut u.providers),
             "models" => raw.models = many(value, "models", problems, &mut u.models),
             "consumers" => raw.consumers = many(value, "consumers", problems, &mut u.consumers),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::admin::{self, AdminToken};
+use super::cache::{self, CachePolicy};
 use super::consumers::{self, Consumers};
 use super::problems::Problems;
 use super::providers::{self, Provider};
@@ -37,6 +38,8 @@ pub struct Snapshot {
     /// Rate limit rules in file order.
     pub limits: Vec<Arc<LimitRule>>,
     pub trusted_proxies: TrustedProxies,
+    /// The answer cache's policy; `None`: off.
+    pub cache: Option<Arc<CachePolicy>>,
     /// What loads but likely does not work as meant (a rule that admits nothing, say); logged
     /// at load and printed by `tollgate check`.
     pub warnings: Vec<String>,
@@ -161,6 +164,7 @@ pub fn compile(
         .collect();
     let limits = rate_limits::compile(&raw.limits, &consumer_names, &mut problems);
     let trusted_proxies = rate_limits::compile_network(&raw.network, &mut problems);
+    let cache = cache::compile(raw.cache.as_ref(), &mut problems).map(Arc::new);
 
     let warnings = problems.into_warnings();
     if !problems.is_empty() {
@@ -176,6 +180,7 @@ pub fn compile(
         consumers,
         limits,
         trusted_proxies,
+        cache,
         warnings,
     })
 }

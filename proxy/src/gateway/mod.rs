@@ -43,6 +43,8 @@ pub struct GatewayState {
     pub drain: Arc<crate::drain::Drain>,
     pub head_limits: crate::pipeline::head::HeadLimits,
     pub body_limits: BodyLimits,
+    /// The answer cache of this node (used when the config has a `[cache]` section).
+    pub cache: Option<Arc<crate::pipeline::cache::AnswerCache>>,
 }
 
 /// How long a request body may take to arrive (CLI flags).
@@ -65,6 +67,8 @@ pub struct Call {
     pub live: Option<Arc<Live>>,
     /// Counts the request as in flight (a draining gateway exits when none is left).
     pub flight: Option<crate::drain::Flight>,
+    /// The cache entry to write once the answer is complete (a cache miss).
+    pub cache_pending: Option<Box<crate::pipeline::cache::Pending>>,
 }
 
 /// `make()`'s value written into a box allocated first (so it can be built there, not copied).

@@ -125,6 +125,9 @@ pub async fn relay(
         chain: ResponseChain::new(is_sse, status.is_success(), strip_usage_event, count),
         out: Vec::with_capacity(8),
     };
+    if call.cache_pending.is_some() && status.is_success() {
+        sink.chain.keep_for_cache();
+    }
     let header = Box::new(downstream_header(status, up.take_headers(), is_sse, &call.ctx));
     call.ctx.answer.status = status.as_u16();
     let result = relay_body(state, peer, up, &mut sink, header, is_sse, session, call).await;
@@ -160,6 +163,14 @@ async fn relay_body(
                 .admission
                 .settle(&mut call.ledger, Settlement::Answered { tokens })
                 .await;
+            if let (Some(pending), Some(cache)) = (call.cache_pending.take(), state.cache.as_deref()) {
+                if let Some(answer) = sink.chain.recorded() {
+                    crate::pipeline::cache::record(cache, *pending, answer);
+                    let stats = cache.store.stats();
+                    state.metrics.cache_entries.set(stats.entries as i64);
+                    state.metrics.cache_bytes.set(stats.bytes as i64);
+                }
+            }
         }
         if let (Some(e), Some(_)) = (&failure, &header) {
             // Nothing has reached the client yet: the attempt failed, another target may serve.

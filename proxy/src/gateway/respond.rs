@@ -1,4 +1,4 @@
-//! The one exit for answers the gateway writes itself: local endpoints and errors.
+//! The one exit for answers the gateway writes itself: local endpoints, errors and cache hits.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -9,7 +9,8 @@ use super::{serve, Call, GatewayState};
 use crate::context::{Outcome, RequestCtx};
 use crate::error::ApiError;
 use crate::pipeline::admit::Settlement;
-use crate::pipeline::{Answer, Refused};
+use crate::pipeline::cache::replay::{self, ReplayFor};
+use crate::pipeline::{Answer, CachedReply, Refused};
 
 /// A response header built straight from a header map. Pingora's own builders keep a second,
 /// case-preserving copy of every name and re-parse each name on insertion; header names going
@@ -30,6 +31,14 @@ pub fn add_gateway_headers(headers: &mut HeaderMap, ctx: &RequestCtx) {
         headers.insert(HeaderName::from_static("x-request-id"), id);
     }
     ctx.answer.rate_headers.write(headers);
+    if let Some(v) = ctx.answer.cache.header() {
+        headers.insert(HeaderName::from_static("x-tollgate-cache"), HeaderValue::from_static(v));
+    }
+    if let Some(s) = ctx.answer.cache_similarity {
+        if let Ok(v) = HeaderValue::from_str(&format!("{s:.4}")) {
+            headers.insert(HeaderName::from_static("x-tollgate-cache-similarity"), v);
+        }
+    }
 }
 
 /// Write what a stage answered. An error first settles the request's ledger as not served (so a
@@ -43,6 +52,7 @@ pub async fn answer(
 ) -> pingora::Result<()> {
     match answer {
         Answer::Local(body) => json(session, &mut call.ctx, StatusCode::OK, body).await,
+        Answer::Cached(reply) => cached(state, session, call, *reply).await,
         Answer::Error(refused) => {
             let Refused { error: err, headers } = *refused;
             if err.code.is_downstream_limit() {
@@ -64,10 +74,56 @@ pub async fn answer(
     }
 }
 
+/// Replay a cached answer. The request is settled as answered with no tokens: a hit costs the
+/// provider nothing, so token limits are not charged (request counts and quotas are).
+async fn cached(
+    state: &GatewayState,
+    session: &mut Session,
+    call: &mut Call,
+    reply: CachedReply,
+) -> pingora::Result<()> {
+    let answer = &reply.found.answer;
+    let to = ReplayFor {
+        model: &reply.model,
+        entry: reply.found.entry,
+        prompt_tokens: reply.prompt_tokens,
+        include_usage: reply.include_usage,
+    };
+    let ctx = &mut call.ctx;
+    ctx.answer.usage = Some(crate::api::Usage {
+        prompt: reply.prompt_tokens,
+        completion: answer.completion_tokens,
+        total: reply.prompt_tokens + answer.completion_tokens,
+        cached: reply.prompt_tokens,
+    });
+    state
+        .admission
+        .settle(&mut call.ledger, Settlement::Answered { tokens: Some(0) })
+        .await;
+    let (body, content_type) = if reply.stream {
+        (replay::sse_body(answer, &to), "text/event-stream")
+    } else {
+        (replay::json_body(answer, &to), "application/json")
+    };
+    ctx.answer.ttft = Some(ctx.started.elapsed());
+    write_body(session, ctx, StatusCode::OK, content_type, body).await
+}
+
 /// Write a complete JSON response.
 pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: StatusCode, body: Bytes) -> pingora::Result<()> {
-    let mut headers = HeaderMap::with_capacity(4 + ctx.answer.rate_headers.len());
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    write_body(session, ctx, status, "application/json", body).await
+}
+
+/// Write a complete response of `content_type`.
+async fn write_body(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> pingora::Result<()> {
+    let mut headers = HeaderMap::with_capacity(6 + ctx.answer.rate_headers.len());
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     add_gateway_headers(&mut headers, ctx);
     ctx.answer.status = status.as_u16();

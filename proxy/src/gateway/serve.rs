@@ -11,8 +11,9 @@ use pingora::proxy::Session;
 use super::{forward, respond, BodyLimits, Call, GatewayState};
 use crate::error::{ApiError, ErrorCode};
 use crate::pipeline::attempts::AttemptPlan;
+use crate::pipeline::cache::{self, Lookup};
 use crate::pipeline::request::{self, Incoming, Peer};
-use crate::pipeline::Step;
+use crate::pipeline::{Answer, CachedReply, Step};
 
 /// Longest time spent discarding the rest of a refused oversized body.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -58,7 +59,38 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
         &mut call.ledger,
     )
     .await?;
-    // The cache lookup and the input guardrails plug in here, each a stage returning a Step.
+    if let (Some(policy), Some(cache)) = (live.cache.as_deref(), state.cache.as_deref()) {
+        let consumer = opened.caller.as_ref().map(|c| c.consumer.name.as_str());
+        let req = cache::CacheRequest {
+            endpoint: opened.endpoint,
+            body: &body,
+            view: &admitted.view,
+            edits: &admitted.edits,
+            headers: &session.req_header().headers,
+            consumer,
+        };
+        match cache::lookup(cache, policy, &req).await {
+            Lookup::Pass(outcome) => call.ctx.answer.cache = outcome,
+            Lookup::Miss(outcome, pending) => {
+                call.ctx.answer.cache = outcome;
+                call.cache_pending = Some(pending);
+            }
+            Lookup::Hit(outcome, found) => {
+                call.ctx.answer.cache = outcome;
+                call.ctx.answer.cache_similarity = found.similarity;
+                let reply = CachedReply {
+                    found,
+                    stream: admitted.view.stream,
+                    include_usage: admitted.view.include_usage,
+                    model: admitted.view.model.clone(),
+                    prompt_tokens: call.ctx.prompt.counted.map_or(0, |c| c.tokens() as u64),
+                };
+                call.live = Some(live);
+                return Err(Answer::Cached(Box::new(reply)));
+            }
+        }
+    }
+    // The input guardrails plug in here, a stage returning a Step.
     let plan = AttemptPlan::new(&admitted.route, rand::random());
     call.live = Some(live);
     forward::forward(state, plan, &admitted, &body, session, call).await

@@ -10,6 +10,7 @@
 //!   [`shape`]: its values checked against the API's types, the prompt located;
 //! - [`admit`]: allow-lists, [`params`] (the caller's parameter policy, as splices), [`tokens`]
 //!   (the prompt counted), quotas and rate limits, booked in one ledger per request;
+//! - [`cache`]: the answer cache's lookup (a hit answers) and what the response side records;
 //! - [`attempts`]: the plan of targets to try, and which upstream failures let it go on;
 //! - [`response`]: the ordered chain of stages over the provider's answer.
 
@@ -17,6 +18,7 @@ pub mod admit;
 pub mod attempts;
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod endpoint;
 pub mod head;
 pub mod params;
@@ -38,6 +40,26 @@ pub enum Answer {
     /// An error, with the rate headers that go with it (a refusal's `Retry-After`, the counter
     /// that refused). Boxed: every stage's result carries this variant's size.
     Error(Box<Refused>),
+    /// A cached answer, replayed as the request asks (JSON or an event stream).
+    Cached(Box<CachedReply>),
+}
+
+/// A cache hit, and how the caller wants it written.
+pub struct CachedReply {
+    pub found: cache::Found,
+    pub stream: bool,
+    pub include_usage: bool,
+    /// The public model the caller asked for.
+    pub model: String,
+    pub prompt_tokens: u64,
+}
+
+impl std::fmt::Debug for CachedReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedReply")
+            .field("entry", &self.found.entry)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An error answer and its rate headers.

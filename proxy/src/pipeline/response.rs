@@ -8,7 +8,8 @@
 //! 2. [`CompletionCount`]: keeps what it needs to count the completion's tokens when the
 //!    provider reports no usage (exactly with the route's tokenizer, else an estimate);
 //! 3. the output guardrail (with hold-back) plugs in here;
-//! 4. the cache recorder plugs in here.
+//! 4. the cache recorder: keeps the answer (by reference) when the request missed the cache, for
+//!    [`ResponseChain::recorded`] to read once the answer is complete.
 //!
 //! A JSON answer passes through as it comes and reaches the same stages whole at its end. A
 //! stage sees the raw event, its usage, and on demand its decoded content deltas
@@ -22,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use tollgate_tokenize::{Count, Tokenizer};
 
 use crate::api::Usage;
+use crate::pipeline::cache::answer::{self, CachedAnswer};
 use crate::pipeline::tokens::Estimator;
 use crate::sse::completion::completion_text;
 use crate::sse::scanner::{events, EventSplitter};
@@ -167,6 +169,9 @@ pub struct ResponseChain {
     framing: Framing,
     usage: UsageStage,
     count: CompletionCount,
+    /// Stage 4, the cache recorder: the streamed chunks kept (by reference) for the cache.
+    record: Option<Vec<Bytes>>,
+    recorded_len: usize,
     finished: bool,
 }
 
@@ -196,7 +201,30 @@ impl ResponseChain {
                 kept: 0,
                 counted: None,
             },
+            record: None,
+            recorded_len: 0,
             finished: false,
+        }
+    }
+
+    /// Keep the answer for the cache recorder (see [`ResponseChain::recorded`]).
+    pub fn keep_for_cache(&mut self) {
+        self.record = Some(Vec::new());
+    }
+
+    /// The answer as the cache keeps it, once it ended: `None` when not kept, not complete, or
+    /// not a plain text answer (see [`cache::answer`](crate::pipeline::cache::answer)).
+    pub fn recorded(&self) -> Option<CachedAnswer> {
+        let kept = self.record.as_ref()?;
+        let completion = match (self.usage.usage, self.count.counted) {
+            (Some(u), _) => u.completion,
+            (None, Some(c)) => c.tokens() as u64,
+            (None, None) => 0,
+        };
+        match &self.framing {
+            Framing::Sse(_) => answer::from_events(&[concat(kept)], completion),
+            Framing::Json { kept, .. } if !kept.is_empty() => answer::from_json(&concat(kept), completion),
+            Framing::Json { .. } => None,
         }
     }
 
@@ -204,6 +232,15 @@ impl ResponseChain {
     pub fn push(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
         match &mut self.framing {
             Framing::Sse(splitter) => {
+                if let Some(kept) = &mut self.record {
+                    if self.recorded_len + chunk.len() <= MAX_KEPT {
+                        self.recorded_len += chunk.len();
+                        kept.push(chunk.clone());
+                    } else {
+                        // Too long to cache: stop keeping it.
+                        self.record = None;
+                    }
+                }
                 let region = splitter.push(chunk);
                 self.events(region, out);
             }

@@ -1,7 +1,7 @@
 //! The access log: one line per request, and the request metrics that go with it.
 //!
 //! Fields: request id, endpoint, model asked and used, provider, client address, status, error,
-//! outcome, attempts,
+//! outcome, attempts, cache outcome,
 //! latency, TTFT, usage, bytes. No header value, body text or key ever reaches this line.
 //!
 //! At tens of thousands of requests per second a log line per request is a hot path of its own:
@@ -98,6 +98,12 @@ impl AccessLog {
             metrics.access_log_dropped.inc();
         }
         request_metrics::update(ctx, series, metrics, latency);
+        if ctx.answer.cache != crate::pipeline::cache::CacheOutcome::Off {
+            metrics
+                .cache_lookups
+                .with_label_values(&[ctx.answer.cache.name()])
+                .inc();
+        }
     }
 }
 
@@ -207,7 +213,7 @@ impl std::fmt::Display for Scalar {
 }
 
 /// The access line's fields after its strings, in order, shared by the JSON and text forms.
-fn scalars(ctx: &RequestCtx, latency: Duration) -> [(&'static str, Scalar); 18] {
+fn scalars(ctx: &RequestCtx, latency: Duration) -> [(&'static str, Scalar); 19] {
     let usage = ctx.answer.usage.unwrap_or_default();
     let n = |v: u64| Scalar::Int(v as i64);
     [
@@ -216,6 +222,7 @@ fn scalars(ctx: &RequestCtx, latency: Duration) -> [(&'static str, Scalar); 18] 
         ("error", Scalar::Code(ctx.answer.error.map_or("", |c| c.as_str()))),
         ("outcome", Scalar::Code(ctx.answer.outcome.name())),
         ("attempts", Scalar::Int(i64::from(ctx.answer.attempts))),
+        ("cache", Scalar::Code(ctx.answer.cache.name())),
         ("latency_ms", Scalar::Ms(Some(latency))),
         ("ttft_ms", Scalar::Ms(ctx.answer.ttft)),
         ("prompt_tokens", n(usage.prompt)),

@@ -40,6 +40,11 @@ pub struct Metrics {
     pub downstream_refusals: IntCounterVec,
     /// TLS certificate reloads, by result (ok, refused).
     pub tls_reloads: IntCounterVec,
+    /// Answer cache lookups, by outcome (hit, semantic-hit, miss, shed, skipped).
+    pub cache_lookups: IntCounterVec,
+    /// Answer cache entries and their bytes on this node, as of the last write.
+    pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
     limit_state: LimitState,
     /// Where the limit series read their state at scrape time (set once at start, see
     /// [`Metrics::watch_limits`]).
@@ -356,6 +361,21 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(tls_reloads.clone()))?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "tollgate_cache_lookups_total",
+                "Answer cache lookups, by outcome (hit, semantic-hit, miss, shed: no embedding in time, skipped: not cacheable)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(cache_lookups.clone()))?;
+        let cache_entries = IntGauge::new("tollgate_cache_entries", "Answer cache entries on this node")?;
+        registry.register(Box::new(cache_entries.clone()))?;
+        let cache_bytes = IntGauge::new(
+            "tollgate_cache_bytes",
+            "Bytes of the answer cache's entries on this node",
+        )?;
+        registry.register(Box::new(cache_bytes.clone()))?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
@@ -383,6 +403,9 @@ impl Metrics {
             limit_queue_seconds,
             downstream_refusals,
             tls_reloads,
+            cache_lookups,
+            cache_entries,
+            cache_bytes,
             limit_state,
             limit_sources: std::sync::OnceLock::new(),
         })

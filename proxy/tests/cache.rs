@@ -1,0 +1,237 @@
+//! The answer cache through the gateway, over HTTP, with the real embedding model
+//! (`scripts/setup.sh` fetches it) and the mock upstream: exact and semantic hits answered
+//! without the upstream, near-misses and other namespaces forwarded, what is not cached, and
+//! answers replayed as JSON or as a stream whichever way they were recorded.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
+mod common;
+
+use common::*;
+
+fn models_dir() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models");
+    assert!(
+        dir.join("onnxruntime/libonnxruntime.so").exists(),
+        "run scripts/setup.sh first"
+    );
+    dir.display().to_string()
+}
+
+async fn gateway(mock: &tollgate_loadtest::mock::MockHandle, cache: &str) -> Gateway {
+    let config = format!(
+        "{}[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n\n[cache]\n{cache}\n",
+        provider("mock", &mock.base_url())
+    );
+    let dir = models_dir();
+    Gateway::start_with(&config, &["--models-dir", &dir]).await
+}
+
+fn ask(question: &str) -> String {
+    format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{question}"}}]}}"#)
+}
+
+fn content(resp: &Resp) -> String {
+    resp.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The text of a replayed or relayed event stream, and whether it ended with `[DONE]`.
+fn streamed(resp: &Resp) -> (String, bool) {
+    let mut text = String::new();
+    let mut done = false;
+    for line in resp.text().lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(t);
+        }
+    }
+    (text, done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_request_is_answered_from_the_cache_without_the_upstream() {
+    let mock = start_mock("m").await;
+    let gw = gateway(&mock, "").await;
+    let first = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-chunks", "2")],
+            &ask("What is the capital of France?"),
+        )
+        .await;
+    assert_eq!((first.status, first.header("x-tollgate-cache")), (200, Some("miss")));
+    let again = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-chunks", "5")],
+            &ask("What is the capital of France?"),
+        )
+        .await;
+    assert_eq!((again.status, again.header("x-tollgate-cache")), (200, Some("hit")));
+    assert_eq!(mock.served(), 1, "the upstream saw one request");
+    assert_eq!(content(&again), content(&first), "the first answer, not a new one");
+    let usage = &again.json()["usage"];
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], usage["prompt_tokens"]);
+    let line = gw.access_line(&again.request_id()).await;
+    assert_eq!(line["cache"], "hit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paraphrase_hits_and_a_near_miss_or_another_conversation_does_not() {
+    let mock = start_mock("m").await;
+    let gw = gateway(&mock, "").await;
+    let first = gw.chat(&ask("How do I turn on dark mode?")).await;
+    assert_eq!(first.header("x-tollgate-cache"), Some("miss"));
+    let para = gw.chat(&ask("How can I enable dark mode?")).await;
+    assert_eq!(para.header("x-tollgate-cache"), Some("semantic-hit"), "{}", gw.log());
+    let similarity: f32 = para.header("x-tollgate-cache-similarity").unwrap().parse().unwrap();
+    assert!(similarity > 0.8 && similarity <= 1.0, "{similarity}");
+    assert_eq!(mock.served(), 1);
+
+    let opposite = gw.chat(&ask("How do I turn off dark mode?")).await;
+    assert_eq!(opposite.header("x-tollgate-cache"), Some("miss"));
+    assert_eq!(mock.served(), 2, "the opposite question went upstream");
+
+    let other_bot = r#"{"model":"m","messages":[{"role":"system","content":"Answer as a pirate."},{"role":"user","content":"How do I turn on dark mode?"}]}"#;
+    assert_eq!(gw.chat(other_bot).await.header("x-tollgate-cache"), Some("miss"));
+    assert_eq!(mock.served(), 3, "another system prompt never shares answers");
+
+    let strict = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-tollgate-cache-threshold", "0.9999")],
+            &ask("How do I turn on dark mode?"),
+        )
+        .await;
+    assert_eq!(
+        strict.header("x-tollgate-cache"),
+        Some("hit"),
+        "exact repeats still hit"
+    );
+    let stricter = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-tollgate-cache-threshold", "0.9999")],
+            &ask("How could I enable dark mode?"),
+        )
+        .await;
+    assert_eq!(
+        stricter.header("x-tollgate-cache"),
+        Some("miss"),
+        "a caller may raise the bar"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_replay_as_json_or_as_a_stream_whichever_way_they_were_recorded() {
+    let mock = start_mock("m").await;
+    let gw = gateway(&mock, "").await;
+    let json_first = gw.chat(&ask("Where can I download my invoice?")).await;
+    let as_stream = gw
+        .chat(r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Where can I download my invoice?"}]}"#)
+        .await;
+    assert_eq!(as_stream.header("x-tollgate-cache"), Some("hit"));
+    assert_eq!(as_stream.header("content-type"), Some("text/event-stream"));
+    let (text, done) = streamed(&as_stream);
+    assert_eq!((text, done), (content(&json_first), true));
+    assert!(
+        as_stream.text().contains("\"cached_tokens\""),
+        "usage comes when asked for"
+    );
+
+    let stream_first = gw
+        .chat(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"How long does shipping take?"}]}"#)
+        .await;
+    assert_eq!(stream_first.header("x-tollgate-cache"), Some("miss"));
+    let (recorded, _) = streamed(&stream_first);
+    let as_json = gw.chat(&ask("How long does shipping take?")).await;
+    assert_eq!(as_json.header("x-tollgate-cache"), Some("hit"));
+    assert_eq!(content(&as_json), recorded);
+    assert_eq!(mock.served(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_not_cached_always_goes_upstream() {
+    let mock = start_mock("m").await;
+    let gw = gateway(&mock, "max_temperature = 1.0").await;
+    let q = r#""messages":[{"role":"user","content":"Tell me a joke"}]"#;
+    let uncached = [
+        format!(r#"{{"model":"m",{q},"n":2}}"#),
+        format!(r#"{{"model":"m",{q},"temperature":1.5}}"#),
+        format!(r#"{{"model":"m",{q},"tools":[{{"type":"function","function":{{"name":"f","parameters":{{}}}}}}]}}"#),
+    ];
+    for (i, body) in uncached.iter().enumerate() {
+        for _ in 0..2 {
+            let r = gw.chat(body).await;
+            assert_eq!((r.status, r.header("x-tollgate-cache")), (200, Some("skip")), "{body}");
+        }
+        assert_eq!(mock.served(), 2 * (i as u64 + 1), "{body}");
+    }
+    let plain = format!(r#"{{"model":"m",{q}}}"#);
+    for _ in 0..2 {
+        let r = gw
+            .post("/v1/chat/completions", &[("cache-control", "no-store")], &plain)
+            .await;
+        assert_eq!(r.header("x-tollgate-cache"), Some("skip"));
+    }
+    assert_eq!(mock.served(), 8, "no-store neither reads nor writes");
+    assert_eq!(gw.chat(&plain).await.header("x-tollgate-cache"), Some("miss"));
+    let refreshed = gw
+        .post("/v1/chat/completions", &[("cache-control", "no-cache")], &plain)
+        .await;
+    assert_eq!(
+        refreshed.header("x-tollgate-cache"),
+        Some("miss"),
+        "no-cache skips the lookup"
+    );
+    assert_eq!(mock.served(), 10);
+    assert_eq!(gw.chat(&plain).await.header("x-tollgate-cache"), Some("hit"));
+    assert_eq!(mock.served(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_or_an_error_is_never_cached() {
+    let mock = start_mock_with(tollgate_loadtest::mock::MockConfig {
+        name: "m".into(),
+        cut_after: Some(2),
+        ..Default::default()
+    })
+    .await;
+    let gw = gateway(&mock, "").await;
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"Explain TCP"}]}"#;
+    for _ in 0..2 {
+        let headers = [("content-type", "application/json")];
+        let _ = request(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &headers,
+            bytes::Bytes::from(body),
+        )
+        .await;
+    }
+    assert_eq!(mock.served(), 2, "the cut answer was not kept");
+
+    let failing = start_mock_with(tollgate_loadtest::mock::MockConfig {
+        name: "f".into(),
+        error_status: Some(400),
+        error_rate: 1.0,
+        ..Default::default()
+    })
+    .await;
+    let gw = gateway(&failing, "").await;
+    for _ in 0..2 {
+        assert_eq!(gw.chat(&ask("Explain UDP")).await.status, 400);
+    }
+    assert_eq!(failing.served(), 2, "an error is not an answer to reuse");
+}
