@@ -221,6 +221,14 @@ pub struct RunOpts {
     /// Largest answer kept in the cache, in KiB.
     #[arg(long, env = "TOLLGATE_CACHE_MAX_ENTRY_KB", default_value_t = 1024)]
     pub cache_max_entry_kb: usize,
+    /// How often entries past their time are dropped from memory, in seconds (they are never
+    /// answered once expired, whenever they are dropped).
+    #[arg(long, env = "TOLLGATE_CACHE_SWEEP_SECS", default_value_t = 10)]
+    pub cache_sweep_secs: u64,
+    /// Items kept (approximately) in the Redis stream that tells nodes of new cache entries
+    /// and flushes; a node that falls further behind warms up again from the entries.
+    #[arg(long, env = "TOLLGATE_CACHE_REDIS_LOG_LEN", default_value_t = 100_000)]
+    pub cache_redis_log_len: u64,
     /// How often the config file is checked for changes, in milliseconds (0 = never).
     #[arg(long, env = "TOLLGATE_CONFIG_POLL_MS", default_value_t = 1_000)]
     pub config_poll_ms: u64,

@@ -110,6 +110,8 @@ pub struct AnswerFacts {
     pub cache: crate::pipeline::cache::CacheOutcome,
     /// The similarity of a semantic hit's cached question.
     pub cache_similarity: Option<f32>,
+    /// The cache namespace of a cacheable request, for flushing it (`DELETE /admin/cache`).
+    pub cache_namespace: Option<u64>,
 }
 
 /// Everything known about one request.

@@ -23,6 +23,7 @@ use crate::live::LiveCell;
 use crate::pipeline::admit::quotas::{self, Backend, QuotaStore};
 use crate::pipeline::admit::rate_limits::{HotKeys, LimitStores, RateLimiter};
 use crate::pipeline::admit::Admission;
+use crate::pipeline::cache::shared::{Shared, SharedOptions};
 use crate::pipeline::cache::AnswerCache;
 use crate::pipeline::head::HeadLimits;
 use crate::reload::{self, Reloader};
@@ -46,7 +47,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let snapshot = config::load_with(&opts.config, 1, load_options)?;
     config::log_warnings(&snapshot);
     tracing::info!(path = %opts.config.display(), models = snapshot.model_names.len(), "config loaded");
-    let cache = answer_cache(&opts, snapshot.cache.as_deref());
+    let cache_policy = snapshot.cache.clone();
     let cell = Arc::new(LiveCell::new(snapshot));
     let metrics = Arc::new(Metrics::new().context("creating metrics")?);
     let reloader = Arc::new(Reloader::new(
@@ -95,7 +96,16 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         ),
     };
     let quotas = QuotaStore::new(backend, Arc::new(SystemClock), &opts.redis_namespace);
-    let limits = start_limits(&opts, redis.as_ref(), &metrics, &shared_rt);
+    let node_id = opts.node_id.clone().unwrap_or_else(default_node_id);
+    let limits = start_limits(&opts, redis.as_ref(), &metrics, &node_id, &shared_rt);
+    let cache = answer_cache(
+        &opts,
+        cache_policy.as_deref(),
+        &metrics,
+        redis.as_ref(),
+        &node_id,
+        &shared_rt,
+    );
     let retention =
         (opts.key_retention_days > 0).then(|| Duration::from_secs(opts.key_retention_days.saturating_mul(86_400)));
     let keys = Arc::new(shared_rt.block_on(KeyRegistry::open(key_backend, Arc::new(SystemClock), retention))?);
@@ -132,13 +142,14 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             max_header_bytes: opts.max_header_bytes,
             max_target_bytes: opts.max_request_target_bytes,
         },
-        cache,
+        cache: cache.clone(),
         body_limits: BodyLimits {
             timeout: Duration::from_secs(opts.body_timeout_secs),
             min_rate: opts.body_min_rate,
             grace: Duration::from_secs(opts.body_rate_grace_secs),
         },
     });
+    let state_cache = cache;
     let sweeper = state.clone();
     shared_rt.spawn(async move {
         // Idle upstream connections past their timeout are closed even when no request comes.
@@ -195,6 +206,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             metrics,
             keys,
             audit: access_log.clone(),
+            cache: state_cache,
         },
     );
     admin.threads = Some(1);
@@ -243,6 +255,7 @@ fn start_limits(
     opts: &RunOpts,
     redis: Option<&tollgate_limits::RedisCounters>,
     metrics: &Metrics,
+    node_id: &str,
     rt: &tokio::runtime::Handle,
 ) -> RateLimiter {
     let table = Arc::new(BucketTable::new(TableOptions {
@@ -253,7 +266,7 @@ fn start_limits(
     let slots = Arc::new(SlotTable::new());
     let mut sync_stats = None;
     let mut shared_slots = None;
-    let node_id = opts.node_id.clone().unwrap_or_else(default_node_id);
+    let node_id = node_id.to_string();
     let exact = redis.map(|r| {
         let syncer = Syncer::new(
             table.clone(),
@@ -318,8 +331,16 @@ fn start_limits(
 /// The rate limits' namespace: their own, else the Redis one.
 /// The answer cache, when the config has one: the store always, the embedding pool when the
 /// semantic step is on and the model loads (else the cache answers exact repeats only, and says
-/// why at start). A `[cache]` section added by a later reload gets a store with no pool.
-fn answer_cache(opts: &RunOpts, policy: Option<&crate::config::cache::CachePolicy>) -> Option<Arc<AnswerCache>> {
+/// why at start). With Redis, entries are shared with the other nodes ([`Shared`]). A `[cache]`
+/// section added by a later reload gets a store with no pool and no sharing.
+fn answer_cache(
+    opts: &RunOpts,
+    policy: Option<&crate::config::cache::CachePolicy>,
+    metrics: &Metrics,
+    redis: Option<&tollgate_limits::RedisCounters>,
+    node: &str,
+    rt: &tokio::runtime::Handle,
+) -> Option<Arc<AnswerCache>> {
     let store = Store::new(StoreLimits {
         max_bytes: opts.cache_max_mb.saturating_mul(1 << 20),
         max_entry_bytes: opts.cache_max_entry_kb.saturating_mul(1 << 10),
@@ -356,11 +377,40 @@ fn answer_cache(opts: &RunOpts, policy: Option<&crate::config::cache::CachePolic
         }
         _ => None,
     };
-    Some(Arc::new(AnswerCache {
+    let cache = Arc::new(AnswerCache {
         store,
         pool,
         embed_wait: Duration::from_millis(opts.cache_embed_wait_ms),
-    }))
+        metrics: metrics.cache.clone(),
+        shared: std::sync::OnceLock::new(),
+    });
+    if let (Some(redis), Some(_)) = (redis, policy) {
+        let base = match opts.redis_namespace.as_str() {
+            "" => "tollgate:cache".to_string(),
+            ns => format!("tollgate:cache:{ns}"),
+        };
+        let shared = Shared::start(
+            redis.client(),
+            SharedOptions {
+                base,
+                node: node.to_string(),
+                embedder: opts.cache_embedder.clone(),
+                log_len: opts.cache_redis_log_len.max(1),
+                timeout: Duration::from_millis(opts.redis_timeout_ms.max(1)),
+            },
+            Arc::downgrade(&cache),
+            metrics.cache.clone(),
+            rt,
+        );
+        let _ = cache.shared.set(shared);
+    }
+    let sweep = Duration::from_secs(opts.cache_sweep_secs.max(1));
+    rt.spawn(AnswerCache::expire_forever(Arc::downgrade(&cache), sweep));
+    let stats = Arc::downgrade(&cache);
+    metrics.watch_cache(Box::new(move || {
+        stats.upgrade().map(|c| c.store.stats()).unwrap_or_default()
+    }));
+    Some(cache)
 }
 
 fn limits_namespace(opts: &RunOpts) -> &str {

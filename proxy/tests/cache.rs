@@ -19,12 +19,40 @@ fn models_dir() -> String {
 }
 
 async fn gateway(mock: &tollgate_loadtest::mock::MockHandle, cache: &str) -> Gateway {
+    gateway_with(mock, cache, &[]).await
+}
+
+async fn gateway_with(mock: &tollgate_loadtest::mock::MockHandle, cache: &str, flags: &[&str]) -> Gateway {
     let config = format!(
-        "{}[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n\n[cache]\n{cache}\n",
+        "[admin]\ntoken = \"env:TEST_ADMIN_TOKEN\"\n\n{}[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n\n[cache]\n{cache}\n",
         provider("mock", &mock.base_url())
     );
     let dir = models_dir();
-    Gateway::start_with(&config, &["--models-dir", &dir]).await
+    let mut all = vec!["--models-dir", dir.as_str()];
+    all.extend_from_slice(flags);
+    Gateway::start_with(&config, &all).await
+}
+
+/// Flags of a node sharing its cache through the local Redis in namespace `ns`.
+fn shared(ns: &str) -> [&str; 4] {
+    ["--redis-url", "redis://127.0.0.1:6379", "--redis-namespace", ns]
+}
+
+async fn flush(gw: &Gateway, query: &str) -> Resp {
+    let headers = [("authorization", "Bearer admin-token-for-tests")];
+    request(
+        gw.admin,
+        "DELETE",
+        &format!("/admin/cache{query}"),
+        &headers,
+        bytes::Bytes::new(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn entries(gw: &Gateway) -> f64 {
+    metric(gw, "tollgate_cache_entries").await.unwrap_or(-1.0)
 }
 
 fn ask(question: &str) -> String {
@@ -234,4 +262,172 @@ async fn a_cut_stream_or_an_error_is_never_cached() {
         assert_eq!(gw.chat(&ask("Explain UDP")).await.status, 400);
     }
     assert_eq!(failing.served(), 2, "an error is not an answer to reuse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_entries_through_redis_and_a_restarted_node_starts_warm() {
+    let mock = start_mock("m").await;
+    let ns = unique("cache-share");
+    let a = gateway_with(&mock, "", &shared(&ns)).await;
+    let b = gateway_with(&mock, "", &shared(&ns)).await;
+    let first = a.chat(&ask("How do I reset my password?")).await;
+    assert_eq!(first.header("x-tollgate-cache"), Some("miss"));
+    let written = std::time::Instant::now();
+    assert!(
+        eventually(std::time::Duration::from_secs(1), || async { entries(&b).await == 1.0 }).await,
+        "the other node learns of the entry within a second:\n{}",
+        b.log()
+    );
+    let lag = written.elapsed();
+    let on_b = b.chat(&ask("How do I reset my password?")).await;
+    assert_eq!(on_b.header("x-tollgate-cache"), Some("hit"), "{lag:?}");
+    assert_eq!(content(&on_b), content(&first));
+    let para = b.chat(&ask("How can I reset my password?")).await;
+    assert_eq!(
+        para.header("x-tollgate-cache"),
+        Some("semantic-hit"),
+        "the question's vector travels with the entry"
+    );
+    assert_eq!(mock.served(), 1, "one upstream call for the whole cluster");
+    assert!(metric(&b, "tollgate_cache_sync_lag_seconds_count").await >= Some(1.0));
+
+    let c = gateway_with(&mock, "", &shared(&ns)).await;
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || async { entries(&c).await == 1.0 }).await,
+        "a new node warms up from redis:\n{}",
+        c.log()
+    );
+    assert_eq!(
+        c.chat(&ask("How do I reset my password?"))
+            .await
+            .header("x-tollgate-cache"),
+        Some("hit")
+    );
+    assert_eq!(mock.served(), 1);
+
+    let other_ns = unique("cache-share-other");
+    let d = gateway_with(&mock, "", &shared(&other_ns)).await;
+    assert_eq!(
+        d.chat(&ask("How do I reset my password?"))
+            .await
+            .header("x-tollgate-cache"),
+        Some("miss"),
+        "another redis namespace is another cache"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_flush_empties_every_node_and_redis() {
+    let mock = start_mock("m").await;
+    let ns = unique("cache-flush");
+    let a = gateway_with(&mock, "", &shared(&ns)).await;
+    let b = gateway_with(&mock, "", &shared(&ns)).await;
+    let plain = a.chat(&ask("What are your opening hours?")).await;
+    let pirate = r#"{"model":"m","messages":[{"role":"system","content":"Answer as a pirate."},{"role":"user","content":"What are your opening hours?"}]}"#;
+    let bot = a.chat(pirate).await;
+    let bot_ns = bot.header("x-tollgate-cache-namespace").unwrap().to_string();
+    assert_ne!(plain.header("x-tollgate-cache-namespace"), Some(bot_ns.as_str()));
+    assert!(eventually(std::time::Duration::from_secs(2), || async { entries(&b).await == 2.0 }).await);
+
+    let unauthorized = request(a.admin, "DELETE", "/admin/cache", &[], bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status, 401);
+    assert_eq!(entries(&a).await, 2.0);
+    assert_eq!(flush(&a, "?namespace=zz").await.status, 400);
+
+    let one = flush(&a, &format!("?namespace={bot_ns}")).await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert_eq!(
+        (one.json()["flushed"].clone(), one.json()["redis"].clone()),
+        (1.into(), 1.into())
+    );
+    assert!(
+        eventually(std::time::Duration::from_secs(2), || async { entries(&b).await == 1.0 }).await,
+        "the other node drops the namespace too"
+    );
+    assert_eq!(b.chat(pirate).await.header("x-tollgate-cache"), Some("miss"));
+    assert_eq!(
+        b.chat(&ask("What are your opening hours?"))
+            .await
+            .header("x-tollgate-cache"),
+        Some("hit")
+    );
+
+    let all = flush(&b, "?model=m").await;
+    assert_eq!(all.json()["flushed"], 2, "{}", all.text());
+    assert!(eventually(std::time::Duration::from_secs(2), || async { entries(&a).await == 0.0 }).await);
+    let served = mock.served();
+    assert_eq!(
+        a.chat(&ask("What are your opening hours?"))
+            .await
+            .header("x-tollgate-cache"),
+        Some("miss")
+    );
+    assert_eq!(mock.served(), served + 1);
+    let fresh = gateway_with(&mock, "", &shared(&ns)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(entries(&fresh).await <= 1.0, "flushed entries are gone from redis too");
+    let line = a
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["action"] == "cache.flush" && v["result"].as_str().is_some_and(|r| r.starts_with("ok")));
+    assert!(line.is_some(), "the flush is audited:\n{}", a.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_expires_after_its_ttl() {
+    let mock = start_mock("m").await;
+    let gw = gateway_with(&mock, "ttl_seconds = 1", &["--cache-sweep-secs", "1"]).await;
+    let q = ask("Which payment methods do you accept?");
+    assert_eq!(gw.chat(&q).await.header("x-tollgate-cache"), Some("miss"));
+    assert_eq!(gw.chat(&q).await.header("x-tollgate-cache"), Some("hit"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(gw.chat(&q).await.header("x-tollgate-cache"), Some("miss"), "expired");
+    assert_eq!(mock.served(), 2);
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || async {
+            entries(&gw).await == 1.0
+        })
+        .await,
+        "the expired entry was dropped and replaced by the new one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdk_reads_replayed_answers_both_ways() {
+    let mock = start_mock("m").await;
+    let gw = gateway(&mock, "").await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_client.py");
+    let base = format!("http://{}/v1", gw.addr);
+    let run = |question: &str, kinds: &str| {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args(["cache", &base, question, kinds])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the SDK client failed (scripts/setup.sh installs `openai`):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    for (question, kinds) in [
+        ("How do I export my data?", "json,stream,stream"),
+        ("Can I change my username?", "stream,json,stream"),
+    ] {
+        let answers = run(question, kinds);
+        let caches: Vec<&str> = answers.iter().map(|a| a["cache"].as_str().unwrap()).collect();
+        assert_eq!(caches, ["miss", "hit", "hit"], "{kinds}: {answers:?}");
+        let text = answers[0]["text"].as_str().unwrap();
+        assert!(!text.is_empty());
+        for replayed in &answers[1..] {
+            assert_eq!(replayed["text"], text, "{kinds}: the same answer, whole");
+            assert_eq!(replayed["finish"], answers[0]["finish"]);
+            assert!(replayed["cached_tokens"].as_u64() > Some(0), "{replayed}");
+        }
+    }
+    assert_eq!(mock.served(), 2);
 }

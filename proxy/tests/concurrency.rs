@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{eventually, open, provider, read_body, request, start_mock_with, Gateway};
+use common::{eventually, metric, open, provider, read_body, request, start_mock_with, Gateway};
 use tollgate_loadtest::mock::{MockConfig, MockHandle};
 
 const STREAM: &str = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
@@ -31,15 +31,6 @@ fn config(mock: &MockHandle, rule: &str) -> String {
         "{}\n[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n\n[[limits]]\nname = \"slots\"\n{rule}\n",
         provider("mock", &mock.base_url())
     )
-}
-
-async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
-    let text = request(gw.admin, "GET", "/metrics", &[], Bytes::new())
-        .await
-        .ok()?
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
 }
 
 /// A streamed chat request to `addr` with `headers`, its answer read to the end.

@@ -164,6 +164,13 @@ impl<A> Store<A> {
         Some(hit(id, stored, None))
     }
 
+    /// When the entry under `key` expires, if there is one (live or not yet removed).
+    pub fn expiry_of(&self, key: &ExactKey) -> Option<u64> {
+        let inner = self.read();
+        let id = inner.exact.get(key)?;
+        inner.entries.get(id).map(|s| s.expires_at_ms)
+    }
+
     /// The most similar live question of `namespace` that the guards let `question` reuse.
     pub fn semantic(
         &self,

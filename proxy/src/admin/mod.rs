@@ -1,10 +1,11 @@
 //! The admin listener (its own address, never the public one): `/metrics` for Prometheus,
-//! `/healthz`, and behind the bearer admin token `POST /admin/reload` and the key management
-//! API of [`keys`]. Every admin action writes an audit line naming the holder of the token used
+//! `/healthz`, and behind the bearer admin token `POST /admin/reload`, `DELETE /admin/cache`
+//! ([`cache`]) and the key management API of [`api_keys`]. Every admin action writes an audit line naming the holder of the token used
 //! (`admin.token` is held by `admin`, each of `[[admin.tokens]]` by its name), and so does every
 //! call refused for a missing or wrong token.
 
 pub mod api_keys;
+pub mod cache;
 
 use crate::telemetry::audit::AdminAudit;
 
@@ -28,6 +29,7 @@ pub struct AdminApp {
     pub metrics: Arc<Metrics>,
     pub keys: Arc<KeyRegistry>,
     pub audit: AccessLog,
+    pub cache: Option<Arc<crate::pipeline::cache::AnswerCache>>,
 }
 
 pub(crate) fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -137,7 +139,19 @@ impl ServeHttp for AdminApp {
                 self.audit.admin_action(Some(&who), &peer(session), &audit);
                 response
             }
-            (_, "/metrics" | "/healthz" | "/admin/reload") => error(ApiError::method_not_allowed(&method, &path)),
+            ("DELETE", "/admin/cache") => {
+                let who = match self.authorize_audited(session, "cache.flush") {
+                    Ok(who) => who,
+                    Err(e) => return error(e),
+                };
+                let query = session.req_header().uri.query().map(str::to_string);
+                let (response, audit) = cache::flush(self, query.as_deref()).await;
+                self.audit.admin_action(Some(&who), &peer(session), &audit);
+                response
+            }
+            (_, "/metrics" | "/healthz" | "/admin/reload" | "/admin/cache") => {
+                error(ApiError::method_not_allowed(&method, &path))
+            }
             (_, p) if p.starts_with("/admin/consumers/") => {
                 let who = match self.authorize_audited(session, "keys") {
                     Ok(who) => who,

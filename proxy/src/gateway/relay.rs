@@ -166,9 +166,6 @@ async fn relay_body(
             if let (Some(pending), Some(cache)) = (call.cache_pending.take(), state.cache.as_deref()) {
                 if let Some(answer) = sink.chain.recorded() {
                     crate::pipeline::cache::record(cache, *pending, answer);
-                    let stats = cache.store.stats();
-                    state.metrics.cache_entries.set(stats.entries as i64);
-                    state.metrics.cache_bytes.set(stats.bytes as i64);
                 }
             }
         }

@@ -73,11 +73,13 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
             Lookup::Pass(outcome) => call.ctx.answer.cache = outcome,
             Lookup::Miss(outcome, pending) => {
                 call.ctx.answer.cache = outcome;
+                call.ctx.answer.cache_namespace = Some(pending.namespace.0);
                 call.cache_pending = Some(pending);
             }
             Lookup::Hit(outcome, found) => {
                 call.ctx.answer.cache = outcome;
                 call.ctx.answer.cache_similarity = found.similarity;
+                call.ctx.answer.cache_namespace = Some(found.namespace.0);
                 let reply = CachedReply {
                     found,
                     stream: admitted.view.stream,

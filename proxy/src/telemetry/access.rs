@@ -100,7 +100,8 @@ impl AccessLog {
         request_metrics::update(ctx, series, metrics, latency);
         if ctx.answer.cache != crate::pipeline::cache::CacheOutcome::Off {
             metrics
-                .cache_lookups
+                .cache
+                .lookups
                 .with_label_values(&[ctx.answer.cache.name()])
                 .inc();
         }

@@ -40,12 +40,12 @@ pub struct Metrics {
     pub downstream_refusals: IntCounterVec,
     /// TLS certificate reloads, by result (ok, refused).
     pub tls_reloads: IntCounterVec,
-    /// Answer cache lookups, by outcome (hit, semantic-hit, miss, shed, skipped).
-    pub cache_lookups: IntCounterVec,
-    /// Answer cache entries and their bytes on this node, as of the last write.
-    pub cache_entries: IntGauge,
-    pub cache_bytes: IntGauge,
+    /// The answer cache's series.
+    pub cache: CacheMetrics,
     limit_state: LimitState,
+    /// Where the cache's entry series read their state at scrape time (see
+    /// [`Metrics::watch_cache`]).
+    cache_source: std::sync::OnceLock<Box<dyn Fn() -> tollgate_semantic::StoreStats + Send + Sync>>,
     /// Where the limit series read their state at scrape time (set once at start, see
     /// [`Metrics::watch_limits`]).
     limit_sources: std::sync::OnceLock<(Arc<BucketTable>, Option<Arc<SyncStats>>)>,
@@ -216,6 +216,87 @@ fn catch_up(c: &IntCounter, now: u64) {
     c.inc_by(now.saturating_sub(c.get()));
 }
 
+/// The answer cache's series (cheap to clone: each is a handle).
+#[derive(Clone)]
+pub struct CacheMetrics {
+    /// Lookups by outcome (hit, semantic-hit, miss, shed, skipped).
+    pub lookups: IntCounterVec,
+    entries: IntGauge,
+    bytes: IntGauge,
+    evictions: IntCounter,
+    /// From submitting a question to the embedding pool to its vector (queue wait included).
+    pub embed: prometheus::Histogram,
+    /// A semantic search of the index with its guards.
+    pub search: prometheus::Histogram,
+    /// From a node writing an entry to Redis to another node loading it.
+    pub sync_lag: prometheus::Histogram,
+    /// Redis operations of the shared cache, by op (write, read, flush) and result (ok, error,
+    /// dropped: the write queue was full).
+    pub redis: IntCounterVec,
+}
+
+const FAST_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+impl CacheMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let histogram = |name: &str, help: &str| {
+            prometheus::Histogram::with_opts(HistogramOpts::new(name, help).buckets(FAST_BUCKETS.to_vec()))
+        };
+        let m = CacheMetrics {
+            lookups: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_cache_lookups_total",
+                    "Answer cache lookups, by outcome (hit, semantic-hit, miss, shed: no embedding in time, skipped: not cacheable)",
+                ),
+                &["outcome"],
+            )?,
+            entries: IntGauge::new("tollgate_cache_entries", "Answer cache entries on this node")?,
+            bytes: IntGauge::new("tollgate_cache_bytes", "Bytes of the answer cache's entries on this node")?,
+            evictions: IntCounter::new(
+                "tollgate_cache_evictions_total",
+                "Answer cache entries evicted to stay within --cache-max-mb",
+            )?,
+            embed: histogram(
+                "tollgate_cache_embed_seconds",
+                "Time to embed a question for the semantic lookup, queue wait included",
+            )?,
+            search: histogram(
+                "tollgate_cache_search_seconds",
+                "Time of a semantic search of the cache index, guards included",
+            )?,
+            sync_lag: histogram(
+                "tollgate_cache_sync_lag_seconds",
+                "Time from a node writing a cache entry to Redis to this node loading it",
+            )?,
+            redis: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_cache_redis_total",
+                    "Redis operations of the shared answer cache, by op (write, read, flush) and result (ok, error, dropped)",
+                ),
+                &["op", "result"],
+            )?,
+        };
+        registry.register(Box::new(m.lookups.clone()))?;
+        registry.register(Box::new(m.entries.clone()))?;
+        registry.register(Box::new(m.bytes.clone()))?;
+        registry.register(Box::new(m.evictions.clone()))?;
+        registry.register(Box::new(m.embed.clone()))?;
+        registry.register(Box::new(m.search.clone()))?;
+        registry.register(Box::new(m.sync_lag.clone()))?;
+        registry.register(Box::new(m.redis.clone()))?;
+        Ok(m)
+    }
+
+    fn update(&self, stats: &tollgate_semantic::StoreStats) {
+        self.entries.set(stats.entries as i64);
+        self.bytes.set(stats.bytes as i64);
+        self.evictions
+            .inc_by(stats.evictions.saturating_sub(self.evictions.get()));
+    }
+}
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
@@ -361,21 +442,7 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(tls_reloads.clone()))?;
-        let cache_lookups = IntCounterVec::new(
-            Opts::new(
-                "tollgate_cache_lookups_total",
-                "Answer cache lookups, by outcome (hit, semantic-hit, miss, shed: no embedding in time, skipped: not cacheable)",
-            ),
-            &["outcome"],
-        )?;
-        registry.register(Box::new(cache_lookups.clone()))?;
-        let cache_entries = IntGauge::new("tollgate_cache_entries", "Answer cache entries on this node")?;
-        registry.register(Box::new(cache_entries.clone()))?;
-        let cache_bytes = IntGauge::new(
-            "tollgate_cache_bytes",
-            "Bytes of the answer cache's entries on this node",
-        )?;
-        registry.register(Box::new(cache_bytes.clone()))?;
+        let cache = CacheMetrics::new(&registry)?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
@@ -403,9 +470,8 @@ impl Metrics {
             limit_queue_seconds,
             downstream_refusals,
             tls_reloads,
-            cache_lookups,
-            cache_entries,
-            cache_bytes,
+            cache,
+            cache_source: std::sync::OnceLock::new(),
             limit_state,
             limit_sources: std::sync::OnceLock::new(),
         })
@@ -422,8 +488,16 @@ impl Metrics {
         let _ = self.limit_sources.set((table, sync));
     }
 
+    /// Read the cache's entries, bytes and evictions at scrape time from `stats`. Called once.
+    pub fn watch_cache(&self, stats: Box<dyn Fn() -> tollgate_semantic::StoreStats + Send + Sync>) {
+        let _ = self.cache_source.set(stats);
+    }
+
     /// The exposition text.
     pub fn render(&self) -> Vec<u8> {
+        if let Some(stats) = self.cache_source.get() {
+            self.cache.update(&stats());
+        }
         if let Some((table, sync)) = self.limit_sources.get() {
             self.limit_state.update(table, sync.as_deref());
         }

@@ -383,6 +383,16 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(status.success());
 }
 
+/// The value of one series (name and labels as exposed) on the gateway's `/metrics`.
+pub async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
+    let text = request(gw.admin, "GET", "/metrics", &[], Bytes::new())
+        .await
+        .ok()?
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
 /// Poll `f` until it returns true or `timeout` passes.
 pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
 where

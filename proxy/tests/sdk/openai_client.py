@@ -7,6 +7,10 @@
     openai_client.py load BASE_URL CA_FILE SECONDS THREADS
         chat completions for SECONDS on THREADS threads, each on a new connection (a new TLS
         handshake); prints ok/failed counts, the errors, and the server certificates seen
+    openai_client.py cache BASE_URL QUESTION KINDS
+        QUESTION asked once per item of KINDS (e.g. json,stream,stream: a chat completion or a
+        stream with usage): each answer's text, finish reason, x-tollgate-cache header and
+        cached prompt tokens as the SDK parsed them (tests/cache.rs)
 """
 
 import hashlib
@@ -100,6 +104,46 @@ def load(base_url, ca, seconds, threads):
     print(json.dumps(result))
 
 
+def cache(base_url, question, kinds):
+    c = openai.OpenAI(base_url=base_url, api_key="sk-test-not-a-real-key", max_retries=0)
+    messages = [{"role": "user", "content": question}]
+    answers = []
+    for kind in kinds.split(","):
+        if kind == "json":
+            raw = c.chat.completions.with_raw_response.create(model="m", messages=messages)
+            whole = raw.parse()
+            details = whole.usage.prompt_tokens_details if whole.usage else None
+            answers.append(
+                {
+                    "cache": raw.http_response.headers.get("x-tollgate-cache"),
+                    "text": whole.choices[0].message.content,
+                    "finish": whole.choices[0].finish_reason,
+                    "cached_tokens": details.cached_tokens if details else None,
+                }
+            )
+            continue
+        with c.chat.completions.with_streaming_response.create(
+            model="m", messages=messages, stream=True, stream_options={"include_usage": True}
+        ) as resp:
+            text, finish, cached = [], None, None
+            for chunk in resp.parse():
+                for choice in chunk.choices:
+                    if choice.delta and choice.delta.content:
+                        text.append(choice.delta.content)
+                    finish = choice.finish_reason or finish
+                if chunk.usage and chunk.usage.prompt_tokens_details:
+                    cached = chunk.usage.prompt_tokens_details.cached_tokens
+            answers.append(
+                {
+                    "cache": resp.http_response.headers.get("x-tollgate-cache"),
+                    "text": "".join(text),
+                    "finish": finish,
+                    "cached_tokens": cached,
+                }
+            )
+    print(json.dumps(answers))
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "chat":
@@ -108,5 +152,7 @@ if __name__ == "__main__":
         cert(sys.argv[2], sys.argv[3])
     elif mode == "load":
         load(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
+    elif mode == "cache":
+        cache(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         sys.exit(f"unknown mode {mode}")

@@ -15,9 +15,10 @@
 pub mod answer;
 pub mod key;
 pub mod replay;
+pub mod shared;
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use tollgate_semantic::{EmbedPool, ExactKey, Namespace, NewEntry, Question, Store};
@@ -27,12 +28,28 @@ use crate::api::Endpoint;
 use crate::config::cache::CachePolicy;
 use crate::json_spans::text_of;
 use crate::pipeline::body::{Edit, Prompt, RequestView};
+use crate::telemetry::metrics::CacheMetrics;
 
-/// The cache of this node: entries, and the embedding pool when the model loaded.
+/// The cache of this node: entries, the embedding pool when the model loaded, and the sharing
+/// through Redis when there is one.
 pub struct AnswerCache {
     pub store: Store<CachedAnswer>,
     pub pool: Option<EmbedPool>,
     pub embed_wait: Duration,
+    pub metrics: CacheMetrics,
+    /// Set once at start with `--redis-url`.
+    pub shared: OnceLock<shared::Shared>,
+}
+
+impl AnswerCache {
+    /// Drop the entries past their time, every `every`, for as long as the cache lives.
+    pub async fn expire_forever(cache: std::sync::Weak<AnswerCache>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(cache) = cache.upgrade() else { return };
+            cache.store.remove_expired(now_ms());
+        }
+    }
 }
 
 /// What a lookup ended with, for the access log, the metrics and the response header.
@@ -86,6 +103,7 @@ pub struct Pending {
 /// A cached answer found for this request.
 pub struct Found {
     pub answer: Arc<CachedAnswer>,
+    pub namespace: Namespace,
     pub entry: u64,
     pub similarity: Option<f32>,
 }
@@ -142,6 +160,7 @@ pub async fn lookup(cache: &AnswerCache, policy: &CachePolicy, req: &CacheReques
                 CacheOutcome::Hit,
                 Found {
                     answer: hit.answer,
+                    namespace: keys.namespace,
                     entry: hit.id,
                     similarity: None,
                 },
@@ -151,6 +170,7 @@ pub async fn lookup(cache: &AnswerCache, policy: &CachePolicy, req: &CacheReques
     let (Some(question), true, Some(pool)) = (keys.question.clone(), policy.semantic, &cache.pool) else {
         return Lookup::Miss(CacheOutcome::Miss, pending(None));
     };
+    let started = Instant::now();
     let Ok(receiver) = pool.submit(question.clone()) else {
         return Lookup::Miss(CacheOutcome::Shed, pending(None));
     };
@@ -158,17 +178,22 @@ pub async fn lookup(cache: &AnswerCache, policy: &CachePolicy, req: &CacheReques
         Ok(Ok(Ok(v))) => v,
         _ => return Lookup::Miss(CacheOutcome::Shed, pending(None)),
     };
+    cache.metrics.embed.observe(started.elapsed().as_secs_f64());
     if !control.no_cache {
         let hits = match tightened(req.headers) {
             Some(min) => policy.hits.tightened(min),
             None => policy.hits,
         };
+        let started = Instant::now();
         let read = Question::read(&question);
-        if let Some(hit) = cache.store.semantic(keys.namespace, &vector, &read, &hits, now) {
+        let found = cache.store.semantic(keys.namespace, &vector, &read, &hits, now);
+        cache.metrics.search.observe(started.elapsed().as_secs_f64());
+        if let Some(hit) = found {
             return Lookup::Hit(
                 CacheOutcome::SemanticHit,
                 Found {
                     answer: hit.answer,
+                    namespace: keys.namespace,
                     entry: hit.id,
                     similarity: hit.similarity,
                 },
@@ -178,18 +203,32 @@ pub async fn lookup(cache: &AnswerCache, policy: &CachePolicy, req: &CacheReques
     Lookup::Miss(CacheOutcome::Miss, pending(Some((question, vector))))
 }
 
-/// Write `answer` under `pending`.
+/// Write `answer` under `pending`, and to Redis when the cache is shared.
 pub fn record(cache: &AnswerCache, pending: Pending, answer: CachedAnswer) {
     let size = answer.size();
-    cache.store.insert(NewEntry {
+    let answer = Arc::new(answer);
+    let expires_at_ms = now_ms().saturating_add(pending.ttl_ms);
+    let shared = cache.shared.get();
+    let question_copy = shared.and_then(|_| pending.question.clone());
+    let kept = cache.store.insert(NewEntry {
         namespace: pending.namespace,
-        model: pending.model,
+        model: pending.model.clone(),
         exact: pending.exact,
         question: pending.question,
-        answer: Arc::new(answer),
+        answer: Arc::clone(&answer),
         answer_bytes: size,
-        expires_at_ms: now_ms().saturating_add(pending.ttl_ms),
+        expires_at_ms,
     });
+    if let (Some(shared), Some(_)) = (shared, kept) {
+        shared.publish(shared::Outgoing {
+            namespace: pending.namespace,
+            model: pending.model,
+            exact: pending.exact,
+            question: question_copy,
+            answer,
+            expires_at_ms,
+        });
+    }
 }
 
 #[derive(Default)]
