@@ -12,7 +12,13 @@ the plain gateway. Kernel work (the syscalls themselves) is not counted: the loa
 To compare two builds, run it once per binary (`--tollgate PATH`, e.g. a copy of an earlier
 build): the counts are repeatable, so two runs compare directly.
 
-Usage: python3 loadtest/instructions.py [--requests 5000] [--no-build] [--tollgate PATH]
+With --cache it compares the answer cache instead (the embedding threads are counted too): the
+plain gateway with the cache off; with `[cache]` at its defaults answering (a) exact hits (the
+same request again), (b) semantic hits (a paraphrase of a cached question: one embedding, one
+search), (c) misses (`Cache-Control: no-cache`: the question is embedded, forwarded and its
+answer stored). An embedding costs millions of instructions: use --requests 500.
+
+Usage: python3 loadtest/instructions.py [--requests 5000] [--no-build] [--tollgate PATH] [--cache]
 Needs valgrind (callgrind_control, callgrind_annotate) and oha.
 """
 
@@ -34,11 +40,49 @@ def configs(mock_port):
             ("+ concurrency limit (memory)", c["concurrent"])]
 
 
-def drive(url, n):
-    body = '{"model":"gpt-4o-mini","user":"user-42","messages":[{"role":"user","content":"Say hello in three words."}]}'
+QUESTION = "How do I reset my password?"
+PARAPHRASE = "How can I reset my password?"
+MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".models")
+
+
+def body_of(question):
+    return ('{"model":"gpt-4o-mini","user":"user-42","messages":[{"role":"user","content":"'
+            + question + '"}]}')
+
+
+def cache_configs(mock_port):
+    plain = gateway_configs(mock_port)["plain"]
+    cached = plain + "\n[cache]\n"
+    # (label, config, question asked once before counting, question counted, extra headers)
+    return [("tollgate, cache off", plain, None, QUESTION, []),
+            ("cache on: exact hits", cached, QUESTION, QUESTION, []),
+            ("cache on: semantic hits", cached, QUESTION, PARAPHRASE, []),
+            ("cache on: misses (no-cache: embed, forward, store)", cached, None, QUESTION,
+             ["-H", "cache-control: no-cache"])]
+
+
+EXPECTED = {"tollgate, cache off": None, "cache on: exact hits": "hit", "cache on: semantic hits": "semantic-hit",
+            "cache on: misses (no-cache: embed, forward, store)": "miss"}
+
+
+def cache_header(url, question, headers):
+    """The x-tollgate-cache header of one more request like the counted ones."""
+    import urllib.request
+    req = urllib.request.Request(url + "/v1/chat/completions", data=body_of(question).encode(), method="POST")
+    req.add_header("content-type", "application/json")
+    req.add_header("authorization", f"Bearer {KEY}")
+    for i in range(1, len(headers), 2):
+        name, value = headers[i].split(": ", 1)
+        req.add_header(name, value)
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.headers.get("x-tollgate-cache")
+
+
+def drive(url, n, question="Say hello in three words.", headers=()):
+    body = body_of(question)
     # Every variant gets the same requests, with the key (see run.KEY).
     cmd = ["oha", "--no-tui", "-n", str(n), "-c", "4", "-m", "POST", "-H", "content-type: application/json",
-           "-H", f"authorization: Bearer {KEY}", "-d", body]
+           "-H", f"authorization: Bearer {KEY}", *headers, "-d", body]
     out = subprocess.run(cmd + [url + "/v1/chat/completions"], capture_output=True, text=True)
     if "[200]" not in out.stdout:
         raise SystemExit(f"requests failed: {out.stdout[-500:]}")
@@ -49,6 +93,7 @@ def main():
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--tollgate", help="the gateway binary to count (default: this tree's release build)")
+    ap.add_argument("--cache", action="store_true", help="compare the answer cache's paths (see above)")
     args = ap.parse_args()
     bin_dir = release_bins(args.no_build)
     tollgate = args.tollgate or os.path.join(bin_dir, "tollgate")
@@ -56,16 +101,25 @@ def main():
     mock, mock_port = start_mock(bin_dir, work)
     results = []
     try:
-        for label, text in configs(mock_port):
+        if args.cache:
+            variants = cache_configs(mock_port)
+        else:
+            variants = [(label, text, None, "Say hello in three words.", []) for label, text in configs(mock_port)]
+        for label, text, first, question, headers in variants:
             out_file = os.path.join(work, f"callgrind.{len(results)}")
             valgrind = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}")
-            gw, url = start_gateway(tollgate, work, text, wrapper=valgrind, timeout=120)
+            extra = ("--models-dir", MODELS_DIR) if args.cache else ()
+            gw, url = start_gateway(tollgate, work, text, wrapper=valgrind, timeout=300, extra=extra)
             try:
-                drive(url, 500)  # warm-up, not counted
+                if first:
+                    drive(url, 1, first)
+                drive(url, min(500, args.requests), question, headers)  # warm-up, not counted
                 subprocess.run(["callgrind_control", "-i", "on", str(gw.pid)], capture_output=True, check=True)
-                drive(url, args.requests)
+                drive(url, args.requests, question, headers)
                 subprocess.run(["callgrind_control", "-i", "off", str(gw.pid)], capture_output=True, check=True)
                 subprocess.run(["callgrind_control", "-d", str(gw.pid)], capture_output=True, check=True)
+                if args.cache and cache_header(url, question, headers) != EXPECTED[label]:
+                    raise SystemExit(f"{label}: the requests were not {EXPECTED[label]}")
                 time.sleep(1)
             finally:
                 gw.terminate()
@@ -78,7 +132,8 @@ def main():
     finally:
         mock.terminate()
         mock.wait(timeout=10)
-    print(f"callgrind, {args.requests} JSON chat requests, oha -c 4, 1 proxy thread\n")
+    what = "1 proxy thread" + (", 1 embedding thread" if args.cache else "")
+    print(f"callgrind, {args.requests} JSON chat requests, oha -c 4, {what}\n")
     print("| gateway | instructions / request | vs plain |")
     print("|---|---|---|")
     plain = results[0][1]
