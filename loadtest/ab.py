@@ -11,7 +11,8 @@ Variants: a second plain gateway (the A/A check: what the method reads for no di
 consumer with key check, parameter rules and a per-user quota in memory; a token and
 request limit per user in memory; a concurrency limit per user in memory; the token and the
 concurrency limits shared through Redis (`sync` mode), when Redis answers on 127.0.0.1:6379. All
-high enough never to refuse.
+high enough never to refuse. And the answer cache at its defaults answering every request as an
+exact hit (the same request again: no upstream).
 
 With --against-nginx: the A/A check, then the plain gateway against nginx (1 worker, as in
 run.py), Tollgate's CPU per request over nginx's.
@@ -28,7 +29,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import (cpu_seconds, gateway_configs, oha_cmd, redis_answers, release_bins, start_gateway,  # noqa: E402
+from run import (ROOT, cpu_seconds, gateway_configs, oha_cmd, redis_answers, release_bins, start_gateway,  # noqa: E402
                  start_mock, start_nginx, summarize)
 
 
@@ -84,6 +85,8 @@ def main():
             redis = ("--redis-url", "redis://127.0.0.1:6379", "--redis-namespace", ns)
             variants.append(("+ token limits (redis sync)", limits, redis))
             variants.append(("+ concurrency limit (redis sync)", configs["concurrent"], redis))
+        models = os.path.join(ROOT, ".models")
+        variants.append(("+ answer cache, exact hits", base + "\n[cache]\n", ("--models-dir", models)))
         if args.against_nginx:
             variants = variants[:1]
         elif args.only:

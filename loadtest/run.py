@@ -162,16 +162,16 @@ concurrent = 1000000
     return {"plain": plain, "auth": auth, "limits": limits, "concurrent": concurrent}
 
 
-def start_gateway(tollgate, work, text, threads=1, extra=(), wrapper=(), timeout=20):
-    """Tollgate (its binary run under `wrapper`, e.g. valgrind) with config `text` on free ports;
-    (process, base URL) once it answers."""
+def start_gateway(tollgate, work, text, threads=1, extra=(), wrapper=(), timeout=20, admin_port=None):
+    """Tollgate (its binary run under `wrapper`, e.g. valgrind) with config `text` on free ports
+    (the admin listener on `admin_port` when given); (process, base URL) once it answers."""
     port = free_port()
     cfg = os.path.join(work, f"tollgate-{port}.toml")
     with open(cfg, "w") as f:
         f.write(text)
     env = dict(os.environ, LOAD_PROVIDER_KEY="sk-load")
     p = start([*wrapper, tollgate, "--config", cfg, "--listen", f"127.0.0.1:{port}",
-               "--admin-listen", f"127.0.0.1:{free_port()}", "--threads", str(threads), "--config-poll-ms", "0",
+               "--admin-listen", f"127.0.0.1:{admin_port or free_port()}", "--threads", str(threads), "--config-poll-ms", "0",
                "--shutdown-grace-secs", "1", "--key-store-file", cfg + ".keys.json", *extra], cfg + ".log", env)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout)

@@ -31,24 +31,63 @@ fn root() -> PathBuf {
 /// `n` distinct questions, deterministic.
 fn questions(n: usize) -> Vec<String> {
     let verbs = [
-        "reset", "change", "cancel", "update", "delete", "export", "download", "find", "enable",
-        "disable", "recover", "verify", "share", "transfer", "merge", "rename", "lock", "unlock",
-        "renew", "pause", "restore", "upload", "print", "sync", "report",
+        "reset", "change", "cancel", "update", "delete", "export", "download", "find", "enable", "disable", "recover",
+        "verify", "share", "transfer", "merge", "rename", "lock", "unlock", "renew", "pause", "restore", "upload",
+        "print", "sync", "report",
     ];
     let objects = [
-        "password", "email address", "subscription", "order", "invoice", "profile photo",
-        "two-factor authentication", "shipping address", "payment method", "account", "username",
-        "phone number", "billing plan", "gift card", "return label", "API key", "team workspace",
-        "calendar", "contacts", "backup", "license", "delivery slot", "refund request",
-        "loyalty points", "notification settings", "data export", "family plan", "device list",
-        "security questions", "saved cards",
+        "password",
+        "email address",
+        "subscription",
+        "order",
+        "invoice",
+        "profile photo",
+        "two-factor authentication",
+        "shipping address",
+        "payment method",
+        "account",
+        "username",
+        "phone number",
+        "billing plan",
+        "gift card",
+        "return label",
+        "API key",
+        "team workspace",
+        "calendar",
+        "contacts",
+        "backup",
+        "license",
+        "delivery slot",
+        "refund request",
+        "loyalty points",
+        "notification settings",
+        "data export",
+        "family plan",
+        "device list",
+        "security questions",
+        "saved cards",
     ];
     let contexts = [
-        "on my iPhone", "on Android", "on the website", "in the desktop app", "for my team",
-        "for a company account", "without logging in", "after moving abroad", "while travelling",
-        "on a shared computer", "from the admin console", "before the end of the month",
-        "after a failed payment", "with a new SIM card", "in another language", "for my child",
-        "using the API", "on a smart TV", "from my smartwatch", "in offline mode",
+        "on my iPhone",
+        "on Android",
+        "on the website",
+        "in the desktop app",
+        "for my team",
+        "for a company account",
+        "without logging in",
+        "after moving abroad",
+        "while travelling",
+        "on a shared computer",
+        "from the admin console",
+        "before the end of the month",
+        "after a failed payment",
+        "with a new SIM card",
+        "in another language",
+        "for my child",
+        "using the API",
+        "on a smart TV",
+        "from my smartwatch",
+        "in offline mode",
     ];
     let forms = [
         "How do I {v} my {o} {c}?",
@@ -57,14 +96,46 @@ fn questions(n: usize) -> Vec<String> {
         "Why can't I {v} my {o} {c}?",
         "Is it possible to {v} the {o} {c}?",
         "Who can {v} the {o} {c}?",
+        "Where do I go to {v} my {o} {c}?",
+        "How long does it take to {v} my {o} {c}?",
     ];
-    let zh_verbs = ["重置", "修改", "取消", "更新", "删除", "导出", "下载", "查找", "开启", "关闭", "恢复", "验证"];
+    let zh_verbs = [
+        "重置", "修改", "取消", "更新", "删除", "导出", "下载", "查找", "开启", "关闭", "恢复", "验证",
+    ];
     let zh_objects = [
-        "密码", "邮箱地址", "订阅", "订单", "发票", "头像", "双重认证", "收货地址", "支付方式", "账号",
-        "用户名", "手机号", "会员套餐", "礼品卡", "退货标签", "API 密钥",
+        "密码",
+        "邮箱地址",
+        "订阅",
+        "订单",
+        "发票",
+        "头像",
+        "双重认证",
+        "收货地址",
+        "支付方式",
+        "账号",
+        "用户名",
+        "手机号",
+        "会员套餐",
+        "礼品卡",
+        "退货标签",
+        "API 密钥",
     ];
-    let zh_contexts = ["在手机上", "在网页上", "在电脑客户端", "给我的团队", "用企业账号", "不登录的情况下", "出国以后", "在平板上"];
-    let zh_forms = ["我怎么{c}{v}{o}？", "可以{c}{v}{o}吗？", "为什么我不能{c}{v}{o}？", "{c}{v}{o}会怎么样？"];
+    let zh_contexts = [
+        "在手机上",
+        "在网页上",
+        "在电脑客户端",
+        "给我的团队",
+        "用企业账号",
+        "不登录的情况下",
+        "出国以后",
+        "在平板上",
+    ];
+    let zh_forms = [
+        "我怎么{c}{v}{o}？",
+        "可以{c}{v}{o}吗？",
+        "为什么我不能{c}{v}{o}？",
+        "{c}{v}{o}会怎么样？",
+    ];
     let mut out = Vec::with_capacity(n);
     for v in zh_verbs {
         for o in zh_objects {

@@ -15,6 +15,7 @@
 //! | `x-mock-usage-on-content` | put usage on the last content chunk instead of its own event |
 //! | `x-mock-no-usage` | never report usage (as some providers do) |
 //! | `x-mock-fragment` | send the stream in pieces of this many bytes, cutting events anywhere |
+//! | `x-mock-finish` | the finish reason to report (default `stop`; e.g. `content_filter`, `tool_calls`) |
 //!
 //! Every request is recorded (method, path, headers, body) for tests to inspect.
 
@@ -240,6 +241,8 @@ struct Plan {
     usage_on_content: bool,
     fragment: usize,
     no_usage: bool,
+    /// The finish reason reported, letters and `_` only.
+    finish: String,
 }
 
 fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
@@ -266,6 +269,10 @@ fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
         usage_on_content: get("x-mock-usage-on-content").is_some(),
         fragment: num("x-mock-fragment").map(|n| n as usize).unwrap_or(0),
         no_usage: get("x-mock-no-usage").is_some(),
+        finish: get("x-mock-finish")
+            .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .unwrap_or("stop")
+            .to_string(),
     }
 }
 
@@ -338,13 +345,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
                 let completion = plan.chunks as u64;
                 let body = if chat {
                     format!(
-                        r#"{{"id":"chatcmpl-{name}","object":"chat.completion","created":0,"model":"{model}","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{prompt_tokens},"completion_tokens":{completion},"total_tokens":{total},"prompt_tokens_details":{{"cached_tokens":0}}}}}}"#,
+                        r#"{{"id":"chatcmpl-{name}","object":"chat.completion","created":0,"model":"{model}","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"{finish}"}}],"usage":{{"prompt_tokens":{prompt_tokens},"completion_tokens":{completion},"total_tokens":{total},"prompt_tokens_details":{{"cached_tokens":0}}}}}}"#,
                         name = state.config.name,
+                        finish = plan.finish,
                         total = prompt_tokens + completion
                     )
                 } else {
                     format!(
-                        r#"{{"id":"cmpl-{name}","object":"text_completion","created":0,"model":"{model}","choices":[{{"index":0,"text":"{text}","finish_reason":"stop"}}],"usage":{{"prompt_tokens":{prompt_tokens},"completion_tokens":{completion},"total_tokens":{total}}}}}"#,
+                        r#"{{"id":"cmpl-{name}","object":"text_completion","created":0,"model":"{model}","choices":[{{"index":0,"text":"{text}","finish_reason":"{finish}"}}],"usage":{{"prompt_tokens":{prompt_tokens},"completion_tokens":{completion},"total_tokens":{total}}}}}"#,
+                        finish = plan.finish,
                         name = state.config.name,
                         total = prompt_tokens + completion
                     )
@@ -474,7 +483,11 @@ fn stream_response(
             let mut text = content_text(words_per_chunk);
             text.push(' ');
             let last = i + 1 == plan.chunks;
-            let finish = if last { r#""stop""# } else { "null" };
+            let finish = if last {
+                format!("\"{}\"", plan.finish)
+            } else {
+                "null".to_string()
+            };
             let usage_here = if last && plan.usage_on_content {
                 format!(r#","usage":{usage}"#)
             } else {

@@ -431,3 +431,34 @@ async fn the_official_sdk_reads_replayed_answers_both_ways() {
     }
     assert_eq!(mock.served(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_or_tool_answers_and_tool_results_are_never_cached() {
+    let mock = start_mock("m").await;
+    let gw = gateway(&mock, "").await;
+    let mut expected = 0;
+    for finish in ["content_filter", "tool_calls"] {
+        for body in [
+            ask(&format!("Question ending in {finish}")),
+            format!(r#"{{"model":"m","stream":true,"messages":[{{"role":"user","content":"Streamed {finish}"}}]}}"#),
+        ] {
+            for _ in 0..2 {
+                let r = gw
+                    .post("/v1/chat/completions", &[("x-mock-finish", finish)], &body)
+                    .await;
+                assert_eq!((r.status, r.header("x-tollgate-cache")), (200, Some("miss")), "{body}");
+                expected += 1;
+            }
+            assert_eq!(mock.served(), expected, "{finish}: {body}");
+        }
+    }
+    let tool_result = r#"{"model":"m","messages":[{"role":"user","content":"Weather in Paris?"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"weather","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"18 C"},{"role":"user","content":"Summarise it"}]}"#;
+    for _ in 0..2 {
+        assert_eq!(gw.chat(tool_result).await.header("x-tollgate-cache"), Some("skip"));
+    }
+    assert_eq!(
+        mock.served(),
+        expected + 2,
+        "a conversation with tool results always goes upstream"
+    );
+}

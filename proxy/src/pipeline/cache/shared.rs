@@ -243,12 +243,13 @@ async fn follow_forever(
     metrics: CacheMetrics,
 ) {
     let _connection = client.connect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.wait_for_connect()).await;
     let mut failures = 0u32;
     loop {
         if cache.strong_count() == 0 {
             return;
         }
-        let result = follow(&client, &opts, &cache, &metrics).await;
+        let result = follow(&client, &opts, &cache, &metrics, &mut failures).await;
         if let Err(e) = result {
             metrics.redis.with_label_values(&["read", "error"]).inc();
             if failures == 0 {
@@ -265,11 +266,17 @@ async fn follow(
     opts: &SharedOptions,
     cache: &std::sync::Weak<AnswerCache>,
     metrics: &CacheMetrics,
+    failures: &mut u32,
 ) -> Result<(), fred::error::Error> {
     let log = format!("{}:log", opts.base);
     let mut last = last_news_id(client, &log, opts.timeout).await?;
     let warmed = warm_up(client, opts, cache, metrics).await?;
-    tracing::info!(entries = warmed, "semantic cache: warmed up from redis");
+    tracing::info!(
+        entries = warmed,
+        after_failures = *failures,
+        "semantic cache: warmed up from redis"
+    );
+    *failures = 0;
     loop {
         let args: Vec<Value> = vec![
             "COUNT".into(),
