@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The request rate at which the semantic cache starts to shed: every request a paraphrase of a
-cached question (exact miss, so each one is embedded and searched), offered at rising rates.
+cached question, each with its own `temperature` (a sampling knob: part of the exact key, not of
+the namespace; so no two share an exact key and every one is embedded and searched, and a shed
+one cannot turn the rest into exact hits), offered at rising rates.
 
 Starts the mock and one gateway with `[cache]` at its defaults (--threads 2 proxy threads, one
 embedding thread, the default model), caches one question, then for each rate runs oha at that
@@ -24,12 +26,16 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import ROOT, free_port, gateway_configs, oha_cmd, release_bins, start_gateway, start_mock, summarize  # noqa: E402
 
-QUESTION = "How do I reset my password?"
-PARAPHRASE = "How can I reset my password?"
+# 20 words, as in the embedding bench; the paraphrase adds a politeness word.
+QUESTION = "Could you tell me how long it takes for a refund to reach my credit card after I return the shoes?"
+PARAPHRASE = "Could you please tell me how long it takes for a refund to reach my credit card after I return the shoes?"
 
 
-def body(question):
-    return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}]})
+def body(question, n=None):
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}]}
+    if n is not None:
+        chat["temperature"] = round(0.01 + (n % 980_000) / 1_000_000, 6)
+    return json.dumps(chat)
 
 
 def counters(admin):
@@ -64,10 +70,18 @@ def main():
               f"2 proxy threads, 1 embedding thread, {os.cpu_count()} cores\n")
         print("| offered req/s | served req/s | semantic hits | shed | p50 ms | p99 ms |")
         print("|---|---|---|---|---|---|")
+        lines = os.path.join(work, "bodies.txt")
+        next_line = 0
         for rate in [int(r) for r in args.rates.split(",")]:
+            with open(lines, "w") as f:
+                for i in range(rate * args.duration * 2):
+                    f.write(body(PARAPHRASE, next_line + i) + "\n")
+            next_line += rate * args.duration * 2
             before = counters(admin)
-            out = subprocess.run(oha_cmd(chat, body(PARAPHRASE), args.duration, args.connections, rate),
-                                 capture_output=True, text=True)
+            cmd = oha_cmd(chat, "", args.duration, args.connections, rate)
+            at = cmd.index("-d")
+            cmd[at:at + 2] = ["-Z", lines]
+            out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 raise SystemExit(f"oha failed: {out.stderr}")
             raw = json.loads(out.stdout)

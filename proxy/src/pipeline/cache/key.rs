@@ -6,8 +6,11 @@
 //!   `stream_options`, `user`) in key order, and the parameter rules' edits. Two requests with
 //!   the same key would be sent upstream as the same request, however they were written.
 //! - The **namespace** hashes what an answer depends on besides the last question: the public
-//!   model, the consumer when per consumer, and every message before the last (system prompts
-//!   and earlier turns), so differently instructed bots and different conversations never share.
+//!   model, the consumer when per consumer, every message before the last (system prompts and
+//!   earlier turns), so differently instructed bots and different conversations never share, and
+//!   every parameter that shapes the answer (`max_tokens`, `response_format`, `stop`, ...: all
+//!   but the sampling knobs, [`SAMPLING`]) with the parameter rules' edits, so an answer cut at
+//!   10 tokens or written as JSON never answers a request that asked otherwise.
 //! - The **question** is the last message's text when a user wrote it.
 
 use ring::digest::{Context, SHA256};
@@ -18,6 +21,17 @@ use crate::pipeline::body::{Edit, Piece, Prompt, RequestView};
 
 /// Members that change how an answer is delivered, not what it is.
 const DELIVERY_ONLY: &[&[u8]] = &[b"stream", b"stream_options", b"user"];
+
+/// Members that change how an answer is drawn, not what kind of answer it is: a question asked
+/// again at another temperature may reuse a similar question's answer (they are still part of
+/// the exact key, and `max_temperature` bounds what is cached at all).
+const SAMPLING: &[&[u8]] = &[
+    b"temperature",
+    b"top_p",
+    b"seed",
+    b"frequency_penalty",
+    b"presence_penalty",
+];
 
 /// The request as the cache reads it.
 pub struct CacheKeys {
@@ -44,10 +58,16 @@ pub fn keys(body: &[u8], view: &RequestView, edits: &[Edit], consumer: Option<&s
     for (k, v) in members {
         field(&mut exact, k);
         field(&mut exact, v);
+        if !matches!(k, b"messages" | b"model") && !SAMPLING.contains(&k) {
+            field(&mut ns, k);
+            field(&mut ns, v);
+        }
     }
     for e in edits {
-        field(&mut exact, &e.range.start.to_le_bytes());
-        field(&mut exact, &e.bytes);
+        for ctx in [&mut exact, &mut ns] {
+            field(ctx, &e.range.start.to_le_bytes());
+            field(ctx, &e.bytes);
+        }
     }
     let mut question = None;
     if let Prompt::Chat(messages) = &view.prompt {
@@ -131,6 +151,15 @@ mod tests {
         assert_eq!(bot.namespace, other_q.namespace, "the last question is not part of it");
         let other_model = of(r#"{"model":"n","messages":[{"role":"user","content":"hi"}]}"#);
         assert_ne!(plain.namespace, other_model.namespace);
+        let short = of(r#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#);
+        let as_json = of(
+            r#"{"model":"m","response_format":{"type":"json_object"},"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        let warmer = of(r#"{"model":"m","temperature":0.7,"seed":3,"messages":[{"role":"user","content":"hi"}]}"#);
+        assert_ne!(plain.namespace, short.namespace, "an answer cut short is not shared");
+        assert_ne!(plain.namespace, as_json.namespace, "nor one in another format");
+        assert_eq!(plain.namespace, warmer.namespace, "sampling knobs do not split namespaces");
+        assert_ne!(plain.exact, warmer.exact);
         let assistant_last =
             of(r#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#);
         assert_eq!(assistant_last.question, None);
