@@ -152,13 +152,15 @@ mod tests {
         let other_model = of(r#"{"model":"n","messages":[{"role":"user","content":"hi"}]}"#);
         assert_ne!(plain.namespace, other_model.namespace);
         let short = of(r#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#);
-        let as_json = of(
-            r#"{"model":"m","response_format":{"type":"json_object"},"messages":[{"role":"user","content":"hi"}]}"#,
-        );
+        let as_json =
+            of(r#"{"model":"m","response_format":{"type":"json_object"},"messages":[{"role":"user","content":"hi"}]}"#);
         let warmer = of(r#"{"model":"m","temperature":0.7,"seed":3,"messages":[{"role":"user","content":"hi"}]}"#);
         assert_ne!(plain.namespace, short.namespace, "an answer cut short is not shared");
         assert_ne!(plain.namespace, as_json.namespace, "nor one in another format");
-        assert_eq!(plain.namespace, warmer.namespace, "sampling knobs do not split namespaces");
+        assert_eq!(
+            plain.namespace, warmer.namespace,
+            "sampling knobs do not split namespaces"
+        );
         assert_ne!(plain.exact, warmer.exact);
         let assistant_last =
             of(r#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#);
