@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--gateway-flags", default="", help="extra gateway flags, e.g. '--cache-embed-batch 8'")
     args = ap.parse_args()
     bin_dir = release_bins(args.no_build)
     work = tempfile.mkdtemp(prefix="tollgate-shed-")
@@ -60,7 +61,7 @@ def main():
     admin_port = free_port()
     config = gateway_configs(mock_port)["plain"] + "\n[cache]\n"
     gw, url = start_gateway(os.path.join(bin_dir, "tollgate"), work, config, threads=2,
-                            extra=("--models-dir", os.path.join(ROOT, ".models")), timeout=60, admin_port=admin_port)
+                            extra=("--models-dir", os.path.join(ROOT, ".models"), *args.gateway_flags.split()), timeout=60, admin_port=admin_port)
     admin = f"http://127.0.0.1:{admin_port}"
     chat = url + "/v1/chat/completions"
     try:

@@ -212,8 +212,10 @@ pub struct RunOpts {
     /// Questions embedded together in one run of the model at most.
     #[arg(long, env = "TOLLGATE_CACHE_EMBED_BATCH", default_value_t = 16)]
     pub cache_embed_batch: usize,
-    /// Longest wait for a question's embedding before the lookup goes on without it, in ms.
-    #[arg(long, env = "TOLLGATE_CACHE_EMBED_WAIT_MS", default_value_t = 200)]
+    /// Longest expected queue wait for a question's embedding, in ms: when the questions already
+    /// waiting would keep it longer, the lookup skips the semantic step at once (counted as
+    /// shed). A lookup waits at most this plus 50 ms for its vector.
+    #[arg(long, env = "TOLLGATE_CACHE_EMBED_WAIT_MS", default_value_t = 10)]
     pub cache_embed_wait_ms: u64,
     /// Memory for cached answers, questions and vectors on this node, in MiB.
     #[arg(long, env = "TOLLGATE_CACHE_MAX_MB", default_value_t = 256)]

@@ -3,14 +3,16 @@
 //!
 //! A thread takes the first waiting text, then every other one already queued (up to
 //! `max_batch`), and embeds them in one run of the model: under load the batches grow and the
-//! cost per text falls. When the queue is full, [`EmbedPool::submit`] refuses at once
-//! ([`Shed`]) instead of making the request wait: the caller skips the semantic lookup, so the
-//! gateway never gets slower because the cache is on.
+//! cost per text falls. [`EmbedPool::submit_within`] refuses at once ([`Shed`]) when the texts
+//! already waiting would keep this one waiting longer than the caller's budget (from the recent
+//! time per text), or when the queue is full: the caller skips the semantic lookup instead of
+//! queueing, so a saturated pool adds at most the budget and one batch to a request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -42,12 +44,17 @@ pub struct PoolStats {
     pub batches: AtomicU64,
     pub shed: AtomicU64,
     pub failed: AtomicU64,
+    /// Texts queued and not yet taken by a thread.
+    pub waiting: AtomicU64,
+    /// Recent model time per text, in nanoseconds (a moving average over batches).
+    pub ns_per_text: AtomicU64,
 }
 
 pub struct EmbedPool {
     jobs: SyncSender<Job>,
     stats: Arc<PoolStats>,
     dims: usize,
+    threads: usize,
 }
 
 impl EmbedPool {
@@ -69,7 +76,12 @@ impl EmbedPool {
                 .spawn(move || work(&mut embedder, &queue, &stats, max_batch))
                 .map_err(|e| SemanticError::Run(format!("embedding thread: {e}")))?;
         }
-        Ok(EmbedPool { jobs, stats, dims })
+        Ok(EmbedPool {
+            jobs,
+            stats,
+            dims,
+            threads: size.threads.max(1),
+        })
     }
 
     /// The model's vector length.
@@ -81,12 +93,35 @@ impl EmbedPool {
         &self.stats
     }
 
+    /// How long a text queued now would wait before a thread takes it, from the texts already
+    /// waiting and the recent time per text.
+    pub fn expected_wait(&self) -> Duration {
+        let waiting = self.stats.waiting.load(Ordering::Relaxed);
+        let per_text = self.stats.ns_per_text.load(Ordering::Relaxed);
+        Duration::from_nanos(waiting.saturating_mul(per_text) / self.threads as u64)
+    }
+
+    /// Queues `text` unless it would wait longer than `budget` ([`EmbedPool::expected_wait`]).
+    pub fn submit_within(
+        &self,
+        text: String,
+        budget: Duration,
+    ) -> Result<oneshot::Receiver<Result<Vec<f32>, SemanticError>>, Shed> {
+        if self.expected_wait() > budget {
+            self.stats.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(Shed);
+        }
+        self.submit(text)
+    }
+
     /// Queues `text`; the receiver gets its unit vector. [`Shed`] when the queue is full.
     pub fn submit(&self, text: String) -> Result<oneshot::Receiver<Result<Vec<f32>, SemanticError>>, Shed> {
         let (reply, answer) = oneshot::channel();
+        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
         match self.jobs.try_send(Job { text, reply }) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
                 self.stats.shed.fetch_add(1, Ordering::Relaxed);
                 Err(Shed)
             }
@@ -118,13 +153,19 @@ fn work(embedder: &mut Embedder, queue: &Mutex<Receiver<Job>>, stats: &PoolStats
             }
             batch
         };
+        stats.waiting.fetch_sub(batch.len() as u64, Ordering::Relaxed);
         // A request that gave up waiting has dropped its receiver: its text is not embedded.
         let batch: Vec<Job> = batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
         if batch.is_empty() {
             continue;
         }
         let texts: Vec<&str> = batch.iter().map(|j| j.text.as_str()).collect();
+        let started = Instant::now();
         let result = embedder.embed(&texts);
+        let per_text = started.elapsed().as_nanos() as u64 / texts.len() as u64;
+        let old = stats.ns_per_text.load(Ordering::Relaxed);
+        let average = if old == 0 { per_text } else { (old * 3 + per_text) / 4 };
+        stats.ns_per_text.store(average, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(vectors) => {

@@ -101,3 +101,39 @@ fn the_pool_embeds_like_the_model_and_sheds_when_its_queue_is_full() {
         );
     }
 }
+
+#[test]
+fn the_pool_sheds_a_question_that_would_wait_longer_than_its_budget() {
+    let files = ModelFiles::in_dir(&models().join("embedders/use-multilingual-v3"));
+    open("use-multilingual-v3");
+    let pool = EmbedPool::start(
+        &files,
+        PoolSize {
+            threads: 1,
+            queue: 256,
+            max_batch: 4,
+        },
+    )
+    .unwrap();
+    pool.embed_blocking("How do I reset my password?").unwrap();
+    assert_eq!(pool.expected_wait(), std::time::Duration::ZERO, "nothing waits");
+    let budget = std::time::Duration::from_millis(5);
+    let mut accepted = Vec::new();
+    let mut shed = 0;
+    for n in 0..200 {
+        match pool.submit_within(format!("question number {n} about refunds"), budget) {
+            Ok(rx) => accepted.push(rx),
+            Err(Shed) => shed += 1,
+        }
+    }
+    assert!(shed > 100, "the queue stops growing near the budget ({shed} shed)");
+    assert!(
+        accepted.len() < 50,
+        "only what fits in about 5 ms of embedding is queued ({} queued)",
+        accepted.len()
+    );
+    for rx in accepted {
+        assert_eq!(rx.blocking_recv().unwrap().unwrap().len(), 512);
+    }
+    assert_eq!(pool.expected_wait(), std::time::Duration::ZERO, "the queue drained");
+}

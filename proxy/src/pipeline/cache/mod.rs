@@ -127,6 +127,9 @@ pub struct CacheRequest<'a> {
     pub consumer: Option<&'a str>,
 }
 
+/// How long past `--cache-embed-wait-ms` a lookup waits for its own batch before giving up.
+const OWN_BATCH_ALLOWANCE: Duration = Duration::from_millis(50);
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -171,10 +174,11 @@ pub async fn lookup(cache: &AnswerCache, policy: &CachePolicy, req: &CacheReques
         return Lookup::Miss(CacheOutcome::Miss, pending(None));
     };
     let started = Instant::now();
-    let Ok(receiver) = pool.submit(question.clone()) else {
+    let Ok(receiver) = pool.submit_within(question.clone(), cache.embed_wait) else {
         return Lookup::Miss(CacheOutcome::Shed, pending(None));
     };
-    let vector = match tokio::time::timeout(cache.embed_wait, receiver).await {
+    // Queued within the budget; its own batch then takes a few milliseconds more.
+    let vector = match tokio::time::timeout(cache.embed_wait + OWN_BATCH_ALLOWANCE, receiver).await {
         Ok(Ok(Ok(v))) => v,
         _ => return Lookup::Miss(CacheOutcome::Shed, pending(None)),
     };
