@@ -149,7 +149,6 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             grace: Duration::from_secs(opts.body_rate_grace_secs),
         },
     });
-    let state_cache = cache;
     let sweeper = state.clone();
     shared_rt.spawn(async move {
         // Idle upstream connections past their timeout are closed even when no request comes.
@@ -206,7 +205,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             metrics,
             keys,
             audit: access_log.clone(),
-            cache: state_cache,
+            cache,
         },
     );
     admin.threads = Some(1);

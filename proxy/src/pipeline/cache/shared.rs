@@ -100,10 +100,12 @@ impl Shared {
 
     /// Delete the entries `scope` names from Redis and tell the other nodes; the count deleted.
     pub async fn flush(&self, scope: &Flush) -> Result<usize, fred::error::Error> {
-        let pattern = match scope {
-            Flush::All => format!("{}:e:*", glob_escape(&self.opts.base)),
-            Flush::Model(m) => format!("{}:e:{:016x}:*", glob_escape(&self.opts.base), model_hash(m)),
-            Flush::Namespace(ns) => format!("{}:e:*:{:016x}:*", glob_escape(&self.opts.base), ns.0),
+        // The keys to delete, and the scope as the other nodes read it (`flush_scope`).
+        let base = glob_escape(&self.opts.base);
+        let (pattern, scope_field) = match scope {
+            Flush::All => (format!("{base}:e:*"), "all".to_string()),
+            Flush::Model(m) => (format!("{base}:e:{:016x}:*", model_hash(m)), format!("model:{m}")),
+            Flush::Namespace(ns) => (format!("{base}:e:*:{:016x}:*", ns.0), format!("ns:{:016x}", ns.0)),
         };
         let mut deleted = 0;
         let mut cursor = "0".to_string();
@@ -118,11 +120,6 @@ impl Shared {
             }
             cursor = next;
         }
-        let scope_field = match scope {
-            Flush::All => "all".to_string(),
-            Flush::Model(m) => format!("model:{m}"),
-            Flush::Namespace(ns) => format!("ns:{:016x}", ns.0),
-        };
         append_news(&self.client, &self.opts, "flush", scope_field.into_bytes()).await?;
         self.metrics.redis.with_label_values(&["flush", "ok"]).inc();
         Ok(deleted)
@@ -131,9 +128,10 @@ impl Shared {
 
 /// The Redis key of an entry.
 fn entry_key(base: &str, model: &str, namespace: Namespace, exact: &ExactKey) -> String {
+    use std::fmt::Write as _;
     let mut key = format!("{base}:e:{:016x}:{:016x}:", model_hash(model), namespace.0);
     for b in exact.0 {
-        key.push_str(&format!("{b:02x}"));
+        let _ = write!(key, "{b:02x}");
     }
     key
 }
