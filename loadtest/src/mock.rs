@@ -16,6 +16,7 @@
 //! | `x-mock-no-usage` | never report usage (as some providers do) |
 //! | `x-mock-fragment` | send the stream in pieces of this many bytes, cutting events anywhere |
 //! | `x-mock-finish` | the finish reason to report (default `stop`; e.g. `content_filter`, `tool_calls`) |
+//! | `x-mock-reply` | the answer's text instead of the mock's words: comma-separated pieces, each percent-encoded UTF-8, one stream chunk each |
 //!
 //! Every request is recorded (method, path, headers, body) for tests to inspect.
 
@@ -243,6 +244,33 @@ struct Plan {
     no_usage: bool,
     /// The finish reason reported, letters and `_` only.
     finish: String,
+    /// The text to answer, by stream chunk (`x-mock-reply`).
+    reply: Option<Vec<String>>,
+}
+
+/// `%XX`-decoded UTF-8 (invalid sequences replaced).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
@@ -273,6 +301,7 @@ fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
             .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
             .unwrap_or("stop")
             .to_string(),
+        reply: get("x-mock-reply").map(|r| r.split(',').map(percent_decode).collect()),
     }
 }
 
@@ -341,7 +370,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
                     tokio::time::sleep(plan.ttft).await;
                 }
                 let words = plan.chunks * state.config.words_per_chunk;
-                let text = content_text(words);
+                let text = match &plan.reply {
+                    Some(pieces) => json_inner(&pieces.concat()),
+                    None => content_text(words),
+                };
                 let completion = plan.chunks as u64;
                 let body = if chat {
                     format!(
@@ -410,6 +442,12 @@ fn strip_usage(body: &str) -> String {
     }
 }
 
+/// `s` escaped as JSON string contents (no quotes).
+fn json_inner(s: &str) -> String {
+    let quoted = serde_json::Value::String(s.to_string()).to_string();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
 fn content_text(words: usize) -> String {
     const WORDS: [&str; 8] = ["hello", "from", "the", "mock", "upstream", "streaming", "tokens", "now"];
     let mut s = String::with_capacity(words * 8);
@@ -457,6 +495,10 @@ fn stream_response(
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let name = state.config.name.clone();
     let words_per_chunk = state.config.words_per_chunk;
+    let mut plan = plan;
+    if let Some(pieces) = &plan.reply {
+        plan.chunks = pieces.len();
+    }
     tokio::spawn(async move {
         // The stream is in flight until this task ends: its last event sent, cut, or its
         // reader gone.
@@ -480,8 +522,10 @@ fn stream_response(
             if i > 0 && !plan.chunk_delay.is_zero() && !pause(&tx, plan.chunk_delay).await {
                 return;
             }
-            let mut text = content_text(words_per_chunk);
-            text.push(' ');
+            let text = match &plan.reply {
+                Some(pieces) => json_inner(&pieces[i]),
+                None => content_text(words_per_chunk) + " ",
+            };
             let last = i + 1 == plan.chunks;
             let finish = if last {
                 format!("\"{}\"", plan.finish)

@@ -114,6 +114,45 @@ pub struct AnswerFacts {
     pub cache_namespace: Option<u64>,
 }
 
+/// Which way the text went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Input,
+    Output,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Input => "input",
+            Direction::Output => "output",
+        }
+    }
+}
+
+/// One content safety rule that fired on a request: what it found (the kind, never the text) and what it did.
+#[derive(Debug, Clone)]
+pub struct GuardEvent {
+    pub direction: Direction,
+    pub rule: Arc<crate::config::guardrails::GuardRule>,
+    /// The risk type (`deny_list`, `email`, `injection`, ...).
+    pub risk: &'static str,
+    pub action: crate::config::guardrails::Action,
+    /// For injection: the heuristic that fired.
+    pub heuristic: Option<&'static str>,
+    /// Matches of this rule and risk in the request.
+    pub count: u32,
+}
+
+/// What content safety did with a request.
+#[derive(Debug, Default)]
+pub struct GuardFacts {
+    /// Every rule that fired, with its action.
+    pub events: Vec<GuardEvent>,
+    /// The public model an input rule rerouted the request to.
+    pub rerouted_to: Option<Arc<Route>>,
+}
+
 /// Everything known about one request.
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -128,6 +167,7 @@ pub struct RequestCtx {
     pub model: ModelStage,
     pub prompt: PromptFacts,
     pub answer: AnswerFacts,
+    pub guard: GuardFacts,
 }
 
 impl RequestCtx {
@@ -141,6 +181,7 @@ impl RequestCtx {
             model: ModelStage::None,
             prompt: PromptFacts::default(),
             answer: AnswerFacts::default(),
+            guard: GuardFacts::default(),
         }
     }
 

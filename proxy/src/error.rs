@@ -37,6 +37,8 @@ pub enum ErrorCode {
     RequestExceedsLimit,
     InvalidType,
     InvalidValue,
+    /// A content safety rule blocked the prompt.
+    ContentFilter,
     MissingRequiredParameter,
     InternalError,
     UpstreamUnreachable,
@@ -93,6 +95,7 @@ impl ErrorCode {
                 "request_exceeds_limit",
             ),
             InvalidType => (BAD, INVALID, "invalid_type"),
+            ContentFilter => (BAD, INVALID, "content_filter"),
             InvalidValue => (BAD, INVALID, "invalid_value"),
             MissingRequiredParameter => (BAD, INVALID, "missing_required_parameter"),
             InternalError => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),

@@ -39,6 +39,7 @@ pub mod drain;
 pub mod edge;
 pub mod error;
 pub mod gateway;
+pub mod guard;
 pub mod json_spans;
 pub mod key_hash;
 pub mod live;

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod consumers;
 pub mod files;
 pub mod glob;
+pub mod guardrails;
 pub mod param_rules;
 pub mod problems;
 pub mod providers;

@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub network: RawNetwork,
     /// The answer cache; absent: off.
     pub cache: Option<super::cache::RawCache>,
+    /// Content safety rules; none: off.
+    pub guardrails: Vec<super::guardrails::RawGuardrail>,
     /// Names of the elements left out because they could not be read (already reported), so a
     /// reference to one is not reported again as dangling.
     pub unreadable: Unreadable,
@@ -35,6 +37,7 @@ pub struct Unreadable {
     pub consumers: Vec<String>,
     pub tokenizers: Vec<String>,
     pub limits: Vec<String>,
+    pub guardrails: Vec<String>,
 }
 
 /// An element of an array section (`[[providers]]`, ...): it keeps its position in the file's

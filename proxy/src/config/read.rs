@@ -14,7 +14,7 @@ use super::raw::{Element, RawConfig};
 /// Syntax errors reported before the rest are summed up: past a few, a file is not TOML at all.
 const MAX_SYNTAX_ERRORS: usize = 20;
 
-const SECTIONS: &str = "admin, providers, models, tokenizers, consumers, limits, network, cache";
+const SECTIONS: &str = "admin, providers, models, tokenizers, consumers, limits, network, cache, guardrails";
 
 /// The raw config, with what could not be read reported to `problems`.
 pub fn read(text: &str, problems: &mut Problems<'_>) -> RawConfig {
@@ -40,6 +40,7 @@ pub fn read(text: &str, problems: &mut Problems<'_>) -> RawConfig {
             "consumers" => raw.consumers = many(value, "consumers", problems, &mut u.consumers),
             "tokenizers" => raw.tokenizers = many(value, "tokenizers", problems, &mut u.tokenizers),
             "limits" => raw.limits = many(value, "limits", problems, &mut u.limits),
+            "guardrails" => raw.guardrails = many(value, "guardrails", problems, &mut u.guardrails),
             // What the parser made of a line it could not read: already reported.
             "" if !errors.is_empty() => {}
             other => problems.at(

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::admin::{self, AdminToken};
 use super::cache::{self, CachePolicy};
 use super::consumers::{self, Consumers};
+use super::guardrails::{self, ModelGuards};
 use super::problems::Problems;
 use super::providers::{self, Provider};
 use super::rate_limits::{self, LimitRule, TrustedProxies};
@@ -40,6 +41,8 @@ pub struct Snapshot {
     pub trusted_proxies: TrustedProxies,
     /// The answer cache's policy; `None`: off.
     pub cache: Option<Arc<CachePolicy>>,
+    /// Content safety rules of each public model, by route index (`None`: none apply).
+    pub guards: Vec<Option<Arc<ModelGuards>>>,
     /// What loads but likely does not work as meant (a rule that admits nothing, say); logged
     /// at load and printed by `tollgate check`.
     pub warnings: Vec<String>,
@@ -48,6 +51,11 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn route(&self, model: &str) -> Option<&Arc<Route>> {
         self.routes.get(model)
+    }
+
+    /// The content safety rules of `route` (a route of this snapshot), if any apply to it.
+    pub fn guards_of(&self, route: &Route) -> Option<&Arc<ModelGuards>> {
+        self.guards.get(route.index)?.as_ref()
     }
 }
 
@@ -165,6 +173,7 @@ pub fn compile(
     let limits = rate_limits::compile(&raw.limits, &consumer_names, &mut problems);
     let trusted_proxies = rate_limits::compile_network(&raw.network, &mut problems);
     let cache = cache::compile(raw.cache.as_ref(), &mut problems).map(Arc::new);
+    let guards = guardrails::compile(&raw.guardrails, &model_names, &consumer_names, base_dir, &mut problems);
 
     let warnings = problems.into_warnings();
     if !problems.is_empty() {
@@ -181,6 +190,7 @@ pub fn compile(
         limits,
         trusted_proxies,
         cache,
+        guards,
         warnings,
     })
 }

@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::pipeline::attempts::{AttemptPlan, UpstreamError};
 use crate::pipeline::request::Admitted;
 use crate::pipeline::response::CountCompletion;
+use crate::pipeline::safety::output::OutputGuard;
 use crate::pipeline::{body, Step};
 use crate::upstream;
 
@@ -77,7 +78,16 @@ pub async fn forward(
                         Some((tok, _)) => CountCompletion::With(tok.clone()),
                         None => CountCompletion::Estimate(state.admission.estimator.clone()),
                     };
-                    match relay::relay(state, &peer, up, strip, count, session, call).await {
+                    let consumer = match &call.ctx.caller {
+                        crate::context::Caller::Consumer { consumer, .. } => Some(consumer.name.as_str()),
+                        _ => None,
+                    };
+                    let guard = call
+                        .live
+                        .as_ref()
+                        .and_then(|l| l.guards_of(attempt.route))
+                        .and_then(|g| OutputGuard::new(g, consumer));
+                    match relay::relay(state, &peer, up, strip, count, guard, session, call).await {
                         Ok(Relayed::Done) => {
                             attempts.with_label_values(&[provider, "answered"]).inc();
                             return Ok(Ok(()));

@@ -25,6 +25,7 @@ use super::{respond, Call, GatewayState};
 use crate::context::{Outcome, RequestCtx};
 use crate::pipeline::admit::Settlement;
 use crate::pipeline::response::{concat, CountCompletion, Learnt, ResponseChain};
+use crate::pipeline::safety::output::OutputGuard;
 use crate::upstream::{self, Response};
 
 /// Most bytes gathered from already-buffered chunks into one downstream write.
@@ -71,6 +72,7 @@ impl BodySink {
         let Learnt { usage, completion } = self.chain.finish(&mut self.out);
         ctx.answer.usage = usage;
         ctx.answer.completion_counted = completion;
+        ctx.guard.events.extend(self.chain.take_guard_events());
     }
 
     /// Everything pending as one buffer (no copy when it is a single piece).
@@ -106,13 +108,18 @@ fn poll_now<F: Future>(fut: F) -> Option<F::Output> {
     }
 }
 
-/// Stream the upstream response to the client.
+/// Stream the upstream response to the client, through the output guard when one applies.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the relay's inputs, spelled out"
+)]
 pub async fn relay(
     state: &GatewayState,
     peer: &HttpPeer,
     mut up: Response,
     strip_usage_event: bool,
     count: CountCompletion,
+    guard: Option<OutputGuard>,
     session: &mut Session,
     call: &mut Call,
 ) -> pingora::Result<Relayed> {
@@ -127,6 +134,9 @@ pub async fn relay(
     };
     if call.cache_pending.is_some() && status.is_success() {
         sink.chain.keep_for_cache();
+    }
+    if let (Some(guard), true) = (guard, status.is_success()) {
+        sink.chain.guard_output(guard);
     }
     let header = Box::new(downstream_header(status, up.take_headers(), is_sse, &call.ctx));
     call.ctx.answer.status = status.as_u16();
@@ -156,6 +166,10 @@ async fn relay_body(
     let mut header = Some(header);
     loop {
         let (ended, failure) = read_burst(&mut up, sink).await;
+        // The output guard ended the answer: what the provider still sends is not read.
+        let cut_short = sink.chain.blocked();
+        let ended = ended || cut_short;
+        let failure = failure.filter(|_| !cut_short);
         if ended {
             sink.finish(ctx);
             let tokens = ctx.tokens_used();
@@ -177,12 +191,18 @@ async fn relay_body(
             )));
         }
         let data = sink.take_out();
+        if data.is_none() && !ended && failure.is_none() {
+            // Everything so far is held back (a guarded answer): nothing to send yet.
+            continue;
+        }
         if let Some(h) = header.take() {
             if ended {
                 // The whole body came in the first batch (a JSON answer, a burst stream): send it
                 // with its length, header and body in one write.
                 send_whole(session, ctx, h, data).await?;
-                upstream::release(&state.upstreams, peer, up);
+                if !cut_short {
+                    upstream::release(&state.upstreams, peer, up);
+                }
                 return Ok(Relayed::Done);
             }
             send_header(session, ctx, h).await?;
@@ -198,7 +218,9 @@ async fn relay_body(
         }
     }
     to_client(ctx, session.write_response_body(None, true).await)?;
-    upstream::release(&state.upstreams, peer, up);
+    if !sink.chain.blocked() {
+        upstream::release(&state.upstreams, peer, up);
+    }
     Ok(Relayed::Done)
 }
 

@@ -39,6 +39,11 @@ pub fn add_gateway_headers(headers: &mut HeaderMap, ctx: &RequestCtx) {
             headers.insert(HeaderName::from_static("x-tollgate-cache-similarity"), v);
         }
     }
+    if let Some(route) = &ctx.guard.rerouted_to {
+        if let Ok(v) = HeaderValue::from_str(&route.name) {
+            headers.insert(HeaderName::from_static("x-tollgate-rerouted-to"), v);
+        }
+    }
     if let Some(ns) = ctx.answer.cache_namespace {
         if let Ok(v) = HeaderValue::from_str(&format!("{ns:016x}")) {
             headers.insert(HeaderName::from_static("x-tollgate-cache-namespace"), v);

@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::pipeline::attempts::AttemptPlan;
 use crate::pipeline::cache::{self, Lookup};
 use crate::pipeline::request::{self, Incoming, Peer};
+use crate::pipeline::safety::{self, InputVerdict};
 use crate::pipeline::{Answer, CachedReply, Step};
 
 /// Longest time spent discarding the rest of a refused oversized body.
@@ -48,7 +49,7 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
     let body = read_body(session, state.max_body_bytes, &state.body_limits).await?;
     let parsed = request::parse(&live, &opened, &body, &mut call.ctx)?;
     let req = incoming(session);
-    let admitted = request::admit(
+    let mut admitted = request::admit(
         &state.admission,
         &live,
         &opened,
@@ -59,8 +60,13 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
         &mut call.ledger,
     )
     .await?;
-    if let (Some(policy), Some(cache)) = (live.cache.as_deref(), state.cache.as_deref()) {
-        let consumer = opened.caller.as_ref().map(|c| c.consumer.name.as_str());
+    let consumer = opened.caller.as_ref().map(|c| c.consumer.name.as_str());
+    let guarded = guard_input(&live, consumer, &body, &mut admitted, &mut call.ctx)?;
+    if guarded != Guarded::No {
+        call.ctx.answer.cache = cache::CacheOutcome::Skipped;
+    }
+    let cacheable = guarded == Guarded::No;
+    if let (Some(policy), Some(cache), true) = (live.cache.as_deref(), state.cache.as_deref(), cacheable) {
         let req = cache::CacheRequest {
             endpoint: opened.endpoint,
             body: &body,
@@ -75,6 +81,10 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
                 call.ctx.answer.cache = outcome;
                 call.ctx.answer.cache_namespace = Some(pending.namespace.0);
                 call.cache_pending = Some(pending);
+            }
+            Lookup::Hit(_, found) if !output_guard_passes(&live, &admitted.route, consumer, &found) => {
+                // The cached answer would not pass today's output rules: ask the provider.
+                call.ctx.answer.cache = cache::CacheOutcome::Skipped;
             }
             Lookup::Hit(outcome, found) => {
                 call.ctx.answer.cache = outcome;
@@ -92,10 +102,71 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
             }
         }
     }
-    // The input guardrails plug in here, a stage returning a Step.
-    let plan = AttemptPlan::new(&admitted.route, rand::random());
+    let route = call
+        .ctx
+        .guard
+        .rerouted_to
+        .clone()
+        .unwrap_or_else(|| admitted.route.clone());
+    let plan = AttemptPlan::new(&route, rand::random());
     call.live = Some(live);
     forward::forward(state, plan, &admitted, &body, session, call).await
+}
+
+/// Whether the input guard changed where or what the request sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guarded {
+    No,
+    Masked,
+    Rerouted,
+}
+
+/// The input guard stage: block (an answer), mask (splices added to the request's edits) or
+/// reroute (to another route, recorded in the request's facts).
+fn guard_input(
+    live: &crate::live::Live,
+    consumer: Option<&str>,
+    body: &Bytes,
+    admitted: &mut request::Admitted,
+    ctx: &mut crate::context::RequestCtx,
+) -> Step<Guarded> {
+    let Some(guards) = live.guards_of(&admitted.route) else {
+        return Ok(Guarded::No);
+    };
+    match safety::inspect_input(guards, consumer, body, &admitted.view, &mut ctx.guard.events)? {
+        InputVerdict::Pass => Ok(Guarded::No),
+        InputVerdict::Masked(edits) => {
+            admitted.edits.extend(edits);
+            Ok(Guarded::Masked)
+        }
+        InputVerdict::Reroute(model) => {
+            let Some(route) = live.route(&model) else {
+                return Err(ApiError::internal().into());
+            };
+            ctx.model = crate::context::ModelStage::Routed {
+                route: route.clone(),
+                target: None,
+            };
+            ctx.guard.rerouted_to = Some(route.clone());
+            Ok(Guarded::Rerouted)
+        }
+    }
+}
+
+/// Whether a cached answer passes the output rules of `route` for `consumer` untouched.
+fn output_guard_passes(
+    live: &crate::live::Live,
+    route: &crate::config::Route,
+    consumer: Option<&str>,
+    found: &cache::Found,
+) -> bool {
+    let Some(guards) = live.guards_of(route) else {
+        return true;
+    };
+    let Some(mut guard) = safety::output::OutputGuard::new(guards, consumer) else {
+        return true;
+    };
+    guard.passes(&found.answer.content)
 }
 
 /// The request header as the stages read it.

@@ -24,6 +24,7 @@ pub mod head;
 pub mod params;
 pub mod request;
 pub mod response;
+pub mod safety;
 pub mod shape;
 pub mod tokens;
 

@@ -7,7 +7,8 @@
 //!    drops the usage-only event when the gateway, not the client, asked for it;
 //! 2. [`CompletionCount`]: keeps what it needs to count the completion's tokens when the
 //!    provider reports no usage (exactly with the route's tokenizer, else an estimate);
-//! 3. the output guardrail (with hold-back) plugs in here;
+//! 3. the output guard ([`OutputGuard`]): holds events back until their text is decided,
+//!    masks, or ends the answer with `content_filter`;
 //! 4. the cache recorder: keeps the answer (by reference) when the request missed the cache, for
 //!    [`ResponseChain::recorded`] to read once the answer is complete.
 //!
@@ -23,7 +24,9 @@ use bytes::{Bytes, BytesMut};
 use tollgate_tokenize::{Count, Tokenizer};
 
 use crate::api::Usage;
+use crate::context::GuardEvent;
 use crate::pipeline::cache::answer::{self, CachedAnswer};
+use crate::pipeline::safety::output::OutputGuard;
 use crate::pipeline::tokens::Estimator;
 use crate::sse::completion::completion_text;
 use crate::sse::scanner::{events, EventSplitter};
@@ -169,6 +172,8 @@ pub struct ResponseChain {
     framing: Framing,
     usage: UsageStage,
     count: CompletionCount,
+    /// Stage 3, the output guard (when rules apply to a successful answer).
+    guard: Option<Box<OutputGuard>>,
     /// Stage 4, the cache recorder: the streamed chunks kept (by reference) for the cache.
     record: Option<Vec<Bytes>>,
     recorded_len: usize,
@@ -201,10 +206,27 @@ impl ResponseChain {
                 kept: 0,
                 counted: None,
             },
+            guard: None,
             record: None,
             recorded_len: 0,
             finished: false,
         }
+    }
+
+    /// Run the output guard over this answer (call it for successful answers only: error
+    /// bodies pass as they are).
+    pub fn guard_output(&mut self, guard: OutputGuard) {
+        self.guard = Some(Box::new(guard));
+    }
+
+    /// Whether the output guard ended the answer: read no more of it.
+    pub fn blocked(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.blocked())
+    }
+
+    /// What the output guard found.
+    pub fn take_guard_events(&mut self) -> Vec<GuardEvent> {
+        self.guard.as_mut().map(|g| g.take_events()).unwrap_or_default()
     }
 
     /// Keep the answer for the cache recorder (see [`ResponseChain::recorded`]).
@@ -215,6 +237,10 @@ impl ResponseChain {
     /// The answer as the cache keeps it, once it ended: `None` when not kept, not complete, or
     /// not a plain text answer (see [`cache::answer`](crate::pipeline::cache::answer)).
     pub fn recorded(&self) -> Option<CachedAnswer> {
+        if self.guard.as_ref().is_some_and(|g| g.acted()) {
+            // Not what the provider said: never cached.
+            return None;
+        }
         let kept = self.record.as_ref()?;
         let completion = match (self.usage.usage, self.count.counted) {
             (Some(u), _) => u.completion,
@@ -245,6 +271,12 @@ impl ResponseChain {
                 self.events(region, out);
             }
             Framing::Json { kept, len, keep } => {
+                if self.guard.is_some() {
+                    // Held whole: the guard rewrites it at its end.
+                    *len += chunk.len();
+                    kept.push(chunk);
+                    return;
+                }
                 if *keep && *len + chunk.len() <= MAX_KEPT {
                     *len += chunk.len();
                     kept.push(chunk.clone());
@@ -270,6 +302,13 @@ impl ResponseChain {
                 };
                 pass = self.count.on_event(&ev);
             }
+            if let Some(guard) = &mut self.guard {
+                if pass == Pass::Forward {
+                    guard.on_event(region.slice(range.clone()), out);
+                }
+                kept_from = range.end;
+                continue;
+            }
             if pass == Pass::Drop {
                 if range.start > kept_from {
                     out.push(region.slice(kept_from..range.start));
@@ -279,7 +318,10 @@ impl ResponseChain {
         }
         // A region released past the pending cap may end without a boundary: pass it on.
         if kept_from < region.len() {
-            out.push(region.slice(kept_from..));
+            match &mut self.guard {
+                Some(guard) => guard.on_opaque(region.slice(kept_from..), out),
+                None => out.push(region.slice(kept_from..)),
+            }
         }
     }
 
@@ -290,8 +332,13 @@ impl ResponseChain {
             match &mut self.framing {
                 Framing::Sse(splitter) => {
                     let tail = splitter.finish();
-                    if !tail.is_empty() {
-                        out.push(tail);
+                    match &mut self.guard {
+                        Some(guard) => {
+                            guard.on_opaque(tail, out);
+                            guard.finish(out);
+                        }
+                        None if !tail.is_empty() => out.push(tail),
+                        None => {}
                     }
                     self.count.finish(self.usage.usage, None);
                 }
@@ -303,6 +350,9 @@ impl ResponseChain {
                         };
                         self.usage.on_json(&whole);
                         self.count.finish(self.usage.usage, Some(&whole));
+                        if let Some(guard) = &mut self.guard {
+                            out.push(guard.on_json(whole));
+                        }
                     }
                 }
             }

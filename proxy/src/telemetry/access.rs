@@ -87,6 +87,20 @@ impl AccessLog {
         if !matches!(ctx.caller, Caller::Open) {
             audit::request_line(&mut line, self.shared.format, &stamp, ctx);
         }
+        for event in &ctx.guard.events {
+            audit::guard_line(&mut line, self.shared.format, &stamp, ctx, event);
+            let consumer = ctx.names().consumer;
+            metrics
+                .guardrail_events
+                .with_label_values(&[
+                    event.direction.name(),
+                    event.risk,
+                    &event.rule.name,
+                    event.action.name(),
+                    if consumer.is_empty() { "-" } else { consumer },
+                ])
+                .inc_by(u64::from(event.count));
+        }
         let dropped = match self.shared.buf.lock() {
             Ok(mut buf) if buf.len() + line.len() <= MAX_BUFFERED => {
                 buf.extend_from_slice(&line);

@@ -4,7 +4,7 @@
 
 use super::line::Line;
 use super::logging::LogFormat;
-use crate::context::{Caller, Outcome, RequestCtx};
+use crate::context::{Caller, GuardEvent, Outcome, RequestCtx};
 
 /// What an admin action did, for its audit line.
 pub struct AdminAudit {
@@ -71,5 +71,27 @@ pub fn request_line(out: &mut Vec<u8>, format: LogFormat, stamp: &[u8], ctx: &Re
         let cut = &body[..body.len().min(MAX_LOGGED_PROMPT)];
         line.str("request_body", &String::from_utf8_lossy(cut));
     }
+    line.end();
+}
+
+/// The audit line of a content safety event: who, which rule and risk type, which way and what
+/// was done; never the matched text.
+pub fn guard_line(out: &mut Vec<u8>, format: LogFormat, stamp: &[u8], ctx: &RequestCtx, event: &GuardEvent) {
+    let f = ctx.names();
+    let mut line = Line::start(out, format, stamp, "tollgate::audit", "guardrail");
+    line.str("request_id", &ctx.request_id)
+        .opt_str(
+            "consumer",
+            matches!(ctx.caller, Caller::Consumer { .. }).then_some(f.consumer),
+        )
+        .str("key_id", f.key_id)
+        .addr("client_ip", ctx.client_ip)
+        .str("model", f.asked)
+        .str("direction", event.direction.name())
+        .str("rule", &event.rule.name)
+        .str("risk", event.risk)
+        .opt_str("heuristic", event.heuristic)
+        .str("action", event.action.name())
+        .uint("matches", u64::from(event.count));
     line.end();
 }

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     /// The answer cache's series.
     pub cache: CacheMetrics,
+    /// Content safety rules that fired, by direction, risk type, rule, action and consumer.
+    pub guardrail_events: IntCounterVec,
     limit_state: LimitState,
     /// Where the cache's entry series read their state at scrape time (see
     /// [`Metrics::watch_cache`]).
@@ -442,6 +444,14 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(tls_reloads.clone()))?;
+        let guardrail_events = IntCounterVec::new(
+            Opts::new(
+                "tollgate_guardrail_events_total",
+                "Matches of content safety rules, by direction (input, output), risk type (deny_list, regex, email, phone, card, cn_id, iban, secret, injection), rule, action taken and consumer",
+            ),
+            &["direction", "risk", "rule", "action", "consumer"],
+        )?;
+        registry.register(Box::new(guardrail_events.clone()))?;
         let cache = CacheMetrics::new(&registry)?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
@@ -471,6 +481,7 @@ impl Metrics {
             downstream_refusals,
             tls_reloads,
             cache,
+            guardrail_events,
             cache_source: std::sync::OnceLock::new(),
             limit_state,
             limit_sources: std::sync::OnceLock::new(),

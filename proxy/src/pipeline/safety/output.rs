@@ -1,0 +1,687 @@
+//! The output guard: a response stage over the answer as it passes.
+//!
+//! A streamed answer's texts (each choice's content, each tool call's arguments) are followed in
+//! their own sliding window ([`Channel`]); an event is held until every text it carries is
+//! released by its window, then goes out, rewritten when masking changed its text. A `block`
+//! drops what is held and ends the stream with a well-formed final chunk whose `finish_reason`
+//! is `content_filter`, then `data: [DONE]`. A JSON answer is held whole and rewritten at its
+//! end (masked texts; a blocked choice emptied with `finish_reason: "content_filter"`).
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{note, string_contents, Direction, Event};
+use crate::config::guardrails::{Action, GuardRule, ModelGuards};
+use crate::guard::window::{Channel, Scanned, StreamAction};
+use crate::guard::{Hit, Inspected};
+use crate::json_spans::{for_each_element, for_each_member, unescape};
+
+/// Which text of the answer a window follows: a choice's content (slot 0) or its tool call
+/// number `slot - 1`'s arguments.
+type Key = (u64, u64);
+
+/// A text found in an answer: its key and the span of its string contents.
+#[derive(Debug, Clone)]
+struct TextSpan {
+    key: Key,
+    span: Range<usize>,
+}
+
+/// What an answer's JSON (a whole answer, or one stream event's data) holds for the guard.
+#[derive(Debug, Default)]
+struct Found {
+    texts: Vec<TextSpan>,
+    choices: Vec<ChoiceSpans>,
+    /// Raw `id`, `created` and `model` values, for the closing chunk of a blocked stream.
+    id: Option<Range<usize>>,
+    created: Option<Range<usize>>,
+    model: Option<Range<usize>>,
+}
+
+/// One choice: its index, the span of its `finish_reason` value, and of its `message` (or
+/// `delta`, or `text`) value.
+#[derive(Debug)]
+struct ChoiceSpans {
+    index: u64,
+    finish: Option<Range<usize>>,
+    body: Option<Range<usize>>,
+}
+
+/// Find the texts of `json` (offsets relative to `json`); `delta`: a stream chunk.
+fn find(json: &[u8], delta: bool) -> Found {
+    let mut found = Found::default();
+    let _ = for_each_member(json, |k, m| {
+        match k {
+            b"id" => found.id = Some(m.value),
+            b"created" => found.created = Some(m.value),
+            b"model" => found.model = Some(m.value),
+            b"choices" => {
+                let base = m.value.start;
+                let _ = for_each_element(&json[m.value.clone()], |el| {
+                    let el = base + el.start..base + el.end;
+                    choice(json, el, delta, &mut found);
+                });
+            }
+            _ => {}
+        }
+        true
+    });
+    found
+}
+
+fn choice(json: &[u8], el: Range<usize>, delta: bool, found: &mut Found) {
+    let mut index = 0;
+    let mut finish = None;
+    let mut body = None;
+    let mut texts = Vec::new();
+    let base = el.start;
+    let _ = for_each_member(&json[el.clone()], |k, m| {
+        let v = base + m.value.start..base + m.value.end;
+        match k {
+            b"index" => index = crate::pipeline::body::number(&json[v]).unwrap_or(0),
+            b"finish_reason" => finish = Some(v),
+            b"text" => {
+                texts.push((0, contents(json, &v)));
+                body = Some(v);
+            }
+            b"delta" | b"message" if (k == b"delta") == delta => {
+                message(json, &v, &mut texts);
+                body = Some(v);
+            }
+            _ => {}
+        }
+        true
+    });
+    found.texts.extend(texts.into_iter().filter_map(|(slot, span)| {
+        Some(TextSpan {
+            key: (index, slot),
+            span: span?,
+        })
+    }));
+    found.choices.push(ChoiceSpans { index, finish, body });
+}
+
+/// A message's (or delta's) `content` and tool calls' `arguments`.
+fn message(json: &[u8], v: &Range<usize>, texts: &mut Vec<(u64, Option<Range<usize>>)>) {
+    let base = v.start;
+    let _ = for_each_member(&json[v.clone()], |k, m| {
+        let mv = base + m.value.start..base + m.value.end;
+        match k {
+            b"content" => texts.push((0, contents(json, &mv))),
+            b"tool_calls" => {
+                let mut position = 0;
+                let _ = for_each_element(&json[mv.clone()], |call| {
+                    let call = mv.start + call.start..mv.start + call.end;
+                    let mut index = position;
+                    let mut args = None;
+                    let cb = call.start;
+                    let _ = for_each_member(&json[call.clone()], |ck, cm| {
+                        let cv = cb + cm.value.start..cb + cm.value.end;
+                        match ck {
+                            b"index" => index = crate::pipeline::body::number(&json[cv]).unwrap_or(position),
+                            b"function" => {
+                                let fb = cv.start;
+                                let _ = for_each_member(&json[cv.clone()], |fk, fm| {
+                                    if fk == b"arguments" {
+                                        args = contents(json, &(fb + fm.value.start..fb + fm.value.end));
+                                    }
+                                    true
+                                });
+                            }
+                            _ => {}
+                        }
+                        true
+                    });
+                    texts.push((index + 1, args));
+                    position += 1;
+                });
+            }
+            _ => {}
+        }
+        true
+    });
+}
+
+/// The contents span of a string value (`None` for anything else).
+fn contents(json: &[u8], v: &Range<usize>) -> Option<Range<usize>> {
+    (v.len() >= 2 && json[v.start] == b'"').then(|| v.start + 1..v.end - 1)
+}
+
+/// An event waiting for its texts to be released.
+struct Held {
+    seq: u64,
+    bytes: Bytes,
+    /// Where the JSON data starts in `bytes`.
+    data_at: usize,
+    texts: Vec<TextSpan>,
+    /// New text per entry of `texts` (set when masking changed it).
+    replaced: Vec<Option<String>>,
+}
+
+impl Held {
+    fn into_bytes(self) -> Bytes {
+        if self.replaced.iter().all(Option::is_none) {
+            return self.bytes;
+        }
+        let mut edits: Vec<(Range<usize>, Bytes)> = self
+            .texts
+            .iter()
+            .zip(self.replaced)
+            .filter_map(|(t, r)| {
+                let span = self.data_at + t.span.start..self.data_at + t.span.end;
+                r.map(|text| (span, string_contents(&text)))
+            })
+            .collect();
+        edits.sort_by_key(|(r, _)| r.start);
+        splice(&self.bytes, &edits)
+    }
+}
+
+/// `bytes` with each range replaced.
+fn splice(bytes: &[u8], edits: &[(Range<usize>, Bytes)]) -> Bytes {
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    let mut at = 0;
+    for (r, with) in edits {
+        if r.start < at {
+            continue;
+        }
+        out.extend_from_slice(&bytes[at..r.start]);
+        out.extend_from_slice(with);
+        at = r.end;
+    }
+    out.extend_from_slice(&bytes[at..]);
+    Bytes::from(out)
+}
+
+/// The output guard of one answer.
+pub struct OutputGuard {
+    rules: Vec<Arc<GuardRule>>,
+    hold: usize,
+    channels: Vec<(Key, Channel)>,
+    queue: VecDeque<Held>,
+    next_seq: u64,
+    /// The choices seen, and the last chunk's raw `id`, `created`, `model`, `object` kind.
+    choices: Vec<u64>,
+    meta: Option<(Bytes, Bytes, Bytes)>,
+    chat: bool,
+    events: Vec<Event>,
+    acted: bool,
+    blocked: bool,
+}
+
+impl OutputGuard {
+    /// The guard for an answer to a request of `consumer` on a model with `guards`; `None` when
+    /// no output rule applies.
+    pub fn new(guards: &ModelGuards, consumer: Option<&str>) -> Option<OutputGuard> {
+        let rules: Vec<Arc<GuardRule>> = guards
+            .output
+            .iter()
+            .filter(|r| r.covers_consumer(consumer))
+            .cloned()
+            .collect();
+        if rules.is_empty() {
+            return None;
+        }
+        let hold = rules.iter().map(|r| r.hold_back).max().unwrap_or(0);
+        Some(OutputGuard {
+            rules,
+            hold,
+            channels: Vec::new(),
+            queue: VecDeque::new(),
+            next_seq: 0,
+            choices: Vec::new(),
+            meta: None,
+            chat: true,
+            events: Vec::new(),
+            acted: false,
+            blocked: false,
+        })
+    }
+
+    /// Whether the guard changed or ended the answer (it is then not what the provider said).
+    pub fn acted(&self) -> bool {
+        self.acted
+    }
+
+    /// Whether the guard ended the answer: nothing more is to be read or sent.
+    pub fn blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// What the guard found, for the audit line and the metrics.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// One whole stream event; what may go out now is appended to `out`.
+    pub fn on_event(&mut self, event: Bytes, out: &mut Vec<Bytes>) {
+        if self.blocked {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let (data_at, found) = match data_start(&event) {
+            Some(at) if event.get(at) == Some(&b'{') => (at, find(&event[at..], true)),
+            _ => (0, Found::default()),
+        };
+        if found.id.is_some() {
+            let raw = |r: &Option<Range<usize>>, default: &'static [u8]| {
+                r.as_ref().map_or(Bytes::from_static(default), |r| {
+                    event.slice(data_at + r.start..data_at + r.end)
+                })
+            };
+            self.meta = Some((
+                raw(&found.id, b"\"\""),
+                raw(&found.created, b"0"),
+                raw(&found.model, b"\"\""),
+            ));
+            self.chat = !event[data_at..].windows(17).any(|w| w == b"\"text_completion\"");
+        }
+        for c in &found.choices {
+            if !self.choices.contains(&c.index) {
+                self.choices.push(c.index);
+            }
+        }
+        let texts: Vec<(Key, String)> = found
+            .texts
+            .iter()
+            .map(|t| {
+                (
+                    t.key,
+                    unescape(&event[data_at + t.span.start..data_at + t.span.end]).into_owned(),
+                )
+            })
+            .collect();
+        let finished: Vec<u64> = found
+            .choices
+            .iter()
+            .filter(|c| c.finish.as_ref().is_some_and(|r| event[data_at + r.start] == b'"'))
+            .map(|c| c.index)
+            .collect();
+        self.queue.push_back(Held {
+            seq,
+            bytes: event.clone(),
+            data_at,
+            replaced: vec![None; found.texts.len()],
+            texts: found.texts,
+        });
+        for (key, text) in texts {
+            let scanned = {
+                let mut scan = scan_with(&self.rules);
+                channel_of(&mut self.channels, key, self.hold).push(seq, &text, false, &mut scan)
+            };
+            if self.after_scan(key, scanned, out) {
+                return;
+            }
+        }
+        // A choice that finished says no more text comes for it: decide its windows now.
+        for choice in finished {
+            let keys: Vec<Key> = self
+                .channels
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| k.0 == choice)
+                .collect();
+            for key in keys {
+                if self.finish_channel(key, out) {
+                    return;
+                }
+            }
+        }
+        self.release(out);
+    }
+
+    /// Bytes that are not a whole event (a stream's unterminated tail): kept in order.
+    pub fn on_opaque(&mut self, bytes: Bytes, out: &mut Vec<Bytes>) {
+        if self.blocked || bytes.is_empty() {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Held {
+            seq,
+            bytes,
+            data_at: 0,
+            texts: Vec::new(),
+            replaced: Vec::new(),
+        });
+        self.release(out);
+    }
+
+    /// The stream ended: every window decided, everything held released (or the stream blocked).
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+        let keys: Vec<Key> = self.channels.iter().map(|(k, _)| *k).collect();
+        for key in keys {
+            if self.blocked || self.finish_channel(key, out) {
+                return;
+            }
+        }
+        while let Some(h) = self.queue.pop_front() {
+            out.push(h.into_bytes());
+        }
+    }
+
+    fn finish_channel(&mut self, key: Key, out: &mut Vec<Bytes>) -> bool {
+        let mut released = Vec::new();
+        let scanned = {
+            let mut scan = scan_with(&self.rules);
+            channel_of(&mut self.channels, key, self.hold).finish(&mut scan, &mut released)
+        };
+        self.apply_released(key, released);
+        self.after_scan(key, scanned, out)
+    }
+
+    /// Record what a scan found; `true` when it blocked (the closing chunk is then written).
+    fn after_scan(&mut self, key: Key, scanned: Scanned, out: &mut Vec<Bytes>) -> bool {
+        for (rule, hit, action) in &scanned.recorded {
+            if *action == StreamAction::Mask {
+                self.acted = true;
+            }
+            let rule = self.rules[*rule].clone();
+            note(&mut self.events, Direction::Output, &rule, rule.action, hit);
+        }
+        let Some((rule, hit)) = scanned.block else {
+            let mut released = Vec::new();
+            channel_of(&mut self.channels, key, self.hold).release(&mut released);
+            self.apply_released(key, released);
+            return false;
+        };
+        let rule = self.rules[rule].clone();
+        note(&mut self.events, Direction::Output, &rule, Action::Block, &hit);
+        self.blocked = true;
+        self.acted = true;
+        self.queue.clear();
+        out.push(self.closing_chunk());
+        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        true
+    }
+
+    fn apply_released(&mut self, key: Key, released: Vec<(u64, String, bool)>) {
+        for (seq, text, changed) in released {
+            if !changed {
+                continue;
+            }
+            if let Some(h) = self.queue.iter_mut().find(|h| h.seq == seq) {
+                if let Some(i) = h.texts.iter().position(|t| t.key == key) {
+                    h.replaced[i] = Some(text);
+                }
+            }
+        }
+    }
+
+    /// Send the events whose texts every window has released.
+    fn release(&mut self, out: &mut Vec<Bytes>) {
+        let frontier = self
+            .channels
+            .iter()
+            .filter_map(|(_, c)| c.held_from())
+            .min()
+            .unwrap_or(u64::MAX);
+        while self.queue.front().is_some_and(|h| h.seq < frontier) {
+            if let Some(h) = self.queue.pop_front() {
+                out.push(h.into_bytes());
+            }
+        }
+    }
+
+    /// The last chunk of a blocked stream: each choice seen ends with `content_filter`.
+    fn closing_chunk(&self) -> Bytes {
+        let (id, created, model) = self.meta.clone().unwrap_or_else(|| {
+            (
+                Bytes::from_static(b"\"\""),
+                Bytes::from_static(b"0"),
+                Bytes::from_static(b"\"\""),
+            )
+        });
+        let mut s = Vec::with_capacity(256);
+        s.extend_from_slice(b"data: {\"id\":");
+        s.extend_from_slice(&id);
+        s.extend_from_slice(if self.chat {
+            b",\"object\":\"chat.completion.chunk\",\"created\":"
+        } else {
+            b",\"object\":\"text_completion\",\"created\":"
+        });
+        s.extend_from_slice(&created);
+        s.extend_from_slice(b",\"model\":");
+        s.extend_from_slice(&model);
+        s.extend_from_slice(b",\"choices\":[");
+        let choices = if self.choices.is_empty() {
+            vec![0]
+        } else {
+            self.choices.clone()
+        };
+        for (n, i) in choices.iter().enumerate() {
+            if n > 0 {
+                s.push(b',');
+            }
+            let body: &[u8] = if self.chat { b"\"delta\":{}" } else { b"\"text\":\"\"" };
+            s.extend_from_slice(format!("{{\"index\":{i},").as_bytes());
+            s.extend_from_slice(body);
+            s.extend_from_slice(b",\"finish_reason\":\"content_filter\"}");
+        }
+        s.extend_from_slice(b"]}\n\n");
+        Bytes::from(s)
+    }
+
+    /// Whether `text` (a whole answer) passes every rule without a block or a mask.
+    pub fn passes(&mut self, text: &str) -> bool {
+        let mut hits = Vec::new();
+        scan_with(&self.rules)(text, &mut hits);
+        hits.iter().all(|(_, _, action)| *action == StreamAction::Log)
+    }
+
+    /// A whole JSON answer: its texts scanned, masked or blocked; the body to send.
+    pub fn on_json(&mut self, body: Bytes) -> Bytes {
+        let found = find(&body, false);
+        let mut edits: Vec<(Range<usize>, Bytes)> = Vec::new();
+        let mut blocked_choices = Vec::new();
+        for t in &found.texts {
+            let text = unescape(&body[t.span.clone()]);
+            let mut hits = Vec::new();
+            scan_with(&self.rules)(&text, &mut hits);
+            let mut masks: Vec<Hit> = Vec::new();
+            for (rule, hit, action) in hits {
+                let rule = self.rules[rule].clone();
+                note(&mut self.events, Direction::Output, &rule, rule.action, &hit);
+                match action {
+                    StreamAction::Block => blocked_choices.push(t.key.0),
+                    StreamAction::Mask => masks.push(hit),
+                    StreamAction::Log => {}
+                }
+            }
+            if !masks.is_empty() {
+                edits.push((t.span.clone(), string_contents(&crate::guard::mask(&text, &masks))));
+            }
+        }
+        for ChoiceSpans {
+            index,
+            finish,
+            body: message,
+        } in &found.choices
+        {
+            if !blocked_choices.contains(index) {
+                continue;
+            }
+            edits.retain(|(r, _)| message.as_ref().is_none_or(|m| !(m.start <= r.start && r.end <= m.end)));
+            if let Some(m) = message {
+                let with: &'static [u8] = if body[m.start] == b'"' {
+                    b"\"\""
+                } else {
+                    b"{\"role\":\"assistant\",\"content\":\"\"}"
+                };
+                edits.push((m.clone(), Bytes::from_static(with)));
+            }
+            if let Some(f) = finish {
+                edits.push((f.clone(), Bytes::from_static(b"\"content_filter\"")));
+            }
+        }
+        if edits.is_empty() {
+            return body;
+        }
+        self.acted = true;
+        edits.sort_by_key(|(r, _)| r.start);
+        splice(&body, &edits)
+    }
+}
+
+/// The window following `key`, made on first use.
+fn channel_of(channels: &mut Vec<(Key, Channel)>, key: Key, hold: usize) -> &mut Channel {
+    let at = match channels.iter().position(|(k, _)| *k == key) {
+        Some(at) => at,
+        None => {
+            channels.push((key, Channel::new(hold)));
+            channels.len() - 1
+        }
+    };
+    &mut channels[at].1
+}
+
+/// Where an event's `data:` value starts (a single-line `data` field).
+fn data_start(event: &[u8]) -> Option<usize> {
+    let at = memchr::memmem::find(event, b"data:")?;
+    if at > 0 && event[at - 1] != b'\n' {
+        return None;
+    }
+    let mut i = at + 5;
+    if event.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    Some(i)
+}
+
+/// The scan a window runs: every rule over its text.
+fn scan_with(rules: &[Arc<GuardRule>]) -> impl FnMut(&str, &mut Vec<(usize, Hit, StreamAction)>) + '_ {
+    move |text, out| {
+        let inspected = Inspected::new(text);
+        let mut hits = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            hits.clear();
+            rule.detector.find(&inspected, false, &mut hits);
+            let action = match rule.action {
+                Action::Block => StreamAction::Block,
+                Action::Mask => StreamAction::Mask,
+                Action::Reroute | Action::Log => StreamAction::Log,
+            };
+            out.extend(hits.drain(..).map(|h| (i, h, action)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    const CONFIG: &str = r#"
+[[providers]]
+name = "p"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+
+[[models]]
+name = "m"
+targets = [{ provider = "p" }]
+
+[[guardrails]]
+name = "words"
+detect = "deny_list"
+phrases = ["launch codes", "机密"]
+action = "block"
+on = ["output"]
+
+[[guardrails]]
+name = "pii"
+detect = "pii"
+action = "mask"
+on = ["output"]
+hold_back = 32
+"#;
+
+    fn guard() -> OutputGuard {
+        let s = load_str(CONFIG, "t.toml", None, 1).unwrap();
+        OutputGuard::new(s.guards_of(s.route("m").unwrap()).unwrap(), None).unwrap()
+    }
+
+    fn chunk(content: &str) -> Bytes {
+        let mut s = b"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":".to_vec();
+        crate::json_spans::write_str(&mut s, content);
+        s.extend_from_slice(b"},\"finish_reason\":null}]}\n\n");
+        Bytes::from(s)
+    }
+
+    /// Stream `pieces` as chunks; the client's text and the events it got.
+    fn stream(pieces: &[&str]) -> (String, Vec<u8>) {
+        let mut g = guard();
+        let mut out = Vec::new();
+        for p in pieces {
+            g.on_event(chunk(p), &mut out);
+        }
+        g.on_event(Bytes::from_static(b"data: [DONE]\n\n"), &mut out);
+        g.finish(&mut out);
+        let all = crate::pipeline::response::concat(&out).to_vec();
+        (crate::sse::completion::completion_text(&all, true), all)
+    }
+
+    #[test]
+    fn a_blocked_phrase_split_anywhere_ends_the_stream_cleanly() {
+        let text = "Sure. The launch codes are 0000; 机密 too.";
+        for a in 1..text.len() {
+            if !text.is_char_boundary(a) {
+                continue;
+            }
+            let (sent, raw) = stream(&[&text[..a], &text[a..]]);
+            assert!(!sent.contains("launch codes"), "cut {a}: {sent:?}");
+            let raw = String::from_utf8(raw).unwrap();
+            assert!(raw.contains("\"finish_reason\":\"content_filter\""), "cut {a}");
+            assert!(raw.ends_with("data: [DONE]\n\n"), "cut {a}");
+            assert_eq!(raw.matches("[DONE]").count(), 1, "cut {a}");
+            for line in raw.split("\n\n").filter(|l| l.starts_with("data: {")) {
+                serde_json::from_str::<serde_json::Value>(&line[6..]).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn masked_text_is_replaced_before_it_is_sent() {
+        let (sent, _) = stream(&["mail jane", ".doe@exam", "ple.com now, ", "bye"]);
+        assert_eq!(sent, "mail [EMAIL] now, bye");
+    }
+
+    #[test]
+    fn clean_streams_pass_unchanged() {
+        let pieces = ["Hello", " there", ", how", " are you?"];
+        let (sent, raw) = stream(&pieces);
+        assert_eq!(sent, pieces.concat());
+        let want: Vec<u8> = pieces
+            .iter()
+            .flat_map(|p| chunk(p).to_vec())
+            .chain(b"data: [DONE]\n\n".to_vec())
+            .collect();
+        assert_eq!(raw, want);
+    }
+
+    #[test]
+    fn json_answers_are_masked_or_blocked_whole() {
+        let mut g = guard();
+        let body = Bytes::from_static(br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"write to jane@example.com"},"finish_reason":"stop"}]}"#);
+        let out = g.on_json(body);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "write to [EMAIL]");
+        assert!(g.acted());
+        let mut g = guard();
+        let body = Bytes::from_static(br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"the launch codes are 1234 jane@example.com"},"finish_reason":"stop"}]}"#);
+        let v: serde_json::Value = serde_json::from_slice(&g.on_json(body)).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "");
+        assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+        let mut g = guard();
+        let tool = Bytes::from_static(br#"{"choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{\"to\":\"jane@example.com\"}"}}]},"finish_reason":"tool_calls"}]}"#);
+        let v: serde_json::Value = serde_json::from_slice(&g.on_json(tool)).unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"to\":\"[EMAIL]\"}"
+        );
+    }
+}
