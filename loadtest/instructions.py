@@ -18,7 +18,11 @@ same request again), (b) semantic hits (a paraphrase of a cached question: one e
 search), (c) misses (`Cache-Control: no-cache`: the question is embedded, forwarded and its
 answer stored). An embedding costs millions of instructions: use --requests 500.
 
-Usage: python3 loadtest/instructions.py [--requests 5000] [--no-build] [--tollgate PATH] [--cache] [--only LABEL]
+With --guard it compares content safety: the plain gateway and the same with guardrails on
+(deny list from examples/deny-list.txt blocking in and out, every kind of sensitive data masked
+in and out, injection rules), both sent the same 1 KB prompt that trips none of them.
+
+Usage: python3 loadtest/instructions.py [--requests 5000] [--no-build] [--tollgate PATH] [--cache | --guard] [--only LABEL]
 Needs valgrind (callgrind_control, callgrind_annotate) and oha.
 """
 
@@ -61,6 +65,40 @@ def cache_configs(mock_port):
              ["-H", "cache-control: no-cache"])]
 
 
+GUARD_PROMPT = ("Hi team, following up on yesterday's call about the Q3 migration. We moved the billing service "
+                "to the new cluster on Tuesday and latency dropped from 180 ms to 95 ms at the 99th percentile. "
+                "Two things are still open: the retry policy for the payment provider, which sometimes answers 503 "
+                "during their maintenance window, and the dashboard for per-tenant usage. Could you draft a short "
+                "plan for both, with owners and dates? Please keep it under two hundred words and write it as a "
+                "bulleted list. If anything is unclear, reply here. ") * 2
+DENY_LIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "deny-list.txt")
+
+
+def guard_configs(mock_port):
+    plain = gateway_configs(mock_port)["plain"]
+    guarded = plain + f"""
+[[guardrails]]
+name = "pii"
+detect = "pii"
+action = "mask"
+on = ["input", "output"]
+
+[[guardrails]]
+name = "deny"
+detect = "deny_list"
+file = "{DENY_LIST}"
+on = ["input", "output"]
+action = "block"
+
+[[guardrails]]
+name = "injection"
+detect = "injection"
+action = "block"
+"""
+    return [("tollgate, guardrails off (1 KB prompt)", plain, None, GUARD_PROMPT, []),
+            ("guardrails on: pii mask + deny list + injection, in and out", guarded, None, GUARD_PROMPT, [])]
+
+
 EXPECTED = {"tollgate, cache off": None, "cache on: exact hits": "hit", "cache on: semantic hits": "semantic-hit",
             "cache on: misses (no-cache: embed, forward, store)": "miss"}
 
@@ -94,6 +132,7 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--tollgate", help="the gateway binary to count (default: this tree's release build)")
     ap.add_argument("--cache", action="store_true", help="compare the answer cache's paths (see above)")
+    ap.add_argument("--guard", action="store_true", help="compare guardrails on and off (see above)")
     ap.add_argument("--only", default="", help="only the variants whose label contains this (the first always runs)")
     args = ap.parse_args()
     bin_dir = release_bins(args.no_build)
@@ -104,6 +143,8 @@ def main():
     try:
         if args.cache:
             variants = cache_configs(mock_port)
+        elif args.guard:
+            variants = guard_configs(mock_port)
         else:
             variants = [(label, text, None, "Say hello in three words.", []) for label, text in configs(mock_port)]
         variants = variants[:1] + [v for v in variants[1:] if args.only in v[0]]

@@ -48,7 +48,8 @@ impl DenyList {
         }
         let longest_chars = normalised.iter().map(|p| p.chars().count()).max().unwrap_or(0);
         let matcher = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
+            .start_kind(aho_corasick::StartKind::Both)
             .build(&normalised)
             .map_err(|e| DenyError::Build(e.to_string()))?;
         Ok(DenyList {
@@ -80,22 +81,46 @@ impl DenyList {
         self.longest_chars
     }
 
-    /// Every match in `text` (ranges of the normalised text), overlapping ones included, in
-    /// order of their end.
+    /// The matches in `text` (ranges of the normalised text), longest first at each position,
+    /// in order. A longest match that is not on word boundaries gives way to a shorter phrase at
+    /// the same place that is (`bad` in `bad wordsmith` when `bad words` is also listed), then
+    /// the search goes on from the next character.
     pub fn find(&self, text: &Normalized, out: &mut Vec<Range<usize>>) {
-        for m in self.matcher.find_overlapping_iter(&text.text) {
+        let haystack = text.text.as_str();
+        let mut at = 0;
+        while at < haystack.len() {
+            let input = aho_corasick::Input::new(haystack).span(at..haystack.len());
+            let Some(m) = self.matcher.find(input) else { break };
             let r = m.range();
             if text.on_boundaries(&r) {
-                out.push(r);
+                out.push(r.clone());
+                at = r.end;
+                continue;
             }
+            // A shorter phrase starting here, on boundaries?
+            let shorter = (r.start + 1..r.end)
+                .rev()
+                .filter(|&end| haystack.is_char_boundary(end))
+                .find(|&end| {
+                    let anchored = aho_corasick::Input::new(&haystack[..end])
+                        .span(r.start..end)
+                        .anchored(aho_corasick::Anchored::Yes);
+                    self.matcher.find(anchored).is_some_and(|s| s.end() == end) && text.on_boundaries(&(r.start..end))
+                });
+            if let Some(end) = shorter {
+                out.push(r.start..end);
+                at = end;
+                continue;
+            }
+            at = r.start + haystack[r.start..].chars().next().map_or(1, char::len_utf8);
         }
     }
 
     /// Whether `text` holds a phrase.
     pub fn is_match(&self, text: &Normalized) -> bool {
-        self.matcher
-            .find_overlapping_iter(&text.text)
-            .any(|m| text.on_boundaries(&m.range()))
+        let mut found = Vec::new();
+        self.find(text, &mut found);
+        !found.is_empty()
     }
 }
 

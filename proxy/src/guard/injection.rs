@@ -3,8 +3,8 @@
 //! an attack, not a topic: "ignore all previous instructions" fires, "ignore the typo in my
 //! previous message" and "what is prompt injection?" do not.
 //!
-//! One combined expression decides whether any rule fires (one pass over the text); only then
-//! is the rule that did looked up, for its name.
+//! Each rule is one expression, run on its own so its literals (the verbs and nouns an attack
+//! needs) let the regex engine skip the text between them.
 
 use std::ops::Range;
 use std::sync::LazyLock;
@@ -18,21 +18,25 @@ use super::normalize::Normalized;
 const RULES: &[(&str, &str)] = &[
     (
         "ignore_instructions",
-        r"\b(?:ignore|disregard|forget|override|bypass|discard|abandon)\s+(?:(?:all|any|every|the|your|of|these|those)\s+)*(?:previous|prior|above|earlier|preceding|initial|original|system|existing|former|old|all|your)\s+(?:[a-z]+\s+)?(?:instructions?|prompts?|rules|directions|guidelines|directives|commands|context|constraints|restrictions|programming|polic(?:y|ies)|guardrails|safety\s+(?:rules|guidelines))\b|\b(?:ignore|disregard|forget)\s+(?:everything|all|anything)\s+(?:you\s+(?:were|have\s+been)\s+told|(?:written\s+)?(?:above|before\s+this))|(?:忽略|无视|忽视|忘记|忘掉|跳过|绕过|抛弃|不要理会|不用理会|别管)(?:掉)?(?:你)?(?:之前|以前|先前|上面|上述|以上|前面|此前|原来|原先|最初|所有|一切|全部)(?:的)?(?:所有|全部|一切)?(?:的)?(?:指令|指示|提示词?|规则|设定|要求|命令|限制|约束|说明)",
+        r"\b(?:ignore|disregard|forget|override|bypass|discard|abandon)\s+(?:(?:all|any|every|the|your|of|these|those)\s+)*(?:previous|prior|above|earlier|preceding|initial|original|system|existing|former|old|all|your)\s+(?:[a-z]+\s+)?(?:instructions?|prompts?|rules|directions|guidelines|directives|commands|context|constraints|restrictions|programming|polic(?:y|ies)|guardrails|safety\s+(?:rules|guidelines))\b|\b(?:ignore|disregard|forget)\s+(?:everything|all|anything)\s+(?:you\s+(?:were|have\s+been)\s+told|(?:written\s+)?(?:above|before\s+this))|\b(?:ignore|disregard)\s+(?:all\s+of\s+|everything\s+)?(?:the\s+)?(?:above|preceding)(?:\s+(?:text|prompt|message|content))?\s*(?:[.,;:!]|and\b|$)|\byour\s+new\s+(?:instructions|task|rules)\s+(?:are|is)\s*:|(?:忽略|无视|忽视|忘记|忘掉|跳过|绕过|抛弃|不要理会|不用理会|别管)(?:掉)?(?:你)?(?:之前|以前|先前|上面|上述|以上|前面|此前|原来|原先|最初|所有|一切|全部)(?:的)?(?:所有|全部|一切)?(?:的)?(?:指令|指示|提示词?|规则|设定|要求|命令|限制|约束|说明)",
     ),
     (
         "reveal_system_prompt",
-        r"\b(?:reveal|print|show|display|output|repeat|tell|give|leak|dump|share|disclose|recite|write\s+out|spell\s+out|list)(?:\s+me)?(?:\s+(?:your|the|all|of|back|verbatim|exactly|full|entire|complete|original|initial|hidden|secret|internal|above|whole|word\s+for\s+word))+\s+(?:system\s+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|internal)\s+(?:prompt|instructions)|developer\s+(?:message|prompt|instructions)|(?:prompt|instructions)\s+(?:above|you\s+were\s+given)|pre-?prompt)\b|\bwhat\s+(?:is|are|was|were)\s+your\s+(?:(?:exact|original|initial|full|hidden|secret)\s+)*(?:system\s+(?:prompt|message)|(?:initial|original|hidden|secret)\s+(?:instructions|prompt))\b|(?:输出|打印|显示|告诉我|泄露|透露|重复|复述|给我看|展示|说出|列出|发给我)(?:一下)?(?:你的|你|您的)?(?:完整的|全部的|原始的|最初的|隐藏的|内部的|完整|全部|原始)?(?:系统提示词?|系统消息|系统指令|初始指令|初始提示词?|隐藏指令|预设提示词?)",
+        r"\b(?:reveal|print|show|display|output|repeat|tell|give|leak|dump|share|disclose|recite|write\s+out|spell\s+out|list)(?:\s+me)?(?:\s+(?:your|the|all|of|back|verbatim|exactly|full|entire|complete|original|initial|hidden|secret|internal|above|whole|word\s+for\s+word))+\s+(?:system\s+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|internal)\s+(?:prompt|instructions)|developer\s+(?:message|prompt|instructions)|(?:prompt|instructions)\s+(?:above|you\s+were\s+given)|pre-?prompt)\b|\bwhat\s+(?:is|are|was|were)\s+your\s+(?:(?:exact|original|initial|full|hidden|secret)\s+)*(?:system\s+(?:prompt|message)|(?:initial|original|hidden|secret)\s+(?:instructions|prompt))\b|(?:输出|打印|显示|告诉我|泄露|透露|重复|复述|给我看|展示|说出|列出|发给我)(?:一下)?(?:你的|你|您的)?(?:完整的|全部的|原始的|最初的|隐藏的|内部的|完整|全部|原始)?(?:系统提示词?|系统消息|系统指令|初始指令|初始提示词?|隐藏指令|预设提示词?)|把(?:你的|你|您的)?(?:完整的|全部的|原始的|最初的|隐藏的)?(?:系统提示词?|系统消息|系统指令|初始指令|初始提示词?|隐藏指令|预设提示词?)(?:原样|完整地?|一字不差地?|逐字)?(?:地)?(?:告诉我|输出|发给我|打印|显示|写出来|说出来|复述)",
     ),
     (
         "jailbreak_roleplay",
-        r"\byou\s+are\s+(?:now\s+)?(?:dan|stan|dude|aim)\b|\bdo\s+anything\s+now\b|\bact\s+as\s+(?:a\s+)?dan\b|\b(?:developer|dan|jailbreak|god)\s+mode\s+(?:enabled|activated)\b|\b(?:simulate|enter|activate|enable)\s+(?:dan|jailbreak|god)\s+mode\b|\bsimulate\s+developer\s+mode\b|\bjailbroken\b|\bpretend\s+(?:that\s+)?you\s+(?:have\s+no|are\s+not\s+bound\s+by|are\s+free\s+(?:of|from))\s+(?:any\s+)?(?:restrictions|limits|rules|filters|guidelines|ethics|content\s+polic)|\byou\s+(?:are|have\s+been)\s+(?:now\s+)?(?:freed|unchained|unrestricted|uncensored)\b|\bno\s+longer\s+(?:bound|restricted)\s+by\s+(?:any\s+)?(?:rules|restrictions|guidelines|policies|openai)|越狱模式|dan模式|(?:模拟|处于|进入)开发者模式|(?:扮演|假装你是|假设你是|你现在是|你是)(?:一个)?(?:没有|不受)(?:任何)?(?:限制|约束|道德|审查|规则)|(?:不受|没有)(?:任何)?(?:限制|约束|道德约束|审查)的(?:ai|人工智能|助手|模型|机器人)|(?:解除|去掉|取消|绕过|关闭)(?:你的|所有的?)?(?:安全)?(?:限制|审查|过滤)",
+        r"\byou\s+are\s+(?:now\s+)?(?:dan|stan|dude|aim)\b|\bdo\s+anything\s+now\b|\bact\s+as\s+(?:a\s+)?dan\b|\b(?:developer|dan|jailbreak|god)\s+mode\s+(?:enabled|activated)\b|\b(?:simulate|enter|activate|enable)\s+(?:dan|jailbreak|god)\s+mode\b|\bsimulate\s+developer\s+mode\b|\bjailbroken\b|\b(?:enter|switch\s+to|you\s+are\s+(?:now\s+)?in)\s+(?:an?\s+)?(?:unrestricted|unfiltered|uncensored|jailbreak|jailbroken)\s+mode\b|\bact\s+as\s+(?:an?\s+)?(?:unfiltered|unrestricted|uncensored|amoral)\s+(?:ai|assistant|model|chatbot)\b|\bpretend\s+(?:that\s+)?you\s+(?:have\s+no|are\s+not\s+bound\s+by|are\s+free\s+(?:of|from))\s+(?:any\s+)?(?:restrictions|limits|rules|filters|guidelines|ethics|content\s+polic)|\byou\s+(?:are|have\s+been)\s+(?:now\s+)?(?:freed|unchained|unrestricted|uncensored)\b|\bno\s+longer\s+(?:bound|restricted)\s+by\s+(?:any\s+)?(?:rules|restrictions|guidelines|policies|openai)|越狱模式|dan模式|(?:模拟|处于|进入)开发者模式|(?:扮演|假装你是|假设你是|你现在是|你是)(?:一个)?(?:没有|不受)(?:任何)?(?:限制|约束|道德|审查|规则)|(?:不受|没有)(?:任何)?(?:限制|约束|道德约束|审查)的(?:ai|人工智能|助手|模型|机器人)|(?:解除|去掉|取消|绕过|关闭)(?:你的|所有的?)?(?:安全)?(?:限制|审查|过滤)",
     ),
 ];
 
 /// Chat-template markers and role labels at the start of a line, inside a user's text: a fake
 /// turn. Read on the original text (line starts matter; case does not).
-const FAKE_TURN: &str = r"(?im)<\|im_start\|>|<\|im_end\|>|<\|start_header_id\|>|<\|eot_id\|>|<\|(?:system|assistant|user)\|>|\[/?inst\]|<</?sys>>|^[ \t]*(?:#{1,4}[ \t]*)?(?:system|assistant|developer)(?:[ \t]+(?:message|prompt))?[ \t]*[:：][ \t]*\S|^[ \t]*(?:系统|助手|系统提示)[ \t]*[:：]";
+const FAKE_TURN: &str = r"(?i)<\|im_start\|>|<\|im_end\|>|<\|start_header_id\|>|<\|eot_id\|>|<\|(?:system|assistant|user)\|>|\[/?inst\]|<</?sys>>";
+
+/// A line that opens a fake turn: a role label (`System:`, `### Assistant message:`, `系统：`)
+/// followed by text.
+const TURN_LABEL: &str = r"^[ \t]*(?:#{1,4}[ \t]*)?(?i:system|assistant|developer)(?:[ \t]+(?i:message|prompt))?[ \t]*[:：][ \t]*\S|^[ \t]*(?:系统|助手|系统提示)[ \t]*[:：]";
 
 /// The name of the fake-turn rule.
 pub const FAKE_TURN_RULE: &str = "fake_turn";
@@ -42,29 +46,26 @@ pub fn rule_names() -> impl Iterator<Item = &'static str> {
     RULES.iter().map(|(n, _)| *n).chain([FAKE_TURN_RULE])
 }
 
+/// A rule's pattern as compiled: `\b` an ASCII boundary, and whitespace a single space (the
+/// normalised text has no other), which keeps the automaton small.
 fn ascii_boundaries(p: &str) -> String {
-    p.replace(r"\b", r"(?-u:\b)")
+    p.replace(r"\b", r"(?-u:\b)").replace(r"\s+", " ").replace(r"\s*", " ?")
 }
 
 struct Compiled {
-    any: Regex,
     each: Vec<(&'static str, Regex)>,
     fake_turn: Regex,
+    turn_label: Regex,
 }
 
 static COMPILED: LazyLock<Option<Compiled>> = LazyLock::new(|| {
-    let any = RULES
-        .iter()
-        .map(|(_, p)| format!("(?:{})", ascii_boundaries(p)))
-        .collect::<Vec<_>>()
-        .join("|");
     Some(Compiled {
-        any: Regex::new(&any).ok()?,
         each: RULES
             .iter()
             .map(|(n, p)| Regex::new(&ascii_boundaries(p)).ok().map(|r| (*n, r)))
             .collect::<Option<Vec<_>>>()?,
         fake_turn: Regex::new(FAKE_TURN).ok()?,
+        turn_label: Regex::new(TURN_LABEL).ok()?,
     })
 });
 
@@ -79,29 +80,51 @@ pub struct InjectionMatch {
 /// `fake_turns`: also look for chat-template turns (user and tool text).
 pub fn find(original: &str, norm: &Normalized, fake_turns: bool) -> Option<InjectionMatch> {
     let c = COMPILED.as_ref()?;
-    if let Some(m) = c.any.find(&norm.text) {
-        let rule = c
-            .each
-            .iter()
-            .find(|(_, re)| {
-                re.find_at(&norm.text, m.start())
-                    .is_some_and(|x| x.start() == m.start())
-            })
-            .map_or("injection", |(n, _)| *n);
+    // Each rule on its own: its literals make a prefilter that skips most of the text, which
+    // one expression of all of them would lose.
+    let first = c
+        .each
+        .iter()
+        .filter_map(|(name, re)| re.find(&norm.text).map(|m| (m.range(), *name)))
+        .min_by_key(|(r, _)| r.start);
+    if let Some((range, rule)) = first {
         return Some(InjectionMatch {
             rule,
-            range: norm.original_range(original, m.range()),
+            range: norm.original_range(original, range),
         });
     }
     if fake_turns {
-        if let Some(m) = c.fake_turn.find(original) {
-            return Some(InjectionMatch {
-                rule: FAKE_TURN_RULE,
-                range: m.range(),
-            });
+        let bytes = original.as_bytes();
+        // Markers start with `<` or `[`; most texts have neither.
+        if memchr::memchr2(b'<', b'[', bytes).is_some() {
+            if let Some(m) = c.fake_turn.find(original) {
+                return Some(fake_turn(m.range()));
+            }
+        }
+        // A role label can only open a line: try each line's start, not every position.
+        let mut start = 0;
+        loop {
+            let line_end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+            let line = &original[start..line_end];
+            if line.contains([':', '：']) {
+                if let Some(m) = c.turn_label.find(line) {
+                    return Some(fake_turn(start + m.start()..start + m.end()));
+                }
+            }
+            if line_end == bytes.len() {
+                break;
+            }
+            start = line_end + 1;
         }
     }
     None
+}
+
+fn fake_turn(range: Range<usize>) -> InjectionMatch {
+    InjectionMatch {
+        rule: FAKE_TURN_RULE,
+        range,
+    }
 }
 
 /// Whether the rules compiled (they are constants: a test keeps them compiling).

@@ -9,6 +9,7 @@
 
 pub mod checks;
 pub mod deny;
+pub mod eval;
 pub mod injection;
 pub mod normalize;
 pub mod pii;

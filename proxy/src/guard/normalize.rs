@@ -31,17 +31,12 @@ pub fn is_invisible(c: char) -> bool {
         | '\u{FEFF}' | '\u{FFA0}' | '\u{E0000}'..='\u{E007F}')
 }
 
-/// Whether ASCII text has whitespace other than single spaces.
+/// Whether ASCII text has whitespace other than single spaces (searched with SIMD: most text
+/// has none).
 fn has_whitespace_run(text: &[u8]) -> bool {
-    let mut prev_space = false;
-    for &b in text {
-        let space = b == b' ';
-        if (space && prev_space) || matches!(b, b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c') {
-            return true;
-        }
-        prev_space = space;
-    }
-    false
+    memchr::memchr3(b'\n', b'\t', b'\r', text).is_some()
+        || memchr::memchr2(b'\x0b', b'\x0c', text).is_some()
+        || memchr::memmem::find(text, b"  ").is_some()
 }
 
 /// Accents and other combining diacritics (dropped, so `é` written as `e` + U+0301 matches `e`

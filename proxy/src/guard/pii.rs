@@ -1,7 +1,10 @@
-//! Sensitive data: one pass of one regular expression finds candidates of every kind (e-mail,
-//! phone, payment card, resident ID, IBAN, secrets), and each candidate is kept only when it
-//! validates ([`checks`](super::checks)): a 16-digit number that fails Luhn, an ID with a wrong
-//! check digit or a sentence *about* keys passes.
+//! Sensitive data: one pass of one regular expression finds the candidates that start with a
+//! literal (secrets' prefixes, PEM headers, JWTs) or hold an `@` (e-mail), and one hand-written
+//! pass over the digits finds numbers (phone, payment card, resident ID) and IBANs; each
+//! candidate is kept only when it validates ([`checks`](super::checks)): a 16-digit number that
+//! fails Luhn, an ID with a wrong check digit or a sentence *about* keys passes. (Numbers are
+//! scanned by hand because a digit class has no literal for the regex engine to skip to: the
+//! one pattern cost more than everything else together.)
 //!
 //! Runs on the original text (case matters to IBANs and keys); a digit run that joins several
 //! numbers (`4111 1111 1111 1111 2024`) is tried group by group.
@@ -108,9 +111,6 @@ static CANDIDATES: LazyLock<Option<Regex>> = LazyLock::new(|| {
         r"|xox[abposr]-[A-Za-z0-9-]{10,}",
         r"|[sr]k_(?:live|test)_[A-Za-z0-9]{20,}",
         r"|hf_[A-Za-z0-9]{30,}",
-        r"|[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}",
-        r"|[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,32}",
-        r"|\+?\(?[0-9][0-9 ().-]{5,40}[0-9Xx]",
     ))
     .ok()
 });
@@ -131,6 +131,7 @@ pub fn scan(text: &str, kinds: PiiKinds, out: &mut Vec<PiiMatch>) {
     }
     let Some(re) = CANDIDATES.as_ref() else { return };
     let bytes = text.as_bytes();
+    let first = out.len();
     for m in re.find_iter(text) {
         let r = m.range();
         let s = m.as_str();
@@ -154,18 +155,11 @@ pub fn scan(text: &str, kinds: PiiKinds, out: &mut Vec<PiiMatch>) {
                     .unwrap_or(text.len());
                 push(out, PiiKind::Secret, r.start..end);
             }
-            _ if s.contains('@') => {
-                if checks::is_email(s) {
-                    push(out, PiiKind::Email, r);
-                }
-            }
             _ if s.starts_with("eyJ") && s.contains('.') => {
                 if !touches(&r) && checks::is_jwt(s) {
                     push(out, PiiKind::Secret, r);
                 }
             }
-            b'0'..=b'9' | b'+' | b'(' => numbers(text, r, kinds, out),
-            _ if is_iban_candidate(s) => iban(text, r, out, kinds),
             _ => {
                 let generated = KEY_PREFIXES
                     .iter()
@@ -177,11 +171,116 @@ pub fn scan(text: &str, kinds: PiiKinds, out: &mut Vec<PiiMatch>) {
             }
         }
     }
+    if kinds.contains(PiiKind::Email) {
+        emails(text, out);
+    }
+    let found = out.len();
+    digits_pass(text, kinds, out, found);
+    out[first..].sort_by_key(|m| m.range.start);
 }
 
-fn is_iban_candidate(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() > 4 && b[..2].iter().all(u8::is_ascii_uppercase) && b[2..4].iter().all(u8::is_ascii_digit)
+/// E-mail addresses: found from each `@` outwards (a class-led pattern has no literal for the
+/// regex engine to skip to), then validated.
+fn emails(text: &str, out: &mut Vec<PiiMatch>) {
+    let b = text.as_bytes();
+    let local_byte = |c: u8| c.is_ascii_alphanumeric() || b"._%+-".contains(&c);
+    let domain_byte = |c: u8| c.is_ascii_alphanumeric() || c == b'.' || c == b'-';
+    let mut after = 0;
+    for at in memchr::memchr_iter(b'@', b) {
+        if at < after {
+            continue;
+        }
+        let mut start = at;
+        while start > after && local_byte(b[start - 1]) {
+            start -= 1;
+        }
+        let mut end = at + 1;
+        while end < b.len() && domain_byte(b[end]) {
+            end += 1;
+        }
+        while end > at + 1 && matches!(b[end - 1], b'.' | b'-') {
+            end -= 1;
+        }
+        if start < at && end > at + 1 && checks::is_email(&text[start..end]) {
+            out.push(PiiMatch {
+                kind: PiiKind::Email,
+                range: start..end,
+            });
+            after = end;
+        }
+    }
+}
+
+/// The numbers and IBANs of `text`, outside `taken` (the ranges already found, in order).
+fn digits_pass(text: &str, kinds: PiiKinds, out: &mut Vec<PiiMatch>, taken: usize) {
+    let wants_numbers =
+        kinds.contains(PiiKind::Phone) || kinds.contains(PiiKind::Card) || kinds.contains(PiiKind::CnId);
+    let b = text.as_bytes();
+    let n = b.len();
+    let overlaps = |r: &Range<usize>, out: &[PiiMatch]| {
+        out[..taken]
+            .iter()
+            .any(|m| m.range.start < r.end && r.start < m.range.end)
+    };
+    let mut i = 0;
+    while i < n {
+        let Some(off) = b[i..].iter().position(u8::is_ascii_digit) else {
+            break;
+        };
+        let j = i + off;
+        // An IBAN: two capitals then two digits, at a word's start.
+        if j >= 2
+            && b[j - 2].is_ascii_uppercase()
+            && b[j - 1].is_ascii_uppercase()
+            && (j == 2 || !b[j - 3].is_ascii_alphanumeric())
+            && b.get(j + 1).is_some_and(u8::is_ascii_digit)
+            && kinds.contains(PiiKind::Iban)
+        {
+            let mut end = j;
+            while end < n
+                && (b[end].is_ascii_uppercase()
+                    || b[end].is_ascii_digit()
+                    || b[end] == b' '
+                        && b.get(end + 1)
+                            .is_some_and(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+            {
+                end += 1;
+            }
+            let before = out.len();
+            let r = j - 2..end;
+            if !overlaps(&r, out) {
+                iban(text, r, out, kinds);
+            }
+            if out.len() > before {
+                i = out[before].range.end;
+                continue;
+            }
+        }
+        // A written number: digits and the separators people put in them.
+        let mut start = j;
+        if start > 0 && b[start - 1] == b'(' {
+            start -= 1;
+        }
+        if start > 0 && b[start - 1] == b'+' {
+            start -= 1;
+        }
+        let mut k = j;
+        let mut last = j;
+        while k < n {
+            match b[k] {
+                b'0'..=b'9' => last = k,
+                b'X' | b'x' if b[k - 1].is_ascii_digit() => last = k,
+                b' ' | b'(' | b')' | b'.' | b'-' => {}
+                _ => break,
+            }
+            k += 1;
+        }
+        let r = start..last + 1;
+        if wants_numbers && r.len() >= 7 && !overlaps(&r, out) {
+            numbers(text, r, kinds, out);
+        }
+        i = k.max(j + 1);
+    }
 }
 
 /// An IBAN candidate: its country's length of characters (spaces skipped) from the start.
