@@ -18,6 +18,10 @@
 //! | `x-mock-finish` | the finish reason to report (default `stop`; e.g. `content_filter`, `tool_calls`) |
 //! | `x-mock-reply` | the answer's text instead of the mock's words: comma-separated pieces, each percent-encoded UTF-8, one stream chunk each |
 //!
+//! `POST /v1/moderations` (the OpenAI protocol) and `POST /moderate` (a webhook: `{"texts"}` in,
+//! `{"flagged", "categories"}` out) flag a text holding `flag-me` (category `violence`); a text
+//! holding `slow-mod` is answered after 2 s, one holding `mod-500` with a 500.
+//!
 //! Every request is recorded (method, path, headers, body) for tests to inspect.
 
 use std::collections::BTreeMap;
@@ -355,6 +359,36 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
                 r#"{{"object":"list","data":[{{"id":"{model}","object":"model","created":0,"owned_by":"mock"}}]}}"#
             ),
         ),
+        ("POST", "/v1/moderations") | ("POST", "/moderate") => {
+            let text = String::from_utf8_lossy(&body);
+            if text.contains("slow-mod") {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let flagged = text.contains("flag-me");
+            if text.contains("mod-500") {
+                json_response(
+                    &state,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    r#"{"error":{"message":"moderation down"}}"#.into(),
+                )
+            } else if path == "/moderate" {
+                let categories = if flagged { r#"["violence"]"# } else { "[]" };
+                json_response(
+                    &state,
+                    StatusCode::OK,
+                    format!(r#"{{"flagged":{flagged},"categories":{categories}}}"#),
+                )
+            } else {
+                json_response(
+                    &state,
+                    StatusCode::OK,
+                    format!(
+                        r#"{{"id":"modr-1","model":"omni-moderation-latest","results":[{{"flagged":{flagged},"categories":{{"violence":{flagged},"hate":false}},"category_scores":{{"violence":{},"hate":0.0}}}}]}}"#,
+                        if flagged { 0.97 } else { 0.01 }
+                    ),
+                )
+            }
+        }
         ("POST", "/v1/embeddings") => {
             let body = format!(
                 r#"{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}}],"model":"{model}","usage":{{"prompt_tokens":{prompt_tokens},"total_tokens":{prompt_tokens}}}}}"#

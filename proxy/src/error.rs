@@ -46,6 +46,8 @@ pub enum ErrorCode {
     LimitStoreUnavailable,
     KeyStoreUnavailable,
     CacheStoreUnavailable,
+    /// A fail-closed moderation service did not answer.
+    ModerationUnavailable,
     UpstreamTimeout,
     ShuttingDown,
     RequestTimeout,
@@ -115,6 +117,11 @@ impl ErrorCode {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "cache_store_unavailable",
+            ),
+            ModerationUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "moderation_unavailable",
             ),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
             ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down"),

@@ -265,3 +265,125 @@ async fn streamed_and_json_answers_are_masked_before_they_are_sent() {
     assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
     assert_eq!(v["choices"][0]["message"]["content"], "");
 }
+
+/// Models `open-mod` (an OpenAI-protocol moderation rule that blocks, failing open after
+/// 300 ms) and `closed-mod` (a webhook rule that only logs flags, failing closed), both
+/// masking e-mails first.
+fn moderation_config(public: &MockHandle, moderator: &MockHandle) -> String {
+    format!(
+        r#"{}[[models]]
+name = "open-mod"
+targets = [{{ provider = "public" }}]
+
+[[models]]
+name = "closed-mod"
+targets = [{{ provider = "public" }}]
+
+[[guardrails]]
+name = "mask-email"
+detect = "pii"
+kinds = ["email"]
+action = "mask"
+
+[[guardrails]]
+name = "openai-moderation"
+detect = "moderation"
+url = "{base}/moderations"
+model = "omni-moderation-latest"
+timeout_ms = 300
+action = "block"
+models = ["open-mod"]
+
+[[guardrails]]
+name = "webhook-moderation"
+detect = "moderation"
+protocol = "webhook"
+url = "{root}/moderate"
+timeout_ms = 300
+on_error = "block"
+action = "log"
+models = ["closed-mod"]
+"#,
+        provider("public", &public.base_url()),
+        base = moderator.base_url(),
+        root = moderator.base_url().trim_end_matches("/v1"),
+    )
+}
+
+/// The guardrail audit line of `rule` for a request.
+async fn guard_line(gw: &Gateway, request_id: &str, rule: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let found = gw
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "guardrail" && v["request_id"] == request_id && v["rule"] == rule);
+        if let Some(v) = found {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no guardrail line of {rule} for {request_id}");
+}
+
+fn ask_model(model: &str, content: &str) -> String {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]}).to_string()
+}
+
+#[tokio::test]
+async fn moderation_services_block_or_log_and_fail_open_or_closed() {
+    let public = start_mock("public").await;
+    let moderator = start_mock("moderator").await;
+    let gw = Gateway::start(&moderation_config(&public, &moderator)).await;
+
+    // Flagged by the OpenAI-protocol service: refused, never forwarded; the service saw the
+    // masked text only.
+    let r = gw
+        .chat(&ask_model("open-mod", "flag-me now, says jane@example.com"))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "content_filter");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`openai-moderation`"));
+    assert_eq!(public.served(), 0);
+    let asked = moderator.requests().last().unwrap().json();
+    assert_eq!(asked["input"][0], "flag-me now, says [EMAIL]");
+    assert_eq!(asked["model"], "omni-moderation-latest");
+    let line = guard_line(&gw, &r.request_id(), "openai-moderation").await;
+    assert_eq!(
+        (line["risk"].as_str(), line["action"].as_str()),
+        (Some("moderation"), Some("block"))
+    );
+
+    // Clean text passes.
+    assert_eq!(gw.chat(&ask_model("open-mod", "hello there")).await.status, 200);
+
+    // Fail open: a late or broken service lets the request through, recorded.
+    for text in ["slow-mod please", "mod-500 please"] {
+        let started = std::time::Instant::now();
+        let r = gw.chat(&ask_model("open-mod", text)).await;
+        assert_eq!(r.status, 200, "{text}: {}", r.text());
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1800),
+            "{text}: waited past the timeout"
+        );
+        let line = guard_line(&gw, &r.request_id(), "openai-moderation").await;
+        assert_eq!(line["risk"], "moderation_unavailable");
+        assert_eq!(line["action"], "log");
+    }
+
+    // The webhook: a flag under `log` passes and is recorded; a late answer fails closed (503).
+    let r = gw.chat(&ask_model("closed-mod", "flag-me gently")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let line = guard_line(&gw, &r.request_id(), "webhook-moderation").await;
+    assert_eq!(line["action"], "log");
+    assert_eq!(
+        moderator.requests().last().unwrap().json()["texts"][0],
+        "flag-me gently"
+    );
+    let r = gw.chat(&ask_model("closed-mod", "slow-mod please")).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "moderation_unavailable");
+}

@@ -61,6 +61,51 @@ pub struct RawGuardrail {
     /// On output streams: characters held back so a match is decided before it is sent
     /// (default: the longest phrase for deny lists, 64 for the others).
     pub hold_back: Option<Spanned<usize>>,
+    /// `moderation`: the service's URL (an OpenAI `/v1/moderations`, or a webhook).
+    pub url: Option<Spanned<String>>,
+    /// `moderation`: `openai` (the `/v1/moderations` protocol, the default) or `webhook`
+    /// (`{"texts": [...]}` in, `{"flagged": bool, "categories": [...]}` out).
+    pub protocol: Option<Spanned<String>>,
+    /// `moderation`: a secret reference for the service's key (`Authorization: Bearer`).
+    pub api_key: Option<Spanned<String>>,
+    /// `moderation` with `openai`: the moderation model to ask for.
+    pub model: Option<String>,
+    /// `moderation`: only these flagged categories count; default any flag.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// `moderation`: how long to wait for the service (default 1000).
+    pub timeout_ms: Option<Spanned<u64>>,
+    /// `moderation`: when the service fails or is late, `allow` (fail open, the default) or
+    /// `block` (fail closed).
+    pub on_error: Option<Spanned<String>>,
+}
+
+/// How a moderation service is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModerationProtocol {
+    OpenAi,
+    Webhook,
+}
+
+/// An external moderation service.
+#[derive(Debug)]
+pub struct Moderation {
+    /// Where it is (its URL's path is the `path_prefix`), with its key.
+    pub endpoint: super::Provider,
+    pub protocol: ModerationProtocol,
+    pub model: Option<String>,
+    /// Flagged categories that count (empty: any flag).
+    pub categories: Vec<String>,
+    pub timeout: std::time::Duration,
+    /// A failure or a timeout blocks the request (otherwise it passes, and is recorded).
+    pub fail_closed: bool,
+}
+
+/// What a rule checks: in-process detectors, or an external moderation service.
+#[derive(Debug)]
+pub enum Check {
+    Local(Detector),
+    Moderation(Box<Moderation>),
 }
 
 impl super::raw::Element for RawGuardrail {
@@ -117,7 +162,7 @@ impl Roles {
 #[derive(Debug)]
 pub struct GuardRule {
     pub name: String,
-    pub detector: Detector,
+    pub check: Check,
     pub input: bool,
     pub output: bool,
     pub action: Action,
@@ -131,6 +176,22 @@ pub struct GuardRule {
 }
 
 impl GuardRule {
+    /// The in-process detector of the rule (`None` for external moderation).
+    pub fn local(&self) -> Option<&Detector> {
+        match &self.check {
+            Check::Local(d) => Some(d),
+            Check::Moderation(_) => None,
+        }
+    }
+
+    /// The moderation service of the rule (`None` for in-process detectors).
+    pub fn moderation(&self) -> Option<&Moderation> {
+        match &self.check {
+            Check::Moderation(m) => Some(m),
+            Check::Local(_) => None,
+        }
+    }
+
     pub fn covers_model(&self, model: &str) -> bool {
         self.models
             .as_ref()
@@ -254,11 +315,12 @@ fn compile_rule(
             Some(Detector::Pii(if r.kinds.is_empty() { PiiKinds::all() } else { kinds }))
         }
         "injection" => Some(Detector::Injection),
+        "moderation" => None,
         other => {
             problems.at(
                 r.detect.span(),
                 format_args!(
-                    "{}: unknown detector `{other}`, expected deny_list, regex, pii or injection",
+                    "{}: unknown detector `{other}`, expected deny_list, regex, pii, injection or moderation",
                     at("detect")
                 ),
             );
@@ -289,12 +351,34 @@ fn compile_rule(
             Action::Log
         }
     };
-    if action == Action::Mask && detect == "injection" {
+    if action == Action::Mask && matches!(detect, "injection" | "moderation") {
         problems.at(
             r.action.span(),
-            format_args!("{}: injection cannot be masked; block, reroute or log it", at("action")),
+            format_args!("{}: {detect} cannot be masked; block, reroute or log it", at("action")),
         );
     }
+    let moderation = if detect == "moderation" {
+        if output {
+            problems.at(
+                r.detect.span(),
+                format_args!(
+                    "{}: moderation services read prompts only (on = [\"input\"])",
+                    at("detect")
+                ),
+            );
+        }
+        moderation(r, base_dir, problems)
+    } else {
+        for (field, given) in [
+            ("url", r.url.as_ref().map(|u| u.span())),
+            ("protocol", r.protocol.as_ref().map(|p| p.span())),
+        ] {
+            if let Some(span) = given {
+                problems.at(span, format_args!("{}: only with detect = \"moderation\"", at(field)));
+            }
+        }
+        None
+    };
     if action == Action::Reroute && output {
         problems.at(
             r.action.span(),
@@ -401,7 +485,11 @@ fn compile_rule(
     }
     Some(GuardRule {
         name: r.name.get_ref().clone(),
-        detector: detector?,
+        check: match (detector, moderation) {
+            (Some(d), _) => Check::Local(d),
+            (None, Some(m)) => Check::Moderation(Box::new(m)),
+            (None, None) => return None,
+        },
         input,
         output,
         action,
@@ -413,6 +501,64 @@ fn compile_rule(
             .map(|cs| cs.iter().map(|c| c.get_ref().clone()).collect()),
         roles,
         hold_back,
+    })
+}
+
+fn moderation(r: &RawGuardrail, base_dir: Option<&Path>, problems: &mut Problems<'_>) -> Option<Moderation> {
+    let i = r.index;
+    let Some(url) = &r.url else {
+        problems.at(
+            r.detect.span(),
+            format_args!("guardrails[{i}].detect: `moderation` needs `url`"),
+        );
+        return None;
+    };
+    let protocol = match r.protocol.as_ref().map(|p| p.get_ref().as_str()) {
+        None | Some("openai") => ModerationProtocol::OpenAi,
+        Some("webhook") => ModerationProtocol::Webhook,
+        Some(other) => {
+            let span = r.protocol.as_ref().map_or(0..0, |p| p.span());
+            problems.at(
+                span,
+                format_args!("guardrails[{i}].protocol: `{other}`, expected openai or webhook"),
+            );
+            return None;
+        }
+    };
+    let fail_closed = match r.on_error.as_ref().map(|e| e.get_ref().as_str()) {
+        None | Some("allow") => false,
+        Some("block") => true,
+        Some(other) => {
+            let span = r.on_error.as_ref().map_or(0..0, |e| e.span());
+            problems.at(
+                span,
+                format_args!("guardrails[{i}].on_error: `{other}`, expected allow or block"),
+            );
+            return None;
+        }
+    };
+    let timeout_ms = r.timeout_ms.as_ref().map_or(1000, |t| *t.get_ref());
+    if !(1..=60_000).contains(&timeout_ms) {
+        let span = r.timeout_ms.as_ref().map_or(0..0, |t| t.span());
+        problems.at(span, format_args!("guardrails[{i}].timeout_ms: from 1 to 60000"));
+        return None;
+    }
+    let raw = super::raw::RawProvider {
+        index: i,
+        name: r.name.clone(),
+        kind: super::raw::ProviderKind::Openai,
+        base_url: url.clone(),
+        api_key: r.api_key.clone(),
+        ca_file: None,
+    };
+    let endpoint = super::providers::compile_as(&raw, &format!("guardrails[{i}]"), "url", base_dir, problems)?;
+    Some(Moderation {
+        endpoint,
+        protocol,
+        model: r.model.clone(),
+        categories: r.categories.clone(),
+        timeout: std::time::Duration::from_millis(timeout_ms),
+        fail_closed,
     })
 }
 

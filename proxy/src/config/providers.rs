@@ -59,11 +59,23 @@ type FieldProblem = (&'static str, String, std::ops::Range<usize>);
 
 /// Compile `providers[i]`, reporting its problems; `None` when it has any.
 pub fn compile(p: &RawProvider, i: usize, base_dir: Option<&Path>, problems: &mut Problems<'_>) -> Option<Provider> {
+    compile_as(p, &format!("providers[{i}]"), "base_url", base_dir, problems)
+}
+
+/// Compile an HTTP endpoint written like a provider (a moderation service, say), its problems
+/// named `{at}.{field}` and its URL field `url_field`.
+pub fn compile_as(
+    p: &RawProvider,
+    at: &str,
+    url_field: &'static str,
+    base_dir: Option<&Path>,
+    problems: &mut Problems<'_>,
+) -> Option<Provider> {
     // Each field is checked even when one before it failed, so one run reports them all.
     let mut failed = false;
     let key = match &p.api_key {
         None => None,
-        Some(k) => match problems.secret(k, format_args!("providers[{i}].api_key")) {
+        Some(k) => match problems.secret(k, format_args!("{at}.api_key")) {
             Some(secret) => Some((secret, k.span())),
             None => {
                 failed = true;
@@ -76,21 +88,21 @@ pub fn compile(p: &RawProvider, i: usize, base_dir: Option<&Path>, problems: &mu
         Some(f) => match load_ca(f.get_ref(), base_dir) {
             Ok(ca) => Some(ca),
             Err(CaError::Missing(msg)) if problems.options.offline => {
-                problems.warn(f.span(), format_args!("providers[{i}].ca_file: {msg} (offline check)"));
+                problems.warn(f.span(), format_args!("{at}.ca_file: {msg} (offline check)"));
                 None
             }
             Err(CaError::Missing(msg) | CaError::Bad(msg)) => {
-                problems.at(f.span(), format_args!("providers[{i}].ca_file: {msg}"));
+                problems.at(f.span(), format_args!("{at}.ca_file: {msg}"));
                 failed = true;
                 None
             }
         },
     };
-    match compile_rest(p, key, ca, problems.options.offline) {
+    match compile_rest(p, key, ca, problems.options.offline, url_field) {
         Ok(provider) if !failed => Some(provider),
         Ok(_) => None,
         Err((field, msg, span)) => {
-            problems.at(span, format_args!("providers[{i}].{field}: {msg}"));
+            problems.at(span, format_args!("{at}.{field}: {msg}"));
             None
         }
     }
@@ -101,9 +113,10 @@ fn compile_rest(
     key: Option<(Secret<String>, std::ops::Range<usize>)>,
     ca: Option<Arc<[WrappedX509]>>,
     offline: bool,
+    url_field: &'static str,
 ) -> Result<Provider, FieldProblem> {
     let url_span = p.base_url.span();
-    let bad_url = |msg: String| ("base_url", msg, url_span.clone());
+    let bad_url = |msg: String| (url_field, msg, url_span.clone());
     let uri: http::Uri = p
         .base_url
         .get_ref()
@@ -131,7 +144,7 @@ fn compile_rest(
             .ok_or_else(|| bad_url(format!("`{host_plain}` resolves to no address")))?
     };
     if uri.query().is_some() {
-        return Err(bad_url("base_url must not have a query string".into()));
+        return Err(bad_url("the URL must not have a query string".into()));
     }
     let path_prefix = uri.path().trim_end_matches('/').to_string();
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);

@@ -15,6 +15,7 @@ use crate::pipeline::cache::{self, Lookup};
 use crate::pipeline::request::{self, Incoming, Peer};
 use crate::pipeline::safety::{self, InputVerdict};
 use crate::pipeline::{Answer, CachedReply, Step};
+use crate::upstream::moderation;
 
 /// Longest time spent discarding the rest of a refused oversized body.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -61,7 +62,7 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
     )
     .await?;
     let consumer = opened.caller.as_ref().map(|c| c.consumer.name.as_str());
-    let guarded = guard_input(&live, consumer, &body, &mut admitted, &mut call.ctx)?;
+    let guarded = guard_input(state, &live, consumer, &body, &mut admitted, &mut call.ctx).await?;
     if guarded != Guarded::No {
         call.ctx.answer.cache = cache::CacheOutcome::Skipped;
     }
@@ -121,9 +122,11 @@ enum Guarded {
     Rerouted,
 }
 
-/// The input guard stage: block (an answer), mask (splices added to the request's edits) or
+/// The input guard stage: the in-process rules, then the moderation services (which read the
+/// texts as masking left them). Block (an answer), mask (splices added to the request's edits) or
 /// reroute (to another route, recorded in the request's facts).
-fn guard_input(
+async fn guard_input(
+    state: &GatewayState,
     live: &crate::live::Live,
     consumer: Option<&str>,
     body: &Bytes,
@@ -133,24 +136,51 @@ fn guard_input(
     let Some(guards) = live.guards_of(&admitted.route) else {
         return Ok(Guarded::No);
     };
-    match safety::inspect_input(guards, consumer, body, &admitted.view, &mut ctx.guard.events)? {
-        InputVerdict::Pass => Ok(Guarded::No),
-        InputVerdict::Masked(edits) => {
-            admitted.edits.extend(edits);
-            Ok(Guarded::Masked)
+    let (mut reroute, edits) =
+        match safety::inspect_input(guards, consumer, body, &admitted.view, &mut ctx.guard.events)? {
+            InputVerdict::Pass => (None, Vec::new()),
+            InputVerdict::Masked(edits) => (None, edits),
+            InputVerdict::Reroute(model) => (Some(model), Vec::new()),
+        };
+    for rule in guards.input.iter().filter(|r| r.covers_consumer(consumer)) {
+        let Some(service) = rule.moderation() else { continue };
+        let texts = safety::moderation_texts(rule, body, &admitted.view, &edits);
+        if texts.is_empty() {
+            continue;
         }
-        InputVerdict::Reroute(model) => {
-            let Some(route) = live.route(&model) else {
-                return Err(ApiError::internal().into());
-            };
-            ctx.model = crate::context::ModelStage::Routed {
-                route: route.clone(),
-                target: None,
-            };
-            ctx.guard.rerouted_to = Some(route.clone());
-            Ok(Guarded::Rerouted)
+        let texts: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
+        let verdict = moderation::check(
+            &state.upstreams,
+            &state.upstream,
+            service,
+            &texts,
+            "input",
+            &ctx.request_id,
+        )
+        .await;
+        if let Some(answer) = safety::on_moderation(rule, service, &verdict, &mut ctx.guard.events, &ctx.request_id) {
+            return Err(answer.into());
+        }
+        if matches!(verdict, moderation::Verdict::Flagged(_)) && reroute.is_none() {
+            reroute = rule.reroute_to.clone();
         }
     }
+    if let Some(model) = reroute {
+        let Some(route) = live.route(&model) else {
+            return Err(ApiError::internal().into());
+        };
+        ctx.model = crate::context::ModelStage::Routed {
+            route: route.clone(),
+            target: None,
+        };
+        ctx.guard.rerouted_to = Some(route.clone());
+        return Ok(Guarded::Rerouted);
+    }
+    if edits.is_empty() {
+        return Ok(Guarded::No);
+    }
+    admitted.edits.extend(edits);
+    Ok(Guarded::Masked)
 }
 
 /// Whether a cached answer passes the output rules of `route` for `consumer` untouched.

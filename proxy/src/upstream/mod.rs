@@ -7,6 +7,7 @@
 //! the gateway's own [`pool`] (see there for why); responses are read by [`response`].
 
 mod framing;
+pub mod moderation;
 mod pool;
 mod response;
 

@@ -86,7 +86,9 @@ pub fn inspect_input(
         let mut hits = Vec::new();
         for rule in rules.iter().filter(|r| r.roles.reads(role)) {
             hits.clear();
-            rule.detector.find(&inspected, fake_turns, &mut hits);
+            if let Some(detector) = rule.local() {
+                detector.find(&inspected, fake_turns, &mut hits);
+            }
             for hit in &hits {
                 note(events, Direction::Input, rule, rule.action, hit);
                 match rule.action {
@@ -135,6 +137,105 @@ pub fn inspect_input(
         (None, false) => InputVerdict::Masked(edits),
         (None, true) => InputVerdict::Pass,
     })
+}
+
+/// What a moderation service said about a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Clean,
+    /// Flagged, with the categories that count (empty when the service named none).
+    Flagged(Vec<String>),
+    /// No usable answer: why (never a secret, never the text).
+    Failed(String),
+}
+
+/// What a moderation service's verdict means for `rule`: the error to answer (a block, or a
+/// fail-closed failure), else `None`; the event is recorded either way.
+pub fn on_moderation(
+    rule: &Arc<GuardRule>,
+    service: &crate::config::guardrails::Moderation,
+    verdict: &Verdict,
+    events: &mut Vec<Event>,
+    request_id: &str,
+) -> Option<ApiError> {
+    match verdict {
+        Verdict::Clean => None,
+        Verdict::Flagged(categories) => {
+            tracing::info!(request_id, rule = %rule.name, categories = ?categories, "moderation flagged the prompt");
+            let hit = Hit {
+                risk: guard::Risk::Moderation,
+                range: 0..0,
+                heuristic: None,
+            };
+            note(events, Direction::Input, rule, rule.action, &hit);
+            (rule.action == Action::Block).then(|| blocked(rule, "moderation"))
+        }
+        Verdict::Failed(why) => {
+            tracing::warn!(request_id, rule = %rule.name, error = %why, fail_closed = service.fail_closed, "moderation service failed");
+            let action = if service.fail_closed {
+                Action::Block
+            } else {
+                Action::Log
+            };
+            events.push(Event {
+                direction: Direction::Input,
+                rule: rule.clone(),
+                risk: "moderation_unavailable",
+                action,
+                heuristic: None,
+                count: 1,
+            });
+            service.fail_closed.then(|| {
+                ApiError::new(
+                    ErrorCode::ModerationUnavailable,
+                    format!(
+                        "The moderation service of content rule `{}` is unavailable; the request was not sent.",
+                        rule.name
+                    ),
+                )
+            })
+        }
+    }
+}
+
+/// The prompt texts a moderation rule reads (the messages of the roles it reads), as masking
+/// left them (`edits`): a masked value never leaves for a moderation service either.
+pub fn moderation_texts<'b>(
+    rule: &GuardRule,
+    body: &'b [u8],
+    view: &RequestView,
+    edits: &'b [Edit],
+) -> Vec<Cow<'b, str>> {
+    let text = |span: &std::ops::Range<usize>| match edits.iter().find(|e| e.range == *span) {
+        Some(e) => crate::json_spans::unescape(&e.bytes),
+        None => text_of(body, span),
+    };
+    let mut out = Vec::new();
+    match &view.prompt {
+        Prompt::Chat(messages) => {
+            for m in messages {
+                let role = m.role.as_ref().map_or(Cow::Borrowed("user"), |r| text_of(body, r));
+                if !rule.roles.reads(&role) {
+                    continue;
+                }
+                for piece in &m.content {
+                    if let Piece::Text(span) = piece {
+                        out.push(text(span));
+                    }
+                }
+            }
+        }
+        Prompt::Texts(pieces) => {
+            for piece in pieces {
+                if let Piece::Text(span) = piece {
+                    out.push(text(span));
+                }
+            }
+        }
+        Prompt::None => {}
+    }
+    out.retain(|t| !t.is_empty());
+    out
 }
 
 /// `text` escaped as the contents of a JSON string (no quotes).

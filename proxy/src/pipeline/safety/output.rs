@@ -559,7 +559,9 @@ fn scan_with(rules: &[Arc<GuardRule>]) -> impl FnMut(&str, &mut Vec<(usize, Hit,
         let mut hits = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             hits.clear();
-            rule.detector.find(&inspected, false, &mut hits);
+            if let Some(detector) = rule.local() {
+                detector.find(&inspected, false, &mut hits);
+            }
             let action = match rule.action {
                 Action::Block => StreamAction::Block,
                 Action::Mask => StreamAction::Mask,

@@ -1,0 +1,158 @@
+//! External moderation: one call to an OpenAI `/v1/moderations`-compatible service or a
+//! generic JSON webhook, over the same pooled connections as providers, bounded by the rule's
+//! timeout. The caller decides what a flag or a failure means (block, log; fail open or closed).
+//!
+//! The webhook protocol: `POST {"texts": ["..."], "direction": "input"}`, answered with
+//! `{"flagged": true|false, "categories": ["..."]}`.
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+
+use super::{peer, send, Connections, UpstreamOptions};
+use crate::config::guardrails::{Moderation, ModerationProtocol};
+
+/// Largest answer read from a moderation service.
+const MAX_ANSWER: usize = 1 << 20;
+
+pub use crate::pipeline::safety::Verdict;
+
+#[derive(Deserialize)]
+struct OpenAiAnswer {
+    results: Vec<OpenAiResult>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiResult {
+    flagged: bool,
+    #[serde(default)]
+    categories: std::collections::BTreeMap<String, bool>,
+}
+
+#[derive(Deserialize)]
+struct WebhookAnswer {
+    flagged: bool,
+    #[serde(default)]
+    categories: Vec<String>,
+}
+
+/// The request body for `texts`.
+pub fn request_body(m: &Moderation, texts: &[&str], direction: &str) -> Bytes {
+    let body = match m.protocol {
+        ModerationProtocol::OpenAi => match &m.model {
+            Some(model) => serde_json::json!({ "input": texts, "model": model }),
+            None => serde_json::json!({ "input": texts }),
+        },
+        ModerationProtocol::Webhook => serde_json::json!({ "texts": texts, "direction": direction }),
+    };
+    Bytes::from(body.to_string())
+}
+
+/// Read the service's answer.
+pub fn verdict(m: &Moderation, body: &[u8]) -> Verdict {
+    let counts = |category: &str| m.categories.is_empty() || m.categories.iter().any(|c| c == category);
+    match m.protocol {
+        ModerationProtocol::OpenAi => match serde_json::from_slice::<OpenAiAnswer>(body) {
+            Ok(a) => {
+                let mut hit = Vec::new();
+                let mut flagged = false;
+                for r in a.results.iter().filter(|r| r.flagged) {
+                    let named: Vec<&String> = r.categories.iter().filter(|(_, on)| **on).map(|(c, _)| c).collect();
+                    if named.is_empty() && m.categories.is_empty() {
+                        flagged = true;
+                    }
+                    for c in named.into_iter().filter(|c| counts(c)) {
+                        flagged = true;
+                        if !hit.contains(c) {
+                            hit.push(c.clone());
+                        }
+                    }
+                }
+                if flagged {
+                    Verdict::Flagged(hit)
+                } else {
+                    Verdict::Clean
+                }
+            }
+            Err(_) => Verdict::Failed("the moderation answer is not the moderations format".into()),
+        },
+        ModerationProtocol::Webhook => match serde_json::from_slice::<WebhookAnswer>(body) {
+            Ok(a) if a.flagged && (m.categories.is_empty() || a.categories.iter().any(|c| counts(c))) => {
+                Verdict::Flagged(a.categories.into_iter().filter(|c| counts(c)).collect())
+            }
+            Ok(_) => Verdict::Clean,
+            Err(_) => Verdict::Failed("the webhook answer has no boolean `flagged`".into()),
+        },
+    }
+}
+
+/// Ask the service about `texts`, within its timeout.
+pub async fn check(
+    conns: &Connections,
+    opts: &UpstreamOptions,
+    m: &Moderation,
+    texts: &[&str],
+    direction: &str,
+    request_id: &str,
+) -> Verdict {
+    let body = request_body(m, texts, direction);
+    let mut peer = peer(&m.endpoint, opts);
+    peer.options.read_timeout = Some(m.timeout);
+    peer.options.connection_timeout = Some(m.timeout.min(opts.connect_timeout));
+    peer.options.total_connection_timeout = Some(m.timeout.min(opts.connect_timeout));
+    let head = head(m, body.len(), request_id);
+    let call = async {
+        let mut up = send(conns, &peer, &head, &body)
+            .await
+            .map_err(|e| e.outcome().to_string())?;
+        let status = up.status();
+        let mut answer = BytesMut::new();
+        while let Some(chunk) = up.read_body().await.map_err(|e| e.etype().as_str().to_string())? {
+            if answer.len() + chunk.len() > MAX_ANSWER {
+                return Err("the moderation answer is too large".to_string());
+            }
+            answer.extend_from_slice(&chunk);
+        }
+        super::release(conns, &peer, up);
+        if !status.is_success() {
+            return Err(format!("the moderation service answered {}", status.as_u16()));
+        }
+        Ok(answer.freeze())
+    };
+    match tokio::time::timeout(m.timeout, call).await {
+        Ok(Ok(answer)) => verdict(m, &answer),
+        Ok(Err(why)) => Verdict::Failed(why),
+        Err(_) => Verdict::Failed(format!(
+            "the moderation service did not answer within {} ms",
+            m.timeout.as_millis()
+        )),
+    }
+}
+
+fn head(m: &Moderation, body_len: usize, request_id: &str) -> Vec<u8> {
+    let e = &m.endpoint;
+    let path = if e.path_prefix.is_empty() {
+        "/"
+    } else {
+        e.path_prefix.as_str()
+    };
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"POST ");
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    head.extend_from_slice(e.host_header.as_bytes());
+    head.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    head.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+    head.extend_from_slice(b"\r\n");
+    if request_id.bytes().all(|b| b.is_ascii_graphic()) {
+        head.extend_from_slice(b"x-request-id: ");
+        head.extend_from_slice(request_id.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if let Some(auth) = &e.auth {
+        head.extend_from_slice(b"authorization: ");
+        head.extend_from_slice(auth.expose().as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
