@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the gateway on examples/quickstart.toml in front of the bundled mock upstream, so a
 # newcomer can follow README.md's tour with no provider access. Ctrl-C stops both.
-# QUICKSTART_CONFIG=examples/semantic.toml runs the semantic cache's example instead.
+# QUICKSTART_CONFIG=examples/semantic.toml runs the semantic cache's example instead;
+# QUICKSTART_CONFIG=examples/guardrails.toml the content safety one.
 # The admin token lives in .quickstart/admin-token (made once, git-ignored); run-time keys in
 # .quickstart/keys.json.
 set -euo pipefail

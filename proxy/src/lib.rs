@@ -14,10 +14,10 @@
 //! | 2 | read the body (I/O) | `gateway/serve.rs` |
 //! | 3 | parse once, route by model (`parse`) | `pipeline/request.rs`, `pipeline/body.rs` |
 //! | 4 | admit: allow-lists, parameter rules, prompt tokens, quotas, rate limits, one ledger | `pipeline/request.rs`, `pipeline/admit/` |
-//! | 5 | cache lookup (to come) | — |
-//! | 6 | input guardrails (to come) | — |
+//! | 5 | input guardrails: in-process rules, then moderation services; block, mask, reroute, log | `pipeline/safety/mod.rs`, `guard/`, `upstream/moderation.rs`, `gateway/serve.rs` |
+//! | 6 | cache lookup (a hit answers) | `pipeline/cache/` |
 //! | 7 | plan the attempts; retry only what may be retried | `pipeline/attempts.rs`, `gateway/forward.rs` |
-//! | 8 | relay through the response chain: usage → completion count → (output guardrail) → (cache recorder) | `gateway/relay.rs`, `pipeline/response.rs` |
+//! | 8 | relay through the response chain: usage → completion count → output guard (hold-back window) → cache recorder | `gateway/relay.rs`, `pipeline/response.rs` |
 //! | 9 | settle the ledger, access and audit lines, metrics | `pipeline/admit/mod.rs`, `telemetry/access.rs` |
 //!
 //! Every answer the gateway writes itself leaves through `gateway/respond.rs`.
@@ -25,7 +25,7 @@
 //! # Layers
 //!
 //! Imports go down this list, never up (nor across a comma): [`api`], [`error`], [`key_hash`],
-//! [`rate_headers`] and the parsing helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`]
+//! [`rate_headers`], [`guard`] and the parsing helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`]
 //! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`reload`], [`tls`], [`drain`], [`edge`] → [`gateway`], [`admin`],
 //! [`cli`] → [`server`].
 

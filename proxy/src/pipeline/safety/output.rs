@@ -686,4 +686,68 @@ hold_back = 32
             "{\"to\":\"[EMAIL]\"}"
         );
     }
+
+    fn choice_chunk(index: u64, content: &str) -> Bytes {
+        let mut s = format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"x\",\"choices\":[{{\"index\":{index},\"delta\":{{\"content\":").into_bytes();
+        crate::json_spans::write_str(&mut s, content);
+        s.extend_from_slice(b"},\"finish_reason\":null}]}\n\n");
+        Bytes::from(s)
+    }
+
+    fn tool_chunk(arguments: &str) -> Bytes {
+        let mut s = b"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":".to_vec();
+        crate::json_spans::write_str(&mut s, arguments);
+        s.extend_from_slice(b"}}]},\"finish_reason\":null}]}\n\n");
+        Bytes::from(s)
+    }
+
+    fn run_events(events: &[Bytes]) -> String {
+        let mut g = guard();
+        let mut out = Vec::new();
+        for e in events {
+            g.on_event(e.clone(), &mut out);
+        }
+        g.finish(&mut out);
+        String::from_utf8(crate::pipeline::response::concat(&out).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn each_choice_is_its_own_text() {
+        // Interleaved, the two choices spell the phrase only if read as one text: not blocked.
+        let raw = run_events(&[
+            choice_chunk(0, "the launch"),
+            choice_chunk(1, " codes"),
+            choice_chunk(0, " went well"),
+        ]);
+        assert!(!raw.contains("content_filter"), "{raw}");
+        // One choice's phrase split around the other's event: blocked.
+        let raw = run_events(&[
+            choice_chunk(1, "the laun"),
+            choice_chunk(0, "hello"),
+            choice_chunk(1, "ch codes are"),
+        ]);
+        assert!(raw.contains("\"finish_reason\":\"content_filter\""), "{raw}");
+        assert!(
+            raw.contains("{\"index\":0,") && raw.contains("{\"index\":1,"),
+            "both choices end: {raw}"
+        );
+    }
+
+    #[test]
+    fn tool_call_arguments_are_guarded_as_they_stream() {
+        let raw = run_events(&[tool_chunk("{\"to\":\"jane.d"), tool_chunk("oe@example.com\",\"n\":1}")]);
+        let args: String = raw
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(args, "{\"to\":\"[EMAIL]\",\"n\":1}");
+        let raw = run_events(&[tool_chunk("{\"q\":\"launch co"), tool_chunk("des\"}")]);
+        assert!(raw.contains("content_filter") && !raw.contains("launch co"), "{raw}");
+    }
 }
