@@ -123,7 +123,7 @@ pub fn nests_deeper_than(text: &[u8], limit: usize) -> bool {
 /// The text of a JSON string's contents (between the quotes): borrowed when it has no escapes,
 /// unescaped otherwise (empty if the escapes are invalid).
 pub fn unescape(raw: &[u8]) -> std::borrow::Cow<'_, str> {
-    if !raw.contains(&b'\\') {
+    if memchr::memchr(b'\\', raw).is_none() {
         return match std::str::from_utf8(raw) {
             Ok(s) => std::borrow::Cow::Borrowed(s),
             Err(_) => String::from_utf8_lossy(raw),
