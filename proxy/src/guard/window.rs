@@ -57,10 +57,13 @@ pub struct Channel {
     held: VecDeque<Piece>,
     /// Hits ending at or before this offset of the window text were decided by an earlier scan.
     decided: usize,
+    /// Pieces at the back not scanned yet (never released before they are).
+    unscanned: usize,
+    released_any: bool,
 }
 
-/// The longest context kept, in bytes, beyond the held text.
-const CONTEXT_FACTOR: usize = 4;
+/// The context kept beyond the held text, in bytes per character of hold-back.
+const CONTEXT_FACTOR: usize = 2;
 
 impl Channel {
     pub fn new(hold: usize) -> Self {
@@ -69,6 +72,8 @@ impl Channel {
             context: String::new(),
             held: VecDeque::new(),
             decided: 0,
+            unscanned: 0,
+            released_any: false,
         }
     }
 
@@ -86,9 +91,13 @@ impl Channel {
         w
     }
 
-    /// Add a piece (tagged with its event) and scan. `scan` appends the hits it finds in the
-    /// window text, each with the action of the rule that found it (and the rule's index).
-    /// `last`: no more text will come.
+    /// Add a piece (tagged with its event) and scan when something could be released.
+    /// `scan` appends the hits it finds in the window text, each with the action of the rule
+    /// that found it (and the rule's index). `last`: no more text will come.
+    ///
+    /// Scans are what the guard costs, so they are spared while nothing could go out: the
+    /// first as soon as the hold-back is full (time to first token waits for the hold-back and
+    /// no more), then once a quarter of the hold-back more has come, releasing that much at once.
     pub fn push(&mut self, tag: u64, text: &str, last: bool, scan: &mut Scanner<'_>) -> Scanned {
         if !text.is_empty() {
             self.held.push_back(Piece {
@@ -97,6 +106,13 @@ impl Channel {
                 chars: Normalized::new(text).text.chars().count(),
                 changed: false,
             });
+            self.unscanned += 1;
+        }
+        let total: usize = self.held.iter().map(|p| p.chars).sum();
+        let behind_front = total - self.held.front().map_or(0, |p| p.chars);
+        let batch = if self.released_any { (self.hold / 4).max(1) } else { 0 };
+        if !last && behind_front < self.hold + batch {
+            return Scanned::default();
         }
         self.scan(last, scan)
     }
@@ -131,6 +147,7 @@ impl Channel {
         if out.block.is_some() {
             return out;
         }
+        self.unscanned = 0;
         // Decided: everything but the last character (a match ending there may still grow).
         let last_char = window.chars().next_back().map_or(0, char::len_utf8);
         self.decided = if last { end } else { end - last_char };
@@ -192,11 +209,14 @@ impl Channel {
     pub fn release(&mut self, out: &mut Vec<(u64, String, bool)>) {
         let mut behind: usize = self.held.iter().map(|p| p.chars).sum();
         while let Some(front) = self.held.front() {
-            if behind - front.chars < self.hold {
+            // Only right after a scan of everything held: a match the last scan left undecided
+            // (it touched the end) is decided by the next one, before anything goes.
+            if behind - front.chars < self.hold || self.unscanned > 0 {
                 break;
             }
             behind -= front.chars;
             if let Some(p) = self.held.pop_front() {
+                self.released_any = true;
                 self.release_piece(p, out);
             }
         }
@@ -217,7 +237,7 @@ impl Channel {
     fn release_piece(&mut self, p: Piece, out: &mut Vec<(u64, String, bool)>) {
         let before = self.context.len();
         self.context.push_str(&p.text);
-        let keep = (self.hold.max(16) * CONTEXT_FACTOR).max(64);
+        let keep = self.hold.max(16) * CONTEXT_FACTOR;
         if self.context.len() > keep {
             let mut cut = self.context.len() - keep;
             while !self.context.is_char_boundary(cut) {

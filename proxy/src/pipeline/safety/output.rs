@@ -267,7 +267,7 @@ impl OutputGuard {
             Some(at) if event.get(at) == Some(&b'{') => (at, find(&event[at..], true)),
             _ => (0, Found::default()),
         };
-        if found.id.is_some() {
+        if found.id.is_some() && self.meta.is_none() {
             let raw = |r: &Option<Range<usize>>, default: &'static [u8]| {
                 r.as_ref().map_or(Bytes::from_static(default), |r| {
                     event.slice(data_at + r.start..data_at + r.end)
@@ -278,7 +278,7 @@ impl OutputGuard {
                 raw(&found.created, b"0"),
                 raw(&found.model, b"\"\""),
             ));
-            self.chat = !event[data_at..].windows(17).any(|w| w == b"\"text_completion\"");
+            self.chat = memchr::memmem::find(&event[data_at..], b"\"text_completion\"").is_none();
         }
         for c in &found.choices {
             if !self.choices.contains(&c.index) {
