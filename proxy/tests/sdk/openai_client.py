@@ -144,6 +144,31 @@ def cache(base_url, question, kinds):
     print(json.dumps(answers))
 
 
+def guard(base_url, model, question, reply, kinds):
+    """Ask through guardrails: the text and finish reason read by the SDK, or the error it raised."""
+    c = openai.OpenAI(base_url=base_url, api_key="sk-test-not-a-real-key", max_retries=0)
+    messages = [{"role": "user", "content": question}]
+    headers = {"x-mock-reply": reply} if reply else {}
+    out = []
+    for kind in kinds.split(","):
+        try:
+            if kind == "json":
+                r = c.chat.completions.create(model=model, messages=messages, extra_headers=headers)
+                out.append({"text": r.choices[0].message.content, "finish": r.choices[0].finish_reason})
+                continue
+            text, finish = [], None
+            for chunk in c.chat.completions.create(model=model, messages=messages, stream=True, extra_headers=headers):
+                for choice in chunk.choices:
+                    if choice.delta and choice.delta.content:
+                        text.append(choice.delta.content)
+                    finish = choice.finish_reason or finish
+            out.append({"text": "".join(text), "finish": finish})
+        except openai.APIStatusError as e:
+            body = e.body if isinstance(e.body, dict) else {}
+            out.append({"status": e.status_code, "code": body.get("code")})
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "chat":
@@ -154,5 +179,7 @@ if __name__ == "__main__":
         load(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
     elif mode == "cache":
         cache(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif mode == "guard":
+        guard(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
     else:
         sys.exit(f"unknown mode {mode}")
