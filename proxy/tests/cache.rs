@@ -399,20 +399,9 @@ async fn an_entry_expires_after_its_ttl() {
 async fn the_official_sdk_reads_replayed_answers_both_ways() {
     let mock = start_mock("m").await;
     let gw = gateway(&mock, "").await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_client.py");
     let base = format!("http://{}/v1", gw.addr);
     let run = |question: &str, kinds: &str| {
-        let out = std::process::Command::new("python3")
-            .arg(&script)
-            .args(["cache", &base, question, kinds])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "the SDK client failed (scripts/setup.sh installs `openai`):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+        serde_json::from_str::<Vec<serde_json::Value>>(&openai_sdk(&["cache", &base, question, kinds])).unwrap()
     };
     for (question, kinds) in [
         ("How do I export my data?", "json,stream,stream"),

@@ -440,19 +440,8 @@ async fn the_shipped_example_answers_as_the_readme_shows() {
 
 /// What the official `openai` SDK reads through the gateway (tests/sdk/openai_client.py).
 fn sdk(gw: &Gateway, model: &str, question: &str, reply: &str, kinds: &str) -> Vec<serde_json::Value> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_client.py");
     let base = format!("http://{}/v1", gw.addr);
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .args(["guard", &base, model, question, reply, kinds])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the SDK client failed (scripts/setup.sh installs `openai`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&openai_sdk(&["guard", &base, model, question, reply, kinds])).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

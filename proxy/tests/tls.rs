@@ -7,8 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -18,17 +17,6 @@ fn config(mock: &str) -> String {
         "{}[[models]]\nname = \"m\"\ntargets = [{{ provider = \"mock\" }}]\n",
         provider("mock", mock)
     )
-}
-
-fn sdk(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_client.py");
-    let out = Command::new("python3").arg(&script).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "the SDK client failed (scripts/setup.sh installs `openai`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A gateway with a TLS listener whose certificate files live in their own directory.
@@ -67,7 +55,7 @@ async fn the_official_sdk_talks_https_over_http1_and_http2_and_streams_alike() {
     let ca = fixture("ca.pem").display().to_string();
     let mut seen = Vec::new();
     for version in ["http1", "http2"] {
-        let out: serde_json::Value = serde_json::from_str(&sdk(&["chat", &base, &ca, version])).unwrap();
+        let out: serde_json::Value = serde_json::from_str(&openai_sdk(&["chat", &base, &ca, version])).unwrap();
         let want = if version == "http2" { "HTTP/2" } else { "HTTP/1.1" };
         assert_eq!(out["http_version"], want, "{out}");
         assert_eq!(out["stream_http_version"], want, "{out}");
@@ -139,11 +127,11 @@ async fn a_certificate_rotated_under_load_fails_no_request() {
     cas.extend(std::fs::read(fixture("ca2.pem")).unwrap());
     std::fs::write(&bundle, cas).unwrap();
     let bundle_s = bundle.display().to_string();
-    let before = sdk(&["cert", &base, &bundle_s]).trim().to_string();
+    let before = openai_sdk(&["cert", &base, &bundle_s]).trim().to_string();
 
     let (base2, bundle2) = (base.clone(), bundle_s.clone());
     let served_before = gw.access_lines().len();
-    let load = std::thread::spawn(move || sdk(&["load", &base2, &bundle2, "6", "4"]));
+    let load = std::thread::spawn(move || openai_sdk(&["load", &base2, &bundle2, "6", "4"]));
     // Rotate once the load is under way (Python's start-up takes seconds on a busy machine).
     assert!(
         eventually(Duration::from_secs(20), || async {
@@ -157,7 +145,7 @@ async fn a_certificate_rotated_under_load_fails_no_request() {
     std::fs::copy(fixture("server2.key"), dir.join("key.pem")).unwrap();
     signal(gw.pid(), "HUP");
     let out: serde_json::Value = serde_json::from_str(&load.join().unwrap()).unwrap();
-    let after = sdk(&["cert", &base, &bundle_s]).trim().to_string();
+    let after = openai_sdk(&["cert", &base, &bundle_s]).trim().to_string();
 
     assert_ne!(before, after, "the new certificate is presented");
     assert_eq!(out["failed"], 0, "{out}");
@@ -191,5 +179,5 @@ async fn a_certificate_rotated_under_load_fails_no_request() {
     })
     .await;
     assert!(refused);
-    assert_eq!(sdk(&["cert", &base, &bundle_s]).trim(), after);
+    assert_eq!(openai_sdk(&["cert", &base, &bundle_s]).trim(), after);
 }

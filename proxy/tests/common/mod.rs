@@ -23,6 +23,18 @@ use tollgate_loadtest::mock::{self, MockConfig, MockHandle, TlsFiles};
 
 pub const PROVIDER_KEY: &str = "sk-provider-secret-7f3a";
 
+/// Run the official `openai` SDK client (`tests/sdk/openai_client.py`) with `args`; its stdout.
+pub fn openai_sdk(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_client.py");
+    let out = Command::new("python3").arg(&script).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the SDK client failed (scripts/setup.sh installs `openai`):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A free TCP port on 127.0.0.1 for a gateway to listen on.
 ///
 /// Not port 0: the gateway process binds it itself, so the port is released in between, and
