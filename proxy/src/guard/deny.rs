@@ -16,7 +16,6 @@ pub struct DenyList {
     matcher: AhoCorasick,
     /// The longest phrase, in characters of normalised text (the stream hold-back).
     longest_chars: usize,
-    len: usize,
 }
 
 /// A deny list that cannot be built.
@@ -52,11 +51,7 @@ impl DenyList {
             .start_kind(aho_corasick::StartKind::Both)
             .build(&normalised)
             .map_err(|e| DenyError::Build(e.to_string()))?;
-        Ok(DenyList {
-            matcher,
-            longest_chars,
-            len: normalised.len(),
-        })
+        Ok(DenyList { matcher, longest_chars })
     }
 
     /// Phrases from a file's text: one per line; blank lines and lines starting with `#` skipped.
@@ -66,14 +61,6 @@ impl DenyList {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .map(str::to_owned)
             .collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The longest phrase in normalised characters.
@@ -114,13 +101,6 @@ impl DenyList {
             }
             at = r.start + haystack[r.start..].chars().next().map_or(1, char::len_utf8);
         }
-    }
-
-    /// Whether `text` holds a phrase.
-    pub fn is_match(&self, text: &Normalized) -> bool {
-        let mut found = Vec::new();
-        self.find(text, &mut found);
-        !found.is_empty()
     }
 }
 

@@ -196,7 +196,6 @@ impl Channel {
             }
         }
         let len = self.context.len() + self.held.iter().map(|p| p.text.len()).sum::<usize>();
-        self.decided = self.decided.min(len);
         // Placeholders are decided text.
         self.decided = len.saturating_sub(
             self.held

@@ -69,6 +69,36 @@ pub enum Prompt {
     None,
 }
 
+impl Prompt {
+    /// Call `f` with each text piece and the role of its message (`user` for `prompt`/`input`
+    /// texts and for messages without a role), in order; stops at the first error.
+    pub fn for_each_text<E>(
+        &self,
+        body: &[u8],
+        mut f: impl FnMut(&str, &Range<usize>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (messages, texts): (&[MessageSpans], &[Piece]) = match self {
+            Prompt::Chat(messages) => (messages, &[]),
+            Prompt::Texts(texts) => (&[], texts),
+            Prompt::None => (&[], &[]),
+        };
+        for m in messages {
+            let role = m.role.as_ref().map_or(Cow::Borrowed("user"), |r| text_of(body, r));
+            for piece in &m.content {
+                if let Piece::Text(span) = piece {
+                    f(&role, span)?;
+                }
+            }
+        }
+        for piece in texts {
+            if let Piece::Text(span) = piece {
+                f("user", span)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Deserialize)]
 struct Fields {
     #[serde(default)]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::body::{text_of, Edit, Piece, Prompt, RequestView};
+use super::body::{text_of, Edit, RequestView};
 use crate::config::guardrails::{Action, GuardRule, ModelGuards};
 pub use crate::context::{Direction, GuardEvent as Event};
 use crate::error::{ApiError, ErrorCode};
@@ -112,26 +112,7 @@ pub fn inspect_input(
         }
         Ok(())
     };
-    match &view.prompt {
-        Prompt::Chat(messages) => {
-            for m in messages {
-                let role = m.role.as_ref().map_or(Cow::Borrowed("user"), |r| text_of(body, r));
-                for piece in &m.content {
-                    if let Piece::Text(span) = piece {
-                        read(&role, span)?;
-                    }
-                }
-            }
-        }
-        Prompt::Texts(pieces) => {
-            for piece in pieces {
-                if let Piece::Text(span) = piece {
-                    read("user", span)?;
-                }
-            }
-        }
-        Prompt::None => {}
-    }
+    view.prompt.for_each_text(body, &mut read)?;
     Ok(match (reroute, edits.is_empty()) {
         (Some(model), _) => InputVerdict::Reroute(model),
         (None, false) => InputVerdict::Masked(edits),
@@ -211,29 +192,12 @@ pub fn moderation_texts<'b>(
         None => text_of(body, span),
     };
     let mut out = Vec::new();
-    match &view.prompt {
-        Prompt::Chat(messages) => {
-            for m in messages {
-                let role = m.role.as_ref().map_or(Cow::Borrowed("user"), |r| text_of(body, r));
-                if !rule.roles.reads(&role) {
-                    continue;
-                }
-                for piece in &m.content {
-                    if let Piece::Text(span) = piece {
-                        out.push(text(span));
-                    }
-                }
-            }
+    let _ = view.prompt.for_each_text(body, |role, span| {
+        if rule.roles.reads(role) {
+            out.push(text(span));
         }
-        Prompt::Texts(pieces) => {
-            for piece in pieces {
-                if let Piece::Text(span) = piece {
-                    out.push(text(span));
-                }
-            }
-        }
-        Prompt::None => {}
-    }
+        Ok::<(), ()>(())
+    });
     out.retain(|t| !t.is_empty());
     out
 }

@@ -467,7 +467,7 @@ impl OutputGuard {
     }
 
     /// Whether `text` (a whole answer) passes every rule without a block or a mask.
-    pub fn passes(&mut self, text: &str) -> bool {
+    pub fn passes(&self, text: &str) -> bool {
         let mut hits = Vec::new();
         scan_with(&self.rules)(text, &mut hits);
         hits.iter().all(|(_, _, action)| *action == StreamAction::Log)
