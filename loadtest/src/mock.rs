@@ -379,12 +379,28 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
                     format!(r#"{{"flagged":{flagged},"categories":{categories}}}"#),
                 )
             } else {
+                // One result per input, as the real service answers.
+                let inputs: Vec<String> = match request.get("input") {
+                    Some(serde_json::Value::Array(items)) => items.iter().map(|i| i.to_string()).collect(),
+                    Some(one) => vec![one.to_string()],
+                    None => vec![String::new()],
+                };
+                let results: Vec<String> = inputs
+                    .iter()
+                    .map(|input| {
+                        let flagged = input.contains("flag-me");
+                        format!(
+                            r#"{{"flagged":{flagged},"categories":{{"violence":{flagged},"hate":false}},"category_scores":{{"violence":{},"hate":0.0}}}}"#,
+                            if flagged { 0.97 } else { 0.01 }
+                        )
+                    })
+                    .collect();
                 json_response(
                     &state,
                     StatusCode::OK,
                     format!(
-                        r#"{{"id":"modr-1","model":"omni-moderation-latest","results":[{{"flagged":{flagged},"categories":{{"violence":{flagged},"hate":false}},"category_scores":{{"violence":{},"hate":0.0}}}}]}}"#,
-                        if flagged { 0.97 } else { 0.01 }
+                        r#"{{"id":"modr-1","model":"omni-moderation-latest","results":[{}]}}"#,
+                        results.join(",")
                     ),
                 )
             }

@@ -388,6 +388,219 @@ async fn moderation_services_block_or_log_and_fail_open_or_closed() {
     assert_eq!(r.json()["error"]["code"], "moderation_unavailable");
 }
 
+/// Models `watched` (e-mails masked, then an OpenAI-protocol moderation of the answer by
+/// windows of 24 characters re-reading 12, failing open) and `watched-closed` (a webhook
+/// moderating the answer, failing closed after 300 ms).
+fn output_moderation_config(public: &MockHandle, moderator: &MockHandle) -> String {
+    format!(
+        r#"{}[[models]]
+name = "watched"
+targets = [{{ provider = "public" }}]
+
+[[models]]
+name = "watched-closed"
+targets = [{{ provider = "public" }}]
+
+[[guardrails]]
+name = "mask-email"
+detect = "pii"
+kinds = ["email"]
+action = "mask"
+on = ["output"]
+models = ["watched"]
+
+[[guardrails]]
+name = "answer-moderation"
+detect = "moderation"
+url = "{base}/moderations"
+on = ["output"]
+window = 24
+hold_back = 12
+timeout_ms = 300
+action = "block"
+models = ["watched"]
+
+[[guardrails]]
+name = "answer-webhook"
+detect = "moderation"
+protocol = "webhook"
+url = "{root}/moderate"
+on = ["output"]
+window = 24
+timeout_ms = 300
+on_error = "block"
+action = "block"
+models = ["watched-closed"]
+"#,
+        provider("public", &public.base_url()),
+        base = moderator.base_url(),
+        root = moderator.base_url().trim_end_matches("/v1"),
+    )
+}
+
+/// What the moderation service was asked about for one request.
+fn asked_about(moderator: &MockHandle, request_id: &str) -> Vec<String> {
+    moderator
+        .requests()
+        .iter()
+        .filter(|r| r.header("x-request-id") == Some(request_id))
+        .flat_map(|r| {
+            let v = r.json();
+            let texts = if v["input"].is_array() {
+                &v["input"]
+            } else {
+                &v["texts"]
+            };
+            texts
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn answers_are_moderated_by_windows_before_they_are_sent() {
+    let public = start_mock("public").await;
+    let moderator = start_mock("moderator").await;
+    let gw = Gateway::start(&output_moderation_config(&public, &moderator)).await;
+    let model = |m: &str, stream: bool| {
+        serde_json::json!({"model": m, "stream": stream, "messages": [{"role": "user", "content": "go"}]}).to_string()
+    };
+
+    // A clean answer goes out whole; the service read it by windows, masked.
+    let text = "Dear team, the quarterly numbers look fine; write to jane@example.com for the details and the charts.";
+    let pieces: Vec<&str> = text
+        .as_bytes()
+        .chunks(9)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-reply", &reply(&pieces))],
+            &model("watched", true),
+        )
+        .await;
+    let (sent, finish, done) = read_stream(&r.text());
+    let masked = text.replace("jane@example.com", "[EMAIL]");
+    assert_eq!(
+        (sent.as_str(), finish.as_deref(), done),
+        (masked.as_str(), Some("stop"), true)
+    );
+    let asked = asked_about(&moderator, &r.request_id());
+    assert!(asked.len() >= 3, "judged by windows: {asked:?}");
+    assert!(
+        asked.iter().all(|t| !t.contains("jane@")),
+        "masked before moderation: {asked:?}"
+    );
+    assert!(asked.iter().all(|t| t.chars().count() <= 24 + 12 + 9), "{asked:?}");
+    let mut covered = vec![false; masked.len()];
+    for t in &asked {
+        let at = masked
+            .find(t.as_str())
+            .unwrap_or_else(|| panic!("{t:?} is not part of the answer"));
+        covered[at..at + t.len()].iter_mut().for_each(|c| *c = true);
+    }
+    assert!(
+        covered.iter().all(|c| *c),
+        "every part of the answer was judged: {asked:?}"
+    );
+
+    // A flagged passage, wherever the chunks and windows cut it, never reaches the client.
+    let text = "This answer starts calmly and explains the plan, then says flag-me and goes on a while.";
+    let mut flagged_id = String::new();
+    for cut in (40..70).step_by(3) {
+        let pieces: Vec<&str> = text.as_bytes()[..cut]
+            .chunks(7)
+            .chain(text.as_bytes()[cut..].chunks(11))
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                &[("x-mock-reply", &reply(&pieces))],
+                &model("watched", true),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let (sent, finish, done) = read_stream(&r.text());
+        assert!(!sent.contains("flag-me"), "cut {cut}: {sent:?}");
+        assert_eq!((finish.as_deref(), done), (Some("content_filter"), true), "cut {cut}");
+        assert!(
+            text.starts_with(&sent),
+            "cut {cut}: only text before the flag goes: {sent:?}"
+        );
+        flagged_id = r.request_id();
+    }
+    let line = guard_line(&gw, &flagged_id, "answer-moderation").await;
+    assert_eq!(
+        (
+            line["direction"].as_str(),
+            line["risk"].as_str(),
+            line["action"].as_str()
+        ),
+        (Some("output"), Some("moderation"), Some("block"))
+    );
+
+    // JSON answers: held whole until judged.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-reply", &reply(&[text]))],
+            &model("watched", false),
+        )
+        .await;
+    let v = r.json();
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(v["choices"][0]["message"]["content"], "");
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-reply", &reply(&["all calm here"]))],
+            &model("watched", false),
+        )
+        .await;
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "all calm here");
+
+    // Fail open: a broken service lets the answer through, recorded.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-reply", &reply(&["mod-500 ", "but fine"]))],
+            &model("watched", true),
+        )
+        .await;
+    let (sent, finish, _) = read_stream(&r.text());
+    assert_eq!((sent.as_str(), finish.as_deref()), ("mod-500 but fine", Some("stop")));
+    let line = guard_line(&gw, &r.request_id(), "answer-moderation").await;
+    assert_eq!(
+        (line["risk"].as_str(), line["action"].as_str()),
+        (Some("moderation_unavailable"), Some("log"))
+    );
+
+    // Fail closed: a late service ends the answer with content_filter, none of it sent.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-reply", &reply(&["slow-mod ", "text"]))],
+            &model("watched-closed", true),
+        )
+        .await;
+    let (sent, finish, done) = read_stream(&r.text());
+    assert_eq!(
+        (sent.as_str(), finish.as_deref(), done),
+        ("", Some("content_filter"), true)
+    );
+    let line = guard_line(&gw, &r.request_id(), "answer-webhook").await;
+    assert_eq!(
+        (line["risk"].as_str(), line["action"].as_str()),
+        (Some("moderation_unavailable"), Some("block"))
+    );
+}
+
 /// `examples/guardrails.toml` (its mock address and deny-list path made this test's), asked
 /// what README.md's "Content safety" section asks, answers what it shows.
 #[tokio::test]

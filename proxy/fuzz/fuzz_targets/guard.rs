@@ -1,6 +1,8 @@
 //! Content safety over arbitrary text: the detectors, the normalisation's map back to the
 //! original, masking, and the output guard over the text streamed in pieces cut anywhere never
 //! panic; every match maps to whole characters of the original, and a masked text is valid.
+//! With output moderation (a stand-in verdict: any window holding `zz` is flagged), no `zz`
+//! ever reaches the client, wherever the pieces and windows cut it.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -13,6 +15,8 @@ use tollgate::guard::normalize::Normalized;
 use tollgate::guard::pii::PiiKinds;
 use tollgate::guard::{mask, Detector, Inspected};
 use tollgate::pipeline::safety::output::OutputGuard;
+use tollgate::pipeline::safety::review::Batch;
+use tollgate::pipeline::safety::Verdict;
 
 const CONFIG: &str = r#"
 [[providers]]
@@ -24,12 +28,17 @@ base_url = "http://127.0.0.1:9/v1"
 name = "m"
 targets = [{ provider = "p" }]
 
+[[models]]
+name = "w"
+targets = [{ provider = "p" }]
+
 [[guardrails]]
 name = "pii"
 detect = "pii"
 action = "mask"
 on = ["output"]
 hold_back = 16
+models = ["m"]
 
 [[guardrails]]
 name = "deny"
@@ -37,6 +46,26 @@ detect = "deny_list"
 phrases = ["launch codes", "敏感词", "ab"]
 on = ["output"]
 action = "block"
+models = ["m"]
+
+[[guardrails]]
+name = "emails"
+detect = "pii"
+kinds = ["email"]
+action = "mask"
+on = ["output"]
+models = ["w"]
+
+[[guardrails]]
+name = "service"
+detect = "moderation"
+url = "http://127.0.0.1:9/moderate"
+protocol = "webhook"
+on = ["output"]
+window = 16
+hold_back = 8
+action = "block"
+models = ["w"]
 "#;
 
 static SNAPSHOT: LazyLock<Snapshot> =
@@ -65,7 +94,30 @@ fuzz_target!(|input: &[u8]| {
     }
     let _ = mask(&text, &hits);
 
-    let Some(guards) = SNAPSHOT.route("m").and_then(|r| SNAPSHOT.guards_of(r)) else { return };
+    for model in ["m", "w"] {
+        stream(model, cuts, &text);
+    }
+});
+
+/// The moderation stand-in: a batch holding `zz` is flagged.
+fn verdicts(batch: &Batch) -> Vec<Verdict> {
+    let flagged = batch.texts.iter().any(|t| t.contains("zz"));
+    batch
+        .rules
+        .iter()
+        .map(|_| if flagged { Verdict::Flagged(Vec::new()) } else { Verdict::Clean })
+        .collect()
+}
+
+fn moderate(guard: &mut OutputGuard, out: &mut Vec<Bytes>) {
+    while let Some(batch) = guard.moderation_due() {
+        guard.moderated(&batch, &verdicts(&batch), "fuzz", out);
+    }
+}
+
+/// Stream `text` cut where `cuts` say through the output guard of `model`.
+fn stream(model: &str, cuts: &[u8], text: &str) {
+    let Some(guards) = SNAPSHOT.route(model).and_then(|r| SNAPSHOT.guards_of(r)) else { return };
     let Some(mut guard) = OutputGuard::new(guards, None) else { return };
     let chars: Vec<char> = text.chars().collect();
     let mut at = 0;
@@ -80,10 +132,20 @@ fuzz_target!(|input: &[u8]| {
         let event = serde_json::json!({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
             "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
         guard.on_event(Bytes::from(format!("data: {event}\n\n")), &mut out);
+        moderate(&mut guard, &mut out);
     }
     guard.on_event(Bytes::from_static(b"data: [DONE]\n\n"), &mut out);
     guard.finish(&mut out);
+    moderate(&mut guard, &mut out);
+    let mut sent = String::new();
     for event in out.concat().split(|&b| b == b'\n').filter(|l| l.starts_with(b"data: {")) {
-        assert!(serde_json::from_slice::<serde_json::Value>(&event[6..]).is_ok(), "every event stays JSON");
+        let v = serde_json::from_slice::<serde_json::Value>(&event[6..]);
+        assert!(v.is_ok(), "every event stays JSON");
+        if let Ok(v) = v {
+            sent.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+        }
     }
-});
+    if model == "w" {
+        assert!(!sent.contains("zz"), "a flagged window reached the client: {sent:?}");
+    }
+}

@@ -25,6 +25,9 @@ const MAX_LIST_BYTES: u64 = 16 << 20;
 /// Default stream hold-back, in characters, of rules whose matches have no fixed length.
 pub const DEFAULT_HOLD_BACK: usize = 64;
 
+/// New characters of a streamed answer per output moderation call, by default.
+pub const DEFAULT_WINDOW: usize = 400;
+
 /// A rule as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +81,8 @@ pub struct RawGuardrail {
     /// `moderation`: when the service fails or is late, `allow` (fail open, the default) or
     /// `block` (fail closed).
     pub on_error: Option<Spanned<String>>,
+    /// `moderation` on output: new characters of a streamed answer per call (default 400).
+    pub window: Option<Spanned<usize>>,
 }
 
 /// How a moderation service is spoken to.
@@ -99,6 +104,8 @@ pub struct Moderation {
     pub timeout: std::time::Duration,
     /// A failure or a timeout blocks the request (otherwise it passes, and is recorded).
     pub fail_closed: bool,
+    /// On output: new characters of a streamed answer judged per call.
+    pub window: usize,
 }
 
 /// What a rule checks: in-process detectors, or an external moderation service.
@@ -358,20 +365,12 @@ fn compile_rule(
         );
     }
     let moderation = if detect == "moderation" {
-        if output {
-            problems.at(
-                r.detect.span(),
-                format_args!(
-                    "{}: moderation services read prompts only (on = [\"input\"])",
-                    at("detect")
-                ),
-            );
-        }
         moderation(r, base_dir, problems)
     } else {
         for (field, given) in [
             ("url", r.url.as_ref().map(|u| u.span())),
             ("protocol", r.protocol.as_ref().map(|p| p.span())),
+            ("window", r.window.as_ref().map(|w| w.span())),
         ] {
             if let Some(span) = given {
                 problems.at(span, format_args!("{}: only with detect = \"moderation\"", at(field)));
@@ -478,7 +477,9 @@ fn compile_rule(
         }
         (Some(h), _) => *h.get_ref(),
         (None, Some(Detector::Deny(list))) => list.longest_chars(),
-        (None, _) => DEFAULT_HOLD_BACK,
+        (None, Some(_)) => DEFAULT_HOLD_BACK,
+        // A moderation service re-reads the last quarter of a window with the next one.
+        (None, None) => moderation.as_ref().map_or(DEFAULT_HOLD_BACK, |m| m.window / 4),
     };
     if problems.len() > before {
         return None;
@@ -537,6 +538,15 @@ fn moderation(r: &RawGuardrail, base_dir: Option<&Path>, problems: &mut Problems
             return None;
         }
     };
+    let window = r.window.as_ref().map_or(DEFAULT_WINDOW, |w| *w.get_ref());
+    if !(16..=32_768).contains(&window) {
+        let span = r.window.as_ref().map_or(0..0, |w| w.span());
+        problems.at(
+            span,
+            format_args!("guardrails[{i}].window: from 16 to 32768 characters"),
+        );
+        return None;
+    }
     let timeout_ms = r.timeout_ms.as_ref().map_or(1000, |t| *t.get_ref());
     if !(1..=60_000).contains(&timeout_ms) {
         let span = r.timeout_ms.as_ref().map_or(0..0, |t| t.span());
@@ -559,6 +569,7 @@ fn moderation(r: &RawGuardrail, base_dir: Option<&Path>, problems: &mut Problems
         categories: r.categories.clone(),
         timeout: std::time::Duration::from_millis(timeout_ms),
         fail_closed,
+        window,
     })
 }
 
@@ -677,6 +688,18 @@ targets = [{ provider = "p" }]
             (
                 "detect = \"pii\"\naction = \"block\"\nconsumers = [\"ghost\"]",
                 "unknown consumer `ghost`",
+            ),
+            (
+                "detect = \"moderation\"\nurl = \"http://127.0.0.1:9/m\"\non = [\"output\"]\nwindow = 4\naction = \"block\"",
+                "guardrails[0].window: from 16",
+            ),
+            (
+                "detect = \"pii\"\nwindow = 100\naction = \"block\"",
+                "guardrails[0].window: only with detect = \"moderation\"",
+            ),
+            (
+                "detect = \"moderation\"\nurl = \"http://127.0.0.1:9/m\"\non = [\"output\"]\naction = \"mask\"",
+                "moderation cannot be masked",
             ),
         ];
         for (body, want) in cases {

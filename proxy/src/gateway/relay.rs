@@ -26,7 +26,7 @@ use crate::context::{Outcome, RequestCtx};
 use crate::pipeline::admit::Settlement;
 use crate::pipeline::response::{concat, CountCompletion, Learnt, ResponseChain};
 use crate::pipeline::safety::output::OutputGuard;
-use crate::upstream::{self, Response};
+use crate::upstream::{self, moderation, Response};
 
 /// Most bytes gathered from already-buffered chunks into one downstream write.
 const COALESCE_LIMIT: usize = 64 * 1024;
@@ -166,12 +166,16 @@ async fn relay_body(
     let mut header = Some(header);
     loop {
         let (ended, failure) = read_burst(&mut up, sink).await;
+        if failure.is_none() {
+            moderate(state, sink, ctx).await;
+        }
         // The output guard ended the answer: what the provider still sends is not read.
         let cut_short = sink.chain.blocked();
         let ended = ended || cut_short;
         let failure = failure.filter(|_| !cut_short);
         if ended {
             sink.finish(ctx);
+            moderate(state, sink, ctx).await;
             let tokens = ctx.tokens_used();
             state
                 .admission
@@ -222,6 +226,33 @@ async fn relay_body(
         upstream::release(&state.upstreams, peer, up);
     }
     Ok(Relayed::Done)
+}
+
+/// Output moderation: ask the services about every window the output guard has ready, one
+/// batch (one call per service) at a time; the guard releases or ends the answer on each verdict.
+async fn moderate(state: &GatewayState, sink: &mut BodySink, ctx: &mut RequestCtx) {
+    while let Some(batch) = sink.chain.moderation_due() {
+        let texts: Vec<&str> = batch.texts.iter().map(String::as_str).collect();
+        let mut verdicts = Vec::with_capacity(batch.rules.len());
+        for rule in &batch.rules {
+            verdicts.push(match rule.moderation() {
+                Some(service) => {
+                    moderation::check(
+                        &state.upstreams,
+                        &state.upstream,
+                        service,
+                        &texts,
+                        "output",
+                        &ctx.request_id,
+                    )
+                    .await
+                }
+                None => moderation::Verdict::Clean,
+            });
+        }
+        sink.chain.moderated(&batch, &verdicts, &ctx.request_id, &mut sink.out);
+        ctx.guard.events.extend(sink.chain.take_guard_events());
+    }
 }
 
 /// Wait for the next upstream chunk, then take every chunk already buffered behind it without

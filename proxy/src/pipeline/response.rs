@@ -27,6 +27,8 @@ use crate::api::Usage;
 use crate::context::GuardEvent;
 use crate::pipeline::cache::answer::{self, CachedAnswer};
 use crate::pipeline::safety::output::OutputGuard;
+use crate::pipeline::safety::review::Batch;
+use crate::pipeline::safety::Verdict;
 use crate::pipeline::tokens::Estimator;
 use crate::sse::completion::completion_text;
 use crate::sse::scanner::{events, EventSplitter};
@@ -224,6 +226,19 @@ impl ResponseChain {
         self.guard.as_ref().is_some_and(|g| g.blocked())
     }
 
+    /// The texts the output guard wants a moderation service to judge now, if any.
+    pub fn moderation_due(&mut self) -> Option<Batch> {
+        self.guard.as_mut()?.moderation_due()
+    }
+
+    /// The verdicts on the last [`ResponseChain::moderation_due`] batch; what may go out now is
+    /// appended to `out`.
+    pub fn moderated(&mut self, batch: &Batch, verdicts: &[Verdict], request_id: &str, out: &mut Vec<Bytes>) {
+        if let Some(guard) = &mut self.guard {
+            guard.moderated(batch, verdicts, request_id, out);
+        }
+    }
+
     /// What the output guard found.
     pub fn take_guard_events(&mut self) -> Vec<GuardEvent> {
         self.guard.as_mut().map(|g| g.take_events()).unwrap_or_default()
@@ -351,7 +366,7 @@ impl ResponseChain {
                         self.usage.on_json(&whole);
                         self.count.finish(self.usage.usage, Some(&whole));
                         if let Some(guard) = &mut self.guard {
-                            out.push(guard.on_json(whole));
+                            guard.on_json(whole, out);
                         }
                     }
                 }

@@ -9,6 +9,7 @@
 //! records. Every hit is an [`Event`] for the audit line and the metrics.
 
 pub mod output;
+pub mod review;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -130,8 +131,51 @@ pub enum Verdict {
     Failed(String),
 }
 
-/// What a moderation service's verdict means for `rule`: the error to answer (a block, or a
-/// fail-closed failure), else `None`; the event is recorded either way.
+/// What a moderation service's verdict means for `rule` reading `direction`: whether it stops
+/// the text (a flag the rule blocks, or a failure of a fail-closed service). The event is
+/// recorded either way.
+pub fn judge(
+    rule: &Arc<GuardRule>,
+    service: &crate::config::guardrails::Moderation,
+    verdict: &Verdict,
+    direction: Direction,
+    events: &mut Vec<Event>,
+    request_id: &str,
+) -> bool {
+    match verdict {
+        Verdict::Clean => false,
+        Verdict::Flagged(categories) => {
+            tracing::info!(request_id, rule = %rule.name, direction = direction.name(), categories = ?categories, "moderation flagged the text");
+            let hit = Hit {
+                risk: guard::Risk::Moderation,
+                range: 0..0,
+                heuristic: None,
+            };
+            note(events, direction, rule, rule.action, &hit);
+            rule.action == Action::Block
+        }
+        Verdict::Failed(why) => {
+            tracing::warn!(request_id, rule = %rule.name, direction = direction.name(), error = %why, fail_closed = service.fail_closed, "moderation service failed");
+            let action = if service.fail_closed {
+                Action::Block
+            } else {
+                Action::Log
+            };
+            events.push(Event {
+                direction,
+                rule: rule.clone(),
+                risk: "moderation_unavailable",
+                action,
+                heuristic: None,
+                count: 1,
+            });
+            service.fail_closed
+        }
+    }
+}
+
+/// What a moderation service's verdict on the prompt means for `rule`: the error to answer (a
+/// block, or a fail-closed failure), else `None`; the event is recorded either way.
 pub fn on_moderation(
     rule: &Arc<GuardRule>,
     service: &crate::config::guardrails::Moderation,
@@ -139,44 +183,19 @@ pub fn on_moderation(
     events: &mut Vec<Event>,
     request_id: &str,
 ) -> Option<ApiError> {
-    match verdict {
-        Verdict::Clean => None,
-        Verdict::Flagged(categories) => {
-            tracing::info!(request_id, rule = %rule.name, categories = ?categories, "moderation flagged the prompt");
-            let hit = Hit {
-                risk: guard::Risk::Moderation,
-                range: 0..0,
-                heuristic: None,
-            };
-            note(events, Direction::Input, rule, rule.action, &hit);
-            (rule.action == Action::Block).then(|| blocked(rule, "moderation"))
-        }
-        Verdict::Failed(why) => {
-            tracing::warn!(request_id, rule = %rule.name, error = %why, fail_closed = service.fail_closed, "moderation service failed");
-            let action = if service.fail_closed {
-                Action::Block
-            } else {
-                Action::Log
-            };
-            events.push(Event {
-                direction: Direction::Input,
-                rule: rule.clone(),
-                risk: "moderation_unavailable",
-                action,
-                heuristic: None,
-                count: 1,
-            });
-            service.fail_closed.then(|| {
-                ApiError::new(
-                    ErrorCode::ModerationUnavailable,
-                    format!(
-                        "The moderation service of content rule `{}` is unavailable; the request was not sent.",
-                        rule.name
-                    ),
-                )
-            })
-        }
+    if !judge(rule, service, verdict, Direction::Input, events, request_id) {
+        return None;
     }
+    Some(match verdict {
+        Verdict::Failed(_) => ApiError::new(
+            ErrorCode::ModerationUnavailable,
+            format!(
+                "The moderation service of content rule `{}` is unavailable; the request was not sent.",
+                rule.name
+            ),
+        ),
+        _ => blocked(rule, "moderation"),
+    })
 }
 
 /// The prompt texts a moderation rule reads (the messages of the roles it reads), as masking

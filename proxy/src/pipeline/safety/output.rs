@@ -6,6 +6,10 @@
 //! drops what is held and ends the stream with a well-formed final chunk whose `finish_reason`
 //! is `content_filter`, then `data: [DONE]`. A JSON answer is held whole and rewritten at its
 //! end (masked texts; a blocked choice emptied with `finish_reason: "content_filter"`).
+//!
+//! Output moderation rules add a second hold ([`Review`]): what the local rules release waits
+//! until a moderation service judged its window; the caller asks the services about each batch
+//! ([`OutputGuard::moderation_due`]) and gives the verdicts back ([`OutputGuard::moderated`]).
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -13,7 +17,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{note, string_contents, Direction, Event};
+use super::review::{Batch, Review};
+use super::{judge, note, string_contents, Direction, Event, Verdict};
 use crate::config::guardrails::{Action, GuardRule, ModelGuards};
 use crate::guard::window::{Channel, Scanned, StreamAction};
 use crate::guard::{Hit, Inspected};
@@ -198,7 +203,11 @@ fn splice(bytes: &[u8], edits: &[(Range<usize>, Bytes)]) -> Bytes {
 
 /// The output guard of one answer.
 pub struct OutputGuard {
+    /// The in-process rules (none: texts go straight to the review).
     rules: Vec<Arc<GuardRule>>,
+    review: Option<Review>,
+    /// A JSON answer waiting for its moderation verdict.
+    json_held: Option<Bytes>,
     hold: usize,
     channels: Vec<(Key, Channel)>,
     queue: VecDeque<Held>,
@@ -216,18 +225,21 @@ impl OutputGuard {
     /// The guard for an answer to a request of `consumer` on a model with `guards`; `None` when
     /// no output rule applies.
     pub fn new(guards: &ModelGuards, consumer: Option<&str>) -> Option<OutputGuard> {
-        let rules: Vec<Arc<GuardRule>> = guards
+        let (moderators, rules): (Vec<Arc<GuardRule>>, Vec<Arc<GuardRule>>) = guards
             .output
             .iter()
             .filter(|r| r.covers_consumer(consumer))
             .cloned()
-            .collect();
-        if rules.is_empty() {
+            .partition(|r| r.moderation().is_some());
+        let review = Review::new(moderators);
+        if rules.is_empty() && review.is_none() {
             return None;
         }
         let hold = rules.iter().map(|r| r.hold_back).max().unwrap_or(0);
         Some(OutputGuard {
             rules,
+            review,
+            json_held: None,
             hold,
             channels: Vec::new(),
             queue: VecDeque::new(),
@@ -309,6 +321,12 @@ impl OutputGuard {
             texts: found.texts,
         });
         for (key, text) in texts {
+            if self.rules.is_empty() {
+                if let Some(review) = &mut self.review {
+                    review.push(key, seq, &text);
+                }
+                continue;
+            }
             let scanned = {
                 let mut scan = scan_with(&self.rules);
                 channel_of(&mut self.channels, key, self.hold).push(seq, &text, false, &mut scan)
@@ -359,8 +377,59 @@ impl OutputGuard {
                 return;
             }
         }
-        while let Some(h) = self.queue.pop_front() {
-            out.push(h.into_bytes());
+        match &mut self.review {
+            // The rest waits for the last verdicts.
+            Some(review) => {
+                review.end();
+                self.release(out);
+            }
+            None => {
+                while let Some(h) = self.queue.pop_front() {
+                    out.push(h.into_bytes());
+                }
+            }
+        }
+    }
+
+    /// The texts to ask the moderation services about now, if any.
+    pub fn moderation_due(&mut self) -> Option<Batch> {
+        if self.blocked {
+            return None;
+        }
+        self.review.as_mut()?.due()
+    }
+
+    /// The services' verdicts on the last batch (one per rule of the batch, in order): a
+    /// blocking verdict ends the answer, otherwise what they covered goes out.
+    pub fn moderated(&mut self, batch: &Batch, verdicts: &[Verdict], request_id: &str, out: &mut Vec<Bytes>) {
+        let mut stop = false;
+        for (rule, verdict) in batch.rules.iter().zip(verdicts) {
+            if let Some(service) = rule.moderation() {
+                stop |= judge(rule, service, verdict, Direction::Output, &mut self.events, request_id);
+            }
+        }
+        if stop {
+            self.blocked = true;
+            self.acted = true;
+            self.queue.clear();
+            match self.json_held.take() {
+                Some(body) => out.push(block_all(&body)),
+                None => {
+                    out.push(self.closing_chunk());
+                    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                }
+            }
+            return;
+        }
+        let Some(review) = &mut self.review else { return };
+        review.passed();
+        if review.done() {
+            while let Some(h) = self.queue.pop_front() {
+                out.push(h.into_bytes());
+            }
+            out.extend(self.json_held.take());
+        } else {
+            self.release(out);
         }
     }
 
@@ -401,6 +470,9 @@ impl OutputGuard {
 
     fn apply_released(&mut self, key: Key, released: Vec<(u64, String, bool)>) {
         for (seq, text, changed) in released {
+            if let Some(review) = &mut self.review {
+                review.push(key, seq, &text);
+            }
             if !changed {
                 continue;
             }
@@ -418,6 +490,7 @@ impl OutputGuard {
             .channels
             .iter()
             .filter_map(|(_, c)| c.held_from())
+            .chain(self.review.as_ref().and_then(Review::held_from))
             .min()
             .unwrap_or(u64::MAX);
         while self.queue.front().is_some_and(|h| h.seq < frontier) {
@@ -473,8 +546,30 @@ impl OutputGuard {
         hits.iter().all(|(_, _, action)| *action == StreamAction::Log)
     }
 
-    /// A whole JSON answer: its texts scanned, masked or blocked; the body to send.
-    pub fn on_json(&mut self, body: Bytes) -> Bytes {
+    /// A whole JSON answer: its texts scanned, masked or blocked; the body to send is appended
+    /// to `out`, or held for the moderation services' verdict.
+    pub fn on_json(&mut self, body: Bytes, out: &mut Vec<Bytes>) {
+        let body = self.local_json(body);
+        let Some(review) = &mut self.review else {
+            out.push(body);
+            return;
+        };
+        for t in &find(&body, false).texts {
+            review.push(t.key, 0, &unescape(&body[t.span.clone()]));
+        }
+        review.end();
+        if review.done() {
+            out.push(body);
+        } else {
+            self.json_held = Some(body);
+        }
+    }
+
+    /// The in-process rules over a whole JSON answer.
+    fn local_json(&mut self, body: Bytes) -> Bytes {
+        if self.rules.is_empty() {
+            return body;
+        }
         let found = find(&body, false);
         let mut edits: Vec<(Range<usize>, Bytes)> = Vec::new();
         let mut blocked_choices = Vec::new();
@@ -496,28 +591,7 @@ impl OutputGuard {
                 edits.push((t.span.clone(), string_contents(&crate::guard::mask(&text, &masks))));
             }
         }
-        for ChoiceSpans {
-            index,
-            finish,
-            body: message,
-        } in &found.choices
-        {
-            if !blocked_choices.contains(index) {
-                continue;
-            }
-            edits.retain(|(r, _)| message.as_ref().is_none_or(|m| !(m.start <= r.start && r.end <= m.end)));
-            if let Some(m) = message {
-                let with: &'static [u8] = if body[m.start] == b'"' {
-                    b"\"\""
-                } else {
-                    b"{\"role\":\"assistant\",\"content\":\"\"}"
-                };
-                edits.push((m.clone(), Bytes::from_static(with)));
-            }
-            if let Some(f) = finish {
-                edits.push((f.clone(), Bytes::from_static(b"\"content_filter\"")));
-            }
-        }
+        block_choices(&body, &found, |i| blocked_choices.contains(&i), &mut edits);
         if edits.is_empty() {
             return body;
         }
@@ -525,6 +599,42 @@ impl OutputGuard {
         edits.sort_by_key(|(r, _)| r.start);
         splice(&body, &edits)
     }
+}
+
+/// Edits emptying each choice `blocked` names, its `finish_reason` set to `content_filter`
+/// (and dropping the other edits inside it).
+fn block_choices(body: &[u8], found: &Found, blocked: impl Fn(u64) -> bool, edits: &mut Vec<(Range<usize>, Bytes)>) {
+    for ChoiceSpans {
+        index,
+        finish,
+        body: message,
+    } in &found.choices
+    {
+        if !blocked(*index) {
+            continue;
+        }
+        edits.retain(|(r, _)| message.as_ref().is_none_or(|m| !(m.start <= r.start && r.end <= m.end)));
+        if let Some(m) = message {
+            let with: &'static [u8] = if body[m.start] == b'"' {
+                b"\"\""
+            } else {
+                b"{\"role\":\"assistant\",\"content\":\"\"}"
+            };
+            edits.push((m.clone(), Bytes::from_static(with)));
+        }
+        if let Some(f) = finish {
+            edits.push((f.clone(), Bytes::from_static(b"\"content_filter\"")));
+        }
+    }
+}
+
+/// A JSON answer with every choice emptied and ended by `content_filter`.
+fn block_all(body: &Bytes) -> Bytes {
+    let found = find(body, false);
+    let mut edits = Vec::new();
+    block_choices(body, &found, |_| true, &mut edits);
+    edits.sort_by_key(|(r, _)| r.start);
+    splice(body, &edits)
 }
 
 /// The window following `key`, made on first use.
@@ -665,22 +775,28 @@ hold_back = 32
         assert_eq!(raw, want);
     }
 
+    fn json_of(g: &mut OutputGuard, body: Bytes) -> Bytes {
+        let mut out = Vec::new();
+        g.on_json(body, &mut out);
+        crate::pipeline::response::concat(&out)
+    }
+
     #[test]
     fn json_answers_are_masked_or_blocked_whole() {
         let mut g = guard();
         let body = Bytes::from_static(br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"write to jane@example.com"},"finish_reason":"stop"}]}"#);
-        let out = g.on_json(body);
+        let out = json_of(&mut g, body);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "write to [EMAIL]");
         assert!(g.acted());
         let mut g = guard();
         let body = Bytes::from_static(br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"the launch codes are 1234 jane@example.com"},"finish_reason":"stop"}]}"#);
-        let v: serde_json::Value = serde_json::from_slice(&g.on_json(body)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json_of(&mut g, body)).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "");
         assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
         let mut g = guard();
         let tool = Bytes::from_static(br#"{"choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{\"to\":\"jane@example.com\"}"}}]},"finish_reason":"tool_calls"}]}"#);
-        let v: serde_json::Value = serde_json::from_slice(&g.on_json(tool)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json_of(&mut g, tool)).unwrap();
         assert_eq!(
             v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
             "{\"to\":\"[EMAIL]\"}"
