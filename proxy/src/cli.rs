@@ -127,6 +127,10 @@ pub struct RunOpts {
     /// Upstream read timeout (response header, and between body chunks), in milliseconds.
     #[arg(long, env = "TOLLGATE_UPSTREAM_READ_TIMEOUT_MS", default_value_t = 120_000)]
     pub upstream_read_timeout_ms: u64,
+    /// Longest time for a whole request (every attempt and the answer's body), in
+    /// milliseconds; a model's `timeouts.total_ms` overrides it. 0: no limit.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_TOTAL_TIMEOUT_MS", default_value_t = 0)]
+    pub upstream_total_timeout_ms: u64,
     /// Idle upstream connections kept per process for reuse.
     #[arg(long, env = "TOLLGATE_UPSTREAM_POOL_SIZE", default_value_t = 512)]
     pub upstream_pool_size: usize,

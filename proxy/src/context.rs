@@ -112,6 +112,22 @@ pub struct AnswerFacts {
     pub cache_similarity: Option<f32>,
     /// The cache namespace of a cacheable request, for flushing it (`DELETE /admin/cache`).
     pub cache_namespace: Option<u64>,
+    /// The model asked for, when a model of its fallback chain answered instead.
+    pub fallback_from: Option<Arc<Route>>,
+    /// The attempts that failed before the answer, in order.
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+/// An upstream attempt that did not give the answer: where, and why (never a secret, never an
+/// address).
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    pub provider: String,
+    pub target_model: String,
+    /// The failure's kind (`unreachable`, `timeout`, `retryable_status`, ...).
+    pub reason: &'static str,
+    /// The provider's status, when it answered one.
+    pub status: Option<u16>,
 }
 
 /// Which way the text went.

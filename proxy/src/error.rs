@@ -49,6 +49,8 @@ pub enum ErrorCode {
     /// A fail-closed moderation service did not answer.
     ModerationUnavailable,
     UpstreamTimeout,
+    /// Every target of the model's fallback chain is ejected or asked to be left alone.
+    UpstreamsOut,
     ShuttingDown,
     RequestTimeout,
     HeadersTooLarge,
@@ -124,6 +126,11 @@ impl ErrorCode {
                 "moderation_unavailable",
             ),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout"),
+            UpstreamsOut => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_error",
+                "upstreams_unavailable",
+            ),
             ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down"),
             RequestTimeout => (StatusCode::REQUEST_TIMEOUT, INVALID, "request_timeout"),
             HeadersTooLarge => (

@@ -64,7 +64,9 @@ impl LiveCell {
         self.0.load_full()
     }
 
-    pub fn store(&self, snapshot: Snapshot) {
+    /// Serve `snapshot` from now on; what the node learnt of upstreams carries over.
+    pub fn store(&self, mut snapshot: Snapshot) {
+        snapshot.keep_state_of(&self.load().config);
         self.0.store(Arc::new(Live::new(snapshot)));
     }
 }

@@ -135,6 +135,8 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             connect_timeout: Duration::from_millis(opts.upstream_connect_timeout_ms),
             read_timeout: Duration::from_millis(opts.upstream_read_timeout_ms),
             idle_timeout,
+            total_timeout: (opts.upstream_total_timeout_ms > 0)
+                .then(|| Duration::from_millis(opts.upstream_total_timeout_ms)),
         },
         drain: drain.clone(),
         head_limits: HeadLimits {

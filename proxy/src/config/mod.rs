@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod cache;
 pub mod consumers;
+pub mod fallback;
 pub mod files;
 pub mod glob;
 pub mod guardrails;

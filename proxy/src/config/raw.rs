@@ -175,6 +175,12 @@ pub struct RawModel {
     /// The chat template around messages: `openai`, `chatml`, `llama3`, `deepseek_v3`
     /// (default `openai` for the built-in tokenizers; required with a tokenizer file).
     pub chat_template: Option<Spanned<String>>,
+    /// Public models tried, in order, when every target of this one failed.
+    #[serde(default)]
+    pub fallbacks: Vec<Spanned<String>>,
+    pub retry: Option<super::fallback::RawRetry>,
+    pub timeouts: Option<super::fallback::RawTimeouts>,
+    pub health: Option<super::fallback::RawHealth>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tollgate_tokenize::{ChatTemplate, Tokenizer};
 
+use super::fallback::{HealthPolicy, RetryPolicy, Timeouts};
 use super::providers::Provider;
+use crate::pipeline::health::{RetryBudget, TargetHealth};
 
 /// One place a public model can be served.
 #[derive(Debug)]
@@ -17,18 +19,29 @@ pub struct Target {
     /// `model` as a JSON string literal, ready to splice into a body.
     pub model_json: Bytes,
     pub weight: u32,
+    /// What this node has learnt of the target (kept across reloads while the target stays).
+    pub health: Arc<TargetHealth>,
 }
 
 /// A public model name and where it can be served.
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// `name` as a response header value (`x-tollgate-model`), when it can be one.
+    pub name_header: Option<http::HeaderValue>,
     /// Position among the public model names (file order): indexes per-consumer allow tables.
     pub index: usize,
     pub targets: Vec<Target>,
     pub total_weight: u64,
     /// The tokenizer and chat template prompts are counted with; `None` means estimate.
     pub counter: Option<(Arc<Tokenizer>, ChatTemplate)>,
+    /// Public models tried after this one's targets, by route index, in order.
+    pub fallbacks: Vec<usize>,
+    pub retry: RetryPolicy,
+    pub timeouts: Timeouts,
+    pub health: HealthPolicy,
+    /// The retry budget of requests to this model (kept across reloads).
+    pub budget: Arc<RetryBudget>,
 }
 
 /// The `GET /v1/models` body listing `names`.

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::admin::{self, AdminToken};
 use super::cache::{self, CachePolicy};
 use super::consumers::{self, Consumers};
+use super::fallback;
 use super::guardrails::{self, ModelGuards};
 use super::problems::Problems;
 use super::providers::{self, Provider};
@@ -30,6 +31,8 @@ pub struct Snapshot {
     pub routes: foldhash::HashMap<String, Arc<Route>>,
     /// Public model names in file order.
     pub model_names: Vec<String>,
+    /// The routes by index (file order): how fallback chains name them.
+    pub ordered: Vec<Arc<Route>>,
     /// Pre-rendered `GET /v1/models` body.
     pub models_body: Bytes,
     /// Who may call the admin API: a holder's name and token. Empty: the admin API is off.
@@ -51,6 +54,35 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn route(&self, model: &str) -> Option<&Arc<Route>> {
         self.routes.get(model)
+    }
+
+    /// The route at `index` (file order).
+    pub fn route_at(&self, index: usize) -> Option<&Arc<Route>> {
+        self.ordered.get(index)
+    }
+
+    /// Take over what the node learnt under `old` (targets' health, routes' retry budgets)
+    /// for the targets and routes that stay. Call before the snapshot is shared.
+    pub fn keep_state_of(&mut self, old: &Snapshot) {
+        self.ordered.clear();
+        let mut healths = HashMap::new();
+        for r in old.routes.values() {
+            for t in &r.targets {
+                healths.insert((t.provider.name.as_str(), t.model.as_str()), &t.health);
+            }
+        }
+        for route in self.routes.values_mut() {
+            let Some(r) = Arc::get_mut(route) else { continue };
+            if let Some(before) = old.routes.get(&r.name) {
+                r.budget = before.budget.clone();
+            }
+            for t in &mut r.targets {
+                if let Some(h) = healths.get(&(t.provider.name.as_str(), t.model.as_str())) {
+                    t.health = Arc::clone(h);
+                }
+            }
+        }
+        self.ordered = in_order(&self.routes, &self.model_names);
     }
 
     /// The content safety rules of `route` (a route of this snapshot), if any apply to it.
@@ -89,6 +121,7 @@ pub fn compile(
     let tokenizers = tokenizers::compile(&raw, base_dir, &mut problems);
     let mut routes = foldhash::HashMap::default();
     let mut model_names = Vec::new();
+    let mut compiled: Vec<(Route, &super::raw::RawModel)> = Vec::new();
     for m in &raw.models {
         let i = m.index;
         let name = m.name.get_ref();
@@ -140,6 +173,7 @@ pub fn compile(
                 model_json: Bytes::from(serde_json::Value::String(model.clone()).to_string()),
                 model,
                 weight: *t.weight.get_ref(),
+                health: Arc::default(),
             });
         }
         let total_weight = targets.iter().map(|t| u64::from(t.weight)).sum::<u64>();
@@ -150,18 +184,51 @@ pub fn compile(
             );
         }
         let counter = tokenizers::counter(m, i, &tokenizers, &mut problems);
-        routes.insert(
-            name.clone(),
-            Arc::new(Route {
+        let at = format!("models[{i}]");
+        compiled.push((
+            Route {
                 name: name.clone(),
+                name_header: http::HeaderValue::from_str(name).ok(),
                 index: model_names.len(),
                 targets,
                 total_weight,
                 counter,
-            }),
-        );
+                fallbacks: Vec::new(),
+                retry: fallback::retry(m.retry.as_ref(), &at, &mut problems),
+                timeouts: fallback::timeouts(m.timeouts.as_ref(), &at, &mut problems),
+                health: fallback::health(m.health.as_ref(), &at, &mut problems),
+                budget: Arc::default(),
+            },
+            m,
+        ));
         model_names.push(name.clone());
     }
+    for (route, m) in &mut compiled {
+        for (j, f) in m.fallbacks.iter().enumerate() {
+            let at = format!("models[{}].fallbacks[{j}]", m.index);
+            match model_names.iter().position(|n| n == f.get_ref()) {
+                _ if f.get_ref() == &route.name => {
+                    problems.at(f.span(), format_args!("{at}: a model cannot fall back to itself"))
+                }
+                Some(k) if route.fallbacks.contains(&k) => {
+                    problems.at(f.span(), format_args!("{at}: `{}` is listed twice", f.get_ref()))
+                }
+                Some(k) => route.fallbacks.push(k),
+                None if raw.unreadable.models.contains(f.get_ref()) => {}
+                None => problems.at(f.span(), format_args!("{at}: unknown model `{}`", f.get_ref())),
+            }
+        }
+    }
+    // One health per target (provider and model), shared by the models that use it.
+    let mut healths: HashMap<(String, String), Arc<crate::pipeline::health::TargetHealth>> = HashMap::new();
+    for (mut route, _) in compiled {
+        for t in &mut route.targets {
+            let key = (t.provider.name.clone(), t.model.clone());
+            t.health = healths.entry(key).or_insert_with(|| t.health.clone()).clone();
+        }
+        routes.insert(route.name.clone(), Arc::new(route));
+    }
+    let ordered = in_order(&routes, &model_names);
 
     let admin_tokens = admin::compile(&raw.admin, &mut problems);
 
@@ -184,6 +251,7 @@ pub fn compile(
         version,
         routes,
         model_names,
+        ordered,
         models_body,
         admin_tokens,
         consumers,
@@ -193,6 +261,11 @@ pub fn compile(
         guards,
         warnings,
     })
+}
+
+/// The routes in the order of `names`.
+fn in_order(routes: &foldhash::HashMap<String, Arc<Route>>, names: &[String]) -> Vec<Arc<Route>> {
+    names.iter().filter_map(|n| routes.get(n).cloned()).collect()
 }
 
 #[cfg(test)]

@@ -1,21 +1,33 @@
 //! Forwarding: the attempt plan tried in order. Each attempt rewrites the body for its target,
-//! sends it, and either relays the answer or says why another target should be tried; the plan
-//! and the typed [`UpstreamError`] decide, not the loop. Nothing is retried once a byte reached
-//! the client.
+//! sends it within the model's timeouts, and either relays the answer or says why another
+//! attempt should follow; the plan (fallback chain, health, budget) and the typed
+//! [`UpstreamError`] decide, not the loop. What each attempt taught (a failure, a success, a
+//! provider's "retry after") goes into the target's health. Nothing is retried once a byte
+//! reached the client.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::proxy::Session;
+use tollgate_limits::clock::{Clock, SystemClock};
 
 use super::relay::{self, Relayed};
 use super::{Call, GatewayState};
-use crate::context::ModelStage;
-use crate::error::ApiError;
-use crate::pipeline::attempts::{AttemptPlan, UpstreamError};
+use crate::config::fallback::says_context_too_long;
+use crate::config::Route;
+use crate::context::{FailedAttempt, ModelStage};
+use crate::error::{ApiError, ErrorCode};
+use crate::pipeline::attempts::{Attempt, AttemptPlan, UpstreamError};
+use crate::pipeline::health::retry_after_ms;
 use crate::pipeline::request::Admitted;
 use crate::pipeline::response::CountCompletion;
 use crate::pipeline::safety::output::OutputGuard;
-use crate::pipeline::{body, Step};
-use crate::upstream;
+use crate::pipeline::{body, Answer, Refused, Step};
+use crate::rate_headers::RateHeaders;
+use crate::upstream::{self, Response, UpstreamOptions};
+
+/// Most of an error body read to see whether it says the context is too long.
+const ERROR_PEEK: usize = 64 * 1024;
 
 /// Try the plan's attempts until one answers; when none does, the last failure is the answer.
 pub async fn forward(
@@ -31,8 +43,26 @@ pub async fn forward(
         .uri
         .path_and_query()
         .map_or_else(|| req.uri.path().to_string(), |p| p.as_str().to_string());
-    let mut last_error = None;
-    while let Some(attempt) = plan.next_attempt() {
+    let clock = SystemClock;
+    let primary = plan.primary().clone();
+    let total = primary.timeouts.total.or(state.upstream.total_timeout);
+    let deadline = total.map(|t| tokio::time::Instant::from_std(call.ctx.started) + t);
+    let mut attempt = match plan.first(clock.now_ms()) {
+        Ok(a) => a,
+        Err(out) => return Err(all_out(state, &primary, out.retry_after_ms)),
+    };
+    let metrics = &state.metrics;
+    let failure = loop {
+        if !attempt.backoff.is_zero() {
+            let wake = tokio::time::Instant::now() + attempt.backoff;
+            tokio::time::sleep_until(deadline.map_or(wake, |d| d.min(wake))).await;
+        }
+        let left = match deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now())) {
+            Some(left) if left.is_zero() => {
+                break UpstreamError::Timeout("the request's total timeout passed before an answer".into());
+            }
+            left => left,
+        };
         let target = attempt.target;
         let provider = target.provider.name.as_str();
         call.ctx.answer.attempts += 1;
@@ -58,55 +88,208 @@ pub async fn forward(
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        let peer = upstream::peer(&target.provider, &state.upstream);
-        let attempts = &state.metrics.upstream_attempts;
+        let opts = attempt_options(&state.upstream, attempt.route, left);
+        let peer = upstream::peer(&target.provider, &opts);
         let failure = match upstream::send(&state.upstreams, &peer, &head, &upstream_body).await {
-            Err(e) => {
-                tracing::warn!(request_id = %call.ctx.request_id, provider, error = ?e, "upstream attempt failed");
-                e
-            }
-            Ok(up) => {
-                let status = UpstreamError::Status(up.status());
-                if status.is_retryable() && !attempt.is_last {
-                    tracing::warn!(request_id = %call.ctx.request_id, provider, status = up.status().as_u16(), "upstream answered a retryable status; trying the next target");
-                    upstream::release(&state.upstreams, &peer, up);
-                    status
-                } else {
-                    // The provider's answer, whatever its status, goes to the client.
-                    let strip = admitted.force_usage && admitted.view.stream;
-                    let count = match &attempt.route.counter {
-                        Some((tok, _)) => CountCompletion::With(tok.clone()),
-                        None => CountCompletion::Estimate(state.admission.estimator.clone()),
-                    };
-                    let consumer = match &call.ctx.caller {
-                        crate::context::Caller::Consumer { consumer, .. } => Some(consumer.name.as_str()),
-                        _ => None,
-                    };
-                    let guard = call
-                        .live
-                        .as_ref()
-                        .and_then(|l| l.guards_of(attempt.route))
-                        .and_then(|g| OutputGuard::new(g, consumer));
-                    match relay::relay(state, &peer, up, strip, count, guard, session, call).await {
-                        Ok(Relayed::Done) => {
-                            attempts.with_label_values(&[provider, "answered"]).inc();
-                            return Ok(Ok(()));
-                        }
-                        Ok(Relayed::BrokeBeforeBody(why)) => {
-                            tracing::warn!(request_id = %call.ctx.request_id, provider, error = %why, "upstream attempt failed");
-                            UpstreamError::BrokeBeforeBody(why)
-                        }
-                        Err(e) => return Ok(Err(e)),
+            Err(e) => e,
+            Ok(mut up) => {
+                let now = clock.now_ms();
+                if matches!(up.status().as_u16(), 429 | 503) {
+                    if let Some(ms) = retry_after_ms(up.headers(), now) {
+                        target.health.retry_after(now, ms);
                     }
+                }
+                let failed = match judge(&mut up, &primary).await {
+                    Ok(failed) => failed,
+                    Err(e) => Some(e),
+                };
+                match &failed {
+                    Some(f) if f.is_target_failure() => eject_if(state, &attempt, now),
+                    _ => target.health.succeeded(now),
+                }
+                let next = failed
+                    .filter(|f| f.qualifies(&primary.retry.on))
+                    .and_then(|f| plan.next_attempt(now).map(|next| (f, next)));
+                if let Some((f, next)) = next {
+                    tracing::warn!(request_id = %call.ctx.request_id, provider, status = up.status().as_u16(), reason = f.outcome(), "upstream attempt failed; trying the next");
+                    upstream::release(&state.upstreams, &peer, up);
+                    record_failure(state, call, &attempt, &f);
+                    attempt = next;
+                    continue;
+                }
+                // The provider's answer, whatever its status, goes to the client.
+                up.set_read_timeout(opts.idle_timeout);
+                match relay_answer(state, &attempt, &primary, up, &peer, admitted, deadline, session, call).await {
+                    Ok(Relayed::Done) => {
+                        metrics
+                            .upstream_attempts
+                            .with_label_values(&[provider, "answered"])
+                            .inc();
+                        return Ok(Ok(()));
+                    }
+                    Ok(Relayed::BrokeBeforeBody(why)) => {
+                        let f = UpstreamError::BrokeBeforeBody(why);
+                        eject_if(state, &attempt, clock.now_ms());
+                        f
+                    }
+                    Err(e) => return Ok(Err(e)),
                 }
             }
         };
-        attempts.with_label_values(&[provider, failure.outcome()]).inc();
-        last_error = Some(failure);
+        tracing::warn!(request_id = %call.ctx.request_id, provider, error = ?failure, "upstream attempt failed");
+        if failure.is_target_failure() && !matches!(failure, UpstreamError::BrokeBeforeBody(_)) {
+            eject_if(state, &attempt, clock.now_ms());
+        }
+        record_failure(state, call, &attempt, &failure);
+        if !failure.qualifies(&primary.retry.on) {
+            break failure;
+        }
+        match plan.next_attempt(clock.now_ms()) {
+            Some(next) => attempt = next,
+            None => break failure,
+        }
+    };
+    if plan.ended_by_budget {
+        metrics
+            .resilience
+            .budget_exhausted
+            .with_label_values(&[primary.name.as_str()])
+            .inc();
     }
-    let error = last_error.map_or_else(
-        || ApiError::bad_gateway("No upstream could be reached."),
-        |e| e.to_api_error(),
-    );
-    Err(error.into())
+    Err(failure.to_api_error().into())
+}
+
+/// Whether an answer is a failure, and which: a status, or a 4xx whose body says the prompt
+/// is too long for the model (read only when the policy falls back on it). `Ok(None)`: the
+/// answer stands.
+async fn judge(up: &mut Response, primary: &Route) -> Result<Option<UpstreamError>, UpstreamError> {
+    let status = up.status();
+    if status.is_success() || status.is_informational() || status.is_redirection() {
+        return Ok(None);
+    }
+    if primary.retry.on.context_length && matches!(status.as_u16(), 400 | 413 | 422) {
+        let peek = up.prefetch(ERROR_PEEK).await.map_err(|e| {
+            UpstreamError::BrokeBeforeBody(format!(
+                "upstream failed while reading an error: {}",
+                e.etype().as_str()
+            ))
+        })?;
+        if says_context_too_long(&peek) {
+            return Ok(Some(UpstreamError::ContextLength(status)));
+        }
+    }
+    Ok(Some(UpstreamError::Status(status)))
+}
+
+/// The connection options of one attempt: the model's timeouts over the CLI's, the wait for
+/// the header never past the request's total timeout.
+fn attempt_options(defaults: &UpstreamOptions, route: &Route, left: Option<Duration>) -> UpstreamOptions {
+    let t = &route.timeouts;
+    let cap = |d: Duration| left.map_or(d, |l| d.min(l));
+    UpstreamOptions {
+        connect_timeout: cap(t.connect.unwrap_or(defaults.connect_timeout)),
+        read_timeout: cap(t.first_byte.unwrap_or(defaults.read_timeout)),
+        // Reused here for the gap between body reads (set once the header came).
+        idle_timeout: t.idle.unwrap_or(defaults.read_timeout),
+        total_timeout: defaults.total_timeout,
+    }
+}
+
+/// Relay the attempt's answer through the output guard of its model.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the attempt's parts, spelled out"
+)]
+async fn relay_answer(
+    state: &GatewayState,
+    attempt: &Attempt<'_>,
+    primary: &std::sync::Arc<Route>,
+    up: Response,
+    peer: &pingora::upstreams::peer::HttpPeer,
+    admitted: &Admitted,
+    deadline: Option<tokio::time::Instant>,
+    session: &mut Session,
+    call: &mut Call,
+) -> pingora::Result<Relayed> {
+    if attempt.fallback {
+        call.ctx.answer.fallback_from = Some(primary.clone());
+    }
+    let strip = admitted.force_usage && admitted.view.stream;
+    let count = match &attempt.route.counter {
+        Some((tok, _)) => CountCompletion::With(tok.clone()),
+        None => CountCompletion::Estimate(state.admission.estimator.clone()),
+    };
+    let consumer = match &call.ctx.caller {
+        crate::context::Caller::Consumer { consumer, .. } => Some(consumer.name.as_str()),
+        _ => None,
+    };
+    let guard = call
+        .live
+        .as_ref()
+        .and_then(|l| l.guards_of(attempt.route))
+        .and_then(|g| OutputGuard::new(g, consumer));
+    let relayed = relay::relay(state, peer, up, strip, count, guard, deadline, session, call).await;
+    if attempt.fallback && matches!(relayed, Ok(Relayed::Done)) {
+        state
+            .metrics
+            .resilience
+            .fallbacks
+            .with_label_values(&[primary.name.as_str(), attempt.route.name.as_str()])
+            .inc();
+    }
+    relayed
+}
+
+/// A failure of the attempt's target counted; an ejection it caused is logged and counted.
+fn eject_if(state: &GatewayState, attempt: &Attempt<'_>, now: u64) {
+    let target = attempt.target;
+    if target.health.failed(now, &attempt.route.health) {
+        let provider = target.provider.name.as_str();
+        tracing::warn!(provider, target = %target.model, cooldown_ms = target.health.ejected(now).unwrap_or(0), "target ejected after failures");
+        state
+            .metrics
+            .resilience
+            .ejections
+            .with_label_values(&[provider, target.model.as_str()])
+            .inc();
+    }
+}
+
+fn record_failure(state: &GatewayState, call: &mut Call, attempt: &Attempt<'_>, failure: &UpstreamError) {
+    let provider = attempt.target.provider.name.as_str();
+    state
+        .metrics
+        .upstream_attempts
+        .with_label_values(&[provider, failure.outcome()])
+        .inc();
+    call.ctx.answer.failed_attempts.push(FailedAttempt {
+        provider: provider.to_string(),
+        target_model: attempt.target.model.clone(),
+        reason: failure.outcome(),
+        status: match failure {
+            UpstreamError::Status(s) | UpstreamError::ContextLength(s) => Some(s.as_u16()),
+            _ => None,
+        },
+    });
+}
+
+/// Every target of the chain is out: 503 at once, with when to come back.
+fn all_out(state: &GatewayState, route: &Route, retry_after_ms: u64) -> Answer {
+    state
+        .metrics
+        .resilience
+        .all_out
+        .with_label_values(&[route.name.as_str()])
+        .inc();
+    let secs = retry_after_ms.div_ceil(1000).max(1);
+    Answer::Error(Box::new(Refused {
+        error: ApiError::new(
+            ErrorCode::UpstreamsOut,
+            format!(
+                "Every upstream of model `{}` and its fallbacks is unavailable; retry in {secs} s.",
+                route.name
+            ),
+        ),
+        headers: RateHeaders::retry_after(secs),
+    }))
 }

@@ -37,6 +37,10 @@ const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-
 /// The SSE event a client gets when the upstream dies mid-stream, before the connection is cut.
 const CUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream connection failed mid-stream.\",\"type\":\"upstream_error\",\"code\":\"upstream_cut\"}}\n\n";
 
+/// The same when the upstream went silent past the idle timeout (or the request's total
+/// timeout passed).
+const TIMEOUT_EVENT: &[u8] = b"data: {\"error\":{\"message\":\"The upstream stopped sending within the time allowed; the answer is incomplete.\",\"type\":\"upstream_error\",\"code\":\"upstream_timeout\"}}\n\n";
+
 /// The client's response header: the provider's (hop-by-hop fields were dropped when it was
 /// read), less those the gateway sets, plus the gateway's own.
 fn downstream_header(status: StatusCode, mut headers: HeaderMap, is_sse: bool, ctx: &RequestCtx) -> ResponseHeader {
@@ -120,6 +124,7 @@ pub async fn relay(
     strip_usage_event: bool,
     count: CountCompletion,
     guard: Option<OutputGuard>,
+    deadline: Option<tokio::time::Instant>,
     session: &mut Session,
     call: &mut Call,
 ) -> pingora::Result<Relayed> {
@@ -140,7 +145,7 @@ pub async fn relay(
     }
     let header = Box::new(downstream_header(status, up.take_headers(), is_sse, &call.ctx));
     call.ctx.answer.status = status.as_u16();
-    let result = relay_body(state, peer, up, &mut sink, header, is_sse, session, call).await;
+    let result = relay_body(state, peer, up, &mut sink, header, is_sse, deadline, session, call).await;
     if result.is_err() {
         // The client left, or the upstream broke mid-body: what was generated still counts.
         sink.finish(&mut call.ctx);
@@ -159,13 +164,27 @@ async fn relay_body(
     sink: &mut BodySink,
     header: Box<ResponseHeader>,
     is_sse: bool,
+    deadline: Option<tokio::time::Instant>,
     session: &mut Session,
     call: &mut Call,
 ) -> pingora::Result<Relayed> {
     let ctx = &mut call.ctx;
     let mut header = Some(header);
     loop {
-        let (ended, failure) = read_burst(&mut up, sink).await;
+        let (ended, failure) = match deadline {
+            None => read_burst(&mut up, sink).await,
+            // Cancel-safe: what a dropped read got stays in the response's buffer.
+            Some(d) => match tokio::time::timeout_at(d, read_burst(&mut up, sink)).await {
+                Ok(read) => read,
+                Err(_) => (
+                    false,
+                    Some(Error::explain(
+                        pingora::ErrorType::ReadTimedout,
+                        "the request's total timeout passed",
+                    )),
+                ),
+            },
+        };
         if failure.is_none() {
             moderate(state, sink, ctx).await;
         }
@@ -324,8 +343,13 @@ async fn cut(session: &mut Session, ctx: &mut RequestCtx, is_sse: bool, e: Box<E
     ctx.answer.outcome = Outcome::UpstreamCut;
     tracing::warn!(request_id = %ctx.request_id, error = %e.etype().as_str(), "upstream failed mid-response; cutting the client's stream");
     if is_sse {
+        let event = if matches!(e.etype(), pingora::ErrorType::ReadTimedout) {
+            TIMEOUT_EVENT
+        } else {
+            CUT_EVENT
+        };
         let _ = session
-            .write_response_body(Some(Bytes::from_static(CUT_EVENT)), false)
+            .write_response_body(Some(Bytes::from_static(event)), false)
             .await;
     }
     Err(e)

@@ -44,6 +44,17 @@ pub fn add_gateway_headers(headers: &mut HeaderMap, ctx: &RequestCtx) {
             headers.insert(HeaderName::from_static("x-tollgate-rerouted-to"), v);
         }
     }
+    if ctx.answer.attempts > 0 {
+        if let crate::context::ModelStage::Routed { route, .. } = &ctx.model {
+            if let Some(v) = &route.name_header {
+                headers.insert(HeaderName::from_static("x-tollgate-model"), v.clone());
+            }
+        }
+        headers.insert(
+            HeaderName::from_static("x-tollgate-attempts"),
+            HeaderValue::from(ctx.answer.attempts),
+        );
+    }
     if let Some(ns) = ctx.answer.cache_namespace {
         if let Ok(v) = HeaderValue::from_str(&format!("{ns:016x}")) {
             headers.insert(HeaderName::from_static("x-tollgate-cache-namespace"), v);

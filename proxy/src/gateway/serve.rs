@@ -109,8 +109,8 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
         .rerouted_to
         .clone()
         .unwrap_or_else(|| admitted.route.clone());
-    let plan = AttemptPlan::new(&route, rand::random());
-    call.live = Some(live);
+    call.live = Some(live.clone());
+    let plan = AttemptPlan::new(&live, &route, rand::random());
     forward::forward(state, plan, &admitted, &body, session, call).await
 }
 

@@ -1,16 +1,24 @@
 //! The attempt plan: which targets a request tries, in which order, and which failures let it
-//! go on to the next. Pure logic over the snapshot, seeded by the caller.
+//! go on to the next. Pure logic over the snapshot and the node's view of target health, with
+//! time and randomness passed in.
 //!
-//! Today a plan is the route's targets: one weighted pick first, then the others as fallbacks
-//! (heaviest first). Fallback chains across models extend the plan, not the forwarding loop.
-//! Nothing is retried once a byte reached the client: the loop only asks the plan while it has
-//! written nothing.
+//! A plan is the model's targets (one weighted pick first, then the others, heaviest first),
+//! then those of each fallback model in the chain, the same way. Targets that are ejected or
+//! asked to be left alone ("retry after") are skipped; an ejected target whose cool-down is over
+//! is tried by one request (the probe). With `retry.attempts` above the plan's length the plan
+//! starts over, and a target tried again waits a backoff (exponential, full jitter) first.
+//! Every attempt after the first takes a token from the model's retry budget: when the budget
+//! is spent the plan ends and the last failure is the answer. Nothing is retried once a byte
+//! reached the client: the forwarding loop only asks the plan while it has written nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::config::{Route, Target};
+use super::health::Availability;
+use crate::config::fallback::RetryOn;
+use crate::config::{Route, Snapshot, Target};
 use crate::error::ApiError;
 
 /// Target indices in attempt order. `seed` is any random number.
@@ -44,9 +52,20 @@ pub fn attempt_order(route: &Route, seed: u64) -> Vec<usize> {
 
 /// The attempts of one request, in order.
 pub struct AttemptPlan<'r> {
-    route: &'r Arc<Route>,
-    order: Vec<usize>,
-    next: usize,
+    /// The requested model's route, then its fallbacks.
+    chain: Vec<&'r Arc<Route>>,
+    /// (position in `chain`, target index), one pass.
+    order: Vec<(usize, usize)>,
+    /// Steps taken through `order` (past its end, it starts over).
+    step: usize,
+    /// Attempts handed out.
+    made: u32,
+    max: u32,
+    /// `retry.attempts` was given: past the end of `order` the plan starts over.
+    wraps: bool,
+    seed: u64,
+    /// Why the plan ended early, if it did.
+    pub ended_by_budget: bool,
 }
 
 /// One attempt: a target of a route.
@@ -55,29 +74,131 @@ pub struct Attempt<'p> {
     /// The target's index in the route (what the access log reports).
     pub index: usize,
     pub target: &'p Target,
-    /// No attempt follows this one: whatever it gets is the answer.
-    pub is_last: bool,
+    /// Wait this long first (a target tried again).
+    pub backoff: Duration,
+    /// A model of the fallback chain, not the requested one.
+    pub fallback: bool,
+}
+
+/// Every target of the chain is ejected or asked to be left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllOut {
+    /// The earliest one is back in this many milliseconds.
+    pub retry_after_ms: u64,
 }
 
 impl<'r> AttemptPlan<'r> {
-    /// The plan for `route`; `seed` is any random number (it picks the weighted first target).
-    pub fn new(route: &'r Arc<Route>, seed: u64) -> Self {
-        let order = attempt_order(route, seed);
-        AttemptPlan { route, order, next: 0 }
+    /// The plan for `route` and its fallback chain (`live` resolves the chain); `seed` is any
+    /// random number (it picks the weighted first targets and the backoff jitter).
+    pub fn new(live: &'r Snapshot, route: &'r Arc<Route>, seed: u64) -> Self {
+        let mut chain = vec![route];
+        chain.extend(route.fallbacks.iter().filter_map(|&i| live.route_at(i)));
+        let mut order = Vec::new();
+        for (c, r) in chain.iter().enumerate() {
+            let salt = seed.wrapping_add((c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            order.extend(attempt_order(r, salt).into_iter().map(|t| (c, t)));
+        }
+        let max = route.retry.attempts.unwrap_or(order.len() as u32);
+        AttemptPlan {
+            chain,
+            order,
+            step: 0,
+            made: 0,
+            max,
+            wraps: route.retry.attempts.is_some(),
+            seed,
+            ended_by_budget: false,
+        }
     }
 
-    /// The next attempt, if any is left.
-    pub fn next_attempt(&mut self) -> Option<Attempt<'r>> {
-        let index = *self.order.get(self.next)?;
-        self.next += 1;
-        let route = self.route;
-        Some(Attempt {
-            route,
-            index,
-            target: &route.targets[index],
-            is_last: self.next == self.order.len(),
-        })
+    /// The model asked for (its policy governs the whole plan).
+    pub fn primary(&self) -> &'r Arc<Route> {
+        self.chain[0]
     }
+
+    /// The first attempt; `Err` when every target is out at `now` (ms).
+    pub fn first(&mut self, now: u64) -> Result<Attempt<'r>, AllOut> {
+        let mut soonest = u64::MAX;
+        match self.pick(now, &mut soonest) {
+            Some(a) => {
+                self.chain[0].budget.first(now);
+                Ok(a)
+            }
+            None => Err(AllOut {
+                retry_after_ms: soonest.saturating_sub(now).max(1),
+            }),
+        }
+    }
+
+    /// The attempt after a failure, if the plan, the health of the targets and the retry budget
+    /// allow one.
+    pub fn next_attempt(&mut self, now: u64) -> Option<Attempt<'r>> {
+        if self.made >= self.max {
+            return None;
+        }
+        let route = self.chain[0];
+        let mut soonest = u64::MAX;
+        // The budget is asked only when a target is there to try.
+        let step = self.step;
+        let made = self.made;
+        let attempt = self.pick(now, &mut soonest)?;
+        if !route.budget.try_retry(now, &route.retry) {
+            self.step = step;
+            self.made = made;
+            self.ended_by_budget = true;
+            return None;
+        }
+        Some(attempt)
+    }
+
+    /// The next target in order that may be tried at `now`.
+    fn pick(&mut self, now: u64, soonest: &mut u64) -> Option<Attempt<'r>> {
+        let n = self.order.len();
+        if n == 0 {
+            return None;
+        }
+        // At most one full pass looking for a target that is in.
+        let limit = if self.wraps { self.step + n } else { n };
+        while self.step < limit && self.made < self.max {
+            let (c, t) = self.order[self.step % n];
+            let round = (self.step / n) as u32;
+            self.step += 1;
+            let route = self.chain[c];
+            let target = &route.targets[t];
+            match target.health.availability(now) {
+                Availability::OutUntil(until) => {
+                    *soonest = (*soonest).min(until);
+                    continue;
+                }
+                Availability::Open | Availability::Probe => {}
+            }
+            self.made += 1;
+            return Some(Attempt {
+                route,
+                index: t,
+                target,
+                backoff: if round == 0 {
+                    Duration::ZERO
+                } else {
+                    backoff(&self.chain[0].retry, round, self.seed ^ u64::from(self.made))
+                },
+                fallback: c > 0,
+            });
+        }
+        None
+    }
+}
+
+/// Full-jitter exponential backoff before try number `round + 1` of a target: a uniform pick
+/// in `[0, min(max, base × 2^(round-1))]`.
+fn backoff(policy: &crate::config::fallback::RetryPolicy, round: u32, seed: u64) -> Duration {
+    let base = policy.backoff.as_millis() as u64;
+    let cap = (base.saturating_mul(1u64 << round.saturating_sub(1).min(20))).min(policy.max_backoff.as_millis() as u64);
+    if cap == 0 {
+        return Duration::ZERO;
+    }
+    let r = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+    Duration::from_millis(r % (cap + 1))
 }
 
 /// Why an upstream attempt did not give the client its answer.
@@ -91,15 +212,36 @@ pub enum UpstreamError {
     BrokeBeforeBody(String),
     /// The provider answered with this status.
     Status(StatusCode),
+    /// The provider said the prompt does not fit the model's context.
+    ContextLength(StatusCode),
 }
 
 impl UpstreamError {
-    /// Whether another target may be tried: every transport failure, and the statuses that say
-    /// "not now, not here" (429 and 5xx). A provider's 4xx is the answer, whoever serves it.
+    /// Whether another target may be tried by default: every transport failure, and the
+    /// statuses that say "not now, not here" (429 and 5xx). A provider's 4xx is the answer,
+    /// whoever serves it.
     pub fn is_retryable(&self) -> bool {
+        self.qualifies(&RetryOn::default())
+    }
+
+    /// Whether the model's retry policy lets another attempt follow this failure.
+    pub fn qualifies(&self, on: &RetryOn) -> bool {
+        match self {
+            UpstreamError::Unreachable(_) | UpstreamError::BrokeBeforeBody(_) => on.connect,
+            UpstreamError::Timeout(_) => on.timeout,
+            UpstreamError::Status(s) => on.status(s.as_u16()),
+            UpstreamError::ContextLength(s) => on.context_length || on.status(s.as_u16()),
+        }
+    }
+
+    /// Whether the failure says the target is unwell (counted for ejection): transport
+    /// failures, timeouts and 5xx; not 429 (the provider is well, and said when to come back)
+    /// nor a 4xx about the request.
+    pub fn is_target_failure(&self) -> bool {
         match self {
             UpstreamError::Unreachable(_) | UpstreamError::Timeout(_) | UpstreamError::BrokeBeforeBody(_) => true,
-            UpstreamError::Status(s) => *s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error(),
+            UpstreamError::Status(s) => s.is_server_error(),
+            UpstreamError::ContextLength(_) => false,
         }
     }
 
@@ -110,6 +252,7 @@ impl UpstreamError {
             UpstreamError::Timeout(_) => "timeout",
             UpstreamError::BrokeBeforeBody(_) => "broken_before_body",
             UpstreamError::Status(_) => "retryable_status",
+            UpstreamError::ContextLength(_) => "context_length",
         }
     }
 
@@ -118,7 +261,9 @@ impl UpstreamError {
         match self {
             UpstreamError::Unreachable(m) | UpstreamError::BrokeBeforeBody(m) => ApiError::bad_gateway(m.clone()),
             UpstreamError::Timeout(m) => ApiError::gateway_timeout(m.clone()),
-            UpstreamError::Status(s) => ApiError::bad_gateway(format!("The upstream answered {}.", s.as_u16())),
+            UpstreamError::Status(s) | UpstreamError::ContextLength(s) => {
+                ApiError::bad_gateway(format!("The upstream answered {}.", s.as_u16()))
+            }
         }
     }
 }
@@ -154,20 +299,111 @@ mod tests {
         assert!((0.70..0.80).contains(&share), "share of weight 3 of 4: {share}");
     }
 
-    #[test]
-    fn a_plan_offers_every_target_once_and_marks_the_last() {
-        let r = route(&[1, 1, 1]);
-        let mut plan = AttemptPlan::new(&r, 7);
+    const CHAIN: &str = r#"
+[[providers]]
+name = "p"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+
+[[models]]
+name = "a"
+targets = [{ provider = "p", model = "a1" }, { provider = "p", model = "a2" }]
+fallbacks = ["b", "c"]
+health = { failures = 1, cooldown_ms = 1000 }
+
+[[models]]
+name = "b"
+targets = [{ provider = "p", model = "b1" }]
+
+[[models]]
+name = "c"
+targets = [{ provider = "p", model = "c1" }]
+
+[[models]]
+name = "solo"
+targets = [{ provider = "p", model = "s1" }]
+retry = { attempts = 4, backoff_ms = 100, max_backoff_ms = 250, budget_ratio = 0.0, budget_min_per_sec = 0.2 }
+"#;
+
+    fn walk(plan: &mut AttemptPlan<'_>, now: u64) -> Vec<(String, bool, Duration)> {
         let mut seen = Vec::new();
-        while let Some(a) = plan.next_attempt() {
-            seen.push((a.index, a.is_last));
+        let mut next = plan.first(now).ok();
+        while let Some(a) = next {
+            seen.push((a.target.model.clone(), a.fallback, a.backoff));
+            next = plan.next_attempt(now);
         }
-        assert_eq!(seen.len(), 3);
-        assert_eq!(seen.iter().filter(|(_, last)| *last).count(), 1);
-        assert!(seen[2].1, "only the third attempt is the last");
-        let mut targets: Vec<usize> = seen.iter().map(|(i, _)| *i).collect();
-        targets.sort();
-        assert_eq!(targets, [0, 1, 2]);
+        seen
+    }
+
+    #[test]
+    fn a_plan_tries_the_model_then_its_fallback_chain_each_target_once() {
+        let s = load_str(CHAIN, "t", None, 1).unwrap();
+        let a = s.route("a").unwrap();
+        let seen = walk(&mut AttemptPlan::new(&s, a, 3), 1_000_000);
+        let models: Vec<&str> = seen.iter().map(|(m, _, _)| m.as_str()).collect();
+        assert_eq!(models.len(), 4);
+        assert!(models[..2].contains(&"a1") && models[..2].contains(&"a2"), "{models:?}");
+        assert_eq!(&models[2..], ["b1", "c1"]);
+        assert_eq!(
+            seen.iter().map(|(_, f, _)| *f).collect::<Vec<_>>(),
+            [false, false, true, true]
+        );
+        assert!(
+            seen.iter().all(|(_, _, b)| b.is_zero()),
+            "no backoff between different targets"
+        );
+    }
+
+    #[test]
+    fn ejected_targets_are_skipped_and_a_chain_all_out_says_when_to_come_back() {
+        let s = load_str(CHAIN, "t", None, 1).unwrap();
+        let a = s.route("a").unwrap();
+        let now = 5_000_000;
+        for t in &a.targets {
+            assert!(t.health.failed(now, &a.health));
+        }
+        let seen = walk(&mut AttemptPlan::new(&s, a, 3), now);
+        assert_eq!(
+            seen.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>(),
+            ["b1", "c1"]
+        );
+        for r in ["b", "c"] {
+            let r = s.route(r).unwrap();
+            r.targets[0].health.retry_after(now, 30_000);
+        }
+        let out = AttemptPlan::new(&s, a, 3).first(now).err().unwrap();
+        assert_eq!(out.retry_after_ms, 1_000, "the ejected targets are back first");
+        // Cool-down over: one request probes each ejected target.
+        let later = now + 1_000;
+        let seen = walk(&mut AttemptPlan::new(&s, a, 3), later);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(AttemptPlan::new(&s, a, 3).first(later).is_err(), "the probes are taken");
+    }
+
+    #[test]
+    fn attempts_beyond_the_targets_retry_with_capped_jittered_backoff_within_the_budget() {
+        let s = load_str(CHAIN, "t", None, 1).unwrap();
+        let solo = s.route("solo").unwrap();
+        let now = 9_000_000;
+        let seen = walk(&mut AttemptPlan::new(&s, solo, 11), now);
+        assert_eq!(
+            seen.len(),
+            3,
+            "the budget (0.2/s over 10 s) allows two retries: {seen:?}"
+        );
+        assert!(seen[0].2.is_zero());
+        assert!(seen[1].2 <= Duration::from_millis(100) && seen[2].2 <= Duration::from_millis(200));
+        let mut plan = AttemptPlan::new(&s, solo, 11);
+        assert!(plan.first(now).is_ok());
+        assert!(plan.next_attempt(now).is_none());
+        assert!(plan.ended_by_budget, "the budget is spent");
+        let mut spread = std::collections::HashSet::new();
+        for seed in 0..200 {
+            let d = backoff(&solo.retry, 3, seed);
+            assert!(d <= Duration::from_millis(250), "capped: {d:?}");
+            spread.insert(d);
+        }
+        assert!(spread.len() > 50, "jittered");
     }
 
     #[test]
@@ -190,6 +426,15 @@ mod tests {
         ] {
             assert!(!UpstreamError::Status(s).is_retryable(), "{s}");
         }
+        let context = UpstreamError::ContextLength(StatusCode::BAD_REQUEST);
+        assert!(!context.is_retryable() && !context.is_target_failure());
+        let on = RetryOn {
+            context_length: true,
+            ..RetryOn::default()
+        };
+        assert!(context.qualifies(&on));
+        assert!(!UpstreamError::Status(StatusCode::BAD_REQUEST).qualifies(&on));
+        assert!(!UpstreamError::Status(StatusCode::TOO_MANY_REQUESTS).is_target_failure());
         assert_eq!(
             UpstreamError::Timeout("t".into()).to_api_error().status(),
             StatusCode::GATEWAY_TIMEOUT

@@ -11,7 +11,8 @@
 //! - [`admit`]: allow-lists, [`params`] (the caller's parameter policy, as splices), [`tokens`]
 //!   (the prompt counted), quotas and rate limits, booked in one ledger per request;
 //! - [`cache`]: the answer cache's lookup (a hit answers) and what the response side records;
-//! - [`attempts`]: the plan of targets to try, and which upstream failures let it go on;
+//! - [`attempts`]: the plan of targets to try (fallback models after the model's own), and
+//!   which upstream failures let it go on; [`health`]: what the node learnt of each target;
 //! - [`response`]: the ordered chain of stages over the provider's answer.
 
 pub mod admit;
@@ -21,6 +22,7 @@ pub mod body;
 pub mod cache;
 pub mod endpoint;
 pub mod head;
+pub mod health;
 pub mod params;
 pub mod request;
 pub mod response;

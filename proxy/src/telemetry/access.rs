@@ -1,8 +1,9 @@
 //! The access log: one line per request, and the request metrics that go with it.
 //!
-//! Fields: request id, endpoint, model asked and used, provider, client address, status, error,
-//! outcome, attempts, cache outcome,
-//! latency, TTFT, usage, bytes. No header value, body text or key ever reaches this line.
+//! Fields: request id, endpoint, model (the public model that answered) and target model,
+//! provider, client address, status, error, outcome, attempts, cache outcome, latency, TTFT,
+//! usage, bytes; the model asked for when a fallback answered, and the failed attempts
+//! (provider, target model, reason, status). No header value, body text or key ever reaches this line.
 //!
 //! At tens of thousands of requests per second a log line per request is a hot path of its own:
 //! lines are formatted by hand into a shared buffer (no value tree, no per-line syscall) and a
@@ -171,6 +172,25 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
             v => v.push_to(out),
         }
     }
+    out.extend_from_slice(b",\"fallback_from\":");
+    json_str(out, ctx.answer.fallback_from.as_ref().map_or("", |r| r.name.as_str()));
+    out.extend_from_slice(b",\"failed_attempts\":[");
+    for (i, f) in ctx.answer.failed_attempts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"provider\":");
+        json_str(out, &f.provider);
+        out.extend_from_slice(b",\"target_model\":");
+        json_str(out, &f.target_model);
+        out.extend_from_slice(b",\"reason\":");
+        json_str(out, f.reason);
+        if let Some(s) = f.status {
+            let _ = write!(out, ",\"status\":{s}");
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
     out.extend_from_slice(b",\"target\":\"tollgate::access\"}\n");
 }
 

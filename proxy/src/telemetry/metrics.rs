@@ -42,6 +42,8 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     /// The answer cache's series.
     pub cache: CacheMetrics,
+    /// Fallbacks, retry budgets and target health.
+    pub resilience: ResilienceMetrics,
     /// Content safety rules that fired, by direction, risk type, rule, action and consumer.
     pub guardrail_events: IntCounterVec,
     limit_state: LimitState,
@@ -235,6 +237,59 @@ pub struct CacheMetrics {
     /// Redis operations of the shared cache, by op (write, read, flush) and result (ok, error,
     /// dropped: the write queue was full).
     pub redis: IntCounterVec,
+}
+
+/// How the gateway rode out upstream failures (cheap to clone: each is a handle).
+#[derive(Clone)]
+pub struct ResilienceMetrics {
+    /// Requests served by a fallback model, by requested and serving model.
+    pub fallbacks: IntCounterVec,
+    /// Retries refused by a model's retry budget, by model.
+    pub budget_exhausted: IntCounterVec,
+    /// Targets ejected by passive health checks, by provider and target model.
+    pub ejections: IntCounterVec,
+    /// Requests answered 503 at once because every target of the chain was out, by model.
+    pub all_out: IntCounterVec,
+}
+
+impl ResilienceMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = ResilienceMetrics {
+            fallbacks: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_fallbacks_total",
+                    "Requests answered by a fallback model, by the model asked for and the model that answered",
+                ),
+                &["from", "to"],
+            )?,
+            budget_exhausted: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_retry_budget_exhausted_total",
+                    "Retries not made because the model's retry budget was spent, by model",
+                ),
+                &["model"],
+            )?,
+            ejections: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_target_ejections_total",
+                    "Targets ejected by passive health checks, by provider and the provider's model",
+                ),
+                &["provider", "target"],
+            )?,
+            all_out: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_all_targets_out_total",
+                    "Requests answered 503 at once because every target of the model's chain was ejected or asked to wait, by model",
+                ),
+                &["model"],
+            )?,
+        };
+        registry.register(Box::new(m.fallbacks.clone()))?;
+        registry.register(Box::new(m.budget_exhausted.clone()))?;
+        registry.register(Box::new(m.ejections.clone()))?;
+        registry.register(Box::new(m.all_out.clone()))?;
+        Ok(m)
+    }
 }
 
 const FAST_BUCKETS: &[f64] = &[
@@ -453,6 +508,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(guardrail_events.clone()))?;
         let cache = CacheMetrics::new(&registry)?;
+        let resilience = ResilienceMetrics::new(&registry)?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
@@ -465,6 +521,7 @@ impl Metrics {
             ttft,
             tokens,
             upstream_attempts,
+            resilience,
             reloads,
             config_version,
             upstream_idle,

@@ -36,6 +36,8 @@ pub struct UpstreamOptions {
     pub read_timeout: Duration,
     /// How long an idle pooled connection is kept.
     pub idle_timeout: Duration,
+    /// Longest time for a whole request, attempts and body (`None`: no limit).
+    pub total_timeout: Option<Duration>,
 }
 
 /// How the gateway reaches providers: new connections, and idle ones kept for reuse.

@@ -37,6 +37,8 @@ pub struct Response {
     /// The provider allows another request on this connection after this response.
     keepalive: bool,
     read_timeout: Duration,
+    /// The start of the body, already read by [`Response::prefetch`]: returned first.
+    replay: Option<Bytes>,
 }
 
 /// The parts of a parsed head.
@@ -70,6 +72,7 @@ impl Response {
                     body: head.body,
                     keepalive: head.keepalive,
                     read_timeout,
+                    replay: None,
                 });
             }
             if buf.len() >= MAX_HEAD {
@@ -94,9 +97,35 @@ impl Response {
         std::mem::take(&mut self.headers)
     }
 
+    /// The longest wait for each later read of the body (the idle gap of a stream).
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.read_timeout = timeout;
+    }
+
+    /// Read the body up to `limit` bytes (all of it when shorter) to look at it; what was read
+    /// is still returned by [`Response::read_body`] afterwards.
+    pub async fn prefetch(&mut self, limit: usize) -> Result<Bytes> {
+        let mut whole = BytesMut::new();
+        if let Some(r) = self.replay.take() {
+            whole.extend_from_slice(&r);
+        }
+        while whole.len() < limit {
+            match self.read_body().await? {
+                Some(piece) => whole.extend_from_slice(&piece),
+                None => break,
+            }
+        }
+        let whole = whole.freeze();
+        self.replay = (!whole.is_empty()).then(|| whole.clone());
+        Ok(whole)
+    }
+
     /// The next piece of the body; `None` at its end. A piece already received is returned
     /// without reading. Cancel-safe: bytes a dropped call read stay in the buffer.
     pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if let Some(r) = self.replay.take() {
+            return Ok(Some(r));
+        }
         loop {
             match self.body.next(&mut self.buf) {
                 Ok(Some(piece)) => return Ok(Some(piece)),
