@@ -36,6 +36,15 @@ struct Args {
     /// Fraction of requests answered with --error-status.
     #[arg(long, env = "TOLLGATE_MOCK_ERROR_RATE", default_value_t = 0.0)]
     error_rate: f64,
+    /// The injected error's `code` (`context_length_exceeded` words the message as OpenAI does).
+    #[arg(long, env = "TOLLGATE_MOCK_ERROR_CODE")]
+    error_code: Option<String>,
+    /// `Retry-After` seconds sent with an injected error.
+    #[arg(long, env = "TOLLGATE_MOCK_RETRY_AFTER")]
+    retry_after: Option<u64>,
+    /// The first this many requests get --error-status whatever the rate.
+    #[arg(long, env = "TOLLGATE_MOCK_FAIL_FIRST", default_value_t = 0)]
+    fail_first: u64,
     /// Cut the connection after this many stream chunks.
     #[arg(long, env = "TOLLGATE_MOCK_CUT_AFTER")]
     cut_after: Option<usize>,
@@ -61,6 +70,9 @@ fn main() -> anyhow::Result<()> {
         stall: Duration::from_millis(args.stall_ms),
         error_status: args.error_status,
         error_rate: args.error_rate,
+        error_code: args.error_code,
+        retry_after: args.retry_after,
+        fail_first: args.fail_first,
         cut_after: args.cut_after,
         record_limit: 0,
     };

@@ -11,6 +11,8 @@
 //! | `x-mock-stall-ms` | delay before the response header |
 //! | `x-mock-status` | answer this status (with an OpenAI-style error body) ... |
 //! | `x-mock-error-rate` | ... at this rate in [0, 1] (default 1 when a status is given) |
+//! | `x-mock-error-code` | the injected error's `code` (`context_length_exceeded` words the message as OpenAI does) |
+//! | `x-mock-retry-after` | seconds, sent as `Retry-After` with an injected error |
 //! | `x-mock-cut-after` | cut the connection after this many stream chunks |
 //! | `x-mock-usage-on-content` | put usage on the last content chunk instead of its own event |
 //! | `x-mock-no-usage` | never report usage (as some providers do) |
@@ -55,6 +57,12 @@ pub struct MockConfig {
     pub stall: Duration,
     pub error_status: Option<u16>,
     pub error_rate: f64,
+    /// The injected error's `code` (default `injected`).
+    pub error_code: Option<String>,
+    /// `Retry-After` seconds sent with an injected error.
+    pub retry_after: Option<u64>,
+    /// The first this many requests get the injected error whatever the rate (then the rate).
+    pub fail_first: u64,
     pub cut_after: Option<usize>,
     /// Words per content chunk.
     pub words_per_chunk: usize,
@@ -72,6 +80,9 @@ impl Default for MockConfig {
             stall: Duration::ZERO,
             error_status: None,
             error_rate: 0.0,
+            error_code: None,
+            retry_after: None,
+            fail_first: 0,
             cut_after: None,
             words_per_chunk: 3,
             record_limit: 1000,
@@ -242,6 +253,8 @@ struct Plan {
     stall: Duration,
     error_status: Option<u16>,
     error_rate: f64,
+    error_code: String,
+    retry_after: Option<u64>,
     cut_after: Option<usize>,
     usage_on_content: bool,
     fragment: usize,
@@ -297,6 +310,12 @@ fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
         stall: ms("x-mock-stall-ms", config.stall),
         error_status,
         error_rate,
+        error_code: get("x-mock-error-code")
+            .or(config.error_code.as_deref())
+            .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .unwrap_or("injected")
+            .to_string(),
+        retry_after: num("x-mock-retry-after").or(config.retry_after),
         cut_after: num("x-mock-cut-after").map(|n| n as usize).or(config.cut_after),
         usage_on_content: get("x-mock-usage-on-content").is_some(),
         fragment: num("x-mock-fragment").map(|n| n as usize).unwrap_or(0),
@@ -316,23 +335,34 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let plan = plan(&state.config, &parts.headers);
     record(&state, &parts, &body);
-    state.served.fetch_add(1, Ordering::Relaxed);
+    let number = state.served.fetch_add(1, Ordering::Relaxed);
     let in_flight = InFlight::start(&state);
 
     if !plan.stall.is_zero() {
         tokio::time::sleep(plan.stall).await;
     }
     if let Some(status) = plan.error_status {
-        if plan.error_rate >= 1.0 || rand::thread_rng().gen::<f64>() < plan.error_rate {
+        let first = number < state.config.fail_first;
+        if first || plan.error_rate >= 1.0 || rand::thread_rng().gen::<f64>() < plan.error_rate {
+            let message = if plan.error_code == "context_length_exceeded" {
+                "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens. Please reduce the length of the messages.".to_string()
+            } else {
+                format!("injected error {status} from {}", state.config.name)
+            };
             let msg = format!(
-                r#"{{"error":{{"message":"injected error {status} from {}","type":"mock_error","code":"injected"}}}}"#,
-                state.config.name
+                r#"{{"error":{{"message":"{message}","type":"mock_error","code":"{}"}}}}"#,
+                plan.error_code
             );
-            return Ok(json_response(
+            let mut resp = json_response(
                 &state,
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 msg,
-            ));
+            );
+            if let Some(secs) = plan.retry_after {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            }
+            return Ok(resp);
         }
     }
 

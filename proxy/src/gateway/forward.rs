@@ -118,6 +118,7 @@ pub async fn forward(
                     continue;
                 }
                 // The provider's answer, whatever its status, goes to the client.
+                budget_spent(state, &plan, &primary);
                 up.set_read_timeout(opts.idle_timeout);
                 match relay_answer(state, &attempt, &primary, up, &peer, admitted, deadline, session, call).await {
                     Ok(Relayed::Done) => {
@@ -149,14 +150,20 @@ pub async fn forward(
             None => break failure,
         }
     };
+    budget_spent(state, &plan, &primary);
+    Err(failure.to_api_error().into())
+}
+
+/// Count a retry the model's budget refused (the plan then ended).
+fn budget_spent(state: &GatewayState, plan: &AttemptPlan<'_>, primary: &Route) {
     if plan.ended_by_budget {
-        metrics
+        state
+            .metrics
             .resilience
             .budget_exhausted
             .with_label_values(&[primary.name.as_str()])
             .inc();
     }
-    Err(failure.to_api_error().into())
 }
 
 /// Whether an answer is a failure, and which: a status, or a 4xx whose body says the prompt

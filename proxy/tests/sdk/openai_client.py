@@ -169,6 +169,28 @@ def guard(base_url, model, question, reply, kinds):
     print(json.dumps(out))
 
 
+def stream(base_url, model):
+    """Stream one answer: the text read, and how it ended (a finish reason, or the error raised)."""
+    c = openai.OpenAI(base_url=base_url, api_key="sk-test-not-a-real-key", max_retries=0)
+    text, finish = [], None
+    try:
+        for chunk in c.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], stream=True
+        ):
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    text.append(choice.delta.content)
+                finish = choice.finish_reason or finish
+    except openai.APIError as e:
+        body = e.body if isinstance(e.body, dict) else {}
+        print(json.dumps({"text": "".join(text), "error": type(e).__name__, "code": body.get("code")}))
+        return
+    except Exception as e:  # a transport error: still not a complete answer
+        print(json.dumps({"text": "".join(text), "error": type(e).__name__, "code": None}))
+        return
+    print(json.dumps({"text": "".join(text), "finish": finish}))
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "chat":
@@ -181,5 +203,7 @@ if __name__ == "__main__":
         cache(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "guard":
         guard(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
+    elif mode == "stream":
+        stream(sys.argv[2], sys.argv[3])
     else:
         sys.exit(f"unknown mode {mode}")
