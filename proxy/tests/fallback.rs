@@ -415,3 +415,44 @@ health = {{ failures = 1, cooldown_ms = 60000 }}
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!((down.served(), also.served()), (1, 1), "no upstream was asked");
 }
+
+/// `examples/fallback.toml` with its three mocks as README.md starts them (the first two
+/// failing every request; port 0 here): the client never notices, the headers say what the
+/// README shows, and the official SDK reads a complete answer, JSON and streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_example_falls_back_as_the_readme_shows() {
+    let primary = mock("primary", failing(503)).await;
+    let backup = mock("backup", failing(500)).await;
+    let last = mock("last-resort", |_| {}).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = std::fs::read_to_string(root.join("examples/fallback.toml"))
+        .unwrap()
+        .replace("http://127.0.0.1:9101/v1", &primary.base_url())
+        .replace("http://127.0.0.1:9102/v1", &backup.base_url())
+        .replace("http://127.0.0.1:9103/v1", &last.base_url());
+    let gw = Gateway::start(&config).await;
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let r = gw.chat(&ask("assistant", false)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let shown = format!(
+        "x-tollgate-model: {}\nx-tollgate-attempts: {}\n",
+        r.header("x-tollgate-model").unwrap(),
+        r.header("x-tollgate-attempts").unwrap()
+    );
+    assert!(readme.contains(&shown), "README shows:\n{shown}");
+    assert_eq!(last.requests().last().unwrap().json()["model"], "last-model");
+    let base = format!("http://{}/v1", gw.addr);
+    let streamed: serde_json::Value = serde_json::from_str(&openai_sdk(&["stream", &base, "assistant"])).unwrap();
+    assert_eq!(streamed["finish"], "stop", "{streamed}");
+    assert!(!streamed["text"].as_str().unwrap().is_empty());
+    // Five failures in a row: the first two are ejected, requests go straight to the last.
+    for _ in 0..4 {
+        assert_eq!(gw.chat(&ask("assistant", false)).await.status, 200);
+    }
+    let r = gw.chat(&ask("assistant", false)).await;
+    assert_eq!(
+        (r.status, r.header("x-tollgate-attempts")),
+        (200, Some("1")),
+        "README: ejected providers are skipped"
+    );
+}
