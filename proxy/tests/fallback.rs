@@ -315,7 +315,10 @@ async fn a_failing_target_is_ejected_probed_and_let_back_in() {
     .await;
     let steady = mock("steady", |_| {}).await;
     let config = format!(
-        r#"{}
+        r#"[admin]
+token = "env:TEST_ADMIN_TOKEN"
+
+{}
 [[models]]
 name = "m"
 targets = [{{ provider = "shaky", weight = 1 }}, {{ provider = "steady", weight = 0 }}]
@@ -341,6 +344,29 @@ health = {{ failures = 2, cooldown_ms = 300, max_cooldown_ms = 600 }}
         metric(&gw, "tollgate_target_ejections_total{provider=\"shaky\",target=\"m\"}").await,
         Some(1.0)
     );
+    let listed = request(
+        gw.admin,
+        "GET",
+        "/admin/upstreams",
+        &[("authorization", "Bearer admin-token-for-tests")],
+        bytes::Bytes::new(),
+    )
+    .await
+    .unwrap()
+    .json();
+    let shaky_row = listed["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["provider"] == "shaky")
+        .unwrap()
+        .clone();
+    assert_eq!(shaky_row["state"], "ejected", "{listed}");
+    assert_eq!(shaky_row["models"], serde_json::json!(["m"]));
+    let refused = request(gw.admin, "GET", "/admin/upstreams", &[], bytes::Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 401);
     // After the cool-down one request probes it (and fails: ejected again, for longer), then a
     // probe succeeds and it serves again.
     let back = eventually(Duration::from_secs(5), || async {

@@ -1,11 +1,13 @@
 //! The admin listener (its own address, never the public one): `/metrics` for Prometheus,
 //! `/healthz`, and behind the bearer admin token `POST /admin/reload`, `DELETE /admin/cache`
-//! ([`cache`]) and the key management API of [`api_keys`]. Every admin action writes an audit line naming the holder of the token used
+//! ([`cache`]), `GET /admin/upstreams` (targets' health, [`upstreams`]) and the key management
+//! API of [`api_keys`]. Every admin action writes an audit line naming the holder of the token used
 //! (`admin.token` is held by `admin`, each of `[[admin.tokens]]` by its name), and so does every
 //! call refused for a missing or wrong token.
 
 pub mod api_keys;
 pub mod cache;
+pub mod upstreams;
 
 use crate::telemetry::audit::AdminAudit;
 
@@ -149,7 +151,11 @@ impl ServeHttp for AdminApp {
                 self.audit.admin_action(Some(&who), &peer(session), &audit);
                 response
             }
-            (_, "/metrics" | "/healthz" | "/admin/reload" | "/admin/cache") => {
+            ("GET", "/admin/upstreams") => match self.authorized(session) {
+                Ok(_) => upstreams::list(self),
+                Err(e) => error(e),
+            },
+            (_, "/metrics" | "/healthz" | "/admin/reload" | "/admin/cache" | "/admin/upstreams") => {
                 error(ApiError::method_not_allowed(&method, &path))
             }
             (_, p) if p.starts_with("/admin/consumers/") => {

@@ -115,6 +115,16 @@ impl TargetHealth {
         (until != 0).then_some(until.saturating_sub(now))
     }
 
+    /// How long the provider asked to be left alone, from `now` (0: not waiting).
+    pub fn waiting(&self, now: u64) -> u64 {
+        self.retry_after_until.load(Ordering::Relaxed).saturating_sub(now)
+    }
+
+    /// Failures in a row so far.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive.load(Ordering::Relaxed)
+    }
+
     /// The provider asked to wait `ms` before the next request.
     pub fn retry_after(&self, now: u64, ms: u64) {
         self.retry_after_until
