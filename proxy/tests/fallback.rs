@@ -482,3 +482,65 @@ async fn the_shipped_example_falls_back_as_the_readme_shows() {
         "README: ejected providers are skipped"
     );
 }
+
+/// A consumer's request that falls back is rewritten with the consumer's parameter rules of the
+/// fallback model, and never goes to a fallback model the consumer may not use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_follows_the_callers_rules_for_the_model_that_serves() {
+    use tollgate::key_hash::{format_hash, hash_key};
+    const KEY: &str = "tg-test-key-of-the-fallback-test-01";
+    let down = mock("down", failing(503)).await;
+    let cheap = mock("cheap", |_| {}).await;
+    let premium = mock("premium", |_| {}).await;
+    let config = format!(
+        r#"{}
+[[models]]
+name = "main"
+targets = [{{ provider = "down" }}]
+fallbacks = ["premium", "cheap"]
+
+[[models]]
+name = "premium"
+targets = [{{ provider = "premium" }}]
+
+[[models]]
+name = "cheap"
+targets = [{{ provider = "cheap" }}]
+
+[[consumers]]
+name = "team"
+keys = [{{ id = "t-1", hash = "{}" }}]
+models = ["main", "cheap"]
+
+[consumers.params]
+mode = "clamp"
+bounds = {{ max_tokens = [1, 4096] }}
+
+[[consumers.params.models]]
+model = "cheap"
+bounds = {{ max_tokens = [1, 100] }}
+"#,
+        providers(&[("down", &down), ("cheap", &cheap), ("premium", &premium)]),
+        format_hash(&hash_key(KEY.as_bytes()))
+    );
+    let gw = Gateway::start(&config).await;
+    let auth = format!("Bearer {KEY}");
+    let body =
+        serde_json::json!({"model": "main", "max_tokens": 2000, "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw
+        .post("/v1/chat/completions", &[("authorization", &auth)], &body.to_string())
+        .await;
+    assert_eq!(
+        (r.status, r.header("x-tollgate-model")),
+        (200, Some("cheap")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(premium.served(), 0, "the consumer may not use `premium`");
+    assert_eq!(down.requests().last().unwrap().json()["max_tokens"], 2000);
+    assert_eq!(
+        cheap.requests().last().unwrap().json()["max_tokens"],
+        100,
+        "clamped by the rules of the model that served"
+    );
+}

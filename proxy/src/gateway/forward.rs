@@ -52,6 +52,8 @@ pub async fn forward(
         Err(out) => return Err(all_out(state, &primary, out.retry_after_ms)),
     };
     let metrics = &state.metrics;
+    // The failure before the current attempt (the answer if the plan ends without one).
+    let mut last: Option<UpstreamError> = None;
     let failure = loop {
         if !attempt.backoff.is_zero() {
             let wake = tokio::time::Instant::now() + attempt.backoff;
@@ -70,13 +72,29 @@ pub async fn forward(
             route: attempt.route.clone(),
             target: Some(attempt.index),
         };
-        let upstream_body = body::rewrite(
-            body,
-            &admitted.view,
-            &target.model_json,
-            admitted.force_usage,
-            &admitted.edits,
-        );
+        let fallback_edits;
+        let edits = if std::ptr::eq(attempt.route.as_ref(), admitted.route.as_ref()) {
+            &admitted.edits
+        } else {
+            match edits_for(admitted, attempt.route, body, call) {
+                Ok(e) => {
+                    fallback_edits = e;
+                    &fallback_edits
+                }
+                Err(why) => {
+                    // The caller's parameter rules refuse this request on that model: skip it.
+                    tracing::info!(request_id = %call.ctx.request_id, model = %attempt.route.name, error = %why.message, "fallback model skipped by the caller's parameter rules");
+                    match plan.next_attempt(clock.now_ms()) {
+                        Some(next) => {
+                            attempt = next;
+                            continue;
+                        }
+                        None => break last.unwrap_or(UpstreamError::Status(why.status())),
+                    }
+                }
+            }
+        };
+        let upstream_body = body::rewrite(body, &admitted.view, &target.model_json, admitted.force_usage, edits);
         let head = upstream::request_head(
             session.req_header(),
             target,
@@ -114,6 +132,7 @@ pub async fn forward(
                     tracing::warn!(request_id = %call.ctx.request_id, provider, status = up.status().as_u16(), reason = f.outcome(), "upstream attempt failed; trying the next");
                     upstream::release(&state.upstreams, &peer, up);
                     record_failure(state, call, &attempt, &f);
+                    last = Some(f);
                     attempt = next;
                     continue;
                 }
@@ -146,7 +165,10 @@ pub async fn forward(
             break failure;
         }
         match plan.next_attempt(clock.now_ms()) {
-            Some(next) => attempt = next,
+            Some(next) => {
+                attempt = next;
+                last = Some(failure);
+            }
             None => break failure,
         }
     };
@@ -164,6 +186,19 @@ fn budget_spent(state: &GatewayState, plan: &AttemptPlan<'_>, primary: &Route) {
             .with_label_values(&[primary.name.as_str()])
             .inc();
     }
+}
+
+/// The splices of a request sent to another model than the one admitted: the caller's
+/// parameter rules for that model, then the input guard's masks.
+fn edits_for(admitted: &Admitted, route: &Route, body: &Bytes, call: &Call) -> Result<Vec<body::Edit>, ApiError> {
+    let mut edits = match &call.ctx.caller {
+        crate::context::Caller::Consumer { consumer, .. } => {
+            crate::pipeline::params::apply(body, &admitted.view.members, &consumer.params.for_model(&route.name))?
+        }
+        _ => Vec::new(),
+    };
+    edits.extend(admitted.edits[admitted.param_edits..].iter().cloned());
+    Ok(edits)
 }
 
 /// Whether an answer is a failure, and which: a status, or a 4xx whose body says the prompt

@@ -110,7 +110,10 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
         .clone()
         .unwrap_or_else(|| admitted.route.clone());
     call.live = Some(live.clone());
-    let plan = AttemptPlan::new(&live, &route, rand::random());
+    let caller = opened.caller.as_ref();
+    let plan = AttemptPlan::new(&live, &route, rand::random(), |r| {
+        caller.is_none_or(|c| c.consumer.may_use_route(r))
+    });
     forward::forward(state, plan, &admitted, &body, session, call).await
 }
 

@@ -88,11 +88,18 @@ pub struct AllOut {
 }
 
 impl<'r> AttemptPlan<'r> {
-    /// The plan for `route` and its fallback chain (`live` resolves the chain); `seed` is any
-    /// random number (it picks the weighted first targets and the backoff jitter).
-    pub fn new(live: &'r Snapshot, route: &'r Arc<Route>, seed: u64) -> Self {
+    /// The plan for `route` and its fallback chain (`live` resolves the chain; fallback
+    /// models the caller `may_use` only); `seed` is any random number (it picks the weighted
+    /// first targets and the backoff jitter).
+    pub fn new(live: &'r Snapshot, route: &'r Arc<Route>, seed: u64, may_use: impl Fn(&Route) -> bool) -> Self {
         let mut chain = vec![route];
-        chain.extend(route.fallbacks.iter().filter_map(|&i| live.route_at(i)));
+        chain.extend(
+            route
+                .fallbacks
+                .iter()
+                .filter_map(|&i| live.route_at(i))
+                .filter(|r| may_use(r)),
+        );
         let mut order = Vec::new();
         for (c, r) in chain.iter().enumerate() {
             let salt = seed.wrapping_add((c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -339,7 +346,7 @@ retry = { attempts = 4, backoff_ms = 100, max_backoff_ms = 250, budget_ratio = 0
     fn a_plan_tries_the_model_then_its_fallback_chain_each_target_once() {
         let s = load_str(CHAIN, "t", None, 1).unwrap();
         let a = s.route("a").unwrap();
-        let seen = walk(&mut AttemptPlan::new(&s, a, 3), 1_000_000);
+        let seen = walk(&mut AttemptPlan::new(&s, a, 3, |_| true), 1_000_000);
         let models: Vec<&str> = seen.iter().map(|(m, _, _)| m.as_str()).collect();
         assert_eq!(models.len(), 4);
         assert!(models[..2].contains(&"a1") && models[..2].contains(&"a2"), "{models:?}");
@@ -362,7 +369,7 @@ retry = { attempts = 4, backoff_ms = 100, max_backoff_ms = 250, budget_ratio = 0
         for t in &a.targets {
             assert!(t.health.failed(now, &a.health));
         }
-        let seen = walk(&mut AttemptPlan::new(&s, a, 3), now);
+        let seen = walk(&mut AttemptPlan::new(&s, a, 3, |_| true), now);
         assert_eq!(
             seen.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>(),
             ["b1", "c1"]
@@ -371,13 +378,16 @@ retry = { attempts = 4, backoff_ms = 100, max_backoff_ms = 250, budget_ratio = 0
             let r = s.route(r).unwrap();
             r.targets[0].health.retry_after(now, 30_000);
         }
-        let out = AttemptPlan::new(&s, a, 3).first(now).err().unwrap();
+        let out = AttemptPlan::new(&s, a, 3, |_| true).first(now).err().unwrap();
         assert_eq!(out.retry_after_ms, 1_000, "the ejected targets are back first");
         // Cool-down over: one request probes each ejected target.
         let later = now + 1_000;
-        let seen = walk(&mut AttemptPlan::new(&s, a, 3), later);
+        let seen = walk(&mut AttemptPlan::new(&s, a, 3, |_| true), later);
         assert_eq!(seen.len(), 2, "{seen:?}");
-        assert!(AttemptPlan::new(&s, a, 3).first(later).is_err(), "the probes are taken");
+        assert!(
+            AttemptPlan::new(&s, a, 3, |_| true).first(later).is_err(),
+            "the probes are taken"
+        );
     }
 
     #[test]
@@ -385,7 +395,7 @@ retry = { attempts = 4, backoff_ms = 100, max_backoff_ms = 250, budget_ratio = 0
         let s = load_str(CHAIN, "t", None, 1).unwrap();
         let solo = s.route("solo").unwrap();
         let now = 9_000_000;
-        let seen = walk(&mut AttemptPlan::new(&s, solo, 11), now);
+        let seen = walk(&mut AttemptPlan::new(&s, solo, 11, |_| true), now);
         assert_eq!(
             seen.len(),
             3,
@@ -393,7 +403,7 @@ retry = { attempts = 4, backoff_ms = 100, max_backoff_ms = 250, budget_ratio = 0
         );
         assert!(seen[0].2.is_zero());
         assert!(seen[1].2 <= Duration::from_millis(100) && seen[2].2 <= Duration::from_millis(200));
-        let mut plan = AttemptPlan::new(&s, solo, 11);
+        let mut plan = AttemptPlan::new(&s, solo, 11, |_| true);
         assert!(plan.first(now).is_ok());
         assert!(plan.next_attempt(now).is_none());
         assert!(plan.ended_by_budget, "the budget is spent");

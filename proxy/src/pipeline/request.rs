@@ -135,8 +135,11 @@ pub fn parse(snapshot: &Snapshot, opened: &Opened, body: &Bytes, ctx: &mut Reque
 pub struct Admitted {
     pub route: Arc<Route>,
     pub view: RequestView,
-    /// The caller's parameter policy, as splices.
+    /// The caller's parameter policy for `route`, as splices; then those of later stages
+    /// (masks of the input guard).
     pub edits: Vec<Edit>,
+    /// How many of `edits` are the parameter policy's (the rest apply whatever the route).
+    pub param_edits: usize,
     /// Ask upstream for usage the client did not ask for (and strip it from the stream).
     pub force_usage: bool,
 }
@@ -204,6 +207,7 @@ pub async fn admit(
     Ok(Admitted {
         route,
         view,
+        param_edits: edits.len(),
         edits,
         force_usage,
     })
