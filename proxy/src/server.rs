@@ -161,6 +161,10 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             sweeper.metrics.upstream_idle.set(sweeper.upstreams.pool.idle() as i64);
         }
     });
+    let prober = state.clone();
+    shared_rt.spawn(async move {
+        crate::upstream::probe::probe_forever(&prober.live, &prober.upstreams, prober.upstream).await;
+    });
     let refusals = metrics.downstream_refusals.clone();
     let mut gateway = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state));
     if opts.h2c {

@@ -544,3 +544,65 @@ bounds = {{ max_tokens = [1, 100] }}
         "clamped by the rules of the model that served"
     );
 }
+
+/// With `health.probe_interval_ms`, the gateway checks targets itself: a failing target is
+/// ejected and let back in with no client request meeting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_checks_eject_and_readmit_a_target_without_client_traffic() {
+    // Its first two requests (the first two checks) fail.
+    let flaky = mock("flaky", |c| {
+        c.error_status = Some(500);
+        c.fail_first = 2;
+    })
+    .await;
+    let config = format!(
+        r#"[admin]
+token = "env:TEST_ADMIN_TOKEN"
+
+{}
+[[models]]
+name = "m"
+targets = [{{ provider = "flaky" }}]
+health = {{ failures = 2, cooldown_ms = 600000, probe_interval_ms = 150 }}
+"#,
+        providers(&[("flaky", &flaky)])
+    );
+    let gw = Gateway::start(&config).await;
+    let state = || async {
+        let listed = request(
+            gw.admin,
+            "GET",
+            "/admin/upstreams",
+            &[("authorization", "Bearer admin-token-for-tests")],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap()
+        .json();
+        listed["upstreams"][0]["state"].as_str().unwrap_or("").to_string()
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let s = state().await;
+        if seen.last() != Some(&s) {
+            seen.push(s);
+        }
+        if seen.ends_with(&["ejected".to_string(), "ok".to_string()]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        seen.ends_with(&["ejected".to_string(), "ok".to_string()]),
+        "states seen: {seen:?}"
+    );
+    let probes = flaky.requests();
+    assert!(probes.len() >= 3 && probes.iter().all(|r| r.method == "GET" && r.path == "/v1/models"));
+    assert_eq!(
+        probes[0].header("authorization").map(|a| a.starts_with("Bearer ")),
+        Some(true),
+        "checks carry the provider's key"
+    );
+    assert_eq!(gw.chat(&ask("m", false)).await.status, 200);
+}

@@ -56,6 +56,10 @@ pub struct RawHealth {
     pub cooldown_ms: Option<Spanned<u64>>,
     /// ... up to this (default 120000).
     pub max_cooldown_ms: Option<Spanned<u64>>,
+    /// Active checks: a `GET` of `probe_path` on each target this often (default 0: off).
+    pub probe_interval_ms: Option<Spanned<u64>>,
+    /// The path probed, after the provider's base URL (default `/models`).
+    pub probe_path: Option<Spanned<String>>,
 }
 
 /// Which failures let the next attempt go.
@@ -135,6 +139,10 @@ pub struct HealthPolicy {
     pub min_requests: u32,
     pub cooldown_ms: u64,
     pub max_cooldown_ms: u64,
+    /// Active checks every this many ms (0: off).
+    pub probe_interval_ms: u64,
+    /// Path of the active check after the provider's base path (starts with `/`).
+    pub probe_path: String,
 }
 
 impl Default for HealthPolicy {
@@ -145,6 +153,8 @@ impl Default for HealthPolicy {
             min_requests: 20,
             cooldown_ms: 5_000,
             max_cooldown_ms: 120_000,
+            probe_interval_ms: 0,
+            probe_path: "/models".into(),
         }
     }
 }
@@ -277,6 +287,20 @@ pub fn health(raw: Option<&RawHealth>, at: &str, problems: &mut Problems<'_>) ->
             &f("max_cooldown_ms"),
             problems,
         ),
+        probe_interval_ms: match &h.probe_interval_ms {
+            Some(v) if *v.get_ref() == 0 => 0,
+            v => bounded(v, 0, 100..=3_600_000, &f("probe_interval_ms"), problems),
+        },
+        probe_path: match &h.probe_path {
+            Some(p) if p.get_ref().starts_with('/') && p.get_ref().bytes().all(|b| b.is_ascii_graphic()) => {
+                p.get_ref().clone()
+            }
+            Some(p) => {
+                problems.at(p.span(), format_args!("{}: a path starting with `/`", f("probe_path")));
+                d.probe_path.clone()
+            }
+            None => d.probe_path.clone(),
+        },
     }
 }
 

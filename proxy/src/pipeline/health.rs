@@ -254,6 +254,7 @@ mod tests {
             min_requests: 20,
             cooldown_ms: 1_000,
             max_cooldown_ms: 8_000,
+            ..HealthPolicy::default()
         }
     }
 

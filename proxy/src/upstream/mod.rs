@@ -9,6 +9,7 @@
 mod framing;
 pub mod moderation;
 mod pool;
+pub mod probe;
 mod response;
 
 pub use pool::Pool;
