@@ -22,138 +22,13 @@ use super::{judge, note, string_contents, Direction, Event, Verdict};
 use crate::config::guardrails::{Action, GuardRule, ModelGuards};
 use crate::guard::window::{Channel, Scanned, StreamAction};
 use crate::guard::{Hit, Inspected};
-use crate::json_spans::{for_each_element, for_each_member, unescape};
+use crate::json_spans::unescape;
 
-/// Which text of the answer a window follows: a choice's content (slot 0) or its tool call
-/// number `slot - 1`'s arguments.
-type Key = (u64, u64);
+mod json;
+mod spans;
 
-/// A text found in an answer: its key and the span of its string contents.
-#[derive(Debug, Clone)]
-struct TextSpan {
-    key: Key,
-    span: Range<usize>,
-}
-
-/// What an answer's JSON (a whole answer, or one stream event's data) holds for the guard.
-#[derive(Debug, Default)]
-struct Found {
-    texts: Vec<TextSpan>,
-    choices: Vec<ChoiceSpans>,
-    /// Raw `id`, `created` and `model` values, for the closing chunk of a blocked stream.
-    id: Option<Range<usize>>,
-    created: Option<Range<usize>>,
-    model: Option<Range<usize>>,
-}
-
-/// One choice: its index, the span of its `finish_reason` value, and of its `message` (or
-/// `delta`, or `text`) value.
-#[derive(Debug)]
-struct ChoiceSpans {
-    index: u64,
-    finish: Option<Range<usize>>,
-    body: Option<Range<usize>>,
-}
-
-/// Find the texts of `json` (offsets relative to `json`); `delta`: a stream chunk.
-fn find(json: &[u8], delta: bool) -> Found {
-    let mut found = Found::default();
-    let _ = for_each_member(json, |k, m| {
-        match k {
-            b"id" => found.id = Some(m.value),
-            b"created" => found.created = Some(m.value),
-            b"model" => found.model = Some(m.value),
-            b"choices" => {
-                let base = m.value.start;
-                let _ = for_each_element(&json[m.value.clone()], |el| {
-                    let el = base + el.start..base + el.end;
-                    choice(json, el, delta, &mut found);
-                });
-            }
-            _ => {}
-        }
-        true
-    });
-    found
-}
-
-fn choice(json: &[u8], el: Range<usize>, delta: bool, found: &mut Found) {
-    let mut index = 0;
-    let mut finish = None;
-    let mut body = None;
-    let mut texts = Vec::new();
-    let base = el.start;
-    let _ = for_each_member(&json[el.clone()], |k, m| {
-        let v = base + m.value.start..base + m.value.end;
-        match k {
-            b"index" => index = crate::pipeline::body::number(&json[v]).unwrap_or(0),
-            b"finish_reason" => finish = Some(v),
-            b"text" => {
-                texts.push((0, contents(json, &v)));
-                body = Some(v);
-            }
-            b"delta" | b"message" if (k == b"delta") == delta => {
-                message(json, &v, &mut texts);
-                body = Some(v);
-            }
-            _ => {}
-        }
-        true
-    });
-    found.texts.extend(texts.into_iter().filter_map(|(slot, span)| {
-        Some(TextSpan {
-            key: (index, slot),
-            span: span?,
-        })
-    }));
-    found.choices.push(ChoiceSpans { index, finish, body });
-}
-
-/// A message's (or delta's) `content` and tool calls' `arguments`.
-fn message(json: &[u8], v: &Range<usize>, texts: &mut Vec<(u64, Option<Range<usize>>)>) {
-    let base = v.start;
-    let _ = for_each_member(&json[v.clone()], |k, m| {
-        let mv = base + m.value.start..base + m.value.end;
-        match k {
-            b"content" => texts.push((0, contents(json, &mv))),
-            b"tool_calls" => {
-                let mut position = 0;
-                let _ = for_each_element(&json[mv.clone()], |call| {
-                    let call = mv.start + call.start..mv.start + call.end;
-                    let mut index = position;
-                    let mut args = None;
-                    let cb = call.start;
-                    let _ = for_each_member(&json[call.clone()], |ck, cm| {
-                        let cv = cb + cm.value.start..cb + cm.value.end;
-                        match ck {
-                            b"index" => index = crate::pipeline::body::number(&json[cv]).unwrap_or(position),
-                            b"function" => {
-                                let fb = cv.start;
-                                let _ = for_each_member(&json[cv.clone()], |fk, fm| {
-                                    if fk == b"arguments" {
-                                        args = contents(json, &(fb + fm.value.start..fb + fm.value.end));
-                                    }
-                                    true
-                                });
-                            }
-                            _ => {}
-                        }
-                        true
-                    });
-                    texts.push((index + 1, args));
-                    position += 1;
-                });
-            }
-            _ => {}
-        }
-        true
-    });
-}
-
-/// The contents span of a string value (`None` for anything else).
-fn contents(json: &[u8], v: &Range<usize>) -> Option<Range<usize>> {
-    (v.len() >= 2 && json[v.start] == b'"').then(|| v.start + 1..v.end - 1)
-}
+use json::block_all;
+use spans::{data_start, find, splice, Found, Key, TextSpan};
 
 /// An event waiting for its texts to be released.
 struct Held {
@@ -183,22 +58,6 @@ impl Held {
         edits.sort_by_key(|(r, _)| r.start);
         splice(&self.bytes, &edits)
     }
-}
-
-/// `bytes` with each range replaced.
-fn splice(bytes: &[u8], edits: &[(Range<usize>, Bytes)]) -> Bytes {
-    let mut out = Vec::with_capacity(bytes.len() + 16);
-    let mut at = 0;
-    for (r, with) in edits {
-        if r.start < at {
-            continue;
-        }
-        out.extend_from_slice(&bytes[at..r.start]);
-        out.extend_from_slice(with);
-        at = r.end;
-    }
-    out.extend_from_slice(&bytes[at..]);
-    Bytes::from(out)
 }
 
 /// The output guard of one answer.
@@ -545,96 +404,6 @@ impl OutputGuard {
         scan_with(&self.rules)(text, &mut hits);
         hits.iter().all(|(_, _, action)| *action == StreamAction::Log)
     }
-
-    /// A whole JSON answer: its texts scanned, masked or blocked; the body to send is appended
-    /// to `out`, or held for the moderation services' verdict.
-    pub fn on_json(&mut self, body: Bytes, out: &mut Vec<Bytes>) {
-        let body = self.local_json(body);
-        let Some(review) = &mut self.review else {
-            out.push(body);
-            return;
-        };
-        for t in &find(&body, false).texts {
-            review.push(t.key, 0, &unescape(&body[t.span.clone()]));
-        }
-        review.end();
-        if review.done() {
-            out.push(body);
-        } else {
-            self.json_held = Some(body);
-        }
-    }
-
-    /// The in-process rules over a whole JSON answer.
-    fn local_json(&mut self, body: Bytes) -> Bytes {
-        if self.rules.is_empty() {
-            return body;
-        }
-        let found = find(&body, false);
-        let mut edits: Vec<(Range<usize>, Bytes)> = Vec::new();
-        let mut blocked_choices = Vec::new();
-        for t in &found.texts {
-            let text = unescape(&body[t.span.clone()]);
-            let mut hits = Vec::new();
-            scan_with(&self.rules)(&text, &mut hits);
-            let mut masks: Vec<Hit> = Vec::new();
-            for (rule, hit, action) in hits {
-                let rule = self.rules[rule].clone();
-                note(&mut self.events, Direction::Output, &rule, rule.action, &hit);
-                match action {
-                    StreamAction::Block => blocked_choices.push(t.key.0),
-                    StreamAction::Mask => masks.push(hit),
-                    StreamAction::Log => {}
-                }
-            }
-            if !masks.is_empty() {
-                edits.push((t.span.clone(), string_contents(&crate::guard::mask(&text, &masks))));
-            }
-        }
-        block_choices(&body, &found, |i| blocked_choices.contains(&i), &mut edits);
-        if edits.is_empty() {
-            return body;
-        }
-        self.acted = true;
-        edits.sort_by_key(|(r, _)| r.start);
-        splice(&body, &edits)
-    }
-}
-
-/// Edits emptying each choice `blocked` names, its `finish_reason` set to `content_filter`
-/// (and dropping the other edits inside it).
-fn block_choices(body: &[u8], found: &Found, blocked: impl Fn(u64) -> bool, edits: &mut Vec<(Range<usize>, Bytes)>) {
-    for ChoiceSpans {
-        index,
-        finish,
-        body: message,
-    } in &found.choices
-    {
-        if !blocked(*index) {
-            continue;
-        }
-        edits.retain(|(r, _)| message.as_ref().is_none_or(|m| !(m.start <= r.start && r.end <= m.end)));
-        if let Some(m) = message {
-            let with: &'static [u8] = if body[m.start] == b'"' {
-                b"\"\""
-            } else {
-                b"{\"role\":\"assistant\",\"content\":\"\"}"
-            };
-            edits.push((m.clone(), Bytes::from_static(with)));
-        }
-        if let Some(f) = finish {
-            edits.push((f.clone(), Bytes::from_static(b"\"content_filter\"")));
-        }
-    }
-}
-
-/// A JSON answer with every choice emptied and ended by `content_filter`.
-fn block_all(body: &Bytes) -> Bytes {
-    let found = find(body, false);
-    let mut edits = Vec::new();
-    block_choices(body, &found, |_| true, &mut edits);
-    edits.sort_by_key(|(r, _)| r.start);
-    splice(body, &edits)
 }
 
 /// The window following `key`, made on first use.
@@ -647,19 +416,6 @@ fn channel_of(channels: &mut Vec<(Key, Channel)>, key: Key, hold: usize) -> &mut
         }
     };
     &mut channels[at].1
-}
-
-/// Where an event's `data:` value starts (a single-line `data` field).
-fn data_start(event: &[u8]) -> Option<usize> {
-    let at = memchr::memmem::find(event, b"data:")?;
-    if at > 0 && event[at - 1] != b'\n' {
-        return None;
-    }
-    let mut i = at + 5;
-    if event.get(i) == Some(&b' ') {
-        i += 1;
-    }
-    Some(i)
 }
 
 /// The scan a window runs: every rule over its text.
