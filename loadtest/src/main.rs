@@ -30,6 +30,9 @@ struct Args {
     /// Milliseconds before the response header.
     #[arg(long, env = "TOLLGATE_MOCK_STALL_MS", default_value_t = 0)]
     stall_ms: u64,
+    /// Fraction of requests that wait --stall-ms (the others answer at once).
+    #[arg(long, env = "TOLLGATE_MOCK_STALL_RATE", default_value_t = 1.0)]
+    stall_rate: f64,
     /// Status code to inject (with --error-rate).
     #[arg(long, env = "TOLLGATE_MOCK_ERROR_STATUS")]
     error_status: Option<u16>,
@@ -68,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         ttft: Duration::from_millis(args.ttft_ms),
         chunk_delay: Duration::from_millis(args.chunk_delay_ms),
         stall: Duration::from_millis(args.stall_ms),
+        stall_rate: args.stall_rate,
         error_status: args.error_status,
         error_rate: args.error_rate,
         error_code: args.error_code,

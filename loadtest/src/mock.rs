@@ -8,7 +8,8 @@
 //! | `x-mock-chunks` | content chunks in a stream (and words in a JSON answer) |
 //! | `x-mock-ttft-ms` | delay before the first byte of the body |
 //! | `x-mock-chunk-delay-ms` | delay between stream chunks |
-//! | `x-mock-stall-ms` | delay before the response header |
+//! | `x-mock-stall-ms` | delay before the response header ... |
+//! | `x-mock-stall-rate` | ... for this fraction of requests in [0, 1] (default 1) |
 //! | `x-mock-status` | answer this status (with an OpenAI-style error body) ... |
 //! | `x-mock-error-rate` | ... at this rate in [0, 1] (default 1 when a status is given) |
 //! | `x-mock-error-code` | the injected error's `code` (`context_length_exceeded` words the message as OpenAI does) |
@@ -55,6 +56,8 @@ pub struct MockConfig {
     pub ttft: Duration,
     pub chunk_delay: Duration,
     pub stall: Duration,
+    /// Fraction of requests that stall (the others answer at once).
+    pub stall_rate: f64,
     pub error_status: Option<u16>,
     pub error_rate: f64,
     /// The injected error's `code` (default `injected`).
@@ -78,6 +81,7 @@ impl Default for MockConfig {
             ttft: Duration::ZERO,
             chunk_delay: Duration::ZERO,
             stall: Duration::ZERO,
+            stall_rate: 1.0,
             error_status: None,
             error_rate: 0.0,
             error_code: None,
@@ -251,6 +255,7 @@ struct Plan {
     ttft: Duration,
     chunk_delay: Duration,
     stall: Duration,
+    stall_rate: f64,
     error_status: Option<u16>,
     error_rate: f64,
     error_code: String,
@@ -308,6 +313,9 @@ fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
         ttft: ms("x-mock-ttft-ms", config.ttft),
         chunk_delay: ms("x-mock-chunk-delay-ms", config.chunk_delay),
         stall: ms("x-mock-stall-ms", config.stall),
+        stall_rate: get("x-mock-stall-rate")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(config.stall_rate),
         error_status,
         error_rate,
         error_code: get("x-mock-error-code")
@@ -338,7 +346,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
     let number = state.served.fetch_add(1, Ordering::Relaxed);
     let in_flight = InFlight::start(&state);
 
-    if !plan.stall.is_zero() {
+    if !plan.stall.is_zero() && (plan.stall_rate >= 1.0 || rand::thread_rng().gen::<f64>() < plan.stall_rate) {
         tokio::time::sleep(plan.stall).await;
     }
     if let Some(status) = plan.error_status {

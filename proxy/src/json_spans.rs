@@ -56,6 +56,45 @@ pub fn for_each_member<'a>(text: &'a [u8], mut f: impl FnMut(&'a [u8], Member) -
     }
 }
 
+/// The span of the value of a key whose opening quote is at `key` (found by a byte search, not
+/// a parse), if that key is a member of the top-level object of `text`: what follows its
+/// value must be the object's other members, its closing brace, then nothing. A key at any
+/// deeper level is followed by more closing brackets, and a `"` that closes a string (or is
+/// escaped) cannot start a key of well-formed JSON, so only the bytes after the key are read.
+pub fn top_level_member_at(text: &[u8], key: usize) -> Option<Range<usize>> {
+    if text.get(skip_ws(text, 0)) != Some(&b'{') || text.get(key) != Some(&b'"') {
+        return None;
+    }
+    let escaped = text[..key].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1;
+    if escaped {
+        return None;
+    }
+    let key_end = skip_string(text, key + 1).ok()?;
+    let colon = skip_ws(text, key_end);
+    if text.get(colon) != Some(&b':') {
+        return None;
+    }
+    let start = skip_ws(text, colon + 1);
+    let end = skip_value(text, start).ok()?;
+    let mut i = skip_ws(text, end);
+    loop {
+        match text.get(i) {
+            Some(b'}') => return (skip_ws(text, i + 1) == text.len()).then_some(start..end),
+            Some(b',') => {}
+            _ => return None,
+        }
+        i = skip_ws(text, i + 1);
+        if text.get(i) != Some(&b'"') {
+            return None;
+        }
+        i = skip_ws(text, skip_string(text, i + 1).ok()?);
+        if text.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(text, skip_value(text, skip_ws(text, i + 1)).ok()?);
+    }
+}
+
 /// Elements of the array that starts at the first non-space byte of `text`, as value spans.
 pub fn for_each_element(text: &[u8], mut f: impl FnMut(std::ops::Range<usize>)) -> Result<(), SpanError> {
     let mut i = skip_ws(text, 0);

@@ -27,6 +27,9 @@ pub struct RawRetry {
     pub budget_ratio: Option<Spanned<f64>>,
     /// ... plus this many per second (default 10).
     pub budget_min_per_sec: Option<Spanned<f64>>,
+    /// The retries one target's failures may ask for over 10 s stay under this fraction of
+    /// the requests it had (default 0.5), plus the same floor.
+    pub target_budget_ratio: Option<Spanned<f64>>,
 }
 
 /// `timeouts = { ... }` of a model; each defaults to the CLI flag.
@@ -107,6 +110,7 @@ pub struct RetryPolicy {
     pub on: RetryOn,
     pub budget_ratio: f64,
     pub budget_min_per_sec: f64,
+    pub target_budget_ratio: f64,
 }
 
 impl Default for RetryPolicy {
@@ -118,6 +122,7 @@ impl Default for RetryPolicy {
             on: RetryOn::default(),
             budget_ratio: 0.2,
             budget_min_per_sec: 10.0,
+            target_budget_ratio: 0.5,
         }
     }
 }
@@ -240,6 +245,13 @@ pub fn retry(raw: Option<&RawRetry>, at: &str, problems: &mut Problems<'_>) -> R
             10.0,
             0.0..=100_000.0,
             &f("budget_min_per_sec"),
+            problems,
+        ),
+        target_budget_ratio: bounded(
+            &r.target_budget_ratio,
+            0.5,
+            0.0..=10.0,
+            &f("target_budget_ratio"),
             problems,
         ),
     }

@@ -47,7 +47,9 @@ pub async fn forward(
     let primary = plan.primary().clone();
     let total = primary.timeouts.total.or(state.upstream.total_timeout);
     let deadline = total.map(|t| tokio::time::Instant::from_std(call.ctx.started) + t);
-    let mut attempt = match plan.first(clock.now_ms()) {
+    // The clock is read again only where time matters (a failure, a "retry after").
+    let start = clock.now_ms();
+    let mut attempt = match plan.first(start) {
         Ok(a) => a,
         Err(out) => return Err(all_out(state, &primary, out.retry_after_ms)),
     };
@@ -111,15 +113,24 @@ pub async fn forward(
         let failure = match upstream::send(&state.upstreams, &peer, &head, &upstream_body).await {
             Err(e) => e,
             Ok(mut up) => {
-                let now = clock.now_ms();
+                let answered = answered(up.status());
+                let now = if answered && call.ctx.answer.attempts == 1 {
+                    start
+                } else {
+                    clock.now_ms()
+                };
                 if matches!(up.status().as_u16(), 429 | 503) {
                     if let Some(ms) = retry_after_ms(up.headers(), now) {
                         target.health.retry_after(now, ms);
                     }
                 }
-                let failed = match judge(&mut up, &primary).await {
-                    Ok(failed) => failed,
-                    Err(e) => Some(e),
+                let failed = if answered {
+                    None
+                } else {
+                    match judge(&mut up, &primary).await {
+                        Ok(failed) => failed,
+                        Err(e) => Some(e),
+                    }
                 };
                 match &failed {
                     Some(f) if f.is_target_failure() => eject_if(state, &attempt, now),
@@ -139,12 +150,20 @@ pub async fn forward(
                 // The provider's answer, whatever its status, goes to the client.
                 budget_spent(state, &plan, &primary);
                 up.set_read_timeout(opts.idle_timeout);
-                match relay_answer(state, &attempt, &primary, up, &peer, admitted, deadline, session, call).await {
+                let (strip, count, guard) = relay_parts(state, &attempt, &primary, admitted, call);
+                match relay::relay(state, &peer, up, strip, count, guard, deadline, session, call).await {
                     Ok(Relayed::Done) => {
                         metrics
                             .upstream_attempts
                             .with_label_values(&[provider, "answered"])
                             .inc();
+                        if attempt.fallback {
+                            metrics
+                                .resilience
+                                .fallbacks
+                                .with_label_values(&[primary.name.as_str(), attempt.route.name.as_str()])
+                                .inc();
+                        }
                         return Ok(Ok(()));
                     }
                     Ok(Relayed::BrokeBeforeBody(why)) => {
@@ -201,12 +220,17 @@ fn edits_for(admitted: &Admitted, route: &Route, body: &Bytes, call: &Call) -> R
     Ok(edits)
 }
 
-/// Whether an answer is a failure, and which: a status, or a 4xx whose body says the prompt
-/// is too long for the model (read only when the policy falls back on it). `Ok(None)`: the
-/// answer stands.
+/// A status that is an answer whatever the policy (not an error).
+fn answered(status: http::StatusCode) -> bool {
+    status.is_success() || status.is_informational() || status.is_redirection()
+}
+
+/// Whether an error answer is a failure, and which: a status, or a 4xx whose body says the
+/// prompt is too long for the model (read only when the policy falls back on it). `Ok(None)`:
+/// the answer stands.
 async fn judge(up: &mut Response, primary: &Route) -> Result<Option<UpstreamError>, UpstreamError> {
     let status = up.status();
-    if status.is_success() || status.is_informational() || status.is_redirection() {
+    if answered(status) {
         return Ok(None);
     }
     if primary.retry.on.context_length && matches!(status.as_u16(), 400 | 413 | 422) {
@@ -237,22 +261,16 @@ fn attempt_options(defaults: &UpstreamOptions, route: &Route, left: Option<Durat
     }
 }
 
-/// Relay the attempt's answer through the output guard of its model.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; the attempt's parts, spelled out"
-)]
-async fn relay_answer(
+/// What relaying the attempt's answer needs: whether to strip the usage chunk the gateway
+/// asked for, how to count the completion, and the output guard of the attempt's model. A
+/// fallback's answer is recorded as one.
+fn relay_parts(
     state: &GatewayState,
     attempt: &Attempt<'_>,
     primary: &std::sync::Arc<Route>,
-    up: Response,
-    peer: &pingora::upstreams::peer::HttpPeer,
     admitted: &Admitted,
-    deadline: Option<tokio::time::Instant>,
-    session: &mut Session,
     call: &mut Call,
-) -> pingora::Result<Relayed> {
+) -> (bool, CountCompletion, Option<OutputGuard>) {
     if attempt.fallback {
         call.ctx.answer.fallback_from = Some(primary.clone());
     }
@@ -270,16 +288,7 @@ async fn relay_answer(
         .as_ref()
         .and_then(|l| l.guards_of(attempt.route))
         .and_then(|g| OutputGuard::new(g, consumer));
-    let relayed = relay::relay(state, peer, up, strip, count, guard, deadline, session, call).await;
-    if attempt.fallback && matches!(relayed, Ok(Relayed::Done)) {
-        state
-            .metrics
-            .resilience
-            .fallbacks
-            .with_label_values(&[primary.name.as_str(), attempt.route.name.as_str()])
-            .inc();
-    }
-    relayed
+    (strip, count, guard)
 }
 
 /// A failure of the attempt's target counted; an ejection it caused is logged and counted.

@@ -48,7 +48,8 @@ fn downstream_header(status: StatusCode, mut headers: HeaderMap, is_sse: bool, c
     if is_sse {
         headers.remove(http::header::CONTENT_LENGTH);
     }
-    headers.reserve(2 + ctx.answer.rate_headers.len());
+    // Room for the gateway's headers (request id, model, attempts, transfer-encoding).
+    headers.reserve(4 + ctx.answer.rate_headers.len());
     respond::add_gateway_headers(&mut headers, ctx);
     if !headers.contains_key(http::header::CONTENT_LENGTH) {
         headers.insert(
@@ -185,7 +186,7 @@ async fn relay_body(
                 ),
             },
         };
-        if failure.is_none() {
+        if failure.is_none() && sink.chain.moderates() {
             moderate(state, sink, ctx).await;
         }
         // The output guard ended the answer: what the provider still sends is not read.
@@ -194,7 +195,9 @@ async fn relay_body(
         let failure = failure.filter(|_| !cut_short);
         if ended {
             sink.finish(ctx);
-            moderate(state, sink, ctx).await;
+            if sink.chain.moderates() {
+                moderate(state, sink, ctx).await;
+            }
             let tokens = ctx.tokens_used();
             state
                 .admission

@@ -24,8 +24,12 @@ pub fn header(status: StatusCode, headers: HeaderMap) -> ResponseHeader {
     ResponseHeader::from(parts)
 }
 
+const X_TOLLGATE_MODEL: HeaderName = HeaderName::from_static("x-tollgate-model");
+const X_TOLLGATE_ATTEMPTS: HeaderName = HeaderName::from_static("x-tollgate-attempts");
+const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
 /// `x-request-id` and the request's rate headers (`x-ratelimit-*`, `Retry-After`), replacing any
-/// of the same name.
+/// of the same name; once an upstream was tried, the model that answered and the attempts.
 pub fn add_gateway_headers(headers: &mut HeaderMap, ctx: &RequestCtx) {
     if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), id);
@@ -47,13 +51,14 @@ pub fn add_gateway_headers(headers: &mut HeaderMap, ctx: &RequestCtx) {
     if ctx.answer.attempts > 0 {
         if let crate::context::ModelStage::Routed { route, .. } = &ctx.model {
             if let Some(v) = &route.name_header {
-                headers.insert(HeaderName::from_static("x-tollgate-model"), v.clone());
+                headers.insert(X_TOLLGATE_MODEL, v.clone());
             }
         }
-        headers.insert(
-            HeaderName::from_static("x-tollgate-attempts"),
-            HeaderValue::from(ctx.answer.attempts),
-        );
+        let attempts = match ctx.answer.attempts {
+            n @ 1..=9 => HeaderValue::from_static(DIGITS[n as usize]),
+            n => HeaderValue::from(n),
+        };
+        headers.insert(X_TOLLGATE_ATTEMPTS, attempts);
     }
     if let Some(ns) = ctx.answer.cache_namespace {
         if let Ok(v) = HeaderValue::from_str(&format!("{ns:016x}")) {

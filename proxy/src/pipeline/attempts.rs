@@ -7,14 +7,17 @@
 //! asked to be left alone ("retry after") are skipped; an ejected target whose cool-down is over
 //! is tried by one request (the probe). With `retry.attempts` above the plan's length the plan
 //! starts over, and a target tried again waits a backoff (exponential, full jitter) first.
-//! Every attempt after the first takes a token from the model's retry budget: when the budget
-//! is spent the plan ends and the last failure is the answer. Nothing is retried once a byte
+//! Every attempt after the first takes a token from the model's retry budget and from that of
+//! the target whose failure it answers (so a failing target cannot push more than the budget's
+//! share of its own load onto the others): when either is spent the plan ends and the last
+//! failure is the answer. Nothing is retried once a byte
 //! reached the client: the forwarding loop only asks the plan while it has written nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
+use smallvec::SmallVec;
 
 use super::health::Availability;
 use crate::config::fallback::RetryOn;
@@ -23,10 +26,20 @@ use crate::error::ApiError;
 
 /// Target indices in attempt order. `seed` is any random number.
 pub fn attempt_order(route: &Route, seed: u64) -> Vec<usize> {
+    let mut order = Order::new();
+    push_order(route, seed, 0, &mut order);
+    order.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Plans of up to this many targets in all (most of them) are kept without an allocation.
+type Order = SmallVec<[(usize, usize); 8]>;
+
+/// Append `(c, target index)` for each target of `route` in attempt order: one weighted pick
+/// first, then the others, heaviest first.
+fn push_order(route: &Route, seed: u64, c: usize, order: &mut Order) {
     let n = route.targets.len();
-    let mut order = Vec::with_capacity(n);
     if n == 0 {
-        return order;
+        return;
     }
     let first = if route.total_weight == 0 {
         0
@@ -43,19 +56,18 @@ pub fn attempt_order(route: &Route, seed: u64) -> Vec<usize> {
         }
         pick
     };
-    order.push(first);
-    let mut rest: Vec<usize> = (0..n).filter(|&i| i != first).collect();
-    rest.sort_by_key(|&i| std::cmp::Reverse(route.targets[i].weight));
-    order.extend(rest);
-    order
+    order.push((c, first));
+    let start = order.len();
+    order.extend((0..n).filter(|&i| i != first).map(|i| (c, i)));
+    order[start..].sort_by_key(|&(_, i)| std::cmp::Reverse(route.targets[i].weight));
 }
 
 /// The attempts of one request, in order.
 pub struct AttemptPlan<'r> {
     /// The requested model's route, then its fallbacks.
-    chain: Vec<&'r Arc<Route>>,
+    chain: SmallVec<[&'r Arc<Route>; 4]>,
     /// (position in `chain`, target index), one pass.
-    order: Vec<(usize, usize)>,
+    order: Order,
     /// Steps taken through `order` (past its end, it starts over).
     step: usize,
     /// Attempts handed out.
@@ -64,6 +76,8 @@ pub struct AttemptPlan<'r> {
     /// `retry.attempts` was given: past the end of `order` the plan starts over.
     wraps: bool,
     seed: u64,
+    /// The target of the last attempt handed out (whose failure a retry answers).
+    last: Option<&'r Target>,
     /// Why the plan ended early, if it did.
     pub ended_by_budget: bool,
 }
@@ -92,7 +106,8 @@ impl<'r> AttemptPlan<'r> {
     /// models the caller `may_use` only); `seed` is any random number (it picks the weighted
     /// first targets and the backoff jitter).
     pub fn new(live: &'r Snapshot, route: &'r Arc<Route>, seed: u64, may_use: impl Fn(&Route) -> bool) -> Self {
-        let mut chain = vec![route];
+        let mut chain: SmallVec<[&'r Arc<Route>; 4]> = SmallVec::new();
+        chain.push(route);
         chain.extend(
             route
                 .fallbacks
@@ -100,10 +115,10 @@ impl<'r> AttemptPlan<'r> {
                 .filter_map(|&i| live.route_at(i))
                 .filter(|r| may_use(r)),
         );
-        let mut order = Vec::new();
+        let mut order = Order::new();
         for (c, r) in chain.iter().enumerate() {
             let salt = seed.wrapping_add((c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            order.extend(attempt_order(r, salt).into_iter().map(|t| (c, t)));
+            push_order(r, salt, c, &mut order);
         }
         let max = route.retry.attempts.unwrap_or(order.len() as u32);
         AttemptPlan {
@@ -114,6 +129,7 @@ impl<'r> AttemptPlan<'r> {
             max,
             wraps: route.retry.attempts.is_some(),
             seed,
+            last: None,
             ended_by_budget: false,
         }
     }
@@ -144,16 +160,24 @@ impl<'r> AttemptPlan<'r> {
             return None;
         }
         let route = self.chain[0];
+        let failed = self.last;
         let mut soonest = u64::MAX;
-        // The budget is asked only when a target is there to try.
+        // The budgets are asked only when a target is there to try: the model's, and that of
+        // the target whose failure this retry answers.
         let step = self.step;
         let made = self.made;
         let attempt = self.pick(now, &mut soonest)?;
-        if !route.budget.try_retry(now, &route.retry) {
+        let target_allows = failed.is_none_or(|t| t.health.retry_allowed(now, &route.retry));
+        if !target_allows || !route.budget.allows(now, &route.retry) {
             self.step = step;
             self.made = made;
+            self.last = failed;
             self.ended_by_budget = true;
             return None;
+        }
+        route.budget.retried(now);
+        if let Some(t) = failed {
+            t.health.retried(now);
         }
         Some(attempt)
     }
@@ -180,6 +204,7 @@ impl<'r> AttemptPlan<'r> {
                 Availability::Open | Availability::Probe => {}
             }
             self.made += 1;
+            self.last = Some(target);
             return Some(Attempt {
                 route,
                 index: t,
@@ -414,6 +439,43 @@ retry = { attempts = 4, backoff_ms = 100, max_backoff_ms = 250, budget_ratio = 0
             spread.insert(d);
         }
         assert!(spread.len() > 50, "jittered");
+    }
+
+    #[test]
+    fn a_failing_target_retries_within_its_own_budget_though_the_model_has_room() {
+        let text = r#"
+[[providers]]
+name = "p"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+
+[[models]]
+name = "m"
+targets = [{ provider = "p", model = "bad", weight = 1 }, { provider = "p", model = "good", weight = 0 }]
+retry = { budget_ratio = 0.9, target_budget_ratio = 0.5, budget_min_per_sec = 0.0 }
+health = { failures = 0, error_rate = 1.0 }
+"#;
+        let s = load_str(text, "t", None, 1).unwrap();
+        let m = s.route("m").unwrap();
+        let now = 7_000_000;
+        // The model served 100 requests well elsewhere: its budget has room for 90 retries.
+        for _ in 0..100 {
+            m.budget.first(now);
+        }
+        let mut granted = 0;
+        for seed in 0..20 {
+            let mut plan = AttemptPlan::new(&s, m, seed, |_| true);
+            let first = plan.first(now).ok().unwrap();
+            assert_eq!(first.target.model, "bad", "weight 0 is never first");
+            first.target.health.failed(now, &m.health);
+            if let Some(next) = plan.next_attempt(now) {
+                assert_eq!(next.target.model, "good");
+                granted += 1;
+            } else {
+                assert!(plan.ended_by_budget);
+            }
+        }
+        assert_eq!(granted, 10, "half of the failing target's own 20 requests");
     }
 
     #[test]

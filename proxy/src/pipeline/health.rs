@@ -1,7 +1,7 @@
 //! What this node has learnt about its upstreams: per target, passive health (ejected after
 //! consecutive failures or a high error rate, for a cool-down that grows on repeat, then let
-//! back in through one probe at a time) and the provider's own "retry after"; per route, the
-//! retry budget that keeps retries a bounded fraction of first attempts.
+//! back in through one probe at a time) and the provider's own "retry after"; per route and per
+//! target, the retry budget that keeps retries a bounded fraction of first attempts.
 //!
 //! All of it is per node, lock-free (atomics), and driven by a millisecond clock passed in, so
 //! tests move time by hand. It lives beside the config (each target and route holds its
@@ -28,16 +28,27 @@ pub enum Availability {
     OutUntil(u64),
 }
 
-/// Two adjacent counting windows: the current and the previous one, weighted by overlap.
-#[derive(Debug, Default)]
-struct Window {
+/// Two adjacent counting windows of `N` counters: the current and the previous one, weighted
+/// by overlap.
+#[derive(Debug)]
+struct Window<const N: usize> {
     /// Start of the current window (ms).
     start: AtomicU64,
-    current: [AtomicU64; 2],
-    previous: [AtomicU64; 2],
+    current: [AtomicU64; N],
+    previous: [AtomicU64; N],
 }
 
-impl Window {
+impl<const N: usize> Default for Window<N> {
+    fn default() -> Self {
+        Window {
+            start: AtomicU64::new(0),
+            current: std::array::from_fn(|_| AtomicU64::new(0)),
+            previous: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl<const N: usize> Window<N> {
     fn roll(&self, now: u64) {
         let start = self.start.load(Ordering::Relaxed);
         if now < start + WINDOW_MS {
@@ -51,7 +62,7 @@ impl Window {
             return;
         }
         let adjacent = now < start + 2 * WINDOW_MS;
-        for k in 0..2 {
+        for k in 0..N {
             let c = self.current[k].swap(0, Ordering::Relaxed);
             self.previous[k].store(if adjacent { c } else { 0 }, Ordering::Relaxed);
         }
@@ -76,8 +87,8 @@ impl Window {
 #[derive(Debug, Default)]
 pub struct TargetHealth {
     consecutive: AtomicU32,
-    /// Requests (0) and failures (1) over the window.
-    window: Window,
+    /// Requests (0), failures (1) and the retries its failures asked for (2) over the window.
+    window: Window<3>,
     /// Ejected until this time (0: not ejected).
     ejected_until: AtomicU64,
     /// Ejections in a row (the cool-down doubles with each).
@@ -142,6 +153,19 @@ impl TargetHealth {
         }
     }
 
+    /// Whether its failures may ask for one more retry at `now`: the target's own retry budget,
+    /// the retries after its failures within `target_budget_ratio` of the requests it had (so
+    /// a failing target cannot push more than that share of its own load onto the others).
+    pub fn retry_allowed(&self, now: u64, policy: &RetryPolicy) -> bool {
+        let allowed = policy.target_budget_ratio * self.window.count(now, 0) + floor(policy);
+        self.window.count(now, 2) + 1.0 <= allowed
+    }
+
+    /// A retry after one of its failures was made at `now`.
+    pub fn retried(&self, now: u64) {
+        self.window.add(now, 2);
+    }
+
     /// An attempt failed (transport, timeout, 5xx, 429). Returns whether this ejected it.
     pub fn failed(&self, now: u64, policy: &HealthPolicy) -> bool {
         self.window.add(now, 0);
@@ -170,7 +194,7 @@ impl TargetHealth {
 #[derive(Debug, Default)]
 pub struct RetryBudget {
     /// First attempts (0) and retries (1).
-    window: Window,
+    window: Window<2>,
 }
 
 impl RetryBudget {
@@ -181,15 +205,29 @@ impl RetryBudget {
 
     /// Whether one more retry fits at `now`; if so it is counted.
     pub fn try_retry(&self, now: u64, policy: &RetryPolicy) -> bool {
-        let firsts = self.window.count(now, 0);
-        let retries = self.window.count(now, 1);
-        let allowed = policy.budget_ratio * firsts + policy.budget_min_per_sec * (WINDOW_MS as f64 / 1000.0);
-        if retries + 1.0 > allowed {
+        if !self.allows(now, policy) {
             return false;
         }
-        self.window.add(now, 1);
+        self.retried(now);
         true
     }
+
+    /// Whether one more retry fits at `now` (not counted).
+    pub fn allows(&self, now: u64, policy: &RetryPolicy) -> bool {
+        let firsts = self.window.count(now, 0);
+        let retries = self.window.count(now, 1);
+        retries + 1.0 <= policy.budget_ratio * firsts + floor(policy)
+    }
+
+    /// A retry was made at `now`.
+    pub fn retried(&self, now: u64) {
+        self.window.add(now, 1);
+    }
+}
+
+/// The retries a budget allows over a window whatever the first attempts.
+fn floor(policy: &RetryPolicy) -> f64 {
+    policy.budget_min_per_sec * (WINDOW_MS as f64 / 1000.0)
 }
 
 /// A provider's "retry after" from its response headers: `Retry-After` (seconds, or an HTTP

@@ -226,6 +226,11 @@ impl ResponseChain {
         self.guard.as_ref().is_some_and(|g| g.blocked())
     }
 
+    /// Whether an output guard reads the answer (only then can moderation be due).
+    pub fn moderates(&self) -> bool {
+        self.guard.is_some()
+    }
+
     /// The texts the output guard wants a moderation service to judge now, if any.
     pub fn moderation_due(&mut self) -> Option<Batch> {
         self.guard.as_mut()?.moderation_due()

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::scanner::event_data;
 pub use crate::api::Usage;
-use crate::json_spans::{for_each_member, skip_ws};
+use crate::json_spans::{for_each_member, skip_ws, top_level_member_at};
 
 #[derive(Deserialize, Default, Debug, PartialEq, Eq)]
 struct RawUsage {
@@ -88,6 +88,14 @@ impl UsageFinder {
 
     /// Usage in a complete JSON response body.
     pub fn in_json(&self, body: &[u8]) -> Option<Usage> {
+        // Providers write usage last, or nearly (OpenAI, then `system_fingerprint`): the last
+        // `"usage"` of the body, when it is a top-level key, is read without a parse of the rest.
+        if let Some(span) = last_usage_key(body)
+            .and_then(|at| top_level_member_at(body, at))
+            .filter(|span| body[span.start] == b'{')
+        {
+            return read_usage(&body[span]);
+        }
         if !self.may_hold_usage(body) {
             return None;
         }
@@ -122,30 +130,38 @@ impl UsageFinder {
             true
         })
         .ok()?;
-        let span = usage?;
-        let object = &json[span];
-        let raw = match read_plain(object) {
-            Some(raw) => raw,
-            None => crate::simd_parse::from_slice(object).ok()?,
-        };
-        let prompt = raw.prompt_tokens.unwrap_or(0);
-        let completion = raw.completion_tokens.unwrap_or(0);
-        let cached = raw
-            .prompt_tokens_details
-            .and_then(|d| d.cached_tokens)
-            .or(raw.prompt_cache_hit_tokens)
-            .unwrap_or(0);
-        let total = raw.total_tokens.unwrap_or(prompt.saturating_add(completion));
-        Some((
-            Usage {
-                prompt,
-                completion,
-                total,
-                cached,
-            },
-            choices_empty,
-        ))
+        Some((read_usage(&json[usage?])?, choices_empty))
     }
+}
+
+/// Where the last `"usage"` of `text` starts (a vector search for its `u` from the end: near
+/// the end, where usage is, a reverse substring search costs more).
+fn last_usage_key(text: &[u8]) -> Option<usize> {
+    memchr::memrchr_iter(b'u', text)
+        .find(|&u| u > 0 && text[u - 1] == b'"' && text[u..].starts_with(b"usage\""))
+        .map(|u| u - 1)
+}
+
+/// The usage object (OpenAI's fields, DeepSeek's cache field).
+fn read_usage(object: &[u8]) -> Option<Usage> {
+    let raw = match read_plain(object) {
+        Some(raw) => raw,
+        None => crate::simd_parse::from_slice(object).ok()?,
+    };
+    let prompt = raw.prompt_tokens.unwrap_or(0);
+    let completion = raw.completion_tokens.unwrap_or(0);
+    let cached = raw
+        .prompt_tokens_details
+        .and_then(|d| d.cached_tokens)
+        .or(raw.prompt_cache_hit_tokens)
+        .unwrap_or(0);
+    let total = raw.total_tokens.unwrap_or(prompt.saturating_add(completion));
+    Some(Usage {
+        prompt,
+        completion,
+        total,
+        cached,
+    })
 }
 
 /// Whether the event's last line is a `data:` line whose JSON ends with `"usage":null}`. Then
@@ -266,6 +282,94 @@ mod tests {
             let by_serde: RawUsage = crate::simd_parse::from_slice(object.as_bytes()).unwrap();
             prop_assert_eq!(read_plain(object.as_bytes()), Some(by_serde));
         }
+    }
+
+    /// A JSON value that may hold `usage` keys at any depth and strings that look like them.
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            (0u64..1000).prop_map(Value::from),
+            prop::sample::select(vec![
+                "usage",
+                "\"usage\":{\"prompt_tokens\":7}",
+                "say \"usage",
+                "\\",
+                "a\\\"usage\":{",
+                "}}",
+                "",
+            ])
+            .prop_map(Value::from),
+            (0u64..50, 0u64..50).prop_map(|(p, c)| serde_json::json!({"prompt_tokens": p, "completion_tokens": c})),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec!["usage", "choices", "say \"usage", "x"]),
+                        inner
+                    ),
+                    0..4
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn usage_read_from_the_tail_agrees_with_a_full_search(
+            members in prop::collection::vec((prop::sample::select(vec!["usage", "choices", "say \"usage", "id", "system_fingerprint"]), value()), 0..6),
+            spaced in any::<bool>(),
+        ) {
+            // Written by hand so duplicate keys stay (the last one wins, as in a parse).
+            let sep = if spaced { " ,\n " } else { "," };
+            let body = format!("{{{}}}", members.iter().map(|(k, v)| format!("{}:{}", serde_json::Value::from(*k), v)).collect::<Vec<_>>().join(sep));
+            let f = UsageFinder::default();
+            let searched = f.may_hold_usage(body.as_bytes()).then(|| f.top_level(body.as_bytes()).map(|(u, _)| u)).flatten();
+            prop_assert_eq!(f.in_json(body.as_bytes()), searched, "{}", body);
+        }
+    }
+
+    #[test]
+    fn the_tail_path_reads_only_a_top_level_key() {
+        let f = UsageFinder::default();
+        let u = |p| {
+            Some(Usage {
+                prompt: p,
+                completion: 0,
+                total: p,
+                cached: 0,
+            })
+        };
+        let cases: [(&[u8], Option<Usage>); 7] = [
+            (
+                br#"{"choices":[],"usage":{"prompt_tokens":3},"system_fingerprint":"fp"}"#,
+                u(3),
+            ),
+            (
+                br#"{"usage":{"prompt_tokens":1},"x":{"usage":{"prompt_tokens":2}}}"#,
+                u(1),
+            ),
+            (br#"{"x":{"usage":{"prompt_tokens":2}}}"#, None),
+            (br#"{"say \"usage":{"prompt_tokens":2}}"#, None),
+            (
+                br#"{"usage":{"prompt_tokens":1},"a\\":"b\\\"usage\":{\"prompt_tokens\":5}"}"#,
+                u(1),
+            ),
+            // Not read from the tail; the search reads the object and ignores what follows.
+            (br#"{"usage":{"prompt_tokens":4}} trailing"#, u(4)),
+            (br#"{"usage":{"prompt_tokens":4}"#, None),
+        ];
+        for (body, want) in cases {
+            assert_eq!(f.in_json(body), want, "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(
+            top_level_member_at(cases[0].0, memchr::memmem::rfind(cases[0].0, b"\"usage\"").unwrap()),
+            Some(22..41),
+            "read from the tail"
+        );
     }
 
     #[test]
