@@ -6,14 +6,16 @@ rate: the *faulty* one, whose model has a healthy target and a faulty one (both 
 and a *control* whose two targets are both healthy. Side by side, the difference in p50/p99 is the
 cost of the retries, whatever else the machine does. For the faulty gateway it also reads, from
 its /metrics, the attempts each target had: every request has one first attempt, so the retries
-are `attempts - requests`, checked against the retry budget (`budget_ratio` × requests +
-`budget_min_per_sec` × seconds).
+are `attempts - requests`, checked against the model's retry budget over the run: `budget_ratio`
+× requests + `budget_min_per_sec` × (the run's seconds + one 10 s window, as the sliding window
+lets the floor of the window before the run's first one count too).
 
-Scenarios:
+Faults, each with the default health policy (the faulty target gets ejected for a while after
+5 failures in a row or a 50% error rate) and with ejection off (every request may meet the
+fault; only the retry budgets hold the retries):
   errors-30    the faulty target answers 503 to 30% of requests;
   timeouts-30  it stalls 30% of requests past `timeouts.first_byte_ms` (200 ms);
-  down-100     it answers 503 to every request, with the default health policy (ejected);
-  down-100-no-ejection  the same with ejection off: only the retry budgets hold the retries.
+  down-100     it answers 503 to every request.
 
 Usage: python3 loadtest/resilience.py [--duration 20] [--rate 300] [--connections 32] [--stream] [--only NAME] [--no-build]
 Needs oha.
@@ -28,27 +30,37 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import free_port, oha_cmd, release_bins, start, start_gateway, summarize, wait_http  # noqa: E402
+from run import free_port, oha_cmd, release_bins, start, start_gateway, summarize  # noqa: E402
 
-SCENARIOS = {
-    "errors-30": ("503 to 30% of requests", ["--error-status", "503", "--error-rate", "0.3"], ""),
-    "timeouts-30": ("stalls 30% of requests 2 s before the header (first_byte_ms = 200)",
-                    ["--stall-ms", "2000", "--stall-rate", "0.3"], ""),
-    "down-100": ("503 to every request, default health (ejected)", ["--error-status", "503", "--error-rate", "1"], ""),
-    "down-100-no-ejection": ("503 to every request, ejection off (budgets only)",
-                             ["--error-status", "503", "--error-rate", "1"],
-                             "health = { failures = 0, error_rate = 1.0 }\n"),
+FAULTS = {
+    "errors-30": ("503 to 30% of requests", ["--error-status", "503", "--error-rate", "0.3"]),
+    "timeouts-30": ("30% stall 2 s before the header", ["--stall-ms", "2000", "--stall-rate", "0.3"]),
+    "down-100": ("503 to every request", ["--error-status", "503", "--error-rate", "1"]),
 }
+HEALTH = {"": ("default health", ""), "-no-ejection": ("ejection off", "health = { failures = 0, error_rate = 1.0 }\n")}
+SCENARIOS = {f"{fault}{suffix}": (f"{what}, {health}", fault_args, extra)
+             for fault, (what, fault_args) in FAULTS.items() for suffix, (health, extra) in HEALTH.items()}
 
 
 def mock(bin_dir, work, name, args=()):
     port = free_port()
     p = start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{port}", "--threads", "1",
                "--name", name, *args], os.path.join(work, f"mock-{name}-{port}.log"))
-    wait_http(f"http://127.0.0.1:{port}/v1/models")
+    deadline = time.time() + 20
+    while True:  # any answer will do: a faulty mock answers its error
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
+            break
+        except urllib.error.HTTPError:
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise SystemExit(f"mock {name} not answering")
+            time.sleep(0.1)
     return p, port
 
 
@@ -92,7 +104,8 @@ def main():
         chat["stream"] = True
     body = json.dumps(chat)
     print(f"{'SSE' if args.stream else 'JSON'}, {args.duration} s at {args.rate} req/s (oha -q, -c {args.connections}) "
-          f"to each gateway at once, 1 proxy thread each, {os.cpu_count()} cores; budget: ratio 0.2 + 10/s\n")
+          f"to each gateway at once, 1 proxy thread each, {os.cpu_count()} cores; retry budget: "
+          f"0.2 × requests + 10/s × (run + 10 s)\n")
     print("| scenario | faulty: success | p50 | p99 | control: p50 | p99 | retries (% of requests) | "
           "retry budget | refused by the budget | attempts on the faulty target |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -126,7 +139,7 @@ def main():
             made = sum(after.values()) - sum(before.values())
             on_faulty = sum(v - before.get(k, 0) for k, v in after.items() if k[0] == "faulty")
             retries = made - f["total"]
-            budget = 0.2 * f["total"] + 10 * args.duration
+            budget = 0.2 * f["total"] + 10 * (args.duration + 10)
             print(f"| {name}: {what} | **{f['ok'] / f['total'] * 100:.2f}%** ({f['total'] - f['ok']} of {f['total']} failed) "
                   f"| {f['p50_ms']:.1f} ms | {f['p99_ms']:.1f} ms | {c['p50_ms']:.1f} ms | {c['p99_ms']:.1f} ms "
                   f"| {retries:.0f} ({retries / f['total'] * 100:.1f}%) | {budget:.0f} | {spent_after - spent_before:.0f} "

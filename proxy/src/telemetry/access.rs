@@ -2,8 +2,9 @@
 //!
 //! Fields: request id, endpoint, model (the public model that answered) and target model,
 //! provider, client address, status, error, outcome, attempts, cache outcome, latency, TTFT,
-//! usage, bytes; the model asked for when a fallback answered, and the failed attempts
-//! (provider, target model, reason, status). No header value, body text or key ever reaches this line.
+//! usage, bytes; when there were any, the model asked for when a fallback answered
+//! (`fallback_from`) and the failed attempts (provider, target model, reason, status). No header
+//! value, body text or key ever reaches this line.
 //!
 //! At tens of thousands of requests per second a log line per request is a hot path of its own:
 //! lines are formatted by hand into a shared buffer (no value tree, no per-line syscall) and a
@@ -172,13 +173,13 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
             v => v.push_to(out),
         }
     }
-    out.extend_from_slice(b",\"fallback_from\":");
-    json_str(out, ctx.answer.fallback_from.as_ref().map_or("", |r| r.name.as_str()));
-    out.extend_from_slice(b",\"failed_attempts\":[");
+    // Only when there is something to say: most requests are answered at the first attempt.
+    if let Some(from) = &ctx.answer.fallback_from {
+        out.extend_from_slice(b",\"fallback_from\":");
+        json_str(out, &from.name);
+    }
     for (i, f) in ctx.answer.failed_attempts.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+        out.extend_from_slice(if i == 0 { b",\"failed_attempts\":[" } else { b"," });
         out.extend_from_slice(b"{\"provider\":");
         json_str(out, &f.provider);
         out.extend_from_slice(b",\"target_model\":");
@@ -190,7 +191,9 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         }
         out.push(b'}');
     }
-    out.push(b']');
+    if !ctx.answer.failed_attempts.is_empty() {
+        out.push(b']');
+    }
     out.extend_from_slice(b",\"target\":\"tollgate::access\"}\n");
 }
 
@@ -469,5 +472,33 @@ mod tests {
         assert_eq!(v["latency_ms"], 1.5);
         assert_eq!(v["message"], "access");
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert!(v.get("failed_attempts").is_none() && v.get("fallback_from").is_none());
+    }
+
+    #[test]
+    fn failed_attempts_are_listed_only_when_there_were_some() {
+        let mut ctx = RequestCtx::new();
+        for (provider, status) in [("a\"x", Some(503)), ("b", None)] {
+            ctx.answer.failed_attempts.push(crate::context::FailedAttempt {
+                provider: provider.into(),
+                target_model: "m".into(),
+                reason: if status.is_some() {
+                    "retryable_status"
+                } else {
+                    "timeout"
+                },
+                status,
+            });
+        }
+        let mut out = Vec::new();
+        json_line(&mut out, b"2026-01-01T00:00:00.000000Z", &ctx, Duration::ZERO);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["failed_attempts"],
+            serde_json::json!([
+                {"provider": "a\"x", "target_model": "m", "reason": "retryable_status", "status": 503},
+                {"provider": "b", "target_model": "m", "reason": "timeout"}
+            ])
+        );
     }
 }

@@ -34,6 +34,7 @@ impl<'a> Line<'a> {
     }
 
     /// A text field (`name="value"` in text, escaped as Rust debug strings are).
+    #[inline]
     pub fn str(&mut self, name: &str, value: &str) -> &mut Self {
         self.name(name);
         match self.format {
@@ -76,6 +77,7 @@ impl<'a> Line<'a> {
     }
 
     /// A number.
+    #[inline]
     pub fn uint(&mut self, name: &str, value: u64) -> &mut Self {
         self.name(name);
         self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
@@ -97,6 +99,7 @@ impl<'a> Line<'a> {
         }
     }
 
+    #[inline]
     fn name(&mut self, name: &str) {
         match self.format {
             LogFormat::Json => {

@@ -187,9 +187,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>> {
         return Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid response status");
     };
     // Hop-by-hop fields are this connection's business: read here, never relayed.
-    // Room for what the gateway adds to the client's answer (request id, framing, up to six
-    // `x-ratelimit-*`): the map is not reallocated and rehashed on the way out.
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 8);
+    // Room for what the gateway adds to the client's answer (request id, model, attempts,
+    // framing, up to six `x-ratelimit-*`): the map is not reallocated and rehashed on the way
+    // out.
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 10);
     let mut connection = Connection::default();
     let mut transfer_encoding: Option<&[u8]> = None;
     for field in parsed.headers.iter() {
