@@ -413,6 +413,44 @@ health = {{ failures = 0, error_rate = 1.0 }}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_target_pushes_at_most_its_own_budget_onto_the_others() {
+    let down = mock("down", failing(503)).await;
+    let up = mock("up", |_| {}).await;
+    // The model's budget has room for nearly every retry; the failing target's own does not.
+    let config = format!(
+        r#"{}
+[[models]]
+name = "m"
+targets = [{{ provider = "down", weight = 1 }}, {{ provider = "up", weight = 0 }}]
+retry = {{ budget_ratio = 0.9, target_budget_ratio = 0.1, budget_min_per_sec = 0.5 }}
+health = {{ failures = 0, error_rate = 1.0 }}
+"#,
+        providers(&[("down", &down), ("up", &up)])
+    );
+    let gw = Gateway::start(&config).await;
+    let mut answered = 0;
+    for _ in 0..40 {
+        let r = gw.chat(&ask("m", false)).await;
+        match r.status {
+            200 => answered += 1,
+            503 => {}
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!(
+        down.served(),
+        40,
+        "weight 0 is never first: every request starts on `down`"
+    );
+    // Retries after `down`'s failures: at most 0.1 × its 40 requests + 0.5/s × 10 s = 9.
+    assert_eq!(up.served(), answered);
+    assert!(
+        (1..=9).contains(&answered),
+        "{answered} retries reached the healthy target"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_target_of_the_chain_is_out_the_answer_is_a_503_at_once() {
     let down = mock("down", failing(502)).await;
     let also = mock("also", failing(500)).await;
