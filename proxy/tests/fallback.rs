@@ -344,16 +344,7 @@ health = {{ failures = 2, cooldown_ms = 300, max_cooldown_ms = 600 }}
         metric(&gw, "tollgate_target_ejections_total{provider=\"shaky\",target=\"m\"}").await,
         Some(1.0)
     );
-    let listed = request(
-        gw.admin,
-        "GET",
-        "/admin/upstreams",
-        &[("authorization", "Bearer admin-token-for-tests")],
-        bytes::Bytes::new(),
-    )
-    .await
-    .unwrap()
-    .json();
+    let listed = gw.admin_json("/admin/upstreams").await;
     let shaky_row = listed["upstreams"]
         .as_array()
         .unwrap()
@@ -607,16 +598,7 @@ health = {{ failures = 2, cooldown_ms = 600000, probe_interval_ms = 150 }}
     );
     let gw = Gateway::start(&config).await;
     let state = || async {
-        let listed = request(
-            gw.admin,
-            "GET",
-            "/admin/upstreams",
-            &[("authorization", "Bearer admin-token-for-tests")],
-            bytes::Bytes::new(),
-        )
-        .await
-        .unwrap()
-        .json();
+        let listed = gw.admin_json("/admin/upstreams").await;
         listed["upstreams"][0]["state"].as_str().unwrap_or("").to_string()
     };
     let mut seen: Vec<String> = Vec::new();

@@ -278,6 +278,20 @@ impl Gateway {
         self.post("/v1/chat/completions", &[], body).await
     }
 
+    /// `GET path` on the admin listener with the tests' admin token, read as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        request(
+            self.admin,
+            "GET",
+            path,
+            &[("authorization", "Bearer admin-token-for-tests")],
+            Bytes::new(),
+        )
+        .await
+        .unwrap()
+        .json()
+    }
+
     pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
         let mut h = vec![("content-type", "application/json")];
         h.extend_from_slice(headers);
