@@ -30,7 +30,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import (ROOT, cpu_seconds, gateway_configs, oha_cmd, redis_answers, release_bins, start_gateway,  # noqa: E402
-                 start_mock, start_nginx, summarize)
+                 start_mock, start_nginx, stop, summarize)
 
 
 def gateway(tollgate, work, text, extra=()):
@@ -125,10 +125,7 @@ def main():
                   f"{statistics.median(t for _, t in pairs):.1f} | **{statistics.median(ratios):.2f}×** | "
                   f"{min(ratios):.2f}…{max(ratios):.2f}× |")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                p.wait(timeout=10)
+        stop(procs)
 
 
 if __name__ == "__main__":

@@ -30,12 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import free_port, oha_cmd, release_bins, start, start_gateway, summarize  # noqa: E402
+from run import free_port, oha_cmd, release_bins, start_gateway, start_mock, stop, summarize  # noqa: E402
 
+# Events per streamed answer (the mock's default, as in the recorded runs).
+CHUNKS = 8
 FAULTS = {
     "errors-30": ("503 to 30% of requests", ["--error-status", "503", "--error-rate", "0.3"]),
     "timeouts-30": ("30% stall 2 s before the header", ["--stall-ms", "2000", "--stall-rate", "0.3"]),
@@ -44,24 +45,6 @@ FAULTS = {
 HEALTH = {"": ("default health", ""), "-no-ejection": ("ejection off", "health = { failures = 0, error_rate = 1.0 }\n")}
 SCENARIOS = {f"{fault}{suffix}": (f"{what}, {health}", fault_args, extra)
              for fault, (what, fault_args) in FAULTS.items() for suffix, (health, extra) in HEALTH.items()}
-
-
-def mock(bin_dir, work, name, args=()):
-    port = free_port()
-    p = start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{port}", "--threads", "1",
-               "--name", name, *args], os.path.join(work, f"mock-{name}-{port}.log"))
-    deadline = time.time() + 20
-    while True:  # any answer will do: a faulty mock answers its error
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
-            break
-        except urllib.error.HTTPError:
-            break
-        except Exception:
-            if time.time() > deadline:
-                raise SystemExit(f"mock {name} not answering")
-            time.sleep(0.1)
-    return p, port
 
 
 def config(ports, names, model_extra):
@@ -114,10 +97,10 @@ def main():
             continue
         procs = []
         try:
-            good, gp = mock(bin_dir, work, "healthy")
-            bad, bp = mock(bin_dir, work, "faulty", faulty_args)
-            c1, cp1 = mock(bin_dir, work, "control-a")
-            c2, cp2 = mock(bin_dir, work, "control-b")
+            good, gp = start_mock(bin_dir, work, CHUNKS, "healthy")
+            bad, bp = start_mock(bin_dir, work, CHUNKS, "faulty", faulty_args)
+            c1, cp1 = start_mock(bin_dir, work, CHUNKS, "control-a")
+            c2, cp2 = start_mock(bin_dir, work, CHUNKS, "control-b")
             procs += [good, bad, c1, c2]
             admin = free_port()
             faulty = start_gateway(tollgate, work, config([gp, bp], ["healthy", "faulty"], model_extra), admin_port=admin)
@@ -145,10 +128,7 @@ def main():
                   f"| {retries:.0f} ({retries / f['total'] * 100:.1f}%) | {budget:.0f} | {spent_after - spent_before:.0f} "
                   f"| {on_faulty:.0f} |", flush=True)
         finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.terminate()
-                    p.wait(timeout=10)
+            stop(procs)
 
 
 if __name__ == "__main__":

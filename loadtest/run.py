@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,12 +56,17 @@ def redis_answers():
         return False
 
 
-def wait_http(url, timeout=20):
+def wait_http(url, timeout=20, any_status=False):
+    """Wait until `url` answers 2xx (any status with `any_status`: a mock injecting errors)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             urllib.request.urlopen(url, timeout=1).read()
             return
+        except urllib.error.HTTPError:
+            if any_status:
+                return
+            time.sleep(0.1)
         except Exception:
             time.sleep(0.1)
     raise SystemExit(f"not answering: {url}")
@@ -236,13 +242,22 @@ def release_bins(no_build):
     return os.path.join(ROOT, "target", "release")
 
 
-def start_mock(bin_dir, work, chunks=16):
-    """`tollgate-mock` on a free port, one thread; (process, port) once it answers."""
+def start_mock(bin_dir, work, chunks=16, name="mock", extra=()):
+    """`tollgate-mock` named `name` on a free port, one thread, with `extra` flags (error
+    injection, say); (process, port) once it answers."""
     port = free_port()
     p = start([os.path.join(bin_dir, "tollgate-mock"), "--listen", f"127.0.0.1:{port}", "--threads", "1",
-               "--chunks", str(chunks)], os.path.join(work, "mock.log"))
-    wait_http(f"http://127.0.0.1:{port}/v1/models")
+               "--chunks", str(chunks), "--name", name, *extra], os.path.join(work, f"{name}-{port}.log"))
+    wait_http(f"http://127.0.0.1:{port}/v1/models", any_status=bool(extra))
     return p, port
+
+
+def stop(procs):
+    """Stop the processes still running, and wait for them."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(timeout=10)
 
 
 def main():

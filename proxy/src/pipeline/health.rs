@@ -73,6 +73,13 @@ impl<const N: usize> Window<N> {
         self.current[k].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether one more retry (counter `retries`) stays within `ratio` × counter `base` plus the
+    /// policy's floor of `budget_min_per_sec` per second, over the window.
+    fn room_for_retry(&self, now: u64, base: usize, retries: usize, ratio: f64, policy: &RetryPolicy) -> bool {
+        let floor = policy.budget_min_per_sec * (WINDOW_MS as f64 / 1000.0);
+        self.count(now, retries) + 1.0 <= ratio * self.count(now, base) + floor
+    }
+
     /// Counter `k` over the last [`WINDOW_MS`] (the previous window weighted by how much of it
     /// is still inside).
     fn count(&self, now: u64, k: usize) -> f64 {
@@ -157,8 +164,8 @@ impl TargetHealth {
     /// the retries after its failures within `target_budget_ratio` of the requests it had (so
     /// a failing target cannot push more than that share of its own load onto the others).
     pub fn retry_allowed(&self, now: u64, policy: &RetryPolicy) -> bool {
-        let allowed = policy.target_budget_ratio * self.window.count(now, 0) + floor(policy);
-        self.window.count(now, 2) + 1.0 <= allowed
+        self.window
+            .room_for_retry(now, 0, 2, policy.target_budget_ratio, policy)
     }
 
     /// A retry after one of its failures was made at `now`.
@@ -203,31 +210,15 @@ impl RetryBudget {
         self.window.add(now, 0);
     }
 
-    /// Whether one more retry fits at `now`; if so it is counted.
-    pub fn try_retry(&self, now: u64, policy: &RetryPolicy) -> bool {
-        if !self.allows(now, policy) {
-            return false;
-        }
-        self.retried(now);
-        true
-    }
-
-    /// Whether one more retry fits at `now` (not counted).
+    /// Whether one more retry fits at `now` (not counted: see [`RetryBudget::retried`]).
     pub fn allows(&self, now: u64, policy: &RetryPolicy) -> bool {
-        let firsts = self.window.count(now, 0);
-        let retries = self.window.count(now, 1);
-        retries + 1.0 <= policy.budget_ratio * firsts + floor(policy)
+        self.window.room_for_retry(now, 0, 1, policy.budget_ratio, policy)
     }
 
     /// A retry was made at `now`.
     pub fn retried(&self, now: u64) {
         self.window.add(now, 1);
     }
-}
-
-/// The retries a budget allows over a window whatever the first attempts.
-fn floor(policy: &RetryPolicy) -> f64 {
-    policy.budget_min_per_sec * (WINDOW_MS as f64 / 1000.0)
 }
 
 /// A provider's "retry after" from its response headers: `Retry-After` (seconds, or an HTTP
@@ -378,11 +369,19 @@ mod tests {
         for _ in 0..100 {
             b.first(now);
         }
-        let granted = (0..100).filter(|_| b.try_retry(now, &p)).count();
+        // As the attempt plan asks: a retry is made (and counted) only when it fits.
+        let try_retry = |now| {
+            let fits = b.allows(now, &p);
+            if fits {
+                b.retried(now);
+            }
+            fits
+        };
+        let granted = (0..100).filter(|_| try_retry(now)).count();
         // 0.2 × 100 + 0.5/s × 10 s.
         assert_eq!(granted, 25);
         // The window slides: later, the old counts fade out.
-        assert!(b.try_retry(now + 3 * WINDOW_MS, &p));
+        assert!(try_retry(now + 3 * WINDOW_MS));
     }
 
     #[test]
