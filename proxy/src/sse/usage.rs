@@ -88,12 +88,11 @@ impl UsageFinder {
 
     /// Usage in a complete JSON response body.
     pub fn in_json(&self, body: &[u8]) -> Option<Usage> {
+        // No `"usage"` anywhere: nothing to search for.
+        let last = last_usage_key(body)?;
         // Providers write usage last, or nearly (OpenAI, then `system_fingerprint`): the last
         // `"usage"` of the body, when it is a top-level key, is read without a parse of the rest.
-        if let Some(span) = last_usage_key(body)
-            .and_then(|at| top_level_member_at(body, at))
-            .filter(|span| body[span.start] == b'{')
-        {
+        if let Some(span) = top_level_member_at(body, last).filter(|span| body[span.start] == b'{') {
             return read_usage(&body[span]);
         }
         if !self.may_hold_usage(body) {
