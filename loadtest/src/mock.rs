@@ -338,6 +338,11 @@ fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
 
 type MockBody = ChannelBody;
 
+/// True for this fraction of calls (always at 1 or above).
+fn chance(rate: f64) -> bool {
+    rate >= 1.0 || rand::thread_rng().gen::<f64>() < rate
+}
+
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<MockBody>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -346,12 +351,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
     let number = state.served.fetch_add(1, Ordering::Relaxed);
     let in_flight = InFlight::start(&state);
 
-    if !plan.stall.is_zero() && (plan.stall_rate >= 1.0 || rand::thread_rng().gen::<f64>() < plan.stall_rate) {
+    if !plan.stall.is_zero() && chance(plan.stall_rate) {
         tokio::time::sleep(plan.stall).await;
     }
     if let Some(status) = plan.error_status {
         let first = number < state.config.fail_first;
-        if first || plan.error_rate >= 1.0 || rand::thread_rng().gen::<f64>() < plan.error_rate {
+        if first || chance(plan.error_rate) {
             let message = if plan.error_code == "context_length_exceeded" {
                 "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens. Please reduce the length of the messages.".to_string()
             } else {

@@ -23,7 +23,7 @@ pub struct Member {
 /// Members of the object that starts at the first non-space byte of `text`, in order.
 /// `f` returns `false` to stop early. Returns the end offset of the object when it was walked
 /// to its closing brace (or where the walk stopped).
-pub fn for_each_member<'a>(text: &'a [u8], mut f: impl FnMut(&'a [u8], Member) -> bool) -> Result<usize, SpanError> {
+pub fn for_each_member<'a>(text: &'a [u8], f: impl FnMut(&'a [u8], Member) -> bool) -> Result<usize, SpanError> {
     let mut i = skip_ws(text, 0);
     if text.get(i) != Some(&b'{') {
         return Err(SpanError(i));
@@ -32,6 +32,16 @@ pub fn for_each_member<'a>(text: &'a [u8], mut f: impl FnMut(&'a [u8], Member) -
     if text.get(i) == Some(&b'}') {
         return Ok(i + 1);
     }
+    members_from(text, i, f)
+}
+
+/// Members from the key whose opening quote is at `i` to the object's closing brace, as
+/// [`for_each_member`] walks them.
+fn members_from<'a>(
+    text: &'a [u8],
+    mut i: usize,
+    mut f: impl FnMut(&'a [u8], Member) -> bool,
+) -> Result<usize, SpanError> {
     loop {
         if text.get(i) != Some(&b'"') {
             return Err(SpanError(i));
@@ -69,30 +79,13 @@ pub fn top_level_member_at(text: &[u8], key: usize) -> Option<Range<usize>> {
     if escaped {
         return None;
     }
-    let key_end = skip_string(text, key + 1).ok()?;
-    let colon = skip_ws(text, key_end);
-    if text.get(colon) != Some(&b':') {
-        return None;
-    }
-    let start = skip_ws(text, colon + 1);
-    let end = skip_value(text, start).ok()?;
-    let mut i = skip_ws(text, end);
-    loop {
-        match text.get(i) {
-            Some(b'}') => return (skip_ws(text, i + 1) == text.len()).then_some(start..end),
-            Some(b',') => {}
-            _ => return None,
-        }
-        i = skip_ws(text, i + 1);
-        if text.get(i) != Some(&b'"') {
-            return None;
-        }
-        i = skip_ws(text, skip_string(text, i + 1).ok()?);
-        if text.get(i) != Some(&b':') {
-            return None;
-        }
-        i = skip_ws(text, skip_value(text, skip_ws(text, i + 1)).ok()?);
-    }
+    let mut value = None;
+    let end = members_from(text, key, |_, m| {
+        value.get_or_insert(m.value);
+        true
+    })
+    .ok()?;
+    (skip_ws(text, end) == text.len()).then_some(value?)
 }
 
 /// Elements of the array that starts at the first non-space byte of `text`, as value spans.
