@@ -169,6 +169,44 @@ pub struct GuardFacts {
     pub rerouted_to: Option<Arc<Route>>,
 }
 
+/// How the search went, as the `x-tollgate-search` response header says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchStatus {
+    /// No search results were added (not needed, or nothing could be searched).
+    Skipped,
+    /// Some engines failed; what the others found was added.
+    Partial,
+    Ok,
+}
+
+impl SearchStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchStatus::Skipped => "skipped",
+            SearchStatus::Partial => "partial",
+            SearchStatus::Ok => "ok",
+        }
+    }
+}
+
+/// What the search stage found out, for the access line, metrics and the response header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchFacts {
+    pub status: SearchStatus,
+    /// Why nothing was added (`no_question`, `engines_failed`, `no_results`, `timeout`), or `""`.
+    pub reason: &'static str,
+    pub queries: u32,
+    /// Engine calls that failed or timed out.
+    pub engines_failed: u32,
+    pub results: u32,
+    pub passages: u32,
+    /// Tokens of the context message (route's tokenizer, else estimated).
+    pub tokens_added: u32,
+    pub took: Duration,
+    /// Each engine call: engine name and outcome (`ok`, `error`, `timeout`).
+    pub calls: Vec<(String, &'static str)>,
+}
+
 /// Everything known about one request.
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -184,6 +222,8 @@ pub struct RequestCtx {
     pub prompt: PromptFacts,
     pub answer: AnswerFacts,
     pub guard: GuardFacts,
+    /// What the search stage did, when the request searched.
+    pub search: Option<Box<SearchFacts>>,
 }
 
 impl RequestCtx {
@@ -198,6 +238,7 @@ impl RequestCtx {
             prompt: PromptFacts::default(),
             answer: AnswerFacts::default(),
             guard: GuardFacts::default(),
+            search: None,
         }
     }
 

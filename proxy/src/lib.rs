@@ -46,6 +46,7 @@ pub mod live;
 pub mod pipeline;
 pub mod rate_headers;
 pub mod reload;
+pub mod search;
 pub mod secret;
 pub mod server;
 pub mod simd_parse;

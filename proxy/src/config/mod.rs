@@ -20,6 +20,7 @@ pub mod rate_limits;
 pub mod raw;
 pub mod read;
 pub mod routes;
+pub mod search;
 pub mod snapshot;
 pub mod tokenizers;
 

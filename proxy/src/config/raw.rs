@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub cache: Option<super::cache::RawCache>,
     /// Content safety rules; none: off.
     pub guardrails: Vec<super::guardrails::RawGuardrail>,
+    /// Grounding answers in search results; absent: off.
+    pub search: Option<super::search::RawSearch>,
     /// Names of the elements left out because they could not be read (already reported), so a
     /// reference to one is not reported again as dangling.
     pub unreadable: Unreadable,

@@ -14,7 +14,7 @@ use super::raw::{Element, RawConfig};
 /// Syntax errors reported before the rest are summed up: past a few, a file is not TOML at all.
 const MAX_SYNTAX_ERRORS: usize = 20;
 
-const SECTIONS: &str = "admin, providers, models, tokenizers, consumers, limits, network, cache, guardrails";
+const SECTIONS: &str = "admin, providers, models, tokenizers, consumers, limits, network, cache, guardrails, search";
 
 /// The raw config, with what could not be read reported to `problems`.
 pub fn read(text: &str, problems: &mut Problems<'_>) -> RawConfig {
@@ -35,6 +35,7 @@ pub fn read(text: &str, problems: &mut Problems<'_>) -> RawConfig {
             "admin" => raw.admin = one(value, "admin", problems).unwrap_or_default(),
             "network" => raw.network = one(value, "network", problems).unwrap_or_default(),
             "cache" => raw.cache = one(value, "cache", problems),
+            "search" => raw.search = one(value, "search", problems),
             "providers" => raw.providers = many(value, "providers", problems, &mut u.providers),
             "models" => raw.models = many(value, "models", problems, &mut u.models),
             "consumers" => raw.consumers = many(value, "consumers", problems, &mut u.consumers),

@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub trusted_proxies: TrustedProxies,
     /// The answer cache's policy; `None`: off.
     pub cache: Option<Arc<CachePolicy>>,
+    /// Search grounding; `None`: off.
+    pub search: Option<Arc<super::search::SearchPolicy>>,
     /// Content safety rules of each public model, by route index (`None`: none apply).
     pub guards: Vec<Option<Arc<ModelGuards>>>,
     /// What loads but likely does not work as meant (a rule that admits nothing, say); logged
@@ -241,6 +243,14 @@ pub fn compile(
     let trusted_proxies = rate_limits::compile_network(&raw.network, &mut problems);
     let cache = cache::compile(raw.cache.as_ref(), &mut problems).map(Arc::new);
     let guards = guardrails::compile(&raw.guardrails, &model_names, &consumer_names, base_dir, &mut problems);
+    let search = super::search::compile(
+        raw.search.as_ref(),
+        &model_names,
+        &consumer_names,
+        base_dir,
+        &mut problems,
+    )
+    .map(Arc::new);
 
     let warnings = problems.into_warnings();
     if !problems.is_empty() {
@@ -258,6 +268,7 @@ pub fn compile(
         limits,
         trusted_proxies,
         cache,
+        search,
         guards,
         warnings,
     })

@@ -69,6 +69,8 @@ pub struct Call {
     pub flight: Option<crate::drain::Flight>,
     /// The cache entry to write once the answer is complete (a cache miss).
     pub cache_pending: Option<Box<crate::pipeline::cache::Pending>>,
+    /// The search stage's references list (a JSON array) for the answer to carry.
+    pub references: Option<bytes::Bytes>,
 }
 
 /// `make()`'s value written into a box allocated first (so it can be built there, not copied).

@@ -144,6 +144,9 @@ pub async fn relay(
     if let (Some(guard), true) = (guard, status.is_success()) {
         sink.chain.guard_output(guard);
     }
+    if let (Some(list), true) = (&call.references, status.is_success()) {
+        sink.chain.add_references(list.clone());
+    }
     let header = Box::new(downstream_header(status, up.take_headers(), is_sse, &call.ctx));
     call.ctx.answer.status = status.as_u16();
     let result = relay_body(state, peer, up, &mut sink, header, is_sse, deadline, session, call).await;

@@ -26,6 +26,7 @@ pub fn header(status: StatusCode, headers: HeaderMap) -> ResponseHeader {
 
 const X_TOLLGATE_MODEL: HeaderName = HeaderName::from_static("x-tollgate-model");
 const X_TOLLGATE_ATTEMPTS: HeaderName = HeaderName::from_static("x-tollgate-attempts");
+const X_TOLLGATE_SEARCH: HeaderName = HeaderName::from_static("x-tollgate-search");
 const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 /// `x-request-id` and the request's rate headers (`x-ratelimit-*`, `Retry-After`), replacing any
@@ -59,6 +60,9 @@ pub fn add_gateway_headers(headers: &mut HeaderMap, ctx: &RequestCtx) {
             n => HeaderValue::from(n),
         };
         headers.insert(X_TOLLGATE_ATTEMPTS, attempts);
+    }
+    if let Some(search) = &ctx.search {
+        headers.insert(X_TOLLGATE_SEARCH, HeaderValue::from_static(search.status.name()));
     }
     if let Some(ns) = ctx.answer.cache_namespace {
         if let Ok(v) = HeaderValue::from_str(&format!("{ns:016x}")) {

@@ -15,6 +15,7 @@ use crate::pipeline::cache::{self, Lookup};
 use crate::pipeline::request::{self, Incoming, Peer};
 use crate::pipeline::safety::{self, InputVerdict};
 use crate::pipeline::{Answer, CachedReply, Step};
+use crate::search;
 use crate::upstream::moderation;
 
 /// Longest time spent discarding the rest of a refused oversized body.
@@ -63,10 +64,23 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
     .await?;
     let consumer = opened.caller.as_ref().map(|c| c.consumer.name.as_str());
     let guarded = guard_input(state, &live, consumer, &body, &mut admitted, &mut call.ctx).await?;
-    if guarded != Guarded::No {
+    let searches = live.search.as_deref().and_then(|policy| {
+        let headers = &session.req_header().headers;
+        search::asked(
+            policy,
+            &admitted.route.name,
+            consumer,
+            admitted.online,
+            &admitted.view,
+            &body,
+            headers,
+        )
+    });
+    // An answer grounded in today's search results is not a cached answer to the question.
+    let cacheable = guarded == Guarded::No && searches.is_none();
+    if !cacheable {
         call.ctx.answer.cache = cache::CacheOutcome::Skipped;
     }
-    let cacheable = guarded == Guarded::No;
     if let (Some(policy), Some(cache), true) = (live.cache.as_deref(), state.cache.as_deref(), cacheable) {
         let req = cache::CacheRequest {
             endpoint: opened.endpoint,
@@ -103,6 +117,9 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
             }
         }
     }
+    if let (Some(policy), Some(ask)) = (live.search.as_deref(), &searches) {
+        Box::pin(search_stage(state, policy, ask, &body, &mut admitted, call)).await;
+    }
     let route = call
         .ctx
         .guard
@@ -115,6 +132,36 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
         caller.is_none_or(|c| c.consumer.may_use_route(r))
     });
     forward::forward(state, plan, &admitted, &body, session, call).await
+}
+
+/// The search stage: its context message and the removal of `web_search_options` join the
+/// request's edits; its references wait for the answer. (Boxed at its call: most requests do
+/// not search, and its state stays out of theirs.)
+async fn search_stage(
+    state: &GatewayState,
+    policy: &crate::config::search::SearchPolicy,
+    ask: &search::Ask,
+    body: &Bytes,
+    admitted: &mut request::Admitted,
+    call: &mut Call,
+) {
+    let route = admitted.route.clone();
+    let estimator = &state.admission.estimator;
+    let count = |text: &str| match &route.counter {
+        Some((tokenizer, _)) => tokenizer.count(text),
+        None => estimator.count(text),
+    };
+    let env = search::Env {
+        conns: &state.upstreams,
+        opts: &state.upstream,
+        request_id: &call.ctx.request_id,
+        count: &count,
+    };
+    let searched = search::run(&env, policy, ask, body, &admitted.view).await;
+    admitted.edits.extend(searched.edits);
+    state.metrics.searched(&route.name, &searched.facts);
+    call.ctx.search = Some(Box::new(searched.facts));
+    call.references = searched.references;
 }
 
 /// Whether the input guard changed where or what the request sends.

@@ -52,6 +52,8 @@ pub enum Piece {
 /// One chat message's pieces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageSpans {
+    /// Where the message's object starts in the body (its `{`).
+    pub start: usize,
     pub role: Option<Range<usize>>,
     pub content: Vec<Piece>,
     pub name: Option<Range<usize>>,

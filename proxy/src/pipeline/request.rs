@@ -24,6 +24,7 @@ use super::endpoint::{classify, Endpoint};
 use super::head::{self, HeadLimits};
 use super::{params, tokens, Answer, Step};
 use crate::api_keys::KeyRegistry;
+use crate::config::search::Trigger;
 use crate::config::{Route, Snapshot};
 use crate::context::{Caller, ModelStage, RequestCtx};
 use crate::error::ApiError;
@@ -103,14 +104,33 @@ fn identify(
 pub struct Parsed {
     pub view: RequestView,
     pub route: Arc<Route>,
+    /// The model was named with the search suffix (`qwen:online`); `view.model` is without it.
+    pub online: bool,
 }
 
 /// Stage 3: parse the body once, check its shape for the endpoint, and find the route of the model it names.
 pub fn parse(snapshot: &Snapshot, opened: &Opened, body: &Bytes, ctx: &mut RequestCtx) -> Step<Parsed> {
     ctx.prompt.bytes_in = body.len() as u64;
-    let view = body::parse(body, opened.endpoint)?;
+    let mut view = body::parse(body, opened.endpoint)?;
     ctx.prompt.stream = view.stream;
     ctx.prompt.user = view.user.clone();
+    let mut online = false;
+    if snapshot.route(&view.model).is_none() {
+        // `model:online` asks for search on `model`, when this caller may search with it.
+        let consumer = opened.caller.as_ref().map(|c| c.consumer.name.as_str());
+        let base = snapshot.search.as_ref().and_then(|s| {
+            let base = view
+                .model
+                .strip_suffix(s.suffix.as_str())
+                .filter(|_| !s.suffix.is_empty())?;
+            let may = snapshot.route(base).is_some() && s.trigger_for(base, consumer) != Trigger::Never;
+            may.then(|| base.to_owned())
+        });
+        if let Some(base) = base {
+            view.model = base;
+            online = true;
+        }
+    }
     match snapshot.route(&view.model) {
         Some(route) => {
             // From here on a refusal (allow-list, parameter rules, quota, limit) is logged and
@@ -122,6 +142,7 @@ pub fn parse(snapshot: &Snapshot, opened: &Opened, body: &Bytes, ctx: &mut Reque
             Ok(Parsed {
                 route: route.clone(),
                 view,
+                online,
             })
         }
         None => {
@@ -142,6 +163,8 @@ pub struct Admitted {
     pub param_edits: usize,
     /// Ask upstream for usage the client did not ask for (and strip it from the stream).
     pub force_usage: bool,
+    /// The model was named with the search suffix.
+    pub online: bool,
 }
 
 /// Stage 4: may this caller send this request now? Model allow-list and parameter rules, then
@@ -160,7 +183,7 @@ pub async fn admit(
     ctx: &mut RequestCtx,
     ledger: &mut Ledger,
 ) -> Step<Admitted> {
-    let Parsed { view, route } = parsed;
+    let Parsed { view, route, online } = parsed;
     let mut edits = Vec::new();
     if let Some(caller) = &opened.caller {
         if caller.consumer.log_prompts {
@@ -210,5 +233,6 @@ pub async fn admit(
         param_edits: edits.len(),
         edits,
         force_usage,
+        online,
     })
 }

@@ -11,6 +11,9 @@
 //!    masks, or ends the answer with `content_filter`;
 //! 4. the cache recorder: keeps the answer (by reference) when the request missed the cache, for
 //!    [`ResponseChain::recorded`] to read once the answer is complete.
+//! 5. the references of a searched request: a JSON answer gets a top-level `references`
+//!    member; a stream gets one more event, just before `data: [DONE]`, whose chunk has no
+//!    choices and carries `references`.
 //!
 //! A JSON answer passes through as it comes and reaches the same stages whole at its end. A
 //! stage sees the raw event, its usage, and on demand its decoded content deltas
@@ -179,6 +182,8 @@ pub struct ResponseChain {
     /// Stage 4, the cache recorder: the streamed chunks kept (by reference) for the cache.
     record: Option<Vec<Bytes>>,
     recorded_len: usize,
+    /// Stage 5: the references list (a JSON array) still to add.
+    references: Option<Bytes>,
     finished: bool,
 }
 
@@ -211,6 +216,7 @@ impl ResponseChain {
             guard: None,
             record: None,
             recorded_len: 0,
+            references: None,
             finished: false,
         }
     }
@@ -247,6 +253,12 @@ impl ResponseChain {
     /// What the output guard found.
     pub fn take_guard_events(&mut self) -> Vec<GuardEvent> {
         self.guard.as_mut().map(|g| g.take_events()).unwrap_or_default()
+    }
+
+    /// Add the search stage's references (a JSON array) to this answer (call it for
+    /// successful answers only).
+    pub fn add_references(&mut self, list: Bytes) {
+        self.references = Some(list);
     }
 
     /// Keep the answer for the cache recorder (see [`ResponseChain::recorded`]).
@@ -291,8 +303,8 @@ impl ResponseChain {
                 self.events(region, out);
             }
             Framing::Json { kept, len, keep } => {
-                if self.guard.is_some() {
-                    // Held whole: the guard rewrites it at its end.
+                if self.guard.is_some() || self.references.is_some() {
+                    // Held whole: the guard rewrites it, or references join it, at its end.
                     *len += chunk.len();
                     kept.push(chunk);
                     return;
@@ -313,6 +325,21 @@ impl ResponseChain {
         }
         let mut kept_from = 0;
         for range in events(&region) {
+            if self.references.is_some() && is_done(&region[range.clone()]) {
+                if let Some(list) = self.references.take() {
+                    let event = references_event(&list);
+                    match &mut self.guard {
+                        Some(guard) => guard.on_event(event, out),
+                        None => {
+                            if range.start > kept_from {
+                                out.push(region.slice(kept_from..range.start));
+                            }
+                            out.push(event);
+                            kept_from = range.start;
+                        }
+                    }
+                }
+            }
             let (kind, mut pass) = self.usage.on_event(&region[range.clone()]);
             if pass == Pass::Forward {
                 let ev = Event {
@@ -370,8 +397,17 @@ impl ResponseChain {
                         };
                         self.usage.on_json(&whole);
                         self.count.finish(self.usage.usage, Some(&whole));
-                        if let Some(guard) = &mut self.guard {
-                            guard.on_json(whole, out);
+                        // References, when there are any, held the answer back (see `push`).
+                        let references = self.references.take();
+                        let held = references.is_some();
+                        let whole = match references {
+                            Some(list) => with_references(&whole, &list),
+                            None => whole,
+                        };
+                        match &mut self.guard {
+                            Some(guard) => guard.on_json(whole, out),
+                            None if held => out.push(whole),
+                            None => {}
                         }
                     }
                 }
@@ -382,6 +418,43 @@ impl ResponseChain {
             completion: self.count.counted,
         }
     }
+}
+
+/// Whether an SSE event is the stream's end marker, `data: [DONE]`.
+fn is_done(event: &[u8]) -> bool {
+    let data = event.strip_prefix(b"data:").unwrap_or_default();
+    data.trim_ascii().starts_with(b"[DONE]")
+}
+
+/// The event that carries a stream's references: a chunk with no choices.
+fn references_event(list: &[u8]) -> Bytes {
+    let mut e = Vec::with_capacity(list.len() + 80);
+    e.extend_from_slice(br#"data: {"object":"chat.completion.chunk","choices":[],"references":"#);
+    e.extend_from_slice(list);
+    e.extend_from_slice(b"}\n\n");
+    Bytes::from(e)
+}
+
+/// A JSON answer with `"references": list` as its first member (left as is when it is not an
+/// object).
+fn with_references(whole: &Bytes, list: &[u8]) -> Bytes {
+    let Some(open) = whole
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .filter(|&i| whole[i] == b'{')
+    else {
+        return whole.clone();
+    };
+    let empty = whole[open + 1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = Vec::with_capacity(whole.len() + list.len() + 16);
+    out.extend_from_slice(&whole[..=open]);
+    out.extend_from_slice(br#""references":"#);
+    out.extend_from_slice(list);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&whole[open + 1..]);
+    Bytes::from(out)
 }
 
 /// `pieces` in one buffer, sized once.
@@ -488,6 +561,47 @@ mod tests {
             Learnt::default(),
             "an error answer is not read"
         );
+    }
+
+    #[test]
+    fn references_join_a_json_answer_and_come_just_before_a_streams_end() {
+        let list = Bytes::from_static(br#"[{"index":1,"title":"T","url":"https://t.example/"}]"#);
+        let body = br#"{"id":"x","choices":[{"message":{"content":"Hi [1]"}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        let mut chain = ResponseChain::new(false, true, false, CountCompletion::No);
+        chain.add_references(list.clone());
+        let mut out = Vec::new();
+        for piece in body.chunks(7) {
+            chain.push(Bytes::copy_from_slice(piece), &mut out);
+            assert!(out.is_empty(), "held until the answer is whole");
+        }
+        let learnt = chain.finish(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out.concat()).unwrap();
+        assert_eq!(v["references"][0]["url"], "https://t.example/");
+        assert_eq!(v["choices"][0]["message"]["content"], "Hi [1]");
+        assert_eq!(learnt.usage.map(|u| u.total), Some(7));
+        assert_eq!(
+            &with_references(&Bytes::from_static(b" {}"), b"[]")[..],
+            br#" {"references":[]}"#
+        );
+
+        let input = stream(true);
+        let event = references_event(&list);
+        let mut want = stream(false);
+        let done = want.len() - b"data: [DONE]\n\n".len();
+        want.splice(done..done, event.iter().copied());
+        for cut in 0..=input.len() {
+            let mut chain = ResponseChain::new(true, true, true, CountCompletion::No);
+            chain.add_references(list.clone());
+            let mut out = Vec::new();
+            chain.push(Bytes::copy_from_slice(&input[..cut]), &mut out);
+            chain.push(Bytes::copy_from_slice(&input[cut..]), &mut out);
+            chain.finish(&mut out);
+            assert_eq!(out.concat(), want, "cut {cut}");
+        }
+        let data = event.strip_prefix(b"data: ").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(data).unwrap();
+        assert_eq!(v["choices"], serde_json::json!([]));
+        assert_eq!(v["references"][0]["index"], 1);
     }
 
     #[test]

@@ -219,6 +219,7 @@ fn message(body: &[u8], i: usize, m: &Range<usize>) -> Result<MessageSpans, ApiE
         },
     };
     Ok(MessageSpans {
+        start: m.start,
         role: Some(role_text),
         content,
         name,

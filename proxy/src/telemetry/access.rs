@@ -3,7 +3,9 @@
 //! Fields: request id, endpoint, model (the public model that answered) and target model,
 //! provider, client address, status, error, outcome, attempts, cache outcome, latency, TTFT,
 //! usage, bytes; when there were any, the model asked for when a fallback answered
-//! (`fallback_from`) and the failed attempts (provider, target model, reason, status). No header
+//! (`fallback_from`) and the failed attempts (provider, target model, reason, status); for a
+//! request that searched, `search` (status, queries, results, failed engine calls, passages
+//! and tokens added, time, and why nothing was added). No header
 //! value, body text or key ever reaches this line.
 //!
 //! At tens of thousands of requests per second a log line per request is a hot path of its own:
@@ -193,6 +195,23 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
     }
     if !ctx.answer.failed_attempts.is_empty() {
         out.push(b']');
+    }
+    if let Some(search) = &ctx.search {
+        let _ = write!(
+            out,
+            ",\"search\":{{\"status\":\"{}\",\"queries\":{},\"results\":{},\"engines_failed\":{},\"passages\":{},\"tokens_added\":{},\"ms\":{:.1}",
+            search.status.name(),
+            search.queries,
+            search.results,
+            search.engines_failed,
+            search.passages,
+            search.tokens_added,
+            search.took.as_secs_f64() * 1000.0,
+        );
+        if !search.reason.is_empty() {
+            let _ = write!(out, ",\"reason\":\"{}\"", search.reason);
+        }
+        out.push(b'}');
     }
     out.extend_from_slice(b",\"target\":\"tollgate::access\"}\n");
 }

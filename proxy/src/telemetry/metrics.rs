@@ -44,6 +44,8 @@ pub struct Metrics {
     pub cache: CacheMetrics,
     /// Fallbacks, retry budgets and target health.
     pub resilience: ResilienceMetrics,
+    /// The search stage's series.
+    pub search: super::search_metrics::SearchMetrics,
     /// Content safety rules that fired, by direction, risk type, rule, action and consumer.
     pub guardrail_events: IntCounterVec,
     limit_state: LimitState,
@@ -509,6 +511,7 @@ impl Metrics {
         registry.register(Box::new(guardrail_events.clone()))?;
         let cache = CacheMetrics::new(&registry)?;
         let resilience = ResilienceMetrics::new(&registry)?;
+        let search = super::search_metrics::SearchMetrics::new(&registry)?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
@@ -522,6 +525,7 @@ impl Metrics {
             tokens,
             upstream_attempts,
             resilience,
+            search,
             reloads,
             config_version,
             upstream_idle,

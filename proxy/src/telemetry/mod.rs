@@ -9,5 +9,6 @@ pub mod logging;
 pub mod metrics;
 pub mod repeats;
 pub mod request_metrics;
+pub mod search_metrics;
 
 pub use metrics::Metrics;

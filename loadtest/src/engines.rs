@@ -1,0 +1,276 @@
+//! Local stand-ins for search engines, for tests and load runs: one server that answers as
+//! SearXNG (`/searxng/search?q=`), Bing Web Search v7 (`/bing/v7.0/search?q=`), Google
+//! Programmable Search (`/google/customsearch/v1?q=`), arXiv (`/arxiv/api/query?search_query=all:`)
+//! and Elasticsearch (`POST /es/{index}/_search` with a `multi_match` query), each searching its
+//! own part of one corpus by word overlap with the query. An engine can be made slow or broken,
+//! and every query received is recorded (engine, query).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// One document of the corpus.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    /// The engine that knows it: `searxng`, `bing`, `google`, `arxiv` or `es`.
+    pub engine: &'static str,
+    pub title: String,
+    pub url: String,
+    pub text: String,
+}
+
+/// How one engine misbehaves.
+#[derive(Debug, Clone, Default)]
+pub struct Fault {
+    pub delay: Duration,
+    pub status: Option<u16>,
+}
+
+struct State {
+    docs: Vec<Doc>,
+    faults: Mutex<Vec<(&'static str, Fault)>>,
+    queries: Mutex<Vec<(String, String)>>,
+}
+
+/// A running fixture server; dropping it stops accepting connections.
+pub struct EnginesHandle {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    _stop: watch::Sender<bool>,
+}
+
+impl EnginesHandle {
+    /// `http://addr/{engine path}`: the URL an engine of the config points at.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Make `engine` slow or failing from now on.
+    pub fn set_fault(&self, engine: &'static str, fault: Fault) {
+        if let Ok(mut f) = self.state.faults.lock() {
+            f.retain(|(e, _)| *e != engine);
+            f.push((engine, fault));
+        }
+    }
+
+    /// Every query received, as (engine, query), oldest first.
+    pub fn queries(&self) -> Vec<(String, String)> {
+        self.state.queries.lock().map(|q| q.clone()).unwrap_or_default()
+    }
+}
+
+/// Serve `docs` on `listener` in the current tokio runtime.
+pub fn spawn(listener: TcpListener, docs: Vec<Doc>) -> anyhow::Result<EnginesHandle> {
+    let addr = listener.local_addr()?;
+    let state = Arc::new(State {
+        docs,
+        faults: Mutex::new(Vec::new()),
+        queries: Mutex::new(Vec::new()),
+    });
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let accept_state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop_rx.changed() => return,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let state = accept_state.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handle(state.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(EnginesHandle {
+        addr,
+        state,
+        _stop: stop_tx,
+    })
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let (engine, q, n) = if path.starts_with("/searxng/") {
+        ("searxng", param(&query, "q"), 10)
+    } else if path.starts_with("/bing/") {
+        ("bing", param(&query, "q"), param(&query, "count").parse().unwrap_or(10))
+    } else if path.starts_with("/google/") {
+        ("google", param(&query, "q"), param(&query, "num").parse().unwrap_or(10))
+    } else if path.starts_with("/arxiv/") {
+        let q = param(&query, "search_query");
+        let q = q.strip_prefix("all:").unwrap_or(&q).to_string();
+        ("arxiv", q, param(&query, "max_results").parse().unwrap_or(10))
+    } else if path.starts_with("/es/") && path.ends_with("/_search") {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let q = v["query"]["multi_match"]["query"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        ("es", q, v["size"].as_u64().unwrap_or(10) as usize)
+    } else {
+        return Ok(reply(StatusCode::NOT_FOUND, "text/plain", "no such engine".into()));
+    };
+    if let Ok(mut q_log) = state.queries.lock() {
+        q_log.push((engine.to_string(), q.clone()));
+    }
+    let fault = state
+        .faults
+        .lock()
+        .ok()
+        .and_then(|f| f.iter().find(|(e, _)| *e == engine).map(|(_, f)| f.clone()))
+        .unwrap_or_default();
+    if !fault.delay.is_zero() {
+        tokio::time::sleep(fault.delay).await;
+    }
+    if let Some(status) = fault.status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(reply(status, "application/json", r#"{"error":"injected"}"#.into()));
+    }
+    let found = search(&state.docs, engine, &q, n);
+    let (ctype, body) = match engine {
+        "searxng" => ("application/json", searxng(&q, &found)),
+        "bing" => ("application/json", bing(&found)),
+        "google" => ("application/json", google(&found)),
+        "arxiv" => ("application/atom+xml", atom(&found)),
+        _ => ("application/json", elastic(&found)),
+    };
+    Ok(reply(StatusCode::OK, ctype, body))
+}
+
+fn reply(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// A query string parameter, percent-decoded (`+` as space).
+fn param(query: &str, name: &str) -> String {
+    for pair in query.split('&') {
+        if let Some(v) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            return decode(v);
+        }
+    }
+    String::new()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The engine's documents that share a word with the query, most shared first.
+fn search<'d>(docs: &'d [Doc], engine: &str, query: &str, n: usize) -> Vec<&'d Doc> {
+    let q = words(query);
+    let mut scored: Vec<(usize, &Doc)> = docs
+        .iter()
+        .filter(|d| d.engine == engine)
+        .map(|d| {
+            let w = words(&format!("{} {}", d.title, d.text));
+            (q.iter().filter(|t| w.contains(t)).count(), d)
+        })
+        .filter(|(s, _)| *s > 0)
+        .collect();
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
+    scored.into_iter().take(n).map(|(_, d)| d).collect()
+}
+
+fn searxng(q: &str, found: &[&Doc]) -> String {
+    let results: Vec<_> = found
+        .iter()
+        .map(|d| serde_json::json!({"url": d.url, "title": d.title, "content": d.text, "engine": "fixture"}))
+        .collect();
+    serde_json::json!({"query": q, "number_of_results": results.len(), "results": results}).to_string()
+}
+
+fn bing(found: &[&Doc]) -> String {
+    let value: Vec<_> = found
+        .iter()
+        .map(|d| serde_json::json!({"name": d.title, "url": d.url, "snippet": d.text}))
+        .collect();
+    serde_json::json!({"_type": "SearchResponse", "webPages": {"value": value}}).to_string()
+}
+
+fn google(found: &[&Doc]) -> String {
+    let items: Vec<_> = found
+        .iter()
+        .map(|d| serde_json::json!({"kind": "customsearch#result", "title": d.title, "link": d.url, "snippet": d.text}))
+        .collect();
+    serde_json::json!({"kind": "customsearch#search", "items": items}).to_string()
+}
+
+fn elastic(found: &[&Doc]) -> String {
+    let hits: Vec<_> = found
+        .iter()
+        .enumerate()
+        .map(|(i, d)| serde_json::json!({"_id": format!("doc{i}"), "_score": 1.0, "_source": {"title": d.title, "content": d.text, "url": d.url}}))
+        .collect();
+    serde_json::json!({"took": 1, "hits": {"total": {"value": hits.len()}, "hits": hits}}).to_string()
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn atom(found: &[&Doc]) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n<title>arXiv Query</title>\n");
+    for d in found {
+        out.push_str(&format!(
+            "<entry>\n<id>{}</id>\n<title>{}</title>\n<summary>{}</summary>\n<link href=\"{}\" rel=\"alternate\" type=\"text/html\"/>\n</entry>\n",
+            xml(&d.url),
+            xml(&d.title),
+            xml(&d.text),
+            xml(&d.url)
+        ));
+    }
+    out.push_str("</feed>\n");
+    out
+}

@@ -1,0 +1,198 @@
+//! Search engines behind one trait: each [`Protocol`] says how to ask an engine for a query
+//! (one HTTP request) and how to read its answer into [`Hit`]s; [`search`] does the I/O, over
+//! the gateway's pooled connections, within the engine's timeout. Engines are asked in
+//! parallel by the search stage; one that fails or times out leaves the others' results.
+
+mod arxiv;
+mod elastic;
+mod web;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::search::{Engine, EngineKind};
+use crate::upstream::{self, Connections, UpstreamOptions};
+
+/// Largest answer read from an engine.
+const MAX_ANSWER: usize = 4 << 20;
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub title: String,
+    /// The page's URL (or the document's path, for a knowledge base).
+    pub url: String,
+    /// What the engine shows of the page (or the document's text).
+    pub text: String,
+}
+
+/// One request to an engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub method: &'static str,
+    /// The path and query string, under the engine's URL path.
+    pub target: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+impl Call {
+    fn get(target: String) -> Call {
+        Call {
+            method: "GET",
+            target,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// How one kind of engine is asked and answers.
+pub trait Protocol: Sync {
+    /// The request for `query`, asking for `n` results.
+    fn request(&self, engine: &Engine, query: &str, n: usize) -> Call;
+    /// The results in the engine's answer (at most `n`), or why it cannot be read.
+    fn parse(&self, body: &[u8], n: usize) -> Result<Vec<Hit>, String>;
+}
+
+/// The protocol of an engine kind.
+pub fn protocol(kind: EngineKind) -> &'static dyn Protocol {
+    match kind {
+        EngineKind::Searxng => &web::Searxng,
+        EngineKind::Bing => &web::Bing,
+        EngineKind::Google => &web::Google,
+        EngineKind::Arxiv => &arxiv::Arxiv,
+        EngineKind::Elasticsearch => &elastic::Elastic,
+    }
+}
+
+/// Why an engine gave nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    Timeout,
+    Failed(String),
+}
+
+impl EngineError {
+    /// The outcome's name in metrics and logs.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            EngineError::Timeout => "timeout",
+            EngineError::Failed(_) => "error",
+        }
+    }
+}
+
+/// Ask `engine` for `query`, within its timeout.
+pub async fn search(
+    conns: &Connections,
+    opts: &UpstreamOptions,
+    engine: &Engine,
+    query: &str,
+    n: usize,
+    request_id: &str,
+) -> Result<Vec<Hit>, EngineError> {
+    let proto = protocol(engine.kind);
+    let call = proto.request(engine, query, n);
+    let exchange = async {
+        let body = fetch(conns, opts, engine, &call, request_id).await?;
+        proto.parse(&body, n)
+    };
+    match tokio::time::timeout(engine.timeout, exchange).await {
+        Ok(Ok(hits)) => Ok(hits),
+        Ok(Err(why)) => Err(EngineError::Failed(why)),
+        Err(_) => Err(EngineError::Timeout),
+    }
+}
+
+/// Send `call` to the engine and read the whole answer of a success.
+async fn fetch(
+    conns: &Connections,
+    opts: &UpstreamOptions,
+    engine: &Engine,
+    call: &Call,
+    request_id: &str,
+) -> Result<Bytes, String> {
+    let mut peer = upstream::peer(&engine.endpoint, opts);
+    peer.options.read_timeout = Some(engine.timeout);
+    let head = head(engine, call, request_id);
+    let mut up = upstream::send(conns, &peer, &head, &call.body)
+        .await
+        .map_err(|e| e.outcome().to_string())?;
+    let status = up.status();
+    let mut answer = BytesMut::new();
+    while let Some(chunk) = up.read_body().await.map_err(|e| e.etype().as_str().to_string())? {
+        if answer.len() + chunk.len() > MAX_ANSWER {
+            return Err("the engine's answer is too large".into());
+        }
+        answer.extend_from_slice(&chunk);
+    }
+    upstream::release(conns, &peer, up);
+    if !status.is_success() {
+        return Err(format!("the engine answered {}", status.as_u16()));
+    }
+    Ok(answer.freeze())
+}
+
+fn head(engine: &Engine, call: &Call, request_id: &str) -> Vec<u8> {
+    let e = &engine.endpoint;
+    let mut head = Vec::with_capacity(256 + call.target.len());
+    head.extend_from_slice(call.method.as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(e.path_prefix.as_bytes());
+    head.extend_from_slice(call.target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    head.extend_from_slice(e.host_header.as_bytes());
+    head.extend_from_slice(b"\r\naccept: application/json, application/atom+xml;q=0.9\r\n");
+    if call.method != "GET" {
+        head.extend_from_slice(b"content-type: application/json\r\ncontent-length: ");
+        head.extend_from_slice(itoa::Buffer::new().format(call.body.len()).as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if request_id.bytes().all(|b| b.is_ascii_graphic()) {
+        head.extend_from_slice(b"x-request-id: ");
+        head.extend_from_slice(request_id.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &call.headers {
+        // Values come from the config (keys) and are checked to be one line.
+        if value.bytes().all(|b| b != b'\r' && b != b'\n') {
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// `s` percent-encoded for a query string value (RFC 3986 unreserved characters kept).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+    }
+    out
+}
+
+/// Collapse runs of whitespace to one space and trim.
+pub fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(encode("Rust-1.85_x~"), "Rust-1.85_x~");
+    }
+}

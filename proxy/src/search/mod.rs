@@ -1,0 +1,418 @@
+//! The search stage: ground an answer in what engines find for the user's question.
+//!
+//! A request searches when its model and consumer may, and it asks (`web_search_options`, the
+//! model suffix such as `qwen:online`, or `x-tollgate-search: on`), or when its model or
+//! consumer always searches ([`asked`]). Then [`run`]: the queries (the planner's, or the
+//! user's last message), every chosen engine asked in parallel, each within its timeout; the
+//! results cut into passages and ranked against the user's own question ([`rank`]); the best
+//! fitted to the token budget in one delimited context message placed just before the user's
+//! last message ([`context`]). The user's words stay as they are. Whatever fails, the request
+//! goes on: without search (`skipped`) or with what the engines that answered found
+//! (`partial`).
+
+pub mod context;
+pub mod engines;
+pub mod rank;
+
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use self::context::Source;
+use self::engines::{EngineError, Hit};
+use self::rank::Passage;
+use crate::config::search::{ContextSize, Engine, SearchPolicy, Trigger};
+use crate::context::{SearchFacts, SearchStatus as Status};
+use crate::json_spans::{for_each_member, text_of};
+use crate::pipeline::body::{Edit, Piece, Prompt, RequestView};
+use crate::upstream::{Connections, UpstreamOptions};
+
+/// The request header that asks for search (`on`) or declines it (`off`).
+pub const HEADER: &str = "x-tollgate-search";
+
+/// Words of the user's message kept in a query when no planner writes one.
+const QUERY_WORDS: usize = 32;
+
+/// A request's ask for search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub size: ContextSize,
+    /// The `web_search_options` member, removed from what goes upstream (the gateway serves it).
+    pub strip: Option<Range<usize>>,
+}
+
+/// Whether this request searches. `online`: its model name carried the search suffix.
+pub fn asked(
+    policy: &SearchPolicy,
+    model: &str,
+    consumer: Option<&str>,
+    online: bool,
+    view: &RequestView,
+    body: &[u8],
+    headers: &HeaderMap,
+) -> Option<Ask> {
+    if !matches!(view.prompt, Prompt::Chat(_)) {
+        return None;
+    }
+    let trigger = policy.trigger_for(model, consumer);
+    if trigger == Trigger::Never {
+        return None;
+    }
+    let header = headers.get(HEADER).map(|v| v.as_bytes().to_ascii_lowercase());
+    if header.as_deref() == Some(b"off") {
+        return None;
+    }
+    let options = view
+        .members
+        .iter()
+        .position(|m| &body[m.key.clone()] == b"web_search_options");
+    let by_request = online || options.is_some() || header.as_deref() == Some(b"on");
+    if !by_request && trigger != Trigger::Always {
+        return None;
+    }
+    let size = options
+        .and_then(|i| context_size(body, &view.members[i].value))
+        .unwrap_or(policy.context_size);
+    Some(Ask {
+        size,
+        strip: options.map(|i| member_span(&view.members, i)),
+    })
+}
+
+/// `search_context_size` of a `web_search_options` object.
+fn context_size(body: &[u8], value: &Range<usize>) -> Option<ContextSize> {
+    let mut size = None;
+    let _ = for_each_member(&body[value.clone()], |k, m| {
+        if k == b"search_context_size" {
+            let v = value.start + m.value.start..value.start + m.value.end;
+            if v.len() >= 2 {
+                size = ContextSize::parse(&text_of(body, &(v.start + 1..v.end - 1)));
+            }
+        }
+        true
+    });
+    size
+}
+
+/// The bytes of member `i` with one comma beside it, so the object stays valid without it.
+fn member_span(members: &[crate::json_spans::Member], i: usize) -> Range<usize> {
+    let this = &members[i];
+    let start = this.key.start - 1;
+    match (members.get(i + 1), i.checked_sub(1).and_then(|p| members.get(p))) {
+        (Some(next), _) => start..next.key.start - 1,
+        (None, Some(prev)) => prev.value.end..this.value.end,
+        (None, None) => start..this.value.end,
+    }
+}
+
+/// What the stage gives the request: edits of the body sent upstream, and the references the
+/// answer carries.
+pub struct Searched {
+    pub facts: SearchFacts,
+    pub edits: Vec<Edit>,
+    pub references: Option<Bytes>,
+}
+
+/// What the stage needs of the gateway.
+pub struct Env<'a> {
+    pub conns: &'a Connections,
+    pub opts: &'a UpstreamOptions,
+    pub request_id: &'a str,
+    /// Counts tokens as the route's model does.
+    pub count: &'a (dyn Fn(&str) -> usize + Sync),
+}
+
+/// Run the stage for a request that asked (see the module docs). Never fails the request.
+pub async fn run(env: &Env<'_>, policy: &SearchPolicy, ask: &Ask, body: &[u8], view: &RequestView) -> Searched {
+    let started = Instant::now();
+    let mut edits = Vec::new();
+    if let Some(strip) = &ask.strip {
+        edits.push(Edit {
+            range: strip.clone(),
+            bytes: Bytes::new(),
+        });
+    }
+    let mut facts = SearchFacts {
+        status: Status::Skipped,
+        reason: "",
+        queries: 0,
+        engines_failed: 0,
+        results: 0,
+        passages: 0,
+        tokens_added: 0,
+        took: Duration::ZERO,
+        calls: Vec::new(),
+    };
+    let Some((question, before)) = last_user_message(body, view) else {
+        facts.reason = "no_question";
+        facts.took = started.elapsed();
+        return Searched {
+            facts,
+            edits,
+            references: None,
+        };
+    };
+    let queries = vec![query_of(&question)];
+    let engines: Vec<&Engine> = policy.engines.iter().map(|e| e.as_ref()).collect();
+    let found = tokio::time::timeout(policy.timeout, gather(env, policy, &queries, &engines)).await;
+    let mut references = None;
+    match found {
+        Err(_) => facts.reason = "timeout",
+        Ok(calls) => {
+            facts.queries = queries.len() as u32;
+            let (sources, passages) = collect(&calls, &mut facts);
+            if facts.results == 0 {
+                facts.reason = if facts.engines_failed > 0 {
+                    "engines_failed"
+                } else {
+                    "no_results"
+                };
+            } else {
+                let mut passages = passages;
+                rank::rank(&question, &mut passages);
+                rank::dedupe(&mut passages);
+                let budget = policy.budget_of(ask.size) as usize;
+                let fitted = context::fit(&passages, &sources, budget, env.count);
+                if fitted.passages == 0 {
+                    facts.reason = "no_results";
+                } else {
+                    facts.status = if facts.engines_failed > 0 {
+                        Status::Partial
+                    } else {
+                        Status::Ok
+                    };
+                    facts.passages = fitted.passages as u32;
+                    facts.tokens_added = fitted.tokens as u32;
+                    edits.push(Edit {
+                        range: before..before,
+                        bytes: context::message_json(&fitted.text),
+                    });
+                    if policy.references {
+                        references = Some(context::references_json(&fitted.cited, &sources));
+                    }
+                }
+            }
+        }
+    }
+    facts.took = started.elapsed();
+    Searched {
+        facts,
+        edits,
+        references,
+    }
+}
+
+/// The text of the last user message and where that message starts in the body.
+fn last_user_message(body: &[u8], view: &RequestView) -> Option<(String, usize)> {
+    let Prompt::Chat(messages) = &view.prompt else {
+        return None;
+    };
+    let m = messages
+        .iter()
+        .rev()
+        .find(|m| m.role.as_ref().is_some_and(|r| &body[r.clone()] == b"user"))?;
+    let mut text = String::new();
+    for piece in &m.content {
+        if let Piece::Text(span) = piece {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&text_of(body, span));
+        }
+    }
+    (!text.trim().is_empty()).then_some((text, m.start))
+}
+
+/// A query from the user's message: its first words.
+fn query_of(question: &str) -> String {
+    question
+        .split_whitespace()
+        .take(QUERY_WORDS)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One engine's answer to one query.
+struct Called<'e> {
+    engine: &'e Engine,
+    hits: Result<Vec<Hit>, EngineError>,
+}
+
+/// Ask every engine every query, all at once.
+async fn gather<'e>(
+    env: &Env<'_>,
+    policy: &SearchPolicy,
+    queries: &[String],
+    engines: &[&'e Engine],
+) -> Vec<Called<'e>> {
+    let mut calls = Vec::with_capacity(queries.len() * engines.len());
+    for q in queries {
+        for &engine in engines {
+            calls.push(async move {
+                let hits = engines::search(env.conns, env.opts, engine, q, policy.results, env.request_id).await;
+                Called { engine, hits }
+            });
+        }
+    }
+    all(calls).await
+}
+
+/// Sources (one per URL, first finder kept) and their passages, from every answer.
+fn collect(calls: &[Called<'_>], facts: &mut SearchFacts) -> (Vec<Source>, Vec<Passage>) {
+    let mut sources: Vec<Source> = Vec::new();
+    let mut passages = Vec::new();
+    for call in calls {
+        let hits = match &call.hits {
+            Ok(hits) => {
+                facts.calls.push((call.engine.name.clone(), "ok"));
+                hits
+            }
+            Err(e) => {
+                facts.engines_failed += 1;
+                facts.calls.push((call.engine.name.clone(), e.outcome()));
+                tracing::info!(engine = %call.engine.name, outcome = e.outcome(), "search engine gave no results");
+                continue;
+            }
+        };
+        for (rank, hit) in hits.iter().enumerate() {
+            facts.results += 1;
+            if sources.iter().any(|s| s.url == hit.url) {
+                continue;
+            }
+            let source = sources.len();
+            sources.push(Source {
+                title: hit.title.clone(),
+                url: hit.url.clone(),
+                engine: call.engine.name.clone(),
+            });
+            for text in rank::passages(&hit.text, rank::PASSAGE_WORDS) {
+                passages.push(Passage {
+                    source,
+                    text,
+                    rank,
+                    score: 0.0,
+                });
+            }
+        }
+    }
+    (sources, passages)
+}
+
+/// Run `futures` concurrently on this task; their outputs in order.
+async fn all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (f, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Endpoint;
+    use crate::pipeline::body::{parse, rewrite};
+
+    fn policy() -> std::sync::Arc<SearchPolicy> {
+        let text = r#"
+[[providers]]
+name = "p"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+
+[[models]]
+name = "chat"
+targets = [{ provider = "p" }]
+
+[[models]]
+name = "always"
+targets = [{ provider = "p" }]
+
+[search]
+models = ["chat", "always"]
+always = ["always"]
+engines = [{ name = "web", kind = "searxng", url = "http://127.0.0.1:9/search" }]
+"#;
+        crate::config::load_str(text, "t.toml", None, 1)
+            .unwrap()
+            .search
+            .clone()
+            .unwrap()
+    }
+
+    fn ask(model: &str, body: &str, header: Option<&str>) -> Option<Ask> {
+        let view = parse(body.as_bytes(), Endpoint::ChatCompletions).unwrap();
+        let mut headers = HeaderMap::new();
+        if let Some(h) = header {
+            headers.insert(HEADER, h.parse().unwrap());
+        }
+        asked(&policy(), model, None, false, &view, body.as_bytes(), &headers)
+    }
+
+    #[test]
+    fn search_runs_only_when_asked_or_always_on() {
+        let plain = r#"{"model":"chat","messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(ask("chat", plain, None), None);
+        assert!(ask("chat", plain, Some("on")).is_some());
+        assert!(ask("always", plain, None).is_some());
+        assert_eq!(ask("always", plain, Some("off")), None);
+        let opts = r#"{"model":"chat","web_search_options":{"search_context_size":"high"},"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(ask("chat", opts, None).unwrap().size, ContextSize::High);
+        assert_eq!(ask("other", opts, None), None, "a model search is not on for");
+    }
+
+    #[test]
+    fn web_search_options_is_removed_wherever_it_stands() {
+        for body in [
+            r#"{"web_search_options":{},"model":"chat","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"chat", "web_search_options" : {"search_context_size":"low"} ,"messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"chat","messages":[{"role":"user","content":"hi"}],"web_search_options":{}}"#,
+        ] {
+            let view = parse(body.as_bytes(), Endpoint::ChatCompletions).unwrap();
+            let a = ask("chat", body, None).unwrap();
+            let strip = Edit {
+                range: a.strip.unwrap(),
+                bytes: Bytes::new(),
+            };
+            let out = rewrite(body.as_bytes(), &view, br#""m""#, false, &[strip]);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert!(
+                v.get("web_search_options").is_none(),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
+            assert_eq!(v["model"], "m");
+            assert_eq!(v["messages"][0]["content"], "hi");
+        }
+    }
+
+    #[test]
+    fn queries_come_from_the_last_user_message() {
+        let body = r#"{"model":"chat","messages":[{"role":"user","content":"old"},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"text","text":"new \"one\""},{"type":"text","text":"part two"}]}]}"#;
+        let view = parse(body.as_bytes(), Endpoint::ChatCompletions).unwrap();
+        let (q, at) = last_user_message(body.as_bytes(), &view).unwrap();
+        assert_eq!(q, "new \"one\"\npart two");
+        assert!(body[at..].starts_with(r#"{"role":"user","content":[{"#));
+        assert_eq!(query_of(&"w ".repeat(100)).split(' ').count(), QUERY_WORDS);
+    }
+}

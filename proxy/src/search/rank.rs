@@ -1,0 +1,250 @@
+//! Ranking what the engines found against the user's own question: results are cut into
+//! passages, scored with BM25 over the candidate set (plus a small prior for the engine's own
+//! order, so a question in other words than its sources still keeps the engines' best), and
+//! near-identical passages (the same text syndicated on several pages) are kept once.
+
+use std::collections::HashMap;
+
+/// Words a passage holds at most.
+pub const PASSAGE_WORDS: usize = 120;
+
+/// One passage of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    /// Index of its source in the request's source list.
+    pub source: usize,
+    pub text: String,
+    /// The engine's rank of the source (0 = its first result).
+    pub rank: usize,
+    pub score: f32,
+}
+
+/// `text` cut into passages of at most `max_words` words, at sentence ends where possible.
+pub fn passages(text: &str, max_words: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for word in text.split_whitespace() {
+        current.push(word);
+        let sentence_end = word.ends_with(['.', '!', '?', '。', '！', '？']);
+        if current.len() >= max_words || (sentence_end && current.len() >= max_words * 2 / 3) {
+            out.push(current.join(" "));
+            current.clear();
+        }
+    }
+    if !current.is_empty() {
+        out.push(current.join(" "));
+    }
+    out
+}
+
+/// Words common enough to say nothing of a passage's topic (English).
+const STOP: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "in", "is", "it", "of", "on",
+    "or", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "with",
+];
+
+/// The terms of `text`: lowercase alphanumeric words (stop words left out); each CJK character
+/// and each pair of adjacent ones (a stand-in for word segmentation).
+pub fn terms(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut prev_cjk: Option<char> = None;
+    let flush = |word: &mut String, out: &mut Vec<String>| {
+        if !word.is_empty() && !STOP.contains(&word.as_str()) {
+            out.push(std::mem::take(word));
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if is_cjk(c) {
+            flush(&mut word, &mut out);
+            out.push(c.to_string());
+            if let Some(p) = prev_cjk {
+                out.push(format!("{p}{c}"));
+            }
+            prev_cjk = Some(c);
+        } else if c.is_alphanumeric() {
+            prev_cjk = None;
+            word.extend(c.to_lowercase());
+        } else {
+            prev_cjk = None;
+            flush(&mut word, &mut out);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af | 0xf900..=0xfaff)
+}
+
+/// Score every passage against `question` (BM25, k1 1.2, b 0.75, document frequencies over
+/// the passages themselves), then sort best first. The engine's order adds a prior worth at
+/// most a third of the best BM25 score, so it decides between passages the words do not.
+/// When some passages share words with the question, those that share none are dropped;
+/// when none do (a question in another language than its sources), the engines' order stands.
+pub fn rank(question: &str, passages: &mut Vec<Passage>) {
+    let q: Vec<String> = {
+        let mut q = terms(question);
+        q.sort();
+        q.dedup();
+        q
+    };
+    let docs: Vec<Vec<String>> = passages.iter().map(|p| terms(&p.text)).collect();
+    let n = docs.len() as f32;
+    let avg = (docs.iter().map(Vec::len).sum::<usize>() as f32 / n.max(1.0)).max(1.0);
+    let mut df: HashMap<&str, f32> = HashMap::new();
+    for d in &docs {
+        let mut seen: Vec<&str> = d
+            .iter()
+            .map(String::as_str)
+            .filter(|t| q.iter().any(|x| x == t))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for t in seen {
+            *df.entry(t).or_default() += 1.0;
+        }
+    }
+    let (k1, b) = (1.2f32, 0.75f32);
+    let mut best = 0f32;
+    for (p, d) in passages.iter_mut().zip(&docs) {
+        let len = d.len() as f32;
+        let mut s = 0f32;
+        for t in &q {
+            let tf = d.iter().filter(|w| *w == t).count() as f32;
+            if tf == 0.0 {
+                continue;
+            }
+            let df = df.get(t.as_str()).copied().unwrap_or(0.0);
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            s += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / avg));
+        }
+        p.score = s;
+        best = best.max(s);
+    }
+    if best > 0.0 {
+        // Some passages share words with the question: those that share none are what an
+        // engine returned loosely, and only take budget.
+        passages.retain(|p| p.score > 0.0);
+    }
+    let prior = if best > 0.0 { best / 3.0 } else { 1.0 };
+    for p in passages.iter_mut() {
+        p.score += prior / (1.0 + p.rank as f32);
+    }
+    passages.sort_by(|a, b| b.score.total_cmp(&a.score));
+}
+
+/// Drop passages that repeat a better-ranked one (word trigram overlap of 80% or more).
+pub fn dedupe(passages: &mut Vec<Passage>) {
+    let shingles: Vec<Vec<u64>> = passages.iter().map(|p| trigrams(&p.text)).collect();
+    let mut keep = vec![true; passages.len()];
+    for i in 0..passages.len() {
+        if !keep[i] {
+            continue;
+        }
+        for j in i + 1..passages.len() {
+            if keep[j] && similar(&shingles[i], &shingles[j]) {
+                keep[j] = false;
+            }
+        }
+    }
+    let mut k = keep.into_iter();
+    passages.retain(|_| k.next().unwrap_or(true));
+}
+
+fn trigrams(text: &str) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+    let mut out: Vec<u64> = words
+        .windows(3.min(words.len().max(1)))
+        .map(|w| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            w.hash(&mut h);
+            h.finish()
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Overlap (Jaccard) of two sorted sets is at least 0.8.
+fn similar(a: &[u64], b: &[u64]) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    let (mut i, mut j, mut both) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                both += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let union = a.len() + b.len() - both;
+    both * 5 >= union * 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(source: usize, rank: usize, text: &str) -> Passage {
+        Passage {
+            source,
+            text: text.into(),
+            rank,
+            score: 0.0,
+        }
+    }
+
+    #[test]
+    fn passages_matching_the_question_rank_first_whatever_the_engine_order() {
+        let mut ps = vec![
+            p(0, 0, "Tickets for the football final went on sale today."),
+            p(
+                1,
+                1,
+                "The Rust 1.85 release stabilised async closures and the 2024 edition.",
+            ),
+            p(2, 2, "Release notes of an unrelated product."),
+        ];
+        rank("What did Rust 1.85 stabilise? Which edition?", &mut ps);
+        assert_eq!(ps[0].source, 1);
+        assert_eq!(ps.len(), 1, "passages that share no word with the question are dropped");
+        // A question in other words than every passage keeps the engines' order.
+        let mut ps = vec![p(0, 1, "alpha"), p(1, 0, "beta")];
+        rank("gamma?", &mut ps);
+        assert_eq!(ps.iter().map(|p| p.source).collect::<Vec<_>>(), [1, 0]);
+    }
+
+    #[test]
+    fn cjk_questions_match_cjk_passages() {
+        let mut ps = vec![p(0, 0, "今天天气很好。"), p(1, 1, "年假政策：员工每年有二十五天年假。")];
+        rank("员工有多少天年假？", &mut ps);
+        assert_eq!(ps[0].source, 1);
+    }
+
+    #[test]
+    fn near_copies_are_kept_once_and_long_texts_are_cut() {
+        let text = "one two three four five six seven eight nine ten eleven twelve";
+        let mut ps = vec![
+            p(0, 0, text),
+            p(1, 1, &format!("{text} thirteen")),
+            p(2, 2, "something else entirely, with other words here"),
+        ];
+        dedupe(&mut ps);
+        assert_eq!(ps.iter().map(|p| p.source).collect::<Vec<_>>(), [0, 2]);
+        let long = "word. ".repeat(500);
+        let cut = passages(&long, PASSAGE_WORDS);
+        assert!(cut.len() >= 500 / PASSAGE_WORDS);
+        assert!(cut.iter().all(|c| c.split_whitespace().count() <= PASSAGE_WORDS));
+        assert_eq!(cut.iter().map(|c| c.split_whitespace().count()).sum::<usize>(), 500);
+    }
+}

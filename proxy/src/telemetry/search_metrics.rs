@@ -1,0 +1,88 @@
+//! The search stage's series: searches by model and outcome, engine calls by engine and
+//! outcome, the stage's time, and what it added to prompts. Labels are configured names
+//! (models, engines) and fixed outcome words only.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+
+use super::metrics::Metrics;
+use crate::context::SearchFacts;
+
+/// Cheap to clone: each is a handle.
+#[derive(Clone)]
+pub struct SearchMetrics {
+    /// Requests that searched, by public model and status (`ok`, `partial`, `skipped`).
+    pub searches: IntCounterVec,
+    /// Calls to engines, by engine and outcome (`ok`, `error`, `timeout`).
+    pub engine_calls: IntCounterVec,
+    /// Time spent in the search stage.
+    pub duration: Histogram,
+    /// Passages injected, by public model.
+    pub passages: IntCounterVec,
+    /// Prompt tokens added by injected context, by public model.
+    pub tokens_added: IntCounterVec,
+}
+
+const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+impl SearchMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = SearchMetrics {
+            searches: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_search_requests_total",
+                    "Requests that searched, by public model and result (ok, partial, skipped)",
+                ),
+                &["model", "status"],
+            )?,
+            engine_calls: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_search_engine_calls_total",
+                    "Calls to search engines, by engine and outcome (ok, error, timeout)",
+                ),
+                &["engine", "outcome"],
+            )?,
+            duration: Histogram::with_opts(
+                HistogramOpts::new("tollgate_search_duration_seconds", "Time spent in the search stage")
+                    .buckets(BUCKETS.to_vec()),
+            )?,
+            passages: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_search_passages_total",
+                    "Passages of search results injected into prompts, by public model",
+                ),
+                &["model"],
+            )?,
+            tokens_added: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_search_tokens_added_total",
+                    "Prompt tokens added by injected search context, by public model",
+                ),
+                &["model"],
+            )?,
+        };
+        registry.register(Box::new(m.searches.clone()))?;
+        registry.register(Box::new(m.engine_calls.clone()))?;
+        registry.register(Box::new(m.duration.clone()))?;
+        registry.register(Box::new(m.passages.clone()))?;
+        registry.register(Box::new(m.tokens_added.clone()))?;
+        Ok(m)
+    }
+}
+
+impl Metrics {
+    /// One request's search, as the stage reported it.
+    pub fn searched(&self, model: &str, facts: &SearchFacts) {
+        let m = &self.search;
+        m.searches.with_label_values(&[model, facts.status.name()]).inc();
+        for (engine, outcome) in &facts.calls {
+            m.engine_calls.with_label_values(&[engine.as_str(), outcome]).inc();
+        }
+        m.duration.observe(facts.took.as_secs_f64());
+        if facts.passages > 0 {
+            m.passages.with_label_values(&[model]).inc_by(u64::from(facts.passages));
+            m.tokens_added
+                .with_label_values(&[model])
+                .inc_by(u64::from(facts.tokens_added));
+        }
+    }
+}
