@@ -171,33 +171,10 @@ fn reply(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>>
 fn param(query: &str, name: &str) -> String {
     for pair in query.split('&') {
         if let Some(v) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-            return decode(v);
+            return crate::mock::percent_decode(&v.replace('+', " "));
         }
     }
     String::new()
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn words(s: &str) -> Vec<String> {

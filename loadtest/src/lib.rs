@@ -9,3 +9,4 @@
 
 pub mod engines;
 pub mod mock;
+pub mod planner;

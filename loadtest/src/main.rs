@@ -51,6 +51,9 @@ struct Args {
     /// Cut the connection after this many stream chunks.
     #[arg(long, env = "TOLLGATE_MOCK_CUT_AFTER")]
     cut_after: Option<usize>,
+    /// Answer every completion with this text instead of the mock's words.
+    #[arg(long, env = "TOLLGATE_MOCK_REPLY")]
+    reply: Option<String>,
     /// Worker threads.
     #[arg(long, env = "TOLLGATE_MOCK_THREADS", default_value_t = 1)]
     threads: usize,
@@ -79,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         fail_first: args.fail_first,
         cut_after: args.cut_after,
         record_limit: 0,
+        reply: args.reply,
     };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(c), Some(k)) => Some(TlsFiles {

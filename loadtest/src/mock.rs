@@ -71,6 +71,8 @@ pub struct MockConfig {
     pub words_per_chunk: usize,
     /// Keep at most this many recorded requests (oldest dropped).
     pub record_limit: usize,
+    /// The text of every answer instead of the mock's words (as `x-mock-reply`, one piece).
+    pub reply: Option<String>,
 }
 
 impl Default for MockConfig {
@@ -90,6 +92,7 @@ impl Default for MockConfig {
             cut_after: None,
             words_per_chunk: 3,
             record_limit: 1000,
+            reply: None,
         }
     }
 }
@@ -271,7 +274,7 @@ struct Plan {
 }
 
 /// `%XX`-decoded UTF-8 (invalid sequences replaced).
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -332,7 +335,9 @@ fn plan(config: &MockConfig, headers: &http::HeaderMap) -> Plan {
             .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
             .unwrap_or("stop")
             .to_string(),
-        reply: get("x-mock-reply").map(|r| r.split(',').map(percent_decode).collect()),
+        reply: get("x-mock-reply")
+            .map(|r| r.split(',').map(percent_decode).collect())
+            .or_else(|| config.reply.clone().map(|r| vec![r])),
     }
 }
 
@@ -463,9 +468,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Mo
                     tokio::time::sleep(plan.ttft).await;
                 }
                 let words = plan.chunks * state.config.words_per_chunk;
-                let text = match &plan.reply {
-                    Some(pieces) => json_inner(&pieces.concat()),
-                    None => content_text(words),
+                let text = match (&plan.reply, crate::planner::answer(&request)) {
+                    (Some(pieces), _) => json_inner(&pieces.concat()),
+                    (None, Some(search_plan)) => json_inner(&search_plan),
+                    (None, None) => content_text(words),
                 };
                 let completion = plan.chunks as u64;
                 let body = if chat {

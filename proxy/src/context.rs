@@ -205,6 +205,19 @@ pub struct SearchFacts {
     pub took: Duration,
     /// Each engine call: engine name and outcome (`ok`, `error`, `timeout`).
     pub calls: Vec<(String, &'static str)>,
+    /// The planner call, when the search was planned.
+    pub planner: Option<PlannerFacts>,
+}
+
+/// The planner call of a search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannerFacts {
+    /// The planner's public model.
+    pub model: String,
+    /// The provider's usage of the planner's answer.
+    pub usage: Option<Usage>,
+    pub attempts: u32,
+    pub took: Duration,
 }
 
 /// Everything known about one request.

@@ -90,8 +90,13 @@ pub struct RawPlanner {
     /// Longest wait for the plan; past it the request goes on without search.
     #[serde(default = "default_planner_timeout")]
     pub timeout_ms: Spanned<u64>,
-    /// Replaces the built-in planning instructions (the system message of the planner call).
+    /// Replaces the built-in planning instructions (the system message of the planner call);
+    /// `{domains}` and `{max}` in it are filled in.
     pub prompt: Option<String>,
+    /// Public models (globs) whose searches are not planned: the user's last message is the
+    /// one query, sent to every engine.
+    #[serde(default)]
+    pub skip: Vec<String>,
 }
 
 /// One search engine.
@@ -232,6 +237,14 @@ pub struct Planner {
     pub model: String,
     pub timeout: Duration,
     pub prompt: Option<String>,
+    pub skip: Vec<String>,
+}
+
+impl Planner {
+    /// Whether searches for public model `model` are planned.
+    pub fn plans(&self, model: &str) -> bool {
+        !self.skip.iter().any(|p| glob::matches(p, model))
+    }
 }
 
 /// The validated section.
@@ -267,6 +280,14 @@ impl SearchPolicy {
         } else {
             Trigger::OnRequest
         }
+    }
+
+    /// The domains the engines serve, in a fixed order.
+    pub fn domains(&self) -> Vec<Domain> {
+        [Domain::Web, Domain::Academic, Domain::Private]
+            .into_iter()
+            .filter(|d| self.engines.iter().any(|e| e.domains.contains(d)))
+            .collect()
     }
 
     /// The token budget of a context size.
@@ -330,6 +351,7 @@ pub fn compile(
             model: p.model.get_ref().clone(),
             timeout: millis(&p.timeout_ms, "search.planner.timeout_ms", problems),
             prompt: p.prompt.clone(),
+            skip: p.skip.clone(),
         })
     });
     if raw.engines.is_empty() {

@@ -151,13 +151,15 @@ async fn search_stage(
         Some((tokenizer, _)) => tokenizer.count(text),
         None => estimator.count(text),
     };
+    let live = state.live.load();
     let env = search::Env {
+        snapshot: &live,
         conns: &state.upstreams,
         opts: &state.upstream,
         request_id: &call.ctx.request_id,
         count: &count,
     };
-    let searched = search::run(&env, policy, ask, body, &admitted.view).await;
+    let searched = search::run(&env, policy, &route.name, ask, body, &admitted.view).await;
     admitted.edits.extend(searched.edits);
     state.metrics.searched(&route.name, &searched.facts);
     call.ctx.search = Some(Box::new(searched.facts));

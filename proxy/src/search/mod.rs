@@ -12,6 +12,7 @@
 
 pub mod context;
 pub mod engines;
+pub mod planner;
 pub mod rank;
 
 use std::future::Future;
@@ -26,8 +27,9 @@ use http::HeaderMap;
 use self::context::Source;
 use self::engines::{EngineError, Hit};
 use self::rank::Passage;
-use crate::config::search::{ContextSize, Engine, SearchPolicy, Trigger};
-use crate::context::{SearchFacts, SearchStatus as Status};
+use crate::config::search::{ContextSize, Domain, Engine, SearchPolicy, Trigger};
+use crate::config::Snapshot;
+use crate::context::{PlannerFacts, SearchFacts, SearchStatus as Status};
 use crate::json_spans::{for_each_member, text_of};
 use crate::pipeline::body::{Edit, Piece, Prompt, RequestView};
 use crate::upstream::{Connections, UpstreamOptions};
@@ -37,6 +39,9 @@ pub const HEADER: &str = "x-tollgate-search";
 
 /// Words of the user's message kept in a query when no planner writes one.
 const QUERY_WORDS: usize = 32;
+
+/// User and assistant turns the planner reads (the last ones).
+const CONVERSATION_TURNS: usize = 4;
 
 /// A request's ask for search.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +125,8 @@ pub struct Searched {
 
 /// What the stage needs of the gateway.
 pub struct Env<'a> {
+    /// The config serving the request (the planner model's route).
+    pub snapshot: &'a Snapshot,
     pub conns: &'a Connections,
     pub opts: &'a UpstreamOptions,
     pub request_id: &'a str,
@@ -127,84 +134,150 @@ pub struct Env<'a> {
     pub count: &'a (dyn Fn(&str) -> usize + Sync),
 }
 
-/// Run the stage for a request that asked (see the module docs). Never fails the request.
-pub async fn run(env: &Env<'_>, policy: &SearchPolicy, ask: &Ask, body: &[u8], view: &RequestView) -> Searched {
+/// Run the stage for a request to public model `model` that asked (see the module docs).
+/// Never fails the request.
+pub async fn run(
+    env: &Env<'_>,
+    policy: &SearchPolicy,
+    model: &str,
+    ask: &Ask,
+    body: &[u8],
+    view: &RequestView,
+) -> Searched {
     let started = Instant::now();
-    let mut edits = Vec::new();
+    let mut searched = Searched {
+        facts: SearchFacts {
+            status: Status::Skipped,
+            reason: "",
+            queries: 0,
+            engines_failed: 0,
+            results: 0,
+            passages: 0,
+            tokens_added: 0,
+            took: Duration::ZERO,
+            calls: Vec::new(),
+            planner: None,
+        },
+        edits: Vec::new(),
+        references: None,
+    };
     if let Some(strip) = &ask.strip {
-        edits.push(Edit {
+        searched.edits.push(Edit {
             range: strip.clone(),
             bytes: Bytes::new(),
         });
     }
-    let mut facts = SearchFacts {
-        status: Status::Skipped,
-        reason: "",
-        queries: 0,
-        engines_failed: 0,
-        results: 0,
-        passages: 0,
-        tokens_added: 0,
-        took: Duration::ZERO,
-        calls: Vec::new(),
-    };
-    let Some((question, before)) = last_user_message(body, view) else {
-        facts.reason = "no_question";
-        facts.took = started.elapsed();
-        return Searched {
-            facts,
-            edits,
-            references: None,
-        };
-    };
-    let queries = vec![query_of(&question)];
-    let engines: Vec<&Engine> = policy.engines.iter().map(|e| e.as_ref()).collect();
-    let found = tokio::time::timeout(policy.timeout, gather(env, policy, &queries, &engines)).await;
-    let mut references = None;
-    match found {
-        Err(_) => facts.reason = "timeout",
-        Ok(calls) => {
-            facts.queries = queries.len() as u32;
-            let (sources, passages) = collect(&calls, &mut facts);
-            if facts.results == 0 {
-                facts.reason = if facts.engines_failed > 0 {
-                    "engines_failed"
-                } else {
-                    "no_results"
-                };
-            } else {
-                let mut passages = passages;
-                rank::rank(&question, &mut passages);
-                rank::dedupe(&mut passages);
-                let budget = policy.budget_of(ask.size) as usize;
-                let fitted = context::fit(&passages, &sources, budget, env.count);
-                if fitted.passages == 0 {
-                    facts.reason = "no_results";
-                } else {
-                    facts.status = if facts.engines_failed > 0 {
-                        Status::Partial
-                    } else {
-                        Status::Ok
-                    };
-                    facts.passages = fitted.passages as u32;
-                    facts.tokens_added = fitted.tokens as u32;
-                    edits.push(Edit {
-                        range: before..before,
-                        bytes: context::message_json(&fitted.text),
-                    });
-                    if policy.references {
-                        references = Some(context::references_json(&fitted.cited, &sources));
-                    }
-                }
+    if let Err(reason) = ground(env, policy, model, ask, body, view, &mut searched).await {
+        searched.facts.reason = reason;
+    }
+    searched.facts.took = started.elapsed();
+    searched
+}
+
+/// Plan, search, rank and fit: the context message joins `out`'s edits, or the reason why
+/// nothing was added is returned.
+async fn ground(
+    env: &Env<'_>,
+    policy: &SearchPolicy,
+    model: &str,
+    ask: &Ask,
+    body: &[u8],
+    view: &RequestView,
+    out: &mut Searched,
+) -> Result<(), &'static str> {
+    let deadline = tokio::time::Instant::now() + policy.timeout;
+    let (question, before) = last_user_message(body, view).ok_or("no_question")?;
+    let queries = match policy.planner.as_ref().filter(|p| p.plans(model)) {
+        Some(planner) => {
+            let domains = policy.domains();
+            let conversation = conversation(body, view);
+            let planning = planner::plan(env, planner, &domains, policy.max_queries, &conversation);
+            let planned = tokio::time::timeout_at(deadline, planning)
+                .await
+                .map_err(|_| "timeout")?;
+            out.facts.planner = Some(PlannerFacts {
+                model: planner.model.clone(),
+                usage: planned.usage,
+                attempts: planned.attempts,
+                took: planned.took,
+            });
+            let plan = planned.plan.map_err(|e| {
+                tracing::info!(request_id = env.request_id, reason = e.reason(), error = ?e, "no search plan; answering without search");
+                e.reason()
+            })?;
+            if !plan.search {
+                return Err("not_needed");
             }
+            plan.queries.into_iter().map(|q| (q.q, Some(q.domain))).collect()
+        }
+        None => vec![(query_of(&question), None)],
+    };
+    out.facts.queries = queries.len() as u32;
+    let calls = tokio::time::timeout_at(deadline, gather(env, policy, &queries))
+        .await
+        .map_err(|_| "timeout")?;
+    let (sources, mut passages) = collect(&calls, &mut out.facts);
+    if out.facts.results == 0 {
+        return Err(if out.facts.engines_failed > 0 {
+            "engines_failed"
+        } else {
+            "no_results"
+        });
+    }
+    rank::rank(&question, &mut passages);
+    rank::dedupe(&mut passages);
+    let fitted = context::fit(&passages, &sources, policy.budget_of(ask.size) as usize, env.count);
+    if fitted.passages == 0 {
+        return Err("no_results");
+    }
+    let facts = &mut out.facts;
+    facts.status = if facts.engines_failed > 0 {
+        Status::Partial
+    } else {
+        Status::Ok
+    };
+    facts.passages = fitted.passages as u32;
+    facts.tokens_added = fitted.tokens as u32;
+    out.edits.push(Edit {
+        range: before..before,
+        bytes: context::message_json(&fitted.text),
+    });
+    if policy.references {
+        out.references = Some(context::references_json(&fitted.cited, &sources));
+    }
+    Ok(())
+}
+
+/// The last few user and assistant turns, as the planner reads them.
+fn conversation(body: &[u8], view: &RequestView) -> Vec<(String, String)> {
+    let Prompt::Chat(messages) = &view.prompt else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for m in messages.iter().rev() {
+        let role = m
+            .role
+            .as_ref()
+            .map(|r| text_of(body, r).into_owned())
+            .unwrap_or_default();
+        if role != "user" && role != "assistant" {
+            continue;
+        }
+        let text: Vec<String> = m
+            .content
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Text(span) => Some(text_of(body, span).into_owned()),
+                Piece::Tokens(_) => None,
+            })
+            .collect();
+        out.push((role, text.join("\n")));
+        if out.len() == CONVERSATION_TURNS {
+            break;
         }
     }
-    facts.took = started.elapsed();
-    Searched {
-        facts,
-        edits,
-        references,
-    }
+    out.reverse();
+    out
 }
 
 /// The text of the last user message and where that message starts in the body.
@@ -243,16 +316,14 @@ struct Called<'e> {
     hits: Result<Vec<Hit>, EngineError>,
 }
 
-/// Ask every engine every query, all at once.
-async fn gather<'e>(
-    env: &Env<'_>,
-    policy: &SearchPolicy,
-    queries: &[String],
-    engines: &[&'e Engine],
-) -> Vec<Called<'e>> {
-    let mut calls = Vec::with_capacity(queries.len() * engines.len());
-    for q in queries {
-        for &engine in engines {
+/// Ask each query of every engine that serves its domain (all engines for a query without
+/// one), all at once.
+async fn gather<'e>(env: &Env<'_>, policy: &'e SearchPolicy, queries: &[(String, Option<Domain>)]) -> Vec<Called<'e>> {
+    let mut calls = Vec::with_capacity(queries.len() * policy.engines.len());
+    for (q, domain) in queries {
+        let serves = |e: &&std::sync::Arc<Engine>| domain.is_none_or(|d| e.domains.contains(&d));
+        for engine in policy.engines.iter().filter(serves) {
+            let engine: &Engine = engine;
             calls.push(async move {
                 let hits = engines::search(env.conns, env.opts, engine, q, policy.results, env.request_id).await;
                 Called { engine, hits }

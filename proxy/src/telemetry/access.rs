@@ -211,6 +211,19 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         if !search.reason.is_empty() {
             let _ = write!(out, ",\"reason\":\"{}\"", search.reason);
         }
+        if let Some(p) = &search.planner {
+            out.extend_from_slice(b",\"planner\":{\"model\":");
+            json_str(out, &p.model);
+            let u = p.usage.unwrap_or_default();
+            let _ = write!(
+                out,
+                ",\"attempts\":{},\"prompt_tokens\":{},\"completion_tokens\":{},\"ms\":{:.1}}}",
+                p.attempts,
+                u.prompt,
+                u.completion,
+                p.took.as_secs_f64() * 1000.0
+            );
+        }
         out.push(b'}');
     }
     out.extend_from_slice(b",\"target\":\"tollgate::access\"}\n");

@@ -20,6 +20,8 @@ pub struct SearchMetrics {
     pub passages: IntCounterVec,
     /// Prompt tokens added by injected context, by public model.
     pub tokens_added: IntCounterVec,
+    /// Time of planner calls.
+    pub planner_duration: Histogram,
 }
 
 const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -52,6 +54,13 @@ impl SearchMetrics {
                 ),
                 &["model"],
             )?,
+            planner_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tollgate_search_planner_duration_seconds",
+                    "Time of the search planner's LLM calls (their tokens count under the planner model in tollgate_tokens_total)",
+                )
+                .buckets(BUCKETS.to_vec()),
+            )?,
             tokens_added: IntCounterVec::new(
                 Opts::new(
                     "tollgate_search_tokens_added_total",
@@ -65,6 +74,7 @@ impl SearchMetrics {
         registry.register(Box::new(m.duration.clone()))?;
         registry.register(Box::new(m.passages.clone()))?;
         registry.register(Box::new(m.tokens_added.clone()))?;
+        registry.register(Box::new(m.planner_duration.clone()))?;
         Ok(m)
     }
 }
@@ -78,6 +88,14 @@ impl Metrics {
             m.engine_calls.with_label_values(&[engine.as_str(), outcome]).inc();
         }
         m.duration.observe(facts.took.as_secs_f64());
+        if let Some(p) = &facts.planner {
+            m.planner_duration.observe(p.took.as_secs_f64());
+            if let Some(u) = p.usage {
+                let series = self.model_series(&p.model);
+                series.tokens[0].inc_by(u.prompt);
+                series.tokens[1].inc_by(u.completion);
+            }
+        }
         if facts.passages > 0 {
             m.passages.with_label_values(&[model]).inc_by(u64::from(facts.passages));
             m.tokens_added
