@@ -12,7 +12,7 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
   cargo install cargo-fuzz --locked --quiet
 fi
-targets=(sse_chain request_body json_spans config guard)
+targets=(sse_chain request_body json_spans config guard search_results)
 cargo +nightly fuzz build -O --debug-assertions
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"

@@ -38,6 +38,8 @@ pub struct Fault {
 
 struct State {
     docs: Vec<Doc>,
+    /// Pages served as HTML at their path (result pages to fetch).
+    pages: Vec<(String, String)>,
     faults: Mutex<Vec<(&'static str, Fault)>>,
     queries: Mutex<Vec<(String, String)>>,
 }
@@ -71,9 +73,20 @@ impl EnginesHandle {
 
 /// Serve `docs` on `listener` in the current tokio runtime.
 pub fn spawn(listener: TcpListener, docs: Vec<Doc>) -> anyhow::Result<EnginesHandle> {
+    spawn_with_pages(listener, docs, Vec::new())
+}
+
+/// [`spawn`], also serving `pages` (path, HTML) as result pages; each read is recorded as a
+/// query of engine `page`.
+pub fn spawn_with_pages(
+    listener: TcpListener,
+    docs: Vec<Doc>,
+    pages: Vec<(String, String)>,
+) -> anyhow::Result<EnginesHandle> {
     let addr = listener.local_addr()?;
     let state = Arc::new(State {
         docs,
+        pages,
         faults: Mutex::new(Vec::new()),
         queries: Mutex::new(Vec::new()),
     });
@@ -111,6 +124,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if let Some((_, html)) = state.pages.iter().find(|(p, _)| *p == path) {
+        if let Ok(mut q_log) = state.queries.lock() {
+            q_log.push(("page".to_string(), path.clone()));
+        }
+        return Ok(reply(StatusCode::OK, "text/html; charset=utf-8", html.clone()));
+    }
     let (engine, q, n) = if path.starts_with("/searxng/") {
         ("searxng", param(&query, "q"), 10)
     } else if path.starts_with("/bing/") {

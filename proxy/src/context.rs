@@ -200,6 +200,11 @@ pub struct SearchFacts {
     pub engines_failed: u32,
     pub results: u32,
     pub passages: u32,
+    /// Result pages read in full, refused (SSRF guard, scheme) and failed; bytes read.
+    pub pages_fetched: u32,
+    pub pages_refused: u32,
+    pub pages_failed: u32,
+    pub page_bytes: u64,
     /// Tokens of the context message (route's tokenizer, else estimated).
     pub tokens_added: u32,
     pub took: Duration,

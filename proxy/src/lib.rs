@@ -16,8 +16,9 @@
 //! | 4 | admit: allow-lists, parameter rules, prompt tokens, quotas, rate limits, one ledger | `pipeline/request.rs`, `pipeline/admit/` |
 //! | 5 | input guardrails: in-process rules, then moderation services; block, mask, reroute, log | `pipeline/safety/mod.rs`, `guard/`, `upstream/moderation.rs`, `gateway/serve.rs` |
 //! | 6 | cache lookup (a hit answers) | `pipeline/cache/` |
+//! | 6b | search: plan (LLM, own routing), engines, pages, rank, fit the budget, inject | `search/`, `gateway/serve.rs` |
 //! | 7 | plan the attempts; retry only what may be retried | `pipeline/attempts.rs`, `gateway/forward.rs` |
-//! | 8 | relay through the response chain: usage → completion count → output guard (hold-back window) → cache recorder | `gateway/relay.rs`, `pipeline/response.rs` |
+//! | 8 | relay through the response chain: usage → completion count → output guard (hold-back window) → cache recorder → references | `gateway/relay.rs`, `pipeline/response.rs` |
 //! | 9 | settle the ledger, access and audit lines, metrics | `pipeline/admit/mod.rs`, `telemetry/access.rs` |
 //!
 //! Every answer the gateway writes itself leaves through `gateway/respond.rs`.
@@ -26,7 +27,7 @@
 //!
 //! Imports go down this list, never up (nor across a comma): [`api`], [`error`], [`key_hash`],
 //! [`rate_headers`], [`guard`] and the parsing helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`]
-//! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`reload`], [`tls`], [`drain`], [`edge`] → [`gateway`], [`admin`],
+//! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`search`] → [`reload`], [`tls`], [`drain`], [`edge`] → [`gateway`], [`admin`],
 //! [`cli`] → [`server`].
 
 pub mod admin;

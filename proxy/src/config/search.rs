@@ -56,8 +56,57 @@ pub struct RawSearch {
     #[serde(default = "yes")]
     pub references: bool,
     pub planner: Option<RawPlanner>,
+    /// Fetching the full text of the top result pages.
+    #[serde(default)]
+    pub fetch: RawFetch,
     #[serde(default)]
     pub engines: Vec<RawEngine>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFetch {
+    /// Result pages fetched per request (0: snippets only).
+    #[serde(default = "default_pages")]
+    pub pages: u32,
+    #[serde(default = "default_fetch_timeout")]
+    pub timeout_ms: Spanned<u64>,
+    /// Bytes read of a page at most.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Also fetch pages on loopback and private addresses (refused by default: SSRF).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+impl Default for RawFetch {
+    fn default() -> Self {
+        RawFetch {
+            pages: default_pages(),
+            timeout_ms: default_fetch_timeout(),
+            max_bytes: default_max_bytes(),
+            allow_private: false,
+        }
+    }
+}
+
+fn default_pages() -> u32 {
+    3
+}
+fn default_fetch_timeout() -> Spanned<u64> {
+    Spanned::new(0..0, 2500)
+}
+fn default_max_bytes() -> u64 {
+    1 << 20
+}
+
+/// How result pages are fetched.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    pub pages: usize,
+    pub timeout: Duration,
+    pub max_bytes: usize,
+    pub allow_private: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +311,7 @@ pub struct SearchPolicy {
     pub timeout: Duration,
     pub references: bool,
     pub planner: Option<Planner>,
+    pub fetch: Fetch,
     pub engines: Vec<Arc<Engine>>,
 }
 
@@ -354,6 +404,19 @@ pub fn compile(
             skip: p.skip.clone(),
         })
     });
+    let f = &raw.fetch;
+    if f.pages > 10 {
+        problems.note("search.fetch.pages: at most 10");
+    }
+    if !(1024..=16 << 20).contains(&f.max_bytes) {
+        problems.note("search.fetch.max_bytes: from 1024 to 16777216");
+    }
+    let fetch = Fetch {
+        pages: f.pages.min(10) as usize,
+        timeout: millis(&f.timeout_ms, "search.fetch.timeout_ms", problems),
+        max_bytes: f.max_bytes.clamp(1024, 16 << 20) as usize,
+        allow_private: f.allow_private,
+    };
     if raw.engines.is_empty() {
         problems.note("search.engines: at least one engine is required");
     }
@@ -383,6 +446,7 @@ pub fn compile(
         timeout,
         references: raw.references,
         planner,
+        fetch,
         engines,
     })
 }

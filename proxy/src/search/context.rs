@@ -89,12 +89,16 @@ fn render(chosen: &[&Passage], sources: &[Source], cited: &[usize]) -> String {
     let mut text = String::with_capacity(512 + chosen.iter().map(|p| p.text.len() + 128).sum::<usize>());
     text.push_str(INTRO);
     text.push_str("\n\n<search_results>\n");
-    for p in chosen {
-        let n = cited.iter().position(|&s| s == p.source).map_or(0, |i| i + 1);
-        if let Some(source) = sources.get(p.source) {
-            text.push_str(&block(n, source, &p.text));
-            text.push_str("\n\n");
-        }
+    // One block per source, in citation order, holding its passages in rank order.
+    for (i, &s) in cited.iter().enumerate() {
+        let Some(source) = sources.get(s) else { continue };
+        let passages: Vec<&str> = chosen
+            .iter()
+            .filter(|p| p.source == s)
+            .map(|p| p.text.as_str())
+            .collect();
+        text.push_str(&block(i + 1, source, &passages.join("\n")));
+        text.push_str("\n\n");
     }
     text.push_str("</search_results>");
     text

@@ -12,6 +12,8 @@
 
 pub mod context;
 pub mod engines;
+pub mod fetch;
+pub mod html;
 pub mod planner;
 pub mod rank;
 
@@ -26,8 +28,9 @@ use http::HeaderMap;
 
 use self::context::Source;
 use self::engines::{EngineError, Hit};
+use self::fetch::FetchError;
 use self::rank::Passage;
-use crate::config::search::{ContextSize, Domain, Engine, SearchPolicy, Trigger};
+use crate::config::search::{ContextSize, Domain, Engine, EngineKind, SearchPolicy, Trigger};
 use crate::config::Snapshot;
 use crate::context::{PlannerFacts, SearchFacts, SearchStatus as Status};
 use crate::json_spans::{for_each_member, text_of};
@@ -153,6 +156,10 @@ pub async fn run(
             engines_failed: 0,
             results: 0,
             passages: 0,
+            pages_fetched: 0,
+            pages_refused: 0,
+            pages_failed: 0,
+            page_bytes: 0,
             tokens_added: 0,
             took: Duration::ZERO,
             calls: Vec::new(),
@@ -216,13 +223,19 @@ async fn ground(
     let calls = tokio::time::timeout_at(deadline, gather(env, policy, &queries))
         .await
         .map_err(|_| "timeout")?;
-    let (sources, mut passages) = collect(&calls, &mut out.facts);
+    let (mut sources, mut passages, found) = collect(&calls, &mut out.facts);
     if out.facts.results == 0 {
         return Err(if out.facts.engines_failed > 0 {
             "engines_failed"
         } else {
             "no_results"
         });
+    }
+    if policy.fetch.pages > 0 {
+        let reading = read_pages(env, policy, &found, &mut sources, &mut passages, &mut out.facts);
+        tokio::time::timeout_at(deadline, reading)
+            .await
+            .map_err(|_| "timeout")?;
     }
     rank::rank(&question, &mut passages);
     rank::dedupe(&mut passages);
@@ -333,9 +346,18 @@ async fn gather<'e>(env: &Env<'_>, policy: &'e SearchPolicy, queries: &[(String,
     all(calls).await
 }
 
+/// How a source was found: the engine's best rank for it, and whether its page may be read
+/// (a web or paper result; a knowledge base's documents are already whole).
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    rank: usize,
+    fetch: bool,
+}
+
 /// Sources (one per URL, first finder kept) and their passages, from every answer.
-fn collect(calls: &[Called<'_>], facts: &mut SearchFacts) -> (Vec<Source>, Vec<Passage>) {
+fn collect(calls: &[Called<'_>], facts: &mut SearchFacts) -> (Vec<Source>, Vec<Passage>, Vec<Found>) {
     let mut sources: Vec<Source> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     let mut passages = Vec::new();
     for call in calls {
         let hits = match &call.hits {
@@ -352,7 +374,8 @@ fn collect(calls: &[Called<'_>], facts: &mut SearchFacts) -> (Vec<Source>, Vec<P
         };
         for (rank, hit) in hits.iter().enumerate() {
             facts.results += 1;
-            if sources.iter().any(|s| s.url == hit.url) {
+            if let Some(known) = sources.iter().position(|s| s.url == hit.url) {
+                found[known].rank = found[known].rank.min(rank);
                 continue;
             }
             let source = sources.len();
@@ -360,6 +383,10 @@ fn collect(calls: &[Called<'_>], facts: &mut SearchFacts) -> (Vec<Source>, Vec<P
                 title: hit.title.clone(),
                 url: hit.url.clone(),
                 engine: call.engine.name.clone(),
+            });
+            found.push(Found {
+                rank,
+                fetch: call.engine.kind != EngineKind::Elasticsearch,
             });
             for text in rank::passages(&hit.text, rank::PASSAGE_WORDS) {
                 passages.push(Passage {
@@ -371,7 +398,52 @@ fn collect(calls: &[Called<'_>], facts: &mut SearchFacts) -> (Vec<Source>, Vec<P
             }
         }
     }
-    (sources, passages)
+    (sources, passages, found)
+}
+
+/// Read the best-ranked result pages in full, all at once; their passages join the snippets'.
+async fn read_pages(
+    env: &Env<'_>,
+    policy: &SearchPolicy,
+    found: &[Found],
+    sources: &mut [Source],
+    passages: &mut Vec<Passage>,
+    facts: &mut SearchFacts,
+) {
+    let mut chosen: Vec<usize> = (0..sources.len()).filter(|&i| found[i].fetch).collect();
+    chosen.sort_by_key(|&i| found[i].rank);
+    chosen.truncate(policy.fetch.pages);
+    let reads = chosen
+        .iter()
+        .map(|&i| fetch::page(env.conns, env.opts, &policy.fetch, &sources[i].url))
+        .collect();
+    for (i, page) in chosen.into_iter().zip(all(reads).await) {
+        match page {
+            Ok(page) => {
+                facts.pages_fetched += 1;
+                facts.page_bytes += page.bytes as u64;
+                if sources[i].title.is_empty() {
+                    sources[i].title = page.title;
+                }
+                for text in rank::passages(&page.text, rank::PASSAGE_WORDS) {
+                    passages.push(Passage {
+                        source: i,
+                        text,
+                        rank: found[i].rank,
+                        score: 0.0,
+                    });
+                }
+            }
+            Err(FetchError::Refused(why)) => {
+                facts.pages_refused += 1;
+                tracing::info!(request_id = env.request_id, why, "result page not fetched");
+            }
+            Err(FetchError::Failed(why)) => {
+                facts.pages_failed += 1;
+                tracing::debug!(request_id = env.request_id, why, "result page could not be read");
+            }
+        }
+    }
 }
 
 /// Run `futures` concurrently on this task; their outputs in order.

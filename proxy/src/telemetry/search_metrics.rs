@@ -22,6 +22,10 @@ pub struct SearchMetrics {
     pub tokens_added: IntCounterVec,
     /// Time of planner calls.
     pub planner_duration: Histogram,
+    /// Result pages, by outcome (`fetched`, `refused`, `failed`).
+    pub pages: IntCounterVec,
+    /// Bytes of result pages read.
+    pub page_bytes: prometheus::IntCounter,
 }
 
 const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -61,6 +65,17 @@ impl SearchMetrics {
                 )
                 .buckets(BUCKETS.to_vec()),
             )?,
+            pages: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_search_pages_total",
+                    "Result pages, by outcome (fetched, refused by the SSRF guard or scheme, failed)",
+                ),
+                &["outcome"],
+            )?,
+            page_bytes: prometheus::IntCounter::new(
+                "tollgate_search_page_bytes_total",
+                "Bytes of result pages read",
+            )?,
             tokens_added: IntCounterVec::new(
                 Opts::new(
                     "tollgate_search_tokens_added_total",
@@ -75,6 +90,8 @@ impl SearchMetrics {
         registry.register(Box::new(m.passages.clone()))?;
         registry.register(Box::new(m.tokens_added.clone()))?;
         registry.register(Box::new(m.planner_duration.clone()))?;
+        registry.register(Box::new(m.pages.clone()))?;
+        registry.register(Box::new(m.page_bytes.clone()))?;
         Ok(m)
     }
 }
@@ -88,6 +105,16 @@ impl Metrics {
             m.engine_calls.with_label_values(&[engine.as_str(), outcome]).inc();
         }
         m.duration.observe(facts.took.as_secs_f64());
+        for (outcome, n) in [
+            ("fetched", facts.pages_fetched),
+            ("refused", facts.pages_refused),
+            ("failed", facts.pages_failed),
+        ] {
+            if n > 0 {
+                m.pages.with_label_values(&[outcome]).inc_by(u64::from(n));
+            }
+        }
+        m.page_bytes.inc_by(facts.page_bytes);
         if let Some(p) = &facts.planner {
             m.planner_duration.observe(p.took.as_secs_f64());
             if let Some(u) = p.usage {
