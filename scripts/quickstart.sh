@@ -2,7 +2,8 @@
 # Runs the gateway on examples/quickstart.toml in front of the bundled mock upstream, so a
 # newcomer can follow README.md's tour with no provider access. Ctrl-C stops both.
 # QUICKSTART_CONFIG=examples/semantic.toml runs the semantic cache's example instead;
-# QUICKSTART_CONFIG=examples/guardrails.toml the content safety one.
+# QUICKSTART_CONFIG=examples/guardrails.toml the content safety one;
+# QUICKSTART_CONFIG=examples/search.toml search grounding over examples/kb/.
 # The admin token lives in .quickstart/admin-token (made once, git-ignored); run-time keys in
 # .quickstart/keys.json.
 set -euo pipefail

@@ -50,6 +50,11 @@ pub fn answer(request: &serde_json::Value) -> Option<String> {
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(3);
     let listed = |d: &str| instructions.contains(&format!("\"{d}\" ("));
+    // What is neither papers nor the company's own goes to the web, or to the one domain there is.
+    let general = ["web", "private", "academic"]
+        .into_iter()
+        .find(|d| listed(d))
+        .unwrap_or("web");
     let all = words(question);
     let needs = all.len() >= 3 && !GREETINGS.contains(&all[0].as_str());
     let mut queries = Vec::new();
@@ -66,7 +71,7 @@ pub fn answer(request: &serde_json::Value) -> Option<String> {
             } else if has(PRIVATE) && listed("private") {
                 "private"
             } else {
-                "web"
+                general
             };
             queries.push(serde_json::json!({"q": keywords.join(" "), "domain": domain}));
             if queries.len() == max {

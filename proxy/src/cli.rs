@@ -1,6 +1,7 @@
 //! Command line: every tunable of the process is a flag with a `TOLLGATE_*` env fallback.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -30,6 +31,29 @@ pub enum Command {
         /// checked against it).
         #[arg(long, default_value_t = 1_024)]
         completion_reserve: u64,
+    },
+    /// Build or refresh the embedded knowledge bases: every `local` search engine of a config
+    /// file (indexed again only when its documents changed), or one folder; `--query` then
+    /// shows what a search finds.
+    Kb {
+        /// Config file whose `local` engines are opened (and built when their documents changed).
+        #[arg(long, conflicts_with_all = ["docs", "index"])]
+        config: Option<PathBuf>,
+        /// A folder of Markdown, text and HTML documents (with `--index`).
+        #[arg(long, requires = "index")]
+        docs: Option<PathBuf>,
+        /// Where the folder's index is kept.
+        #[arg(long, requires = "docs")]
+        index: Option<PathBuf>,
+        /// With `--docs`: build the index even if the documents did not change.
+        #[arg(long)]
+        rebuild: bool,
+        /// Search for this and print the results.
+        #[arg(long)]
+        query: Option<String>,
+        /// Results shown for `--query`.
+        #[arg(long, default_value_t = 5)]
+        results: usize,
     },
     /// Manage consumer API keys.
     Keys {
@@ -285,4 +309,69 @@ impl EstimateTokenizer {
             EstimateTokenizer::Bytes => Estimator::Bytes,
         }
     }
+}
+
+/// `tollgate kb`: open (building when needed) the knowledge bases of a config file, or one
+/// folder; print what each holds and, with a query, what it finds.
+pub fn kb(
+    config: Option<&Path>,
+    folder: Option<(&Path, &Path)>,
+    rebuild: bool,
+    query: Option<&str>,
+    results: usize,
+) -> ExitCode {
+    let mut opened: Vec<(String, std::sync::Arc<crate::kb::KnowledgeBase>)> = Vec::new();
+    match (config, folder) {
+        (Some(path), _) => {
+            let snapshot = match crate::config::load(path, 1) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for engine in snapshot.search.iter().flat_map(|s| s.engines.iter()) {
+                if let crate::config::search::Backend::Local(Some(kb)) = &engine.backend {
+                    opened.push((engine.name.clone(), kb.clone()));
+                }
+            }
+            if opened.is_empty() {
+                eprintln!("{}: no search engine of kind local", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        (None, Some((docs, index))) => {
+            match crate::kb::KnowledgeBase::open(docs, index, &docs.to_string_lossy(), rebuild) {
+                Ok(kb) => opened.push((docs.display().to_string(), std::sync::Arc::new(kb))),
+                Err(e) => {
+                    eprintln!("tollgate kb: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (None, None) => {
+            eprintln!("tollgate kb: give --config FILE, or --docs DIR with --index DIR");
+            return ExitCode::FAILURE;
+        }
+    }
+    for (name, kb) in &opened {
+        let how = match kb.opened {
+            crate::kb::Opened::Built(took) => format!("indexed in {} ms", took.as_millis()),
+            crate::kb::Opened::Existing => "unchanged, index reused".to_string(),
+        };
+        println!("{name}: {} documents, {how}", kb.documents);
+        let Some(q) = query else { continue };
+        match kb.search(q, results) {
+            Ok(found) => {
+                for (i, f) in found.iter().enumerate() {
+                    println!("  {}. {:.2}  {}  ({})", i + 1, f.score, f.title, f.path);
+                }
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

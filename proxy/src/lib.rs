@@ -26,7 +26,7 @@
 //! # Layers
 //!
 //! Imports go down this list, never up (nor across a comma): [`api`], [`error`], [`key_hash`],
-//! [`rate_headers`], [`guard`] and the parsing helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`]
+//! [`rate_headers`], [`guard`], [`kb`] and the parsing helpers → [`config`] → [`context`] → [`sse`] → [`telemetry`]
 //! → [`live`], [`api_keys`] → [`pipeline`] → [`upstream`] → [`search`] → [`reload`], [`tls`], [`drain`], [`edge`] → [`gateway`], [`admin`],
 //! [`cli`] → [`server`].
 
@@ -41,7 +41,9 @@ pub mod edge;
 pub mod error;
 pub mod gateway;
 pub mod guard;
+pub mod html;
 pub mod json_spans;
+pub mod kb;
 pub mod key_hash;
 pub mod live;
 pub mod pipeline;

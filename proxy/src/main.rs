@@ -58,6 +58,20 @@ fn main() -> std::process::ExitCode {
             println!("The key is shown only now; the gateway keeps only its hash.");
             std::process::ExitCode::SUCCESS
         }
+        Some(Command::Kb {
+            config: file,
+            docs,
+            index,
+            rebuild,
+            query,
+            results,
+        }) => tollgate::cli::kb(
+            file.as_deref(),
+            docs.as_deref().zip(index.as_deref()),
+            rebuild,
+            query.as_deref(),
+            results,
+        ),
         None => {
             telemetry::logging::init(cli.run.log_format, &cli.run.log_level);
             match server::run(cli.run) {

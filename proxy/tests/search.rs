@@ -547,3 +547,72 @@ async fn result_pages_are_read_in_full_and_private_addresses_are_never_fetched()
     let refused = metric(&gw, r#"tollgate_search_pages_total{outcome="refused"}"#).await;
     assert_eq!(refused, Some(5.0));
 }
+
+/// The shipped example's knowledge base (examples/kb), indexed into a temporary folder, with
+/// the shipped planner prompt and the mock as planner and model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_knowledge_base_grounds_answers_through_the_official_sdk() {
+    let upstream = start_mock("up").await;
+    let kb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kb");
+    let index = temp_dir().join("kb-index");
+    let config = format!(
+        r#"{}
+[[models]]
+name = "chat"
+tokenizer = "o200k"
+targets = [{{ provider = "up" }}]
+
+[search]
+planner = {{ model = "chat" }}
+engines = [{{ name = "handbook", kind = "local", docs = "{}", index_dir = "{}" }}]
+"#,
+        provider("up", &upstream.base_url()),
+        kb.display(),
+        index.display()
+    );
+    let gw = Gateway::start(&config).await;
+    let base = format!("http://{}/v1", gw.addr);
+    let out = openai_sdk(&[
+        "search",
+        &base,
+        "chat:online",
+        "How many days of annual leave do staff get, and can unused days carry over?",
+    ]);
+    let answers: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(answers.len(), 2);
+    for a in &answers {
+        assert_eq!(a["search"], "ok", "{a}");
+        assert!(!a["text"].as_str().unwrap().is_empty());
+        let refs = a["references"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no references: {a}"));
+        assert_eq!(refs[0]["index"], 1);
+        assert!(
+            refs[0]["url"].as_str().unwrap().ends_with("handbook/leave-policy.md"),
+            "{refs:?}"
+        );
+        assert_eq!(refs[0]["title"], "Leave policy");
+        assert_eq!(refs[0]["engine"], "handbook");
+    }
+    let context = upstream
+        .requests()
+        .iter()
+        .rev()
+        .find_map(|r| {
+            let v = r.json();
+            let m = v["messages"][0]["content"].as_str()?.to_string();
+            m.contains("<search_results>").then_some(m)
+        })
+        .unwrap();
+    assert!(context.contains("25 days of paid annual leave"), "{context}");
+    assert!(context.contains("Up to 5 unused days carry over"), "{context}");
+    // The budget was `low` and the count is the model's own.
+    let line = gw
+        .access_lines()
+        .into_iter()
+        .rev()
+        .find(|l| l["search"].is_object())
+        .unwrap();
+    let tokens = line["search"]["tokens_added"].as_u64().unwrap();
+    assert!(tokens > 0 && tokens <= 1000, "{line}");
+}

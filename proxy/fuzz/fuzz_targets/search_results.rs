@@ -5,7 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use tollgate::config::search::{Domain, EngineKind};
-use tollgate::search::{engines, html, planner};
+use tollgate::html;
+use tollgate::search::{engines, planner};
 
 fuzz_target!(|data: &[u8]| {
     for kind in [
@@ -15,7 +16,8 @@ fuzz_target!(|data: &[u8]| {
         EngineKind::Arxiv,
         EngineKind::Elasticsearch,
     ] {
-        if let Ok(hits) = engines::protocol(kind).parse(data, 7) {
+        let Some(protocol) = engines::protocol(kind) else { continue };
+        if let Ok(hits) = protocol.parse(data, 7) {
             assert!(hits.len() <= 7);
         }
     }

@@ -1,5 +1,5 @@
 //! Full text: the top result pages fetched, concurrently and bounded (timeout, size cap,
-//! redirects), and read into plain text (see [`html`](super::html)).
+//! redirects), and read into plain text (see [`html`](crate::html)).
 //!
 //! Page URLs come from the open web, so every fetch is an SSRF risk: only `http` and `https`;
 //! the host is resolved by the gateway and every address it resolves to is checked (loopback,
@@ -144,7 +144,7 @@ pub async fn page(
                 Got::Body(body, html) => {
                     let raw = String::from_utf8_lossy(&body);
                     let (text, title) = if html {
-                        super::html::text(&raw)
+                        crate::html::text(&raw)
                     } else {
                         (raw.into_owned(), String::new())
                     };

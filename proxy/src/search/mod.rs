@@ -13,7 +13,6 @@
 pub mod context;
 pub mod engines;
 pub mod fetch;
-pub mod html;
 pub mod planner;
 pub mod rank;
 

@@ -11,6 +11,10 @@
         QUESTION asked once per item of KINDS (e.g. json,stream,stream: a chat completion or a
         stream with usage): each answer's text, finish reason, x-tollgate-cache header and
         cached prompt tokens as the SDK parsed them (tests/cache.rs)
+    openai_client.py search BASE_URL MODEL QUESTION
+        QUESTION asked of MODEL once as a chat completion and once streamed, with
+        web_search_options: each answer's x-tollgate-search header, text and the references the
+        SDK exposes (`model_extra` of the completion and of the stream's chunks) (tests/search.rs)
 """
 
 import hashlib
@@ -191,6 +195,36 @@ def stream(base_url, model):
     print(json.dumps({"text": "".join(text), "finish": finish}))
 
 
+
+def search(base_url, model, question):
+    c = openai.OpenAI(base_url=base_url, api_key="sk-test-not-a-real-key", max_retries=0)
+    messages = [{"role": "user", "content": question}]
+    options = {"search_context_size": "low"}
+    raw = c.chat.completions.with_raw_response.create(model=model, messages=messages, web_search_options=options)
+    whole = raw.parse()
+    answers = [
+        {
+            "search": raw.http_response.headers.get("x-tollgate-search"),
+            "text": whole.choices[0].message.content,
+            "references": (whole.model_extra or {}).get("references"),
+        }
+    ]
+    with c.chat.completions.with_streaming_response.create(
+        model=model, messages=messages, web_search_options=options, stream=True
+    ) as resp:
+        text, references = [], None
+        for chunk in resp.parse():
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    text.append(choice.delta.content)
+            extra = chunk.model_extra or {}
+            if "references" in extra:
+                references = extra["references"]
+        answers.append(
+            {"search": resp.http_response.headers.get("x-tollgate-search"), "text": "".join(text), "references": references}
+        )
+    print(json.dumps(answers))
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "chat":
@@ -205,5 +239,7 @@ if __name__ == "__main__":
         guard(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
     elif mode == "stream":
         stream(sys.argv[2], sys.argv[3])
+    elif mode == "search":
+        search(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         sys.exit(f"unknown mode {mode}")

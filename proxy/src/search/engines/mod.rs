@@ -9,7 +9,11 @@ mod web;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::search::{Engine, EngineKind};
+use std::sync::Arc;
+
+use crate::config::search::{Backend, Engine, EngineKind};
+use crate::config::Provider;
+use crate::kb::KnowledgeBase;
 use crate::upstream::{self, Connections, UpstreamOptions};
 
 /// Largest answer read from an engine.
@@ -54,14 +58,15 @@ pub trait Protocol: Sync {
     fn parse(&self, body: &[u8], n: usize) -> Result<Vec<Hit>, String>;
 }
 
-/// The protocol of an engine kind.
-pub fn protocol(kind: EngineKind) -> &'static dyn Protocol {
+/// The protocol of an engine kind reached over HTTP (`None`: the embedded knowledge base).
+pub fn protocol(kind: EngineKind) -> Option<&'static dyn Protocol> {
     match kind {
-        EngineKind::Searxng => &web::Searxng,
-        EngineKind::Bing => &web::Bing,
-        EngineKind::Google => &web::Google,
-        EngineKind::Arxiv => &arxiv::Arxiv,
-        EngineKind::Elasticsearch => &elastic::Elastic,
+        EngineKind::Searxng => Some(&web::Searxng),
+        EngineKind::Bing => Some(&web::Bing),
+        EngineKind::Google => Some(&web::Google),
+        EngineKind::Arxiv => Some(&arxiv::Arxiv),
+        EngineKind::Elasticsearch => Some(&elastic::Elastic),
+        EngineKind::Local => None,
     }
 }
 
@@ -91,30 +96,54 @@ pub async fn search(
     n: usize,
     request_id: &str,
 ) -> Result<Vec<Hit>, EngineError> {
-    let proto = protocol(engine.kind);
-    let call = proto.request(engine, query, n);
-    let exchange = async {
-        let body = fetch(conns, opts, engine, &call, request_id).await?;
-        proto.parse(&body, n)
+    let asked = async {
+        match (&engine.backend, protocol(engine.kind)) {
+            (Backend::Http(endpoint), Some(proto)) => {
+                let call = proto.request(engine, query, n);
+                let body = fetch(conns, opts, endpoint, engine, &call, request_id).await?;
+                proto.parse(&body, n)
+            }
+            (Backend::Local(Some(kb)), _) => local(kb, query, n).await,
+            _ => Err("the engine is not open".to_string()),
+        }
     };
-    match tokio::time::timeout(engine.timeout, exchange).await {
+    match tokio::time::timeout(engine.timeout, asked).await {
         Ok(Ok(hits)) => Ok(hits),
         Ok(Err(why)) => Err(EngineError::Failed(why)),
         Err(_) => Err(EngineError::Timeout),
     }
 }
 
+/// The embedded knowledge base, searched on the blocking pool (an index read is CPU and disk
+/// work, not for the I/O threads).
+async fn local(kb: &Arc<KnowledgeBase>, query: &str, n: usize) -> Result<Vec<Hit>, String> {
+    let (kb, query) = (kb.clone(), query.to_string());
+    let found = tokio::task::spawn_blocking(move || kb.search(&query, n))
+        .await
+        .map_err(|_| "the knowledge base search stopped".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(found
+        .into_iter()
+        .map(|f| Hit {
+            title: f.title,
+            url: f.path,
+            text: f.text,
+        })
+        .collect())
+}
+
 /// Send `call` to the engine and read the whole answer of a success.
 async fn fetch(
     conns: &Connections,
     opts: &UpstreamOptions,
+    endpoint: &Provider,
     engine: &Engine,
     call: &Call,
     request_id: &str,
 ) -> Result<Bytes, String> {
-    let mut peer = upstream::peer(&engine.endpoint, opts);
+    let mut peer = upstream::peer(endpoint, opts);
     peer.options.read_timeout = Some(engine.timeout);
-    let head = head(engine, call, request_id);
+    let head = head(endpoint, call, request_id);
     let mut up = upstream::send(conns, &peer, &head, &call.body)
         .await
         .map_err(|e| e.outcome().to_string())?;
@@ -133,8 +162,7 @@ async fn fetch(
     Ok(answer.freeze())
 }
 
-fn head(engine: &Engine, call: &Call, request_id: &str) -> Vec<u8> {
-    let e = &engine.endpoint;
+fn head(e: &Provider, call: &Call, request_id: &str) -> Vec<u8> {
     let mut head = Vec::with_capacity(256 + call.target.len());
     head.extend_from_slice(call.method.as_bytes());
     head.push(b' ');

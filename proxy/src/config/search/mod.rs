@@ -9,11 +9,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod engines;
+
+pub use engines::{Backend, Engine, EngineKind, RawEngine};
+
 use super::glob;
 use super::problems::Problems;
-use super::raw::{ProviderKind, RawProvider};
-use super::Provider;
-use crate::secret::Secret;
 
 /// The section as written.
 #[derive(Debug, Deserialize)]
@@ -148,41 +149,6 @@ pub struct RawPlanner {
     pub skip: Vec<String>,
 }
 
-/// One search engine.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawEngine {
-    pub name: Spanned<String>,
-    pub kind: EngineKind,
-    /// The engine's endpoint, e.g. `http://searx:8080/search`, `https://api.bing.microsoft.com/v7.0/search`.
-    pub url: Spanned<String>,
-    /// Secret reference for the engine's key (Bing: subscription key; Google: API key;
-    /// Elasticsearch: sent as `Authorization: ApiKey`).
-    pub api_key: Option<Spanned<String>>,
-    /// Google Programmable Search: the search engine id (`cx`).
-    pub cx: Option<String>,
-    /// Elasticsearch/OpenSearch: the index searched.
-    pub index: Option<String>,
-    /// Elasticsearch/OpenSearch: the fields matched (`title`, `content`, `url` read back).
-    #[serde(default)]
-    pub fields: Vec<String>,
-    /// What the engine knows: `web`, `academic` or `private`. Default from its kind.
-    #[serde(default)]
-    pub domains: Vec<Spanned<String>>,
-    #[serde(default = "default_engine_timeout")]
-    pub timeout_ms: Spanned<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    Searxng,
-    Bing,
-    Google,
-    Arxiv,
-    Elasticsearch,
-}
-
 fn yes() -> bool {
     true
 }
@@ -203,9 +169,6 @@ fn default_timeout() -> Spanned<u64> {
 }
 fn default_planner_timeout() -> Spanned<u64> {
     Spanned::new(0..0, 4000)
-}
-fn default_engine_timeout() -> Spanned<u64> {
-    Spanned::new(0..0, 3000)
 }
 fn default_low() -> u32 {
     1000
@@ -264,20 +227,6 @@ impl ContextSize {
             _ => None,
         }
     }
-}
-
-/// One engine, validated.
-#[derive(Debug)]
-pub struct Engine {
-    pub name: String,
-    pub kind: EngineKind,
-    pub endpoint: Provider,
-    pub key: Option<Secret<String>>,
-    pub cx: Option<String>,
-    pub index: Option<String>,
-    pub fields: Vec<String>,
-    pub domains: Vec<Domain>,
-    pub timeout: Duration,
 }
 
 /// The planner, validated.
@@ -429,7 +378,7 @@ pub fn compile(
             );
             continue;
         }
-        if let Some(engine) = engine(e, i, base_dir, problems) {
+        if let Some(engine) = engines::compile(e, i, base_dir, problems) {
             engines.push(Arc::new(engine));
         }
     }
@@ -451,79 +400,12 @@ pub fn compile(
     })
 }
 
-fn millis(v: &Spanned<u64>, field: &str, problems: &mut Problems<'_>) -> Duration {
+pub(crate) fn millis(v: &Spanned<u64>, field: &str, problems: &mut Problems<'_>) -> Duration {
     let ms = *v.get_ref();
     if !(1..=120_000).contains(&ms) {
         problems.at(v.span(), format_args!("{field}: from 1 to 120000"));
     }
     Duration::from_millis(ms.clamp(1, 120_000))
-}
-
-fn engine(e: &RawEngine, i: usize, base_dir: Option<&Path>, problems: &mut Problems<'_>) -> Option<Engine> {
-    let at = format!("search.engines[{i}]");
-    let key = match &e.api_key {
-        Some(k) => Some(problems.secret(k, format_args!("{at}.api_key"))?),
-        None => None,
-    };
-    match e.kind {
-        EngineKind::Bing | EngineKind::Google if key.is_none() => {
-            problems.at(e.name.span(), format_args!("{at}.api_key: required for this kind"));
-            return None;
-        }
-        EngineKind::Google if e.cx.is_none() => {
-            problems.at(e.name.span(), format_args!("{at}.cx: required for kind google"));
-            return None;
-        }
-        EngineKind::Elasticsearch if e.index.is_none() => {
-            problems.at(
-                e.name.span(),
-                format_args!("{at}.index: required for kind elasticsearch"),
-            );
-            return None;
-        }
-        _ => {}
-    }
-    let mut domains = Vec::new();
-    for d in &e.domains {
-        match Domain::parse(d.get_ref()) {
-            Some(d) => domains.push(d),
-            None => {
-                problems.at(d.span(), format_args!("{at}.domains: one of web, academic, private"));
-                return None;
-            }
-        }
-    }
-    if domains.is_empty() {
-        domains.push(match e.kind {
-            EngineKind::Arxiv => Domain::Academic,
-            EngineKind::Elasticsearch => Domain::Private,
-            _ => Domain::Web,
-        });
-    }
-    let raw = RawProvider {
-        index: i,
-        name: e.name.clone(),
-        kind: ProviderKind::Openai,
-        base_url: e.url.clone(),
-        api_key: None,
-        ca_file: None,
-    };
-    let endpoint = super::providers::compile_as(&raw, &at, "url", base_dir, problems)?;
-    Some(Engine {
-        name: e.name.get_ref().clone(),
-        kind: e.kind,
-        endpoint,
-        key,
-        cx: e.cx.clone(),
-        index: e.index.clone(),
-        fields: if e.fields.is_empty() {
-            vec!["title".into(), "content".into()]
-        } else {
-            e.fields.clone()
-        },
-        domains,
-        timeout: millis(&e.timeout_ms, &format!("{at}.timeout_ms"), problems),
-    })
 }
 
 #[cfg(test)]
