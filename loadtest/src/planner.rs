@@ -56,7 +56,13 @@ pub fn answer(request: &serde_json::Value) -> Option<String> {
         .find(|d| listed(d))
         .unwrap_or("web");
     let all = words(question);
-    let needs = all.len() >= 3 && !GREETINGS.contains(&all[0].as_str());
+    // Chinese, Japanese and Korean are written without spaces: their length is in characters.
+    let cjk = question
+        .chars()
+        .filter(|c| ('\u{3040}'..='\u{9fff}').contains(c) || ('\u{ac00}'..='\u{d7af}').contains(c))
+        .count();
+    let long_enough = all.len() >= 3 || cjk >= 4;
+    let needs = long_enough && all.first().is_none_or(|w| !GREETINGS.contains(&w.as_str()));
     let mut queries = Vec::new();
     if needs {
         for part in question.split(['?', ';', '？', '；']) {

@@ -22,8 +22,9 @@ use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 pub use documents::Document;
 
-/// Bumped when the schema or the tokenizer changes (old indexes are then rebuilt).
-const FORMAT: &str = "tollgate-kb-1";
+/// Bumped when the schema, the tokenizer or the reading of documents changes (old indexes are
+/// then rebuilt).
+const FORMAT: &str = "tollgate-kb-2";
 
 /// Text kept of a document for passages (its beginning, when longer).
 const MAX_TEXT: usize = 64 * 1024;

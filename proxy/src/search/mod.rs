@@ -385,7 +385,7 @@ fn collect(calls: &[Called<'_>], facts: &mut SearchFacts) -> (Vec<Source>, Vec<P
             });
             found.push(Found {
                 rank,
-                fetch: call.engine.kind != EngineKind::Elasticsearch,
+                fetch: !matches!(call.engine.kind, EngineKind::Elasticsearch | EngineKind::Local),
             });
             for text in rank::passages(&hit.text, rank::PASSAGE_WORDS) {
                 passages.push(Passage {

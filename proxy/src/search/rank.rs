@@ -5,6 +5,9 @@
 
 use std::collections::HashMap;
 
+/// A passage scoring below this share of the best passage's BM25 is dropped.
+pub const MIN_RELATIVE_SCORE: f32 = 0.2;
+
 /// Words a passage holds at most.
 pub const PASSAGE_WORDS: usize = 120;
 
@@ -39,8 +42,11 @@ pub fn passages(text: &str, max_words: usize) -> Vec<String> {
 
 /// Words common enough to say nothing of a passage's topic (English).
 const STOP: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "in", "is", "it", "of", "on",
-    "or", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "with",
+    "a", "about", "all", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do",
+    "does", "for", "from", "get", "got", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me",
+    "my", "no", "not", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then", "there", "they",
+    "this", "to", "us", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would",
+    "you", "your",
 ];
 
 /// The terms of `text`: lowercase alphanumeric words (stop words left out); each CJK character
@@ -82,7 +88,8 @@ fn is_cjk(c: char) -> bool {
 /// Score every passage against `question` (BM25, k1 1.2, b 0.75, document frequencies over
 /// the passages themselves), then sort best first. The engine's order adds a prior worth at
 /// most a third of the best BM25 score, so it decides between passages the words do not.
-/// When some passages share words with the question, those that share none are dropped;
+/// When some passages share words with the question, those that score below a fifth of the
+/// best are dropped;
 /// when none do (a question in another language than its sources), the engines' order stands.
 pub fn rank(question: &str, passages: &mut Vec<Passage>) {
     let q: Vec<String> = {
@@ -125,9 +132,10 @@ pub fn rank(question: &str, passages: &mut Vec<Passage>) {
         best = best.max(s);
     }
     if best > 0.0 {
-        // Some passages share words with the question: those that share none are what an
-        // engine returned loosely, and only take budget.
-        passages.retain(|p| p.score > 0.0);
+        // Some passages share words with the question: those that share none, or share only
+        // a word or two the question barely rests on, are what an engine returned loosely,
+        // and would only take budget.
+        passages.retain(|p| p.score >= best * MIN_RELATIVE_SCORE);
     }
     let prior = if best > 0.0 { best / 3.0 } else { 1.0 };
     for p in passages.iter_mut() {
