@@ -251,6 +251,10 @@ pub struct RunOpts {
     /// Largest answer kept in the cache, in KiB.
     #[arg(long, env = "TOLLGATE_CACHE_MAX_ENTRY_KB", default_value_t = 1024)]
     pub cache_max_entry_kb: usize,
+    /// Search engine answers kept on this node for `[search] cache_ttl_seconds` (a quarter as
+    /// many result pages); 0 turns the search cache off.
+    #[arg(long, env = "TOLLGATE_SEARCH_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub search_cache_entries: usize,
     /// How often entries past their time are dropped from memory, in seconds (they are never
     /// answered once expired, whenever they are dropped).
     #[arg(long, env = "TOLLGATE_CACHE_SWEEP_SECS", default_value_t = 10)]

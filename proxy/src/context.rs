@@ -200,8 +200,10 @@ pub struct SearchFacts {
     pub engines_failed: u32,
     pub results: u32,
     pub passages: u32,
-    /// Result pages read in full, refused (SSRF guard, scheme) and failed; bytes read.
+    /// Result pages read in full, taken from this node's cache, refused (SSRF guard, scheme)
+    /// and failed; bytes read.
     pub pages_fetched: u32,
+    pub pages_cached: u32,
     pub pages_refused: u32,
     pub pages_failed: u32,
     pub page_bytes: u64,

@@ -145,6 +145,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             max_target_bytes: opts.max_request_target_bytes,
         },
         cache: cache.clone(),
+        search_cache: Arc::new(crate::search::cache::SearchCache::new(opts.search_cache_entries)),
         body_limits: BodyLimits {
             timeout: Duration::from_secs(opts.body_timeout_secs),
             min_rate: opts.body_min_rate,

@@ -41,12 +41,14 @@ async fn start_engines() -> EnginesHandle {
 
 /// Model `chat` (o200k) may search; the five engines; budget sizes small enough to choose.
 fn config(upstream: &MockHandle, e: &EnginesHandle, extra: &str) -> String {
-    // Snippets only, unless the test reads pages.
-    let extra = if extra.contains("fetch") {
-        extra.to_string()
-    } else {
-        format!("{extra}\nfetch = {{ pages = 0 }}")
-    };
+    // Snippets only, unless the test reads pages; nothing reused, unless the test caches.
+    let mut extra = extra.to_string();
+    if !extra.contains("fetch") {
+        extra.push_str("\nfetch = { pages = 0 }");
+    }
+    if !extra.contains("cache_ttl_seconds") {
+        extra.push_str("\ncache_ttl_seconds = 0");
+    }
     format!(
         r#"{}
 [[models]]
@@ -615,4 +617,74 @@ engines = [{{ name = "handbook", kind = "local", docs = "{}", index_dir = "{}" }
         .unwrap();
     let tokens = line["search"]["tokens_added"].as_u64().unwrap();
     assert!(tokens > 0 && tokens <= 1000, "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_answers_and_pages_are_reused_within_the_ttl_and_failures_never() {
+    let upstream = start_mock("up").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let here = listener.local_addr().unwrap();
+    let mut docs = corpus();
+    docs.push(Doc {
+        engine: "searxng",
+        title: "Zephyrine notes".into(),
+        url: format!("http://{here}/page/release"),
+        // The best match for the question: the page read is this one.
+        text: QUESTION.into(),
+    });
+    let e = engines::spawn_with_pages(listener, docs, vec![("/page/release".into(), RELEASE_PAGE.into())]).unwrap();
+    e.set_fault(
+        "bing",
+        Fault {
+            delay: Duration::ZERO,
+            status: Some(500),
+        },
+    );
+    let gw = Gateway::start(&config(
+        &upstream,
+        &e,
+        "cache_ttl_seconds = 600\nfetch = { pages = 1, allow_private = true }",
+    ))
+    .await;
+    let asked = |engine: &str| e.queries().iter().filter(|(k, _)| k == engine).count();
+
+    let first = gw.chat(&ask("chat:online", false, serde_json::json!({}))).await;
+    assert_eq!(first.header("x-tollgate-search"), Some("partial"));
+    let context = |upstream: &MockHandle| sent(upstream)["messages"][1]["content"].as_str().unwrap().to_string();
+    let first_context = context(&upstream);
+    assert_eq!((asked("searxng"), asked("page"), asked("bing")), (1, 1, 1));
+
+    let second = gw.chat(&ask("chat:online", false, serde_json::json!({}))).await;
+    assert_eq!(
+        second.header("x-tollgate-search"),
+        Some("partial"),
+        "bing's failure was not kept: it is asked again, and fails"
+    );
+    assert_eq!(
+        (asked("searxng"), asked("page"), asked("bing")),
+        (1, 1, 2),
+        "answers and the page came from the cache"
+    );
+    assert_eq!(context(&upstream), first_context, "the same context from the cache");
+    let line = gw.access_line(&second.request_id()).await;
+    assert_eq!(
+        (
+            line["search"]["pages_cached"].as_u64(),
+            line["search"]["pages_fetched"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    let cached = metric(
+        &gw,
+        r#"tollgate_search_engine_calls_total{engine="web",outcome="cached"}"#,
+    )
+    .await;
+    assert_eq!(cached, Some(1.0));
+
+    // Another question is another query.
+    let other = gw
+        .chat(&ask_text("chat:online", "Zephyrine changelog garbage collector"))
+        .await;
+    assert_eq!(other.status, 200);
+    assert_eq!(asked("searxng"), 2);
 }

@@ -45,6 +45,8 @@ pub struct GatewayState {
     pub body_limits: BodyLimits,
     /// The answer cache of this node (used when the config has a `[cache]` section).
     pub cache: Option<Arc<crate::pipeline::cache::AnswerCache>>,
+    /// Search engine answers and result pages of this node (see `[search] cache_ttl_seconds`).
+    pub search_cache: Arc<crate::search::cache::SearchCache>,
 }
 
 /// How long a request body may take to arrive (CLI flags).

@@ -158,6 +158,8 @@ async fn search_stage(
         opts: &state.upstream,
         request_id: &call.ctx.request_id,
         count: &count,
+        cache: &state.search_cache,
+        now_ms: tollgate_limits::clock::Clock::now_ms(&tollgate_limits::clock::SystemClock),
     };
     let searched = search::run(&env, policy, &route.name, ask, body, &admitted.view).await;
     admitted.edits.extend(searched.edits);

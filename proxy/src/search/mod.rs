@@ -10,6 +10,7 @@
 //! goes on: without search (`skipped`) or with what the engines that answered found
 //! (`partial`).
 
+pub mod cache;
 pub mod context;
 pub mod engines;
 pub mod fetch;
@@ -19,12 +20,14 @@ pub mod rank;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
 
+use self::cache::SearchCache;
 use self::context::Source;
 use self::engines::{EngineError, Hit};
 use self::fetch::FetchError;
@@ -134,6 +137,9 @@ pub struct Env<'a> {
     pub request_id: &'a str,
     /// Counts tokens as the route's model does.
     pub count: &'a (dyn Fn(&str) -> usize + Sync),
+    /// This node's engine answers and pages, and the time now (Unix ms) for their expiry.
+    pub cache: &'a SearchCache,
+    pub now_ms: u64,
 }
 
 /// Run the stage for a request to public model `model` that asked (see the module docs).
@@ -156,6 +162,7 @@ pub async fn run(
             results: 0,
             passages: 0,
             pages_fetched: 0,
+            pages_cached: 0,
             pages_refused: 0,
             pages_failed: 0,
             page_bytes: 0,
@@ -325,7 +332,9 @@ fn query_of(question: &str) -> String {
 /// One engine's answer to one query.
 struct Called<'e> {
     engine: &'e Engine,
-    hits: Result<Vec<Hit>, EngineError>,
+    hits: Result<Arc<Vec<Hit>>, EngineError>,
+    /// Answered from this node's cache.
+    cached: bool,
 }
 
 /// Ask each query of every engine that serves its domain (all engines for a query without
@@ -337,8 +346,26 @@ async fn gather<'e>(env: &Env<'_>, policy: &'e SearchPolicy, queries: &[(String,
         for engine in policy.engines.iter().filter(serves) {
             let engine: &Engine = engine;
             calls.push(async move {
-                let hits = engines::search(env.conns, env.opts, engine, q, policy.results, env.request_id).await;
-                Called { engine, hits }
+                let n = policy.results;
+                if let Some(hits) = env.cache.results(&engine.name, q, n, env.now_ms) {
+                    return Called {
+                        engine,
+                        hits: Ok(hits),
+                        cached: true,
+                    };
+                }
+                let hits = engines::search(env.conns, env.opts, engine, q, n, env.request_id)
+                    .await
+                    .map(Arc::new);
+                if let (Ok(hits), false) = (&hits, policy.cache_ttl.is_zero()) {
+                    let expires = env.now_ms + policy.cache_ttl.as_millis() as u64;
+                    env.cache.keep_results(&engine.name, q, n, hits.clone(), expires);
+                }
+                Called {
+                    engine,
+                    hits,
+                    cached: false,
+                }
             });
         }
     }
@@ -361,7 +388,8 @@ fn collect(calls: &[Called<'_>], facts: &mut SearchFacts) -> (Vec<Source>, Vec<P
     for call in calls {
         let hits = match &call.hits {
             Ok(hits) => {
-                facts.calls.push((call.engine.name.clone(), "ok"));
+                let outcome = if call.cached { "cached" } else { "ok" };
+                facts.calls.push((call.engine.name.clone(), outcome));
                 hits
             }
             Err(e) => {
@@ -412,17 +440,33 @@ async fn read_pages(
     let mut chosen: Vec<usize> = (0..sources.len()).filter(|&i| found[i].fetch).collect();
     chosen.sort_by_key(|&i| found[i].rank);
     chosen.truncate(policy.fetch.pages);
-    let reads = chosen
+    let urls: Vec<String> = chosen.iter().map(|&i| sources[i].url.clone()).collect();
+    let reads = urls
         .iter()
-        .map(|&i| fetch::page(env.conns, env.opts, &policy.fetch, &sources[i].url))
+        .map(|url| async move {
+            if let Some(page) = env.cache.page(url, env.now_ms) {
+                return (Ok(page), true);
+            }
+            let page = fetch::page(env.conns, env.opts, &policy.fetch, url).await.map(Arc::new);
+            if let (Ok(page), false) = (&page, policy.cache_ttl.is_zero()) {
+                let expires = env.now_ms + policy.cache_ttl.as_millis() as u64;
+                env.cache.keep_page(url, page.clone(), expires);
+            }
+            (page, false)
+        })
         .collect();
-    for (i, page) in chosen.into_iter().zip(all(reads).await) {
+    let read = all(reads).await;
+    for (i, (page, cached)) in chosen.into_iter().zip(read) {
         match page {
             Ok(page) => {
-                facts.pages_fetched += 1;
-                facts.page_bytes += page.bytes as u64;
+                if cached {
+                    facts.pages_cached += 1;
+                } else {
+                    facts.pages_fetched += 1;
+                    facts.page_bytes += page.bytes as u64;
+                }
                 if sources[i].title.is_empty() {
-                    sources[i].title = page.title;
+                    sources[i].title = page.title.clone();
                 }
                 for text in rank::passages(&page.text, rank::PASSAGE_WORDS) {
                     passages.push(Passage {

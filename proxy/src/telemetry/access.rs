@@ -199,12 +199,13 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
     if let Some(search) = &ctx.search {
         let _ = write!(
             out,
-            ",\"search\":{{\"status\":\"{}\",\"queries\":{},\"results\":{},\"engines_failed\":{},\"pages_fetched\":{},\"pages_refused\":{},\"pages_failed\":{},\"page_bytes\":{},\"passages\":{},\"tokens_added\":{},\"ms\":{:.1}",
+            ",\"search\":{{\"status\":\"{}\",\"queries\":{},\"results\":{},\"engines_failed\":{},\"pages_fetched\":{},\"pages_cached\":{},\"pages_refused\":{},\"pages_failed\":{},\"page_bytes\":{},\"passages\":{},\"tokens_added\":{},\"ms\":{:.1}",
             search.status.name(),
             search.queries,
             search.results,
             search.engines_failed,
             search.pages_fetched,
+            search.pages_cached,
             search.pages_refused,
             search.pages_failed,
             search.page_bytes,

@@ -12,7 +12,7 @@ use crate::context::SearchFacts;
 pub struct SearchMetrics {
     /// Requests that searched, by public model and status (`ok`, `partial`, `skipped`).
     pub searches: IntCounterVec,
-    /// Calls to engines, by engine and outcome (`ok`, `error`, `timeout`).
+    /// Queries to engines, by engine and outcome (`ok`, `cached`, `error`, `timeout`).
     pub engine_calls: IntCounterVec,
     /// Time spent in the search stage.
     pub duration: Histogram,
@@ -22,7 +22,7 @@ pub struct SearchMetrics {
     pub tokens_added: IntCounterVec,
     /// Time of planner calls.
     pub planner_duration: Histogram,
-    /// Result pages, by outcome (`fetched`, `refused`, `failed`).
+    /// Result pages, by outcome (`fetched`, `cached`, `refused`, `failed`).
     pub pages: IntCounterVec,
     /// Bytes of result pages read.
     pub page_bytes: prometheus::IntCounter,
@@ -43,7 +43,7 @@ impl SearchMetrics {
             engine_calls: IntCounterVec::new(
                 Opts::new(
                     "tollgate_search_engine_calls_total",
-                    "Calls to search engines, by engine and outcome (ok, error, timeout)",
+                    "Queries to search engines, by engine and outcome (ok, cached: answered from this node's search cache, error, timeout)",
                 ),
                 &["engine", "outcome"],
             )?,
@@ -68,7 +68,7 @@ impl SearchMetrics {
             pages: IntCounterVec::new(
                 Opts::new(
                     "tollgate_search_pages_total",
-                    "Result pages, by outcome (fetched, refused by the SSRF guard or scheme, failed)",
+                    "Result pages, by outcome (fetched, cached, refused by the SSRF guard or scheme, failed)",
                 ),
                 &["outcome"],
             )?,
@@ -107,6 +107,7 @@ impl Metrics {
         m.duration.observe(facts.took.as_secs_f64());
         for (outcome, n) in [
             ("fetched", facts.pages_fetched),
+            ("cached", facts.pages_cached),
             ("refused", facts.pages_refused),
             ("failed", facts.pages_failed),
         ] {

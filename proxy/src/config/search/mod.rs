@@ -53,6 +53,9 @@ pub struct RawSearch {
     /// Longest time the whole search stage may take (planning, engines, ranking).
     #[serde(default = "default_timeout")]
     pub timeout_ms: Spanned<u64>,
+    /// Seconds an engine's answer to a query, or a fetched page, is reused (0: never).
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl_seconds: Spanned<u64>,
     /// Add the sources' list to the answer (`references` in JSON and in a stream's last event).
     #[serde(default = "yes")]
     pub references: bool,
@@ -167,6 +170,9 @@ fn default_results() -> Spanned<u32> {
 fn default_timeout() -> Spanned<u64> {
     Spanned::new(0..0, 8000)
 }
+fn default_cache_ttl() -> Spanned<u64> {
+    Spanned::new(0..0, 600)
+}
 fn default_planner_timeout() -> Spanned<u64> {
     Spanned::new(0..0, 4000)
 }
@@ -258,6 +264,8 @@ pub struct SearchPolicy {
     pub max_queries: usize,
     pub results: usize,
     pub timeout: Duration,
+    /// How long engine answers and pages are reused (zero: not at all).
+    pub cache_ttl: Duration,
     pub references: bool,
     pub planner: Option<Planner>,
     pub fetch: Fetch,
@@ -338,6 +346,12 @@ pub fn compile(
         problems.at(raw.results.span(), "search.results: from 1 to 50");
     }
     let timeout = millis(&raw.timeout_ms, "search.timeout_ms", problems);
+    if *raw.cache_ttl_seconds.get_ref() > 7 * 86_400 {
+        problems.at(
+            raw.cache_ttl_seconds.span(),
+            "search.cache_ttl_seconds: at most 604800 (7 days)",
+        );
+    }
     let planner = raw.planner.as_ref().and_then(|p| {
         if !model_names.contains(p.model.get_ref()) {
             problems.at(
@@ -393,6 +407,7 @@ pub fn compile(
         max_queries: max_queries.clamp(1, 10) as usize,
         results: results.clamp(1, 50) as usize,
         timeout,
+        cache_ttl: Duration::from_secs((*raw.cache_ttl_seconds.get_ref()).min(7 * 86_400)),
         references: raw.references,
         planner,
         fetch,
