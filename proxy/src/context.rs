@@ -135,6 +135,8 @@ pub struct FailedAttempt {
 pub enum Direction {
     Input,
     Output,
+    /// Search results on their way into the prompt.
+    Search,
 }
 
 impl Direction {
@@ -142,6 +144,7 @@ impl Direction {
         match self {
             Direction::Input => "input",
             Direction::Output => "output",
+            Direction::Search => "search",
         }
     }
 }
@@ -200,6 +203,8 @@ pub struct SearchFacts {
     pub engines_failed: u32,
     pub results: u32,
     pub passages: u32,
+    /// Passages left out because an input rule that blocks or reroutes fired on them.
+    pub passages_dropped: u32,
     /// Result pages read in full, taken from this node's cache, refused (SSRF guard, scheme)
     /// and failed; bytes read.
     pub pages_fetched: u32,

@@ -160,9 +160,15 @@ async fn search_stage(
         count: &count,
         cache: &state.search_cache,
         now_ms: tollgate_limits::clock::Clock::now_ms(&tollgate_limits::clock::SystemClock),
+        guards: live.guards_of(&route).map(|g| g.as_ref()),
+        consumer: match &call.ctx.caller {
+            crate::context::Caller::Consumer { consumer, .. } => Some(consumer.name.as_str()),
+            _ => None,
+        },
     };
     let searched = search::run(&env, policy, &route.name, ask, body, &admitted.view).await;
     admitted.edits.extend(searched.edits);
+    call.ctx.guard.events.extend(searched.guard_events);
     state.metrics.searched(&route.name, &searched.facts);
     call.ctx.search = Some(Box::new(searched.facts));
     call.references = searched.references;

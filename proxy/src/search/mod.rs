@@ -32,11 +32,13 @@ use self::context::Source;
 use self::engines::{EngineError, Hit};
 use self::fetch::FetchError;
 use self::rank::Passage;
+use crate::config::guardrails::ModelGuards;
 use crate::config::search::{ContextSize, Domain, Engine, EngineKind, SearchPolicy, Trigger};
 use crate::config::Snapshot;
-use crate::context::{PlannerFacts, SearchFacts, SearchStatus as Status};
+use crate::context::{GuardEvent, PlannerFacts, SearchFacts, SearchStatus as Status};
 use crate::json_spans::{for_each_member, text_of};
 use crate::pipeline::body::{Edit, Piece, Prompt, RequestView};
+use crate::pipeline::safety::{self, PassageVerdict};
 use crate::upstream::{Connections, UpstreamOptions};
 
 /// The request header that asks for search (`on`) or declines it (`off`).
@@ -126,6 +128,8 @@ pub struct Searched {
     pub facts: SearchFacts,
     pub edits: Vec<Edit>,
     pub references: Option<Bytes>,
+    /// What the input rules found in the passages.
+    pub guard_events: Vec<GuardEvent>,
 }
 
 /// What the stage needs of the gateway.
@@ -140,6 +144,10 @@ pub struct Env<'a> {
     /// This node's engine answers and pages, and the time now (Unix ms) for their expiry.
     pub cache: &'a SearchCache,
     pub now_ms: u64,
+    /// The content safety rules of the request's model, and its consumer: passages are read by
+    /// the input rules before they are injected.
+    pub guards: Option<&'a ModelGuards>,
+    pub consumer: Option<&'a str>,
 }
 
 /// Run the stage for a request to public model `model` that asked (see the module docs).
@@ -161,6 +169,7 @@ pub async fn run(
             engines_failed: 0,
             results: 0,
             passages: 0,
+            passages_dropped: 0,
             pages_fetched: 0,
             pages_cached: 0,
             pages_refused: 0,
@@ -173,6 +182,7 @@ pub async fn run(
         },
         edits: Vec::new(),
         references: None,
+        guard_events: Vec::new(),
     };
     if let Some(strip) = &ask.strip {
         searched.edits.push(Edit {
@@ -245,6 +255,23 @@ async fn ground(
     }
     rank::rank(&question, &mut passages);
     rank::dedupe(&mut passages);
+    if let Some(guards) = env.guards {
+        let events = &mut out.guard_events;
+        let facts = &mut out.facts;
+        passages.retain_mut(
+            |p| match safety::inspect_passage(guards, env.consumer, &p.text, events) {
+                PassageVerdict::Keep => true,
+                PassageVerdict::Masked(text) => {
+                    p.text = text;
+                    true
+                }
+                PassageVerdict::Drop => {
+                    facts.passages_dropped += 1;
+                    false
+                }
+            },
+        );
+    }
     let fitted = context::fit(&passages, &sources, policy.budget_of(ask.size) as usize, env.count);
     if fitted.passages == 0 {
         return Err("no_results");

@@ -199,7 +199,7 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
     if let Some(search) = &ctx.search {
         let _ = write!(
             out,
-            ",\"search\":{{\"status\":\"{}\",\"queries\":{},\"results\":{},\"engines_failed\":{},\"pages_fetched\":{},\"pages_cached\":{},\"pages_refused\":{},\"pages_failed\":{},\"page_bytes\":{},\"passages\":{},\"tokens_added\":{},\"ms\":{:.1}",
+            ",\"search\":{{\"status\":\"{}\",\"queries\":{},\"results\":{},\"engines_failed\":{},\"pages_fetched\":{},\"pages_cached\":{},\"pages_refused\":{},\"pages_failed\":{},\"page_bytes\":{},\"passages\":{},\"passages_dropped\":{},\"tokens_added\":{},\"ms\":{:.1}",
             search.status.name(),
             search.queries,
             search.results,
@@ -210,6 +210,7 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
             search.pages_failed,
             search.page_bytes,
             search.passages,
+            search.passages_dropped,
             search.tokens_added,
             search.took.as_secs_f64() * 1000.0,
         );

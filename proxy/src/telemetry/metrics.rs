@@ -504,7 +504,7 @@ impl Metrics {
         let guardrail_events = IntCounterVec::new(
             Opts::new(
                 "tollgate_guardrail_events_total",
-                "Matches of content safety rules, by direction (input, output), risk type (deny_list, regex, email, phone, card, cn_id, iban, secret, injection), rule, action taken and consumer",
+                "Matches of content safety rules, by direction (input, output, search: passages of search results), risk type (deny_list, regex, email, phone, card, cn_id, iban, secret, injection), rule, action taken and consumer",
             ),
             &["direction", "risk", "rule", "action", "consumer"],
         )?;

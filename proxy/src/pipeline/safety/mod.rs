@@ -121,6 +121,51 @@ pub fn inspect_input(
     })
 }
 
+/// What the input guard does with a passage of search results.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PassageVerdict {
+    /// Inject it as it is.
+    Keep,
+    /// Inject it with these values masked.
+    Masked(String),
+    /// Leave it out (a rule that blocks or reroutes fired on it).
+    Drop,
+}
+
+/// The input guard over a passage the search stage would inject: every input rule of this
+/// model and consumer reads it, whatever roles it reads in the client's messages, as text from
+/// outside (fake conversation turns count, as in a tool's output). A rule that would block or
+/// reroute the request drops the passage instead (the request goes on); `mask` masks, `log`
+/// records.
+pub fn inspect_passage(
+    guards: &ModelGuards,
+    consumer: Option<&str>,
+    text: &str,
+    events: &mut Vec<Event>,
+) -> PassageVerdict {
+    let inspected = Inspected::new(text);
+    let mut masks: Vec<Hit> = Vec::new();
+    let mut hits = Vec::new();
+    for rule in guards.input.iter().filter(|r| r.covers_consumer(consumer)) {
+        let Some(detector) = rule.local() else { continue };
+        hits.clear();
+        detector.find(&inspected, true, &mut hits);
+        for hit in &hits {
+            note(events, Direction::Search, rule, rule.action, hit);
+            match rule.action {
+                Action::Block | Action::Reroute => return PassageVerdict::Drop,
+                Action::Mask => masks.push(hit.clone()),
+                Action::Log => {}
+            }
+        }
+    }
+    if masks.is_empty() {
+        PassageVerdict::Keep
+    } else {
+        PassageVerdict::Masked(guard::mask(text, &masks))
+    }
+}
+
 /// What a moderation service said about a text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
