@@ -40,6 +40,8 @@ struct State {
     docs: Vec<Doc>,
     /// Pages served as HTML at their path (result pages to fetch).
     pages: Vec<(String, String)>,
+    /// What `GET /questions` answers.
+    questions: Vec<String>,
     faults: Mutex<Vec<(&'static str, Fault)>>,
     queries: Mutex<Vec<(String, String)>>,
 }
@@ -83,10 +85,21 @@ pub fn spawn_with_pages(
     docs: Vec<Doc>,
     pages: Vec<(String, String)>,
 ) -> anyhow::Result<EnginesHandle> {
+    spawn_with_questions(listener, docs, pages, Vec::new())
+}
+
+/// [`spawn_with_pages`], also answering `GET /questions` with `questions` (a JSON list).
+pub fn spawn_with_questions(
+    listener: TcpListener,
+    docs: Vec<Doc>,
+    pages: Vec<(String, String)>,
+    questions: Vec<String>,
+) -> anyhow::Result<EnginesHandle> {
     let addr = listener.local_addr()?;
     let state = Arc::new(State {
         docs,
         pages,
+        questions,
         faults: Mutex::new(Vec::new()),
         queries: Mutex::new(Vec::new()),
     });
@@ -124,6 +137,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if path == "/questions" {
+        let list = serde_json::Value::from(state.questions.clone()).to_string();
+        return Ok(reply(StatusCode::OK, "application/json", list));
+    }
     if let Some((_, html)) = state.pages.iter().find(|(p, _)| *p == path) {
         if let Ok(mut q_log) = state.queries.lock() {
             q_log.push(("page".to_string(), path.clone()));
@@ -269,4 +286,69 @@ fn atom(found: &[&Doc]) -> String {
     }
     out.push_str("</feed>\n");
     out
+}
+
+/// A generated corpus for load runs: `per_engine` documents for each engine kind over a
+/// vocabulary of made-up words (so queries match only what they should), result pages of
+/// about `page_bytes` each for SearXNG's documents (served at `http://{addr}/page/N`), and
+/// questions that name a document's topic.
+pub fn corpus(addr: &str, per_engine: usize, page_bytes: usize) -> (Vec<Doc>, Vec<(String, String)>, Vec<String>) {
+    const SYLLABLES: [&str; 12] = [
+        "ka", "lo", "mi", "ra", "te", "zu", "no", "shi", "va", "pe", "dor", "glin",
+    ];
+    let word = |n: usize| -> String {
+        let a = SYLLABLES[n % 12];
+        let b = SYLLABLES[(n / 12) % 12];
+        let c = SYLLABLES[(n / 144) % 12];
+        format!("{a}{b}{c}")
+    };
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 1728) as usize
+    };
+    let mut docs = Vec::new();
+    let mut pages = Vec::new();
+    let mut questions = Vec::new();
+    for engine in ["searxng", "bing", "google", "arxiv", "es"] {
+        for i in 0..per_engine {
+            let topic = [word(next()), word(next())];
+            let mut sentence = || -> String {
+                let mut w: Vec<String> = (0..12).map(|_| word(next())).collect();
+                w[3] = topic[0].clone();
+                w[8] = topic[1].clone();
+                format!("{}.", w.join(" "))
+            };
+            let text: Vec<String> = (0..4).map(|_| sentence()).collect();
+            let url = if engine == "searxng" {
+                format!("http://{addr}/page/{i}")
+            } else {
+                format!("https://{engine}.example/{i}")
+            };
+            if engine == "searxng" {
+                let mut body = String::with_capacity(page_bytes + 512);
+                body.push_str(&format!(
+                    "<html><head><title>{} {}</title><script>var x = 1;</script></head><body><nav>Home | About</nav><main>",
+                    topic[0], topic[1]
+                ));
+                while body.len() < page_bytes {
+                    body.push_str(&format!("<p>{}</p>", sentence()));
+                }
+                body.push_str("</main><footer>Example footer</footer></body></html>");
+                pages.push((format!("/page/{i}"), body));
+            }
+            if i % 5 == 0 {
+                questions.push(format!("What is known about {} and {}?", topic[0], topic[1]));
+            }
+            docs.push(Doc {
+                engine,
+                title: format!("{} {}", topic[0], topic[1]),
+                url,
+                text: text.join(" "),
+            });
+        }
+    }
+    (docs, pages, questions)
 }

@@ -215,6 +215,11 @@ pub struct SearchFacts {
     /// Tokens of the context message (route's tokenizer, else estimated).
     pub tokens_added: u32,
     pub took: Duration,
+    /// The time of its phases: asking the engines, reading pages, ranking and fitting (the
+    /// planner's is in `planner`).
+    pub engines_took: Duration,
+    pub pages_took: Duration,
+    pub rank_took: Duration,
     /// Each engine call: engine name and outcome (`ok`, `error`, `timeout`).
     pub calls: Vec<(String, &'static str)>,
     /// The planner call, when the search was planned.

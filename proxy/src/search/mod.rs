@@ -177,6 +177,9 @@ pub async fn run(
             page_bytes: 0,
             tokens_added: 0,
             took: Duration::ZERO,
+            engines_took: Duration::ZERO,
+            pages_took: Duration::ZERO,
+            rank_took: Duration::ZERO,
             calls: Vec::new(),
             planner: None,
         },
@@ -236,9 +239,11 @@ async fn ground(
         None => vec![(query_of(&question), None)],
     };
     out.facts.queries = queries.len() as u32;
+    let asked = Instant::now();
     let calls = tokio::time::timeout_at(deadline, gather(env, policy, &queries))
         .await
         .map_err(|_| "timeout")?;
+    out.facts.engines_took = asked.elapsed();
     let (mut sources, mut passages, found) = collect(&calls, &mut out.facts);
     if out.facts.results == 0 {
         return Err(if out.facts.engines_failed > 0 {
@@ -248,11 +253,14 @@ async fn ground(
         });
     }
     if policy.fetch.pages > 0 {
+        let reading_from = Instant::now();
         let reading = read_pages(env, policy, &found, &mut sources, &mut passages, &mut out.facts);
         tokio::time::timeout_at(deadline, reading)
             .await
             .map_err(|_| "timeout")?;
+        out.facts.pages_took = reading_from.elapsed();
     }
+    let ranking = Instant::now();
     rank::rank(&question, &mut passages);
     rank::dedupe(&mut passages);
     if let Some(guards) = env.guards {
@@ -273,6 +281,7 @@ async fn ground(
         );
     }
     let fitted = context::fit(&passages, &sources, policy.budget_of(ask.size) as usize, env.count);
+    out.facts.rank_took = ranking.elapsed();
     if fitted.passages == 0 {
         return Err("no_results");
     }

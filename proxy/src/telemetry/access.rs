@@ -199,7 +199,7 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
     if let Some(search) = &ctx.search {
         let _ = write!(
             out,
-            ",\"search\":{{\"status\":\"{}\",\"queries\":{},\"results\":{},\"engines_failed\":{},\"pages_fetched\":{},\"pages_cached\":{},\"pages_refused\":{},\"pages_failed\":{},\"page_bytes\":{},\"passages\":{},\"passages_dropped\":{},\"tokens_added\":{},\"ms\":{:.1}",
+            ",\"search\":{{\"status\":\"{}\",\"queries\":{},\"results\":{},\"engines_failed\":{},\"pages_fetched\":{},\"pages_cached\":{},\"pages_refused\":{},\"pages_failed\":{},\"page_bytes\":{},\"passages\":{},\"passages_dropped\":{},\"tokens_added\":{},\"ms\":{:.1},\"engines_ms\":{:.1},\"pages_ms\":{:.1},\"rank_ms\":{:.2}",
             search.status.name(),
             search.queries,
             search.results,
@@ -213,6 +213,9 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
             search.passages_dropped,
             search.tokens_added,
             search.took.as_secs_f64() * 1000.0,
+            search.engines_took.as_secs_f64() * 1000.0,
+            search.pages_took.as_secs_f64() * 1000.0,
+            search.rank_took.as_secs_f64() * 1000.0,
         );
         if !search.reason.is_empty() {
             let _ = write!(out, ",\"reason\":\"{}\"", search.reason);
