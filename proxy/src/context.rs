@@ -274,16 +274,23 @@ impl RequestCtx {
 
     /// What this request cost in tokens, for rate limits: the provider's usage; without it the
     /// gateway's own counts of the prompt and of what was streamed (a stream the client
-    /// abandoned included); `None` when no provider answered successfully (nothing to charge).
+    /// abandoned included); plus a search planner's tokens; `None` when no provider answered
+    /// successfully (nothing to charge).
     pub fn tokens_used(&self) -> Option<u64> {
         if !(200..300).contains(&self.answer.status) {
             return None;
         }
+        // A search planner's call is part of the request: its tokens are charged with it.
+        let planner = self
+            .search
+            .as_ref()
+            .and_then(|s| s.planner.as_ref()?.usage)
+            .map_or(0, |u| u.total.max(u.prompt + u.completion));
         if let Some(u) = &self.answer.usage {
-            return Some(u.total.max(u.prompt + u.completion));
+            return Some(u.total.max(u.prompt + u.completion) + planner);
         }
         let prompt = self.prompt.counted.map_or(0, |c| c.tokens() as u64);
-        Some(prompt + self.answer.completion_counted.map_or(0, |c| c.tokens() as u64))
+        Some(prompt + self.answer.completion_counted.map_or(0, |c| c.tokens() as u64) + planner)
     }
 
     /// The public model name for metric labels: bounded to configured names.

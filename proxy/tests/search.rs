@@ -325,6 +325,12 @@ fn planned_config(upstream: &MockHandle, e: &EnginesHandle, planner: &MockHandle
     let base = config(upstream, e, "planner = { model = \"planner\", timeout_ms = 3000 }");
     format!(
         r#"{}{}
+[[limits]]
+name = "everyone"
+tokens = 1000000
+per = "minute"
+models = ["chat"]
+
 [[models]]
 name = "planner"
 targets = [{{ provider = "plan" }}]
@@ -398,9 +404,16 @@ async fn the_planner_splits_questions_and_picks_engines_by_domain() {
     assert_eq!(line["search"]["planner"]["model"], "planner");
     assert_eq!(line["search"]["planner"]["attempts"], 1);
     assert!(line["search"]["planner"]["prompt_tokens"].as_u64().unwrap() > 0);
-    // The planner's tokens count under its own model.
+    // The planner's tokens count under its own model, and are charged to the request's limits.
     let tokens = metric(&gw, r#"tollgate_tokens_total{kind="prompt",model="planner"}"#).await;
     assert!(tokens.is_some_and(|t| t > 0.0), "{tokens:?}");
+    let planner_total = line["search"]["planner"]["prompt_tokens"].as_u64().unwrap()
+        + line["search"]["planner"]["completion_tokens"].as_u64().unwrap();
+    let used = metric(&gw, r#"tollgate_limit_tokens_total{kind="used",rule="everyone"}"#).await;
+    assert_eq!(
+        used,
+        Some((line["total_tokens"].as_u64().unwrap() + planner_total) as f64)
+    );
 
     // A greeting needs no search: nothing is asked of the engines, nothing injected.
     let before = e.queries().len();

@@ -115,7 +115,8 @@ pub fn parse(snapshot: &Snapshot, opened: &Opened, body: &Bytes, ctx: &mut Reque
     ctx.prompt.stream = view.stream;
     ctx.prompt.user = view.user.clone();
     let mut online = false;
-    if snapshot.route(&view.model).is_none() {
+    let mut route = snapshot.route(&view.model);
+    if route.is_none() {
         // `model:online` asks for search on `model`, when this caller may search with it.
         let consumer = opened.caller.as_ref().map(|c| c.consumer.name.as_str());
         let base = snapshot.search.as_ref().and_then(|s| {
@@ -123,15 +124,18 @@ pub fn parse(snapshot: &Snapshot, opened: &Opened, body: &Bytes, ctx: &mut Reque
                 .model
                 .strip_suffix(s.suffix.as_str())
                 .filter(|_| !s.suffix.is_empty())?;
-            let may = snapshot.route(base).is_some() && s.trigger_for(base, consumer) != Trigger::Never;
-            may.then(|| base.to_owned())
+            let r = snapshot
+                .route(base)
+                .filter(|_| s.trigger_for(base, consumer) != Trigger::Never)?;
+            Some((base.to_owned(), r))
         });
-        if let Some(base) = base {
+        if let Some((base, r)) = base {
             view.model = base;
+            route = Some(r);
             online = true;
         }
     }
-    match snapshot.route(&view.model) {
+    match route {
         Some(route) => {
             // From here on a refusal (allow-list, parameter rules, quota, limit) is logged and
             // counted under the model it was for.
