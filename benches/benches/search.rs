@@ -40,7 +40,7 @@ const ENGLISH: [&str; 16] = [
 ];
 
 fn word(n: usize) -> String {
-    if n % 10 == 0 {
+    if n.is_multiple_of(10) {
         return ENGLISH[(n / 10) % ENGLISH.len()].to_string();
     }
     format!(
@@ -49,6 +49,17 @@ fn word(n: usize) -> String {
         SYLLABLES[(n / 12) % 12],
         SYLLABLES[(n / 144) % 12]
     )
+}
+
+/// The value, or the error printed and the bench stopped.
+fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1)
+        }
+    }
 }
 
 struct Rng(u64);
@@ -63,13 +74,13 @@ impl Rng {
 }
 
 fn corpus(dir: &Path) -> Vec<String> {
-    std::fs::create_dir_all(dir).unwrap();
+    ok(std::fs::create_dir_all(dir));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut texts = Vec::with_capacity(DOCS);
     for i in 0..DOCS {
         let words: Vec<String> = (0..250).map(|_| word(rng.next())).collect();
         let text = format!("# {} {}\n\n{}.\n", words[0], words[1], words.join(" "));
-        std::fs::write(dir.join(format!("doc-{i:05}.md")), &text).unwrap();
+        ok(std::fs::write(dir.join(format!("doc-{i:05}.md")), &text));
         texts.push(text);
     }
     texts
@@ -94,22 +105,22 @@ fn knowledge_base(c: &mut Criterion) {
     g.bench_function("tollgate_tantivy", |b| {
         b.iter(|| {
             n += 1;
-            let kb = KnowledgeBase::open(&docs, &dir.join(format!("index-{n}")), "kb", true).unwrap();
+            let kb = ok(KnowledgeBase::open(&docs, &dir.join(format!("index-{n}")), "kb", true));
             black_box(kb.documents)
         })
     });
     g.bench_function("baseline_read_files_only", |b| {
         b.iter(|| {
             let mut total = 0;
-            for entry in std::fs::read_dir(&docs).unwrap() {
-                total += std::fs::read_to_string(entry.unwrap().path()).unwrap().len();
+            for entry in ok(std::fs::read_dir(&docs)).flatten() {
+                total += ok(std::fs::read_to_string(entry.path())).len();
             }
             black_box(total)
         })
     });
     g.finish();
 
-    let kb = KnowledgeBase::open(&docs, &dir.join("index-query"), "kb", true).unwrap();
+    let kb = ok(KnowledgeBase::open(&docs, &dir.join("index-query"), "kb", true));
     let queries = [
         "garbage collector release",
         "hotel travel expenses policy",
@@ -121,7 +132,7 @@ fn knowledge_base(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i += 1;
-            black_box(kb.search(queries[i % queries.len()], 5).unwrap().len())
+            black_box(ok(kb.search(queries[i % queries.len()], 5)).len())
         })
     });
     g.bench_function("baseline_scan_in_memory", |b| {
