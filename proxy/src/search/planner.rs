@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Deserialize;
 use tollgate_limits::clock::{Clock, SystemClock};
 
@@ -20,7 +20,7 @@ use crate::config::search::{Domain, Planner};
 use crate::config::Provider;
 use crate::pipeline::attempts::{AttemptPlan, UpstreamError};
 use crate::sse::usage::UsageFinder;
-use crate::upstream::{self, Connections};
+use crate::upstream::{self, Connections, WholeError};
 
 /// Largest planner answer read.
 const MAX_ANSWER: usize = 256 * 1024;
@@ -267,30 +267,13 @@ async fn exchange(
     head: &[u8],
     body: &Bytes,
 ) -> Result<(http::StatusCode, Bytes), UpstreamError> {
-    let mut up = upstream::send(conns, peer, head, body).await?;
-    let status = up.status();
-    let mut answer = BytesMut::new();
-    loop {
-        match up.read_body().await {
-            Ok(Some(chunk)) => {
-                if answer.len() + chunk.len() > MAX_ANSWER {
-                    return Err(UpstreamError::BrokeBeforeBody(
-                        "the planner's answer is too large".into(),
-                    ));
-                }
-                answer.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                return Err(UpstreamError::BrokeBeforeBody(format!(
-                    "upstream failed while reading the planner's answer: {}",
-                    e.etype().as_str()
-                )))
-            }
-        }
-    }
-    upstream::release(conns, peer, up);
-    Ok((status, answer.freeze()))
+    let up = upstream::send(conns, peer, head, body).await?;
+    upstream::read_whole(conns, peer, up, MAX_ANSWER).await.map_err(|e| {
+        UpstreamError::BrokeBeforeBody(match e {
+            WholeError::TooLarge => "the planner's answer is too large".to_string(),
+            WholeError::Broke(kind) => format!("upstream failed while reading the planner's answer: {kind}"),
+        })
+    })
 }
 
 fn head(p: &Provider, body_len: usize, request_id: &str) -> Vec<u8> {

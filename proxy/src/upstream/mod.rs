@@ -213,6 +213,39 @@ async fn loopback_pair() -> (Stream, tokio::net::TcpStream) {
     (client, server.unwrap().0)
 }
 
+/// Why a whole answer could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WholeError {
+    /// Longer than allowed (the connection is dropped).
+    TooLarge,
+    /// The connection failed while reading: the error's kind.
+    Broke(&'static str),
+}
+
+/// Read a small answer (a service's JSON, a page) to its end, at most `max` bytes: its status
+/// and body; the connection goes back to the pool when the answer allows it.
+pub async fn read_whole(
+    conns: &Connections,
+    peer: &HttpPeer,
+    mut up: Response,
+    max: usize,
+) -> Result<(http::StatusCode, Bytes), WholeError> {
+    let status = up.status();
+    let mut answer = BytesMut::new();
+    while let Some(chunk) = up
+        .read_body()
+        .await
+        .map_err(|e| WholeError::Broke(e.etype().as_str()))?
+    {
+        if answer.len() + chunk.len() > max {
+            return Err(WholeError::TooLarge);
+        }
+        answer.extend_from_slice(&chunk);
+    }
+    release(conns, peer, up);
+    Ok((status, answer.freeze()))
+}
+
 /// Park a connection whose response was read to its end for the next request, if the response
 /// allows it (keep-alive, nothing past the body); close it otherwise.
 pub fn release(conns: &Connections, peer: &HttpPeer, response: Response) {

@@ -5,7 +5,7 @@
 //! The webhook protocol: `POST {"texts": ["..."], "direction": "input"}`, answered with
 //! `{"flagged": true|false, "categories": ["..."]}`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Deserialize;
 
 use super::{peer, send, Connections, UpstreamOptions};
@@ -101,22 +101,19 @@ pub async fn check(
     peer.options.total_connection_timeout = Some(m.timeout.min(opts.connect_timeout));
     let head = head(m, body.len(), request_id);
     let call = async {
-        let mut up = send(conns, &peer, &head, &body)
+        let up = send(conns, &peer, &head, &body)
             .await
             .map_err(|e| e.outcome().to_string())?;
-        let status = up.status();
-        let mut answer = BytesMut::new();
-        while let Some(chunk) = up.read_body().await.map_err(|e| e.etype().as_str().to_string())? {
-            if answer.len() + chunk.len() > MAX_ANSWER {
-                return Err("the moderation answer is too large".to_string());
-            }
-            answer.extend_from_slice(&chunk);
-        }
-        super::release(conns, &peer, up);
+        let (status, answer) = super::read_whole(conns, &peer, up, MAX_ANSWER)
+            .await
+            .map_err(|e| match e {
+                super::WholeError::TooLarge => "the moderation answer is too large".to_string(),
+                super::WholeError::Broke(kind) => kind.to_string(),
+            })?;
         if !status.is_success() {
             return Err(format!("the moderation service answered {}", status.as_u16()));
         }
-        Ok(answer.freeze())
+        Ok(answer)
     };
     match tokio::time::timeout(m.timeout, call).await {
         Ok(Ok(answer)) => verdict(m, &answer),

@@ -4,6 +4,7 @@
 
 use super::{encode, squash, Call, Hit, Protocol};
 use crate::config::search::Engine;
+use crate::html::decode as unescape;
 
 pub struct Arxiv;
 
@@ -66,46 +67,6 @@ fn element<'a>(xml: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
             _ => from = at + 1,
         }
     }
-}
-
-/// XML character references and the five predefined entities decoded; anything else kept.
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        let tail = &rest[at..];
-        let Some(end) = tail[..tail.len().min(12)].find(';') else {
-            out.push('&');
-            rest = &tail[1..];
-            continue;
-        };
-        let entity = &tail[1..end];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &tail[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

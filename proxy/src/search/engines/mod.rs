@@ -7,14 +7,14 @@ mod arxiv;
 mod elastic;
 mod web;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use std::sync::Arc;
 
 use crate::config::search::{Backend, Engine, EngineKind};
 use crate::config::Provider;
 use crate::kb::KnowledgeBase;
-use crate::upstream::{self, Connections, UpstreamOptions};
+use crate::upstream::{self, Connections, UpstreamOptions, WholeError};
 
 /// Largest answer read from an engine.
 const MAX_ANSWER: usize = 4 << 20;
@@ -144,22 +144,19 @@ async fn fetch(
     let mut peer = upstream::peer(endpoint, opts);
     peer.options.read_timeout = Some(engine.timeout);
     let head = head(endpoint, call, request_id);
-    let mut up = upstream::send(conns, &peer, &head, &call.body)
+    let up = upstream::send(conns, &peer, &head, &call.body)
         .await
         .map_err(|e| e.outcome().to_string())?;
-    let status = up.status();
-    let mut answer = BytesMut::new();
-    while let Some(chunk) = up.read_body().await.map_err(|e| e.etype().as_str().to_string())? {
-        if answer.len() + chunk.len() > MAX_ANSWER {
-            return Err("the engine's answer is too large".into());
-        }
-        answer.extend_from_slice(&chunk);
-    }
-    upstream::release(conns, &peer, up);
+    let (status, answer) = upstream::read_whole(conns, &peer, up, MAX_ANSWER)
+        .await
+        .map_err(|e| match e {
+            WholeError::TooLarge => "the engine's answer is too large".to_string(),
+            WholeError::Broke(kind) => kind.to_string(),
+        })?;
     if !status.is_success() {
         return Err(format!("the engine answered {}", status.as_u16()));
     }
-    Ok(answer.freeze())
+    Ok(answer)
 }
 
 fn head(e: &Provider, call: &Call, request_id: &str) -> Vec<u8> {
