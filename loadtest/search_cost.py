@@ -2,8 +2,8 @@
 """What search adds to a request, phase by phase, with local engines.
 
 One gateway (release build) in front of `tollgate-mock` (the model and the planner) with three
-engines: SearXNG and arXiv stand-ins (`tollgate-engines`, a generated corpus whose SearXNG
-results are ~20 KB HTML pages it also serves) and the embedded knowledge base (a generated
+engines: SearXNG and arXiv stand-ins (`tollgate-engines`, a generated corpus whose results are
+~20 KB HTML pages it also serves) and the embedded knowledge base (a generated
 folder of Markdown documents). Requests go one at a time, alternating the same question with
 search (`chat:online`) and without (`chat`), so both sides meet the same machine at the same
 moment. The gateway's own access lines give each request's latency and the search stage's

@@ -290,8 +290,8 @@ fn atom(found: &[&Doc]) -> String {
 
 /// A generated corpus for load runs: `per_engine` documents for each engine kind over a
 /// vocabulary of made-up words (so queries match only what they should), result pages of
-/// about `page_bytes` each for SearXNG's documents (served at `http://{addr}/page/N`), and
-/// questions that name a document's topic.
+/// about `page_bytes` each for the web and paper engines' documents (served at
+/// `http://{addr}/page/{engine}/N`), and questions that name a document's topic.
 pub fn corpus(addr: &str, per_engine: usize, page_bytes: usize) -> (Vec<Doc>, Vec<(String, String)>, Vec<String>) {
     const SYLLABLES: [&str; 12] = [
         "ka", "lo", "mi", "ra", "te", "zu", "no", "shi", "va", "pe", "dor", "glin",
@@ -322,12 +322,13 @@ pub fn corpus(addr: &str, per_engine: usize, page_bytes: usize) -> (Vec<Doc>, Ve
                 format!("{}.", w.join(" "))
             };
             let text: Vec<String> = (0..4).map(|_| sentence()).collect();
-            let url = if engine == "searxng" {
-                format!("http://{addr}/page/{i}")
+            // Every result's page is served here (a knowledge base's documents have none).
+            let url = if engine == "es" {
+                format!("kb://{engine}/{i}")
             } else {
-                format!("https://{engine}.example/{i}")
+                format!("http://{addr}/page/{engine}/{i}")
             };
-            if engine == "searxng" {
+            if engine != "es" {
                 let mut body = String::with_capacity(page_bytes + 512);
                 body.push_str(&format!(
                     "<html><head><title>{} {}</title><script>var x = 1;</script></head><body><nav>Home | About</nav><main>",
@@ -337,7 +338,7 @@ pub fn corpus(addr: &str, per_engine: usize, page_bytes: usize) -> (Vec<Doc>, Ve
                     body.push_str(&format!("<p>{}</p>", sentence()));
                 }
                 body.push_str("</main><footer>Example footer</footer></body></html>");
-                pages.push((format!("/page/{i}"), body));
+                pages.push((format!("/page/{engine}/{i}"), body));
             }
             if i % 5 == 0 {
                 questions.push(format!("What is known about {} and {}?", topic[0], topic[1]));

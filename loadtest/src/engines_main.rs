@@ -1,7 +1,7 @@
 //! `tollgate-engines`: the search engine stand-ins of [`tollgate_loadtest::engines`] as a
 //! process, over a generated corpus, for load runs of the search stage (`loadtest/search_cost.py`).
-//! Every engine kind gets `--docs` documents; SearXNG's results are pages this server also
-//! serves (`/page/N`, about `--page-bytes` of HTML with boilerplate). `GET /questions` lists
+//! Every engine kind gets `--docs` documents; the web and paper results are pages this server
+//! also serves (`/page/{engine}/N`, about `--page-bytes` of HTML with boilerplate). `GET /questions` lists
 //! questions the corpus answers.
 
 use clap::Parser;
