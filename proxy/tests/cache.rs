@@ -28,7 +28,9 @@ async fn gateway_with(mock: &tollgate_loadtest::mock::MockHandle, cache: &str, f
         provider("mock", &mock.base_url())
     );
     let dir = models_dir();
-    let mut all = vec!["--models-dir", dir.as_str()];
+    // Hits are what these tests look at: a lookup waits for its vector however busy the machine
+    // (tests run in parallel), instead of shedding the semantic step after 10 ms.
+    let mut all = vec!["--models-dir", dir.as_str(), "--cache-embed-wait-ms", "2000"];
     all.extend_from_slice(flags);
     Gateway::start_with(&config, &all).await
 }
