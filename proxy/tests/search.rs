@@ -69,7 +69,7 @@ engines = [
   {{ name = "bing", kind = "bing", url = "{}", api_key = "env:TEST_PROVIDER_KEY" }},
   {{ name = "google", kind = "google", url = "{}", api_key = "env:TEST_PROVIDER_KEY", cx = "cx1" }},
   {{ name = "papers", kind = "arxiv", url = "{}" }},
-  {{ name = "kb", kind = "elasticsearch", url = "{}", index = "docs", timeout_ms = 300 }},
+  {{ name = "kb", kind = "elasticsearch", url = "{}", index = "docs", timeout_ms = 1000 }},
 ]
 "#,
         provider("up", &upstream.base_url()),
