@@ -118,7 +118,17 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
         }
     }
     if let (Some(policy), Some(ask)) = (live.search.as_deref(), &searches) {
-        Box::pin(search_stage(state, policy, ask, &body, &mut admitted, call)).await;
+        Box::pin(search_stage(
+            state,
+            &live,
+            policy,
+            ask,
+            consumer,
+            &body,
+            &mut admitted,
+            call,
+        ))
+        .await;
     }
     let route = call
         .ctx
@@ -137,10 +147,16 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
 /// The search stage: its context message and the removal of `web_search_options` join the
 /// request's edits; its references wait for the answer. (Boxed at its call: most requests do
 /// not search, and its state stays out of theirs.)
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the stage's inputs, spelled out"
+)]
 async fn search_stage(
     state: &GatewayState,
+    live: &crate::live::Live,
     policy: &crate::config::search::SearchPolicy,
     ask: &search::Ask,
+    consumer: Option<&str>,
     body: &Bytes,
     admitted: &mut request::Admitted,
     call: &mut Call,
@@ -151,9 +167,8 @@ async fn search_stage(
         Some((tokenizer, _)) => tokenizer.count(text),
         None => estimator.count(text),
     };
-    let live = state.live.load();
     let env = search::Env {
-        snapshot: &live,
+        snapshot: live,
         conns: &state.upstreams,
         opts: &state.upstream,
         request_id: &call.ctx.request_id,
@@ -161,10 +176,7 @@ async fn search_stage(
         cache: &state.search_cache,
         now_ms: tollgate_limits::clock::Clock::now_ms(&tollgate_limits::clock::SystemClock),
         guards: live.guards_of(&route).map(|g| g.as_ref()),
-        consumer: match &call.ctx.caller {
-            crate::context::Caller::Consumer { consumer, .. } => Some(consumer.name.as_str()),
-            _ => None,
-        },
+        consumer,
     };
     let searched = search::run(&env, policy, &route.name, ask, body, &admitted.view).await;
     admitted.edits.extend(searched.edits);
