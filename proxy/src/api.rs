@@ -43,3 +43,10 @@ pub struct Usage {
     /// Prompt tokens served from the provider's prompt cache.
     pub cached: u64,
 }
+
+impl Usage {
+    /// The tokens a limit is charged: the total, or prompt and completion when they say more.
+    pub fn charged(&self) -> u64 {
+        self.total.max(self.prompt + self.completion)
+    }
+}

@@ -173,9 +173,10 @@ pub struct GuardFacts {
 }
 
 /// How the search went, as the `x-tollgate-search` response header says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum SearchStatus {
     /// No search results were added (not needed, or nothing could be searched).
+    #[default]
     Skipped,
     /// Some engines failed; what the others found was added.
     Partial,
@@ -193,10 +194,11 @@ impl SearchStatus {
 }
 
 /// What the search stage found out, for the access line, metrics and the response header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SearchFacts {
     pub status: SearchStatus,
-    /// Why nothing was added (`no_question`, `engines_failed`, `no_results`, `timeout`), or `""`.
+    /// Why nothing was added (`not_needed`, `planner_failed`, `planner_invalid`,
+    /// `engines_failed`, `no_results`, `no_question`, `timeout`), or `""`.
     pub reason: &'static str,
     pub queries: u32,
     /// Engine calls that failed or timed out.
@@ -285,9 +287,9 @@ impl RequestCtx {
             .search
             .as_ref()
             .and_then(|s| s.planner.as_ref()?.usage)
-            .map_or(0, |u| u.total.max(u.prompt + u.completion));
+            .map_or(0, |u| u.charged());
         if let Some(u) = &self.answer.usage {
-            return Some(u.total.max(u.prompt + u.completion) + planner);
+            return Some(u.charged() + planner);
         }
         let prompt = self.prompt.counted.map_or(0, |c| c.tokens() as u64);
         Some(prompt + self.answer.completion_counted.map_or(0, |c| c.tokens() as u64) + planner)

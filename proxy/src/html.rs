@@ -126,7 +126,8 @@ fn strip_tags(s: &str) -> String {
     out
 }
 
-fn collapse(s: &str) -> String {
+/// Runs of whitespace as one space, trimmed.
+pub fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -88,27 +88,7 @@ pub async fn run(
 ) -> Searched {
     let started = Instant::now();
     let mut searched = Searched {
-        facts: SearchFacts {
-            status: Status::Skipped,
-            reason: "",
-            queries: 0,
-            engines_failed: 0,
-            results: 0,
-            passages: 0,
-            passages_dropped: 0,
-            pages_fetched: 0,
-            pages_cached: 0,
-            pages_refused: 0,
-            pages_failed: 0,
-            page_bytes: 0,
-            tokens_added: 0,
-            took: Duration::ZERO,
-            engines_took: Duration::ZERO,
-            pages_took: Duration::ZERO,
-            rank_took: Duration::ZERO,
-            calls: Vec::new(),
-            planner: None,
-        },
+        facts: SearchFacts::default(),
         edits: Vec::new(),
         references: None,
         guard_events: Vec::new(),

@@ -17,7 +17,6 @@ use tollgate_limits::clock::{Clock, SystemClock};
 
 use crate::api::Usage;
 use crate::config::search::{Domain, Planner};
-use crate::config::Provider;
 use crate::pipeline::attempts::{AttemptPlan, UpstreamError};
 use crate::sse::usage::UsageFinder;
 use crate::upstream::{self, Connections, WholeError};
@@ -170,7 +169,7 @@ pub fn read_plan(answer: &[u8], domains: &[Domain], max: usize) -> Result<Plan, 
         let domain = Domain::parse(&q.domain)
             .filter(|d| domains.contains(d))
             .ok_or_else(|| invalid("a query names an unknown domain"))?;
-        let text: String = q.q.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = crate::html::collapse(&q.q);
         if text.is_empty() {
             return Err(invalid("a query is empty"));
         }
@@ -218,7 +217,7 @@ pub async fn plan(
             attempts += 1;
             let target = attempt.target;
             let body = request_body(&target.model_json, &instructions, conversation);
-            let head = head(&target.provider, body.len(), request_id);
+            let head = upstream::post_json_head(&target.provider, "/chat/completions", body.len(), request_id);
             let mut o = *opts;
             if let Some(t) = attempt.route.timeouts.first_byte {
                 o.read_timeout = t;
@@ -274,29 +273,6 @@ async fn exchange(
             WholeError::Broke(kind) => format!("upstream failed while reading the planner's answer: {kind}"),
         })
     })
-}
-
-fn head(p: &Provider, body_len: usize, request_id: &str) -> Vec<u8> {
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"POST ");
-    head.extend_from_slice(p.path_prefix.as_bytes());
-    head.extend_from_slice(b"/chat/completions HTTP/1.1\r\nhost: ");
-    head.extend_from_slice(p.host_header.as_bytes());
-    head.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
-    head.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
-    head.extend_from_slice(b"\r\n");
-    if let Some(auth) = &p.auth {
-        head.extend_from_slice(b"authorization: ");
-        head.extend_from_slice(auth.expose().as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    if request_id.bytes().all(|b| b.is_ascii_graphic()) {
-        head.extend_from_slice(b"x-request-id: ");
-        head.extend_from_slice(request_id.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    head
 }
 
 #[cfg(test)]

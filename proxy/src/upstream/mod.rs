@@ -213,6 +213,36 @@ async fn loopback_pair() -> (Stream, tokio::net::TcpStream) {
     (client, server.unwrap().0)
 }
 
+/// The head of a JSON `POST` the gateway makes itself (a moderation check, a search planner's
+/// call) to `endpoint`'s path prefix followed by `path`: `Host`, the body's type and length, the
+/// endpoint's key, and the request id when it is plain.
+pub fn post_json_head(endpoint: &Provider, path: &str, body_len: usize, request_id: &str) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"POST ");
+    if endpoint.path_prefix.is_empty() && path.is_empty() {
+        head.push(b'/');
+    }
+    head.extend_from_slice(endpoint.path_prefix.as_bytes());
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    head.extend_from_slice(endpoint.host_header.as_bytes());
+    head.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    head.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+    head.extend_from_slice(b"\r\n");
+    if request_id.bytes().all(|b| b.is_ascii_graphic()) {
+        head.extend_from_slice(b"x-request-id: ");
+        head.extend_from_slice(request_id.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if let Some(auth) = &endpoint.auth {
+        head.extend_from_slice(b"authorization: ");
+        head.extend_from_slice(auth.expose().as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
 /// Why a whole answer could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WholeError {

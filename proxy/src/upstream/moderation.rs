@@ -99,7 +99,7 @@ pub async fn check(
     peer.options.read_timeout = Some(m.timeout);
     peer.options.connection_timeout = Some(m.timeout.min(opts.connect_timeout));
     peer.options.total_connection_timeout = Some(m.timeout.min(opts.connect_timeout));
-    let head = head(m, body.len(), request_id);
+    let head = super::post_json_head(&m.endpoint, "", body.len(), request_id);
     let call = async {
         let up = send(conns, &peer, &head, &body)
             .await
@@ -123,33 +123,4 @@ pub async fn check(
             m.timeout.as_millis()
         )),
     }
-}
-
-fn head(m: &Moderation, body_len: usize, request_id: &str) -> Vec<u8> {
-    let e = &m.endpoint;
-    let path = if e.path_prefix.is_empty() {
-        "/"
-    } else {
-        e.path_prefix.as_str()
-    };
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"POST ");
-    head.extend_from_slice(path.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    head.extend_from_slice(e.host_header.as_bytes());
-    head.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
-    head.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
-    head.extend_from_slice(b"\r\n");
-    if request_id.bytes().all(|b| b.is_ascii_graphic()) {
-        head.extend_from_slice(b"x-request-id: ");
-        head.extend_from_slice(request_id.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    if let Some(auth) = &e.auth {
-        head.extend_from_slice(b"authorization: ");
-        head.extend_from_slice(auth.expose().as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    head
 }

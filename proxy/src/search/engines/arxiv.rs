@@ -2,8 +2,9 @@
 //! whose entries carry the paper's title, abstract (`summary`) and abstract page (`id`).
 //! The feed is read by a small scanner of the few elements needed (no XML tree).
 
-use super::{encode, squash, Call, Hit, Protocol};
+use super::{encode, Call, Hit, Protocol};
 use crate::config::search::Engine;
+use crate::html::collapse;
 use crate::html::decode as unescape;
 
 pub struct Arxiv;
@@ -30,11 +31,11 @@ impl Protocol for Arxiv {
             }
             out.push(Hit {
                 title: element(entry, "title")
-                    .map(|(v, _)| squash(&unescape(v)))
+                    .map(|(v, _)| collapse(&unescape(v)))
                     .unwrap_or_default(),
                 url,
                 text: element(entry, "summary")
-                    .map(|(v, _)| squash(&unescape(v)))
+                    .map(|(v, _)| collapse(&unescape(v)))
                     .unwrap_or_default(),
             });
             if out.len() == n {

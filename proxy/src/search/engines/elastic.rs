@@ -5,8 +5,9 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::{encode, squash, Call, Hit, Protocol};
+use super::{encode, Call, Hit, Protocol};
 use crate::config::search::Engine;
+use crate::html::collapse;
 
 pub struct Elastic;
 
@@ -65,9 +66,9 @@ impl Protocol for Elastic {
             .into_iter()
             .take(n)
             .map(|d| Hit {
-                title: squash(d.source.title.as_deref().unwrap_or(&d.id)),
+                title: collapse(d.source.title.as_deref().unwrap_or(&d.id)),
                 url: d.source.url.unwrap_or(d.id),
-                text: squash(d.source.content.as_deref().unwrap_or_default()),
+                text: collapse(d.source.content.as_deref().unwrap_or_default()),
             })
             .collect())
     }

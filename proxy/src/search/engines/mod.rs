@@ -206,11 +206,6 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-/// Collapse runs of whitespace to one space and trim.
-pub fn squash(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

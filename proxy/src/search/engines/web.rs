@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
-use super::{encode, squash, Call, Hit, Protocol};
+use super::{encode, Call, Hit, Protocol};
 use crate::config::search::Engine;
+use crate::html::collapse;
 
 /// SearXNG: `GET /search?q=...&format=json`.
 pub struct Searxng;
@@ -115,15 +116,15 @@ impl Protocol for Google {
     }
 }
 
-/// The first `n` results that have a URL, whitespace squashed.
+/// The first `n` results that have a URL, whitespace collapsed.
 fn hits(results: impl Iterator<Item = (String, String, String)>, n: usize) -> Vec<Hit> {
     results
         .filter(|(_, url, _)| !url.is_empty())
         .take(n)
         .map(|(title, url, text)| Hit {
-            title: squash(&title),
+            title: collapse(&title),
             url,
-            text: squash(&text),
+            text: collapse(&text),
         })
         .collect()
 }
