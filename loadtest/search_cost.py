@@ -9,11 +9,14 @@ search (`chat:online`) and without (`chat`), so both sides meet the same machine
 moment. The gateway's own access lines give each request's latency and the search stage's
 phases: planner call, engines, page reads, ranking and fitting.
 
-Two setups: `planned` (the planner, the mock here, answers at once: its phase is the gateway's
-cost of the call, not a real model's thinking) and `unplanned` (the question goes to every
-engine). Engine answers are not cached (`cache_ttl_seconds = 0`): every request pays in full.
+Setups: `planned` (the planner, the mock here, answers at once: its phase is the gateway's
+cost of the call, not a real model's thinking), `unplanned` (the question goes to every
+engine), and `planned+rerank` / `planned+rerank-minilm` (passages also ranked by meaning,
+`[search.rerank]` with the default multilingual embedder or all-MiniLM-L6-v2; the embedding is
+its own column). Engine answers are not cached (`cache_ttl_seconds = 0`): every request pays in
+full.
 
-Usage: python3 loadtest/search_cost.py [--requests 300] [--kb-docs 2000] [--no-build]
+Usage: python3 loadtest/search_cost.py [--requests 300] [--kb-docs 2000] [--setups planned,...] [--no-build]
 """
 
 import argparse
@@ -47,8 +50,15 @@ def knowledge_base(folder, docs):
             f.write(f"# {words[0]} {words[1]}\n\n" + " ".join(words) + ".\n")
 
 
-def config(mock_port, engines_port, kb, planned):
-    planner = 'planner = { model = "planner" }' if planned else ""
+SETUPS = ("planned", "unplanned", "planned+rerank", "planned+rerank-minilm")
+
+
+def config(mock_port, engines_port, kb, setup):
+    planner = 'planner = { model = "planner" }' if setup.startswith("planned") else ""
+    if setup.endswith("+rerank"):
+        planner += "\nrerank = { top = 16 }"
+    elif setup.endswith("+rerank-minilm"):
+        planner += '\nrerank = { top = 16, embedder = "all-minilm-l6-v2" }'
     return f"""
 [[providers]]
 name = "mock"
@@ -105,6 +115,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=300, help="requests with search (as many without)")
     ap.add_argument("--kb-docs", type=int, default=2000)
+    ap.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, of {', '.join(SETUPS)}")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     bins = release_bins(args.no_build)
@@ -124,9 +135,10 @@ def main():
         print(f"machine: {os.cpu_count()} cores; {len(questions)} questions; kb {args.kb_docs} docs; "
               f"{args.requests} requests with search and as many without, one at a time", flush=True)
         rows = []
-        for setup in ("planned", "unplanned"):
-            gw, base = start_gateway(os.path.join(bins, "tollgate"), work, config(mock_port, engines_port, kb, setup == "planned"),
-                                     extra=("--log-format", "json"), timeout=120)
+        models = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".models")
+        for setup in args.setups.split(","):
+            gw, base = start_gateway(os.path.join(bins, "tollgate"), work, config(mock_port, engines_port, kb, setup),
+                                     extra=("--log-format", "json", "--models-dir", models), timeout=120)
             procs.append(gw)
             for i in range(20):  # warm-up: connections, the index's first reads
                 post(base, "chat:online", questions[i % len(questions)])
@@ -153,8 +165,13 @@ def main():
                 "engines": phase("engines_ms"),
                 "page reads": phase("pages_ms"),
                 "rank + fit": phase("rank_ms"),
+                "of which embedding": [l["search"]["rerank_ms"] for l in online if "rerank_ms" in l["search"]],
             }
-            print(f"\n{setup}: x-tollgate-search {statuses}; passages p50 {pct([l['search']['passages'] for l in online], 50)}, "
+            reranks = {}
+            for l in online:
+                if "rerank" in l["search"]:
+                    reranks[l["search"]["rerank"]] = reranks.get(l["search"]["rerank"], 0) + 1
+            print(f"\n{setup}: x-tollgate-search {statuses}; rerank {reranks}; passages p50 {pct([l['search']['passages'] for l in online], 50)}, "
                   f"tokens added p50 {pct([l['search']['tokens_added'] for l in online], 50)}")
             print("| | p50 ms | p99 ms |\n|---|---|---|")
             for name, values in cols.items():

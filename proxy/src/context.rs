@@ -222,6 +222,12 @@ pub struct SearchFacts {
     pub engines_took: Duration,
     pub pages_took: Duration,
     pub rank_took: Duration,
+    /// Ranking by meaning (`[search.rerank]`): `ok`, or why the passages were ranked by their
+    /// words alone (`shed`: the embedding queue was too long; `timeout`; `failed`); `""` when
+    /// off or nothing was ranked.
+    pub rerank: &'static str,
+    /// Time spent embedding the question and the passages (within `rank_took`).
+    pub rerank_took: Duration,
     /// Each engine call: engine name and outcome (`ok`, `error`, `timeout`).
     pub calls: Vec<(String, &'static str)>,
     /// The planner call, when the search was planned.

@@ -48,6 +48,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     config::log_warnings(&snapshot);
     tracing::info!(path = %opts.config.display(), models = snapshot.model_names.len(), "config loaded");
     let cache_policy = snapshot.cache.clone();
+    let rerank = snapshot.search.as_ref().and_then(|s| s.rerank.clone());
     let cell = Arc::new(LiveCell::new(snapshot));
     let metrics = Arc::new(Metrics::new().context("creating metrics")?);
     let reloader = Arc::new(Reloader::new(
@@ -98,9 +99,20 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let quotas = QuotaStore::new(backend, Arc::new(SystemClock), &opts.redis_namespace);
     let node_id = opts.node_id.clone().unwrap_or_else(default_node_id);
     let limits = start_limits(&opts, redis.as_ref(), &metrics, &node_id, &shared_rt);
+    let cache_embedder = match &cache_policy {
+        Some(c) if c.semantic => start_embedder(&opts, &opts.cache_embedder),
+        _ => None,
+    };
+    let search_embedder = rerank.map(|r| r.embedder.unwrap_or_else(|| opts.cache_embedder.clone()));
+    let search_embedder = match (search_embedder, &cache_embedder) {
+        (Some(name), Some(shared)) if name == opts.cache_embedder => Some(shared.clone()),
+        (Some(name), _) => start_embedder(&opts, &name),
+        (None, _) => None,
+    };
     let cache = answer_cache(
         &opts,
         cache_policy.as_deref(),
+        cache_embedder,
         &metrics,
         redis.as_ref(),
         &node_id,
@@ -146,6 +158,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         },
         cache: cache.clone(),
         search_cache: Arc::new(crate::search::cache::SearchCache::new(opts.search_cache_entries)),
+        search_embedder,
         body_limits: BodyLimits {
             timeout: Duration::from_secs(opts.body_timeout_secs),
             min_rate: opts.body_min_rate,
@@ -334,14 +347,46 @@ fn start_limits(
     )
 }
 
-/// The rate limits' namespace: their own, else the Redis one.
+/// An embedding pool of sentence model `name` (under `--models-dir`, or a directory), for the
+/// semantic cache or search's ranking, started when the config at start uses it (a section
+/// added by a later reload goes without: exact cache repeats only, ranking by words only).
+/// `None`, said at start, when the model does not load.
+fn start_embedder(opts: &RunOpts, name: &str) -> Option<Arc<EmbedPool>> {
+    let embedder = std::path::Path::new(name);
+    let dir = if embedder.is_dir() {
+        embedder.to_path_buf()
+    } else {
+        opts.models_dir.join("embedders").join(name)
+    };
+    let started = load_runtime(&opts.models_dir.join("onnxruntime/libonnxruntime.so")).and_then(|()| {
+        EmbedPool::start(
+            &ModelFiles::in_dir(&dir),
+            PoolSize {
+                threads: opts.cache_embed_threads,
+                queue: opts.cache_embed_queue,
+                max_batch: opts.cache_embed_batch,
+            },
+        )
+    });
+    match started {
+        Ok(pool) => {
+            tracing::info!(model = %dir.display(), threads = opts.cache_embed_threads, "embedder loaded (semantic cache, search ranking)");
+            Some(Arc::new(pool))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the embedder did not load (run scripts/setup.sh, or see --models-dir and --cache-embedder): the cache answers exact repeats only, search ranks passages by their words only");
+            None
+        }
+    }
+}
+
 /// The answer cache, when the config has one: the store always, the embedding pool when the
-/// semantic step is on and the model loads (else the cache answers exact repeats only, and says
-/// why at start). With Redis, entries are shared with the other nodes ([`Shared`]). A `[cache]`
+/// semantic step is on and the model loaded (else the cache answers exact repeats only). With Redis, entries are shared with the other nodes ([`Shared`]). A `[cache]`
 /// section added by a later reload gets a store with no pool and no sharing.
 fn answer_cache(
     opts: &RunOpts,
     policy: Option<&crate::config::cache::CachePolicy>,
+    embedder: Option<Arc<EmbedPool>>,
     metrics: &Metrics,
     redis: Option<&tollgate_limits::RedisCounters>,
     node: &str,
@@ -352,37 +397,7 @@ fn answer_cache(
         max_entry_bytes: opts.cache_max_entry_kb.saturating_mul(1 << 10),
         ..StoreLimits::default()
     });
-    let pool = match policy {
-        Some(p) if p.semantic => {
-            let embedder = std::path::Path::new(&opts.cache_embedder);
-            let dir = if embedder.is_dir() {
-                embedder.to_path_buf()
-            } else {
-                opts.models_dir.join("embedders").join(&opts.cache_embedder)
-            };
-            let started = load_runtime(&opts.models_dir.join("onnxruntime/libonnxruntime.so")).and_then(|()| {
-                EmbedPool::start(
-                    &ModelFiles::in_dir(&dir),
-                    PoolSize {
-                        threads: opts.cache_embed_threads,
-                        queue: opts.cache_embed_queue,
-                        max_batch: opts.cache_embed_batch,
-                    },
-                )
-            });
-            match started {
-                Ok(pool) => {
-                    tracing::info!(model = %dir.display(), threads = opts.cache_embed_threads, "semantic cache: embedder loaded");
-                    Some(pool)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "semantic cache: the embedder did not load (run scripts/setup.sh, or see --models-dir and --cache-embedder); only exact repeats are answered from the cache");
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
+    let pool = policy.filter(|p| p.semantic).and(embedder);
     let cache = Arc::new(AnswerCache {
         store,
         pool,

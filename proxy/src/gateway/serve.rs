@@ -177,6 +177,7 @@ async fn search_stage(
         now_ms: tollgate_limits::clock::Clock::now_ms(&tollgate_limits::clock::SystemClock),
         guards: live.guards_of(&route).map(|g| g.as_ref()),
         consumer,
+        embedder: state.search_embedder.as_deref(),
     };
     let searched = search::run(&env, policy, &route.name, ask, body, &admitted.view).await;
     admitted.edits.extend(searched.edits);

@@ -32,6 +32,8 @@ pub struct Fitted {
     pub cited: Vec<usize>,
     /// Passages included.
     pub passages: usize,
+    /// Which: their indices in the ranked list, best first.
+    pub chosen: Vec<usize>,
 }
 
 /// The best passages (in `ranked` order) that fit in `budget` tokens of message text, as
@@ -41,13 +43,15 @@ pub struct Fitted {
 pub fn fit(ranked: &[Passage], sources: &[Source], budget: usize, count: &dyn Fn(&str) -> usize) -> Fitted {
     let frame = count(&render(&[], sources, &[]));
     let mut chosen: Vec<&Passage> = Vec::new();
+    let mut at: Vec<usize> = Vec::new();
     let mut used = frame;
-    for p in ranked {
+    for (i, p) in ranked.iter().enumerate() {
         let Some(source) = sources.get(p.source) else { continue };
         let cost = count(&block(0, source, &p.text)) + 2;
         if used + cost <= budget {
             used += cost;
             chosen.push(p);
+            at.push(i);
         }
     }
     loop {
@@ -60,6 +64,7 @@ pub fn fit(ranked: &[Passage], sources: &[Source], budget: usize, count: &dyn Fn
                 tokens: 0,
                 cited: Vec::new(),
                 passages: 0,
+                chosen: Vec::new(),
             };
         }
         if tokens <= budget {
@@ -68,9 +73,11 @@ pub fn fit(ranked: &[Passage], sources: &[Source], budget: usize, count: &dyn Fn
                 text,
                 tokens,
                 cited,
+                chosen: at,
             };
         }
         chosen.pop();
+        at.pop();
     }
 }
 

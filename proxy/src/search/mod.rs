@@ -13,6 +13,7 @@
 pub mod cache;
 pub mod context;
 pub mod engines;
+pub mod eval;
 pub mod fetch;
 pub mod planner;
 pub mod rank;
@@ -33,14 +34,17 @@ use self::context::Source;
 use self::engines::{EngineError, Hit};
 use self::fetch::FetchError;
 use self::rank::Passage;
+use crate::config::guardrails::Action;
 use crate::config::guardrails::ModelGuards;
 use crate::config::search::{Domain, Engine, EngineKind, SearchPolicy};
 use crate::config::Snapshot;
-use crate::context::{GuardEvent, PlannerFacts, SearchFacts, SearchStatus as Status};
+use crate::context::{Direction, GuardEvent, PlannerFacts, SearchFacts, SearchStatus as Status};
 use crate::json_spans::text_of;
 use crate::pipeline::body::{Edit, Piece, Prompt, RequestView};
 use crate::pipeline::safety::{self, PassageVerdict};
+use crate::upstream::moderation::{self, Verdict};
 use crate::upstream::{Connections, UpstreamOptions};
+use tollgate_semantic::{cosine, EmbedPool, Shed};
 
 /// Words of the user's message kept in a query when no planner writes one.
 const QUERY_WORDS: usize = 32;
@@ -74,6 +78,8 @@ pub struct Env<'a> {
     /// the input rules before they are injected.
     pub guards: Option<&'a ModelGuards>,
     pub consumer: Option<&'a str>,
+    /// The sentence embedder, for ranking by meaning (`[search.rerank]`).
+    pub embedder: Option<&'a EmbedPool>,
 }
 
 /// Run the stage for a request to public model `model` that asked (see the module docs).
@@ -167,7 +173,7 @@ async fn ground(
         out.facts.pages_took = reading_from.elapsed();
     }
     let ranking = Instant::now();
-    rank::rank(&question, &mut passages);
+    rank_passages(env, policy, &question, &mut passages, &mut out.facts).await;
     rank::dedupe(&mut passages);
     if let Some(guards) = env.guards {
         let events = &mut out.guard_events;
@@ -186,8 +192,23 @@ async fn ground(
             },
         );
     }
-    let fitted = context::fit(&passages, &sources, policy.budget_of(ask.size) as usize, env.count);
+    let budget = policy.budget_of(ask.size) as usize;
+    let mut fitted = context::fit(&passages, &sources, budget, env.count);
     out.facts.rank_took = ranking.elapsed();
+    if let Some(guards) = env.guards.filter(|g| g.input.iter().any(|r| r.moderation().is_some())) {
+        let flagged = moderate(env, guards, &passages, &fitted.chosen, &mut out.guard_events).await?;
+        if !flagged.is_empty() {
+            out.facts.passages_dropped += flagged.len() as u32;
+            // Fitted again from the passages the services read and passed (never from others).
+            let kept: Vec<Passage> = fitted
+                .chosen
+                .iter()
+                .filter(|i| !flagged.contains(i))
+                .filter_map(|&i| passages.get(i).cloned())
+                .collect();
+            fitted = context::fit(&kept, &sources, budget, env.count);
+        }
+    }
     if fitted.passages == 0 {
         return Err("no_results");
     }
@@ -207,6 +228,106 @@ async fn ground(
         out.references = Some(context::references_json(&fitted.cited, &sources));
     }
     Ok(())
+}
+
+/// The moderation services of the model's input rules (for this consumer) read the passages
+/// chosen for the context, one call per service: the indices (in `passages`) of those a rule
+/// that blocks or reroutes flagged, to be left out. A failed service that fails closed leaves
+/// the whole search out; one that fails open is recorded and passes them.
+async fn moderate(
+    env: &Env<'_>,
+    guards: &ModelGuards,
+    passages: &[Passage],
+    chosen: &[usize],
+    events: &mut Vec<GuardEvent>,
+) -> Result<Vec<usize>, &'static str> {
+    let texts: Vec<&str> = chosen
+        .iter()
+        .filter_map(|&i| passages.get(i))
+        .map(|p| p.text.as_str())
+        .collect();
+    let mut flagged: Vec<usize> = Vec::new();
+    if texts.is_empty() {
+        return Ok(flagged);
+    }
+    for rule in guards.input.iter().filter(|r| r.covers_consumer(env.consumer)) {
+        let Some(service) = rule.moderation() else { continue };
+        let verdicts = moderation::check_each(env.conns, env.opts, service, &texts, "search", env.request_id).await;
+        if let Some(failed @ Verdict::Failed(_)) = verdicts.first() {
+            if safety::judge(rule, service, failed, Direction::Search, events, env.request_id) {
+                return Err("moderation_unavailable");
+            }
+            continue;
+        }
+        for (&i, verdict) in chosen.iter().zip(&verdicts) {
+            let stops = safety::judge(rule, service, verdict, Direction::Search, events, env.request_id);
+            let leaves = stops || (matches!(verdict, Verdict::Flagged(_)) && rule.action == Action::Reroute);
+            if leaves && !flagged.contains(&i) {
+                flagged.push(i);
+            }
+        }
+    }
+    Ok(flagged)
+}
+
+/// Rank `passages` against `question`: by BM25, blended with their similarity to the question
+/// when `[search.rerank]` is on and the embedder reads them in time (else by BM25 alone, and
+/// the facts say why).
+async fn rank_passages(
+    env: &Env<'_>,
+    policy: &SearchPolicy,
+    question: &str,
+    passages: &mut Vec<Passage>,
+    facts: &mut SearchFacts,
+) {
+    let best = rank::bm25(question, passages);
+    let (Some(rerank), Some(pool), false) = (&policy.rerank, env.embedder, passages.is_empty()) else {
+        rank::cut(passages, best);
+        return;
+    };
+    let started = Instant::now();
+    let top = rank::candidates(passages, best, rerank.top);
+    let texts = std::iter::once(question).chain(top.iter().map(|&i| passages[i].text.as_str()));
+    match similarities(pool, rerank.wait, texts).await {
+        Ok(sims) => {
+            let mut similarity = vec![None; passages.len()];
+            for (&i, s) in top.iter().zip(sims) {
+                similarity[i] = Some(s);
+            }
+            rank::blend(passages, best, &similarity, rerank.weight);
+            facts.rerank = "ok";
+        }
+        Err(outcome) => {
+            tracing::debug!(
+                request_id = env.request_id,
+                outcome,
+                "passages ranked by their words alone"
+            );
+            rank::cut(passages, best);
+            facts.rerank = outcome;
+        }
+    }
+    facts.rerank_took = started.elapsed();
+}
+
+/// The cosine of each text after the first to the first, embedded by `pool` within `wait`
+/// (the pool refuses at once when its queue would keep them waiting longer: `shed`).
+async fn similarities<'t>(
+    pool: &EmbedPool,
+    wait: std::time::Duration,
+    texts: impl Iterator<Item = &'t str>,
+) -> Result<Vec<f32>, &'static str> {
+    let mut pending = Vec::new();
+    for text in texts {
+        pending.push(pool.submit_within(text.to_string(), wait).map_err(|Shed| "shed")?);
+    }
+    let answers = tokio::time::timeout(wait, all(pending)).await.map_err(|_| "timeout")?;
+    let mut vectors = Vec::with_capacity(answers.len());
+    for answer in answers {
+        vectors.push(answer.map_err(|_| "failed")?.map_err(|_| "failed")?);
+    }
+    let (question, rest) = vectors.split_first().ok_or("failed")?;
+    Ok(rest.iter().map(|v| cosine(question, v)).collect())
 }
 
 /// The last few user and assistant turns, as the planner reads them.

@@ -92,6 +92,24 @@ fn is_cjk(c: char) -> bool {
 /// best are dropped;
 /// when none do (a question in another language than its sources), the engines' order stands.
 pub fn rank(question: &str, passages: &mut Vec<Passage>) {
+    let best = bm25(question, passages);
+    cut(passages, best);
+}
+
+/// After [`bm25`] (best score `best`): what [`rank`] does with the scores.
+pub fn cut(passages: &mut Vec<Passage>, best: f32) {
+    if best > 0.0 {
+        // Some passages share words with the question: those that share none, or share only
+        // a word or two the question barely rests on, are what an engine returned loosely,
+        // and would only take budget.
+        passages.retain(|p| p.score >= best * MIN_RELATIVE_SCORE);
+    }
+    add_prior(passages, best);
+}
+
+/// Each passage's BM25 score against `question` (k1 1.2, b 0.75, document frequencies over the
+/// passages themselves) into its `score`; the best score.
+pub fn bm25(question: &str, passages: &mut [Passage]) -> f32 {
     let q: Vec<String> = {
         let mut q = terms(question);
         q.sort();
@@ -131,17 +149,63 @@ pub fn rank(question: &str, passages: &mut Vec<Passage>) {
         p.score = s;
         best = best.max(s);
     }
-    if best > 0.0 {
-        // Some passages share words with the question: those that share none, or share only
-        // a word or two the question barely rests on, are what an engine returned loosely,
-        // and would only take budget.
-        passages.retain(|p| p.score >= best * MIN_RELATIVE_SCORE);
-    }
+    best
+}
+
+/// The engines' order as a prior (worth at most a third of `best`, or the whole score when
+/// nothing scored), then best first.
+fn add_prior(passages: &mut [Passage], best: f32) {
     let prior = if best > 0.0 { best / 3.0 } else { 1.0 };
     for p in passages.iter_mut() {
         p.score += prior / (1.0 + p.rank as f32);
     }
     passages.sort_by(|a, b| b.score.total_cmp(&a.score));
+}
+
+/// The `top` passages the embedder should read, after [`bm25`] scored them: the best by BM25
+/// and the engines' order, as [`rank`] would order them before its cut (indices, best first).
+pub fn candidates(passages: &[Passage], best: f32, top: usize) -> Vec<usize> {
+    let prior = if best > 0.0 { best / 3.0 } else { 1.0 };
+    let key = |p: &Passage| p.score + prior / (1.0 + p.rank as f32);
+    let mut order: Vec<usize> = (0..passages.len()).collect();
+    order.sort_by(|&a, &b| key(&passages[b]).total_cmp(&key(&passages[a])));
+    order.truncate(top);
+    order
+}
+
+/// Hybrid ranking, after [`bm25`] (best score `best`): each passage's score becomes
+/// `(1 - weight)` × its BM25 relative to the best plus `weight` × its similarity to the question
+/// scaled between the least and the most similar passage read (`similarity[i]`, the cosine of
+/// passage `i`; `None` for a passage the embedder did not read, which counts as the least).
+/// Both scales run from 0 to 1 (as in relative score fusion): a sentence embedder's cosines
+/// sit in a narrow band, and scaled only by the best they would barely separate passages.
+/// The passages read stay (at most `top` of them, in this order: the budget decides how many
+/// go in); of the others, those under a fifth of the best BM25 are dropped as in [`rank`]. The
+/// engines' order is added as in [`rank`], best first. A question in another language than its
+/// sources ranks by meaning alone.
+pub fn blend(passages: &mut Vec<Passage>, best: f32, similarity: &[Option<f32>], weight: f32) {
+    let weight = weight.clamp(0.0, 1.0);
+    let read = || similarity.iter().flatten().copied();
+    let (low, high) = (
+        read().fold(f32::INFINITY, f32::min),
+        read().fold(f32::NEG_INFINITY, f32::max),
+    );
+    let mut top = 0f32;
+    let mut keep = Vec::with_capacity(passages.len());
+    for (i, p) in passages.iter_mut().enumerate() {
+        let lexical = if best > 0.0 { p.score / best } else { 0.0 };
+        let meaning = match similarity.get(i).copied().flatten() {
+            Some(s) if high > low => Some((s - low) / (high - low)),
+            Some(_) => Some(1.0),
+            None => None,
+        };
+        keep.push(meaning.is_some() || best == 0.0 || lexical >= MIN_RELATIVE_SCORE);
+        p.score = (1.0 - weight) * lexical + weight * meaning.unwrap_or(0.0);
+        top = top.max(p.score);
+    }
+    let mut keep = keep.into_iter();
+    passages.retain(|_| keep.next().unwrap_or(true));
+    add_prior(passages, top);
 }
 
 /// Drop passages that repeat a better-ranked one (word trigram overlap of 80% or more).
@@ -229,6 +293,43 @@ mod tests {
         // A question in other words than every passage keeps the engines' order.
         let mut ps = vec![p(0, 1, "alpha"), p(1, 0, "beta")];
         rank("gamma?", &mut ps);
+        assert_eq!(ps.iter().map(|p| p.source).collect::<Vec<_>>(), [1, 0]);
+    }
+
+    #[test]
+    fn blending_ranks_by_meaning_keeps_what_was_read_and_cuts_the_rest_by_words() {
+        let question = "How many vacation days do new staff get?";
+        let mut ps = vec![
+            p(0, 0, "New staff get a laptop on their first days."),
+            p(1, 1, "Employees receive 25 days of paid annual leave."),
+            p(2, 2, "The cafeteria opens at seven."),
+            p(3, 3, "Parking is free."),
+        ];
+        let best = bm25(question, &mut ps);
+        assert!(best > 0.0);
+        // The embedder read the two best candidates; the answer is the closer in meaning.
+        let read = candidates(&ps, best, 2);
+        assert_eq!(read.len(), 2);
+        let mut similarity = vec![None; ps.len()];
+        for &i in &read {
+            similarity[i] = Some(if ps[i].source == 1 { 0.6 } else { 0.2 });
+        }
+        let mut blended = ps.clone();
+        blend(&mut blended, best, &similarity, 0.7);
+        assert_eq!(blended[0].source, 1, "{blended:?}");
+        // Both read passages stay; of the others, those sharing no word with the question go.
+        for &i in &read {
+            assert!(blended.iter().any(|b| b.source == ps[i].source));
+        }
+        assert!(blended.iter().all(|b| b.source != 3));
+        // By words alone the answer is not first.
+        let mut lexical = ps.clone();
+        cut(&mut lexical, best);
+        assert_ne!(lexical.first().map(|p| p.source), Some(1));
+        // A question in another language than its passages ranks by meaning alone.
+        let mut ps = vec![p(0, 0, "alpha"), p(1, 1, "beta")];
+        let best = bm25("gamma?", &mut ps);
+        blend(&mut ps, best, &[Some(0.1), Some(0.5)], 0.7);
         assert_eq!(ps.iter().map(|p| p.source).collect::<Vec<_>>(), [1, 0]);
     }
 

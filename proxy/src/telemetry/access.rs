@@ -220,6 +220,14 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
         if !search.reason.is_empty() {
             let _ = write!(out, ",\"reason\":\"{}\"", search.reason);
         }
+        if !search.rerank.is_empty() {
+            let _ = write!(
+                out,
+                ",\"rerank\":\"{}\",\"rerank_ms\":{:.2}",
+                search.rerank,
+                search.rerank_took.as_secs_f64() * 1000.0
+            );
+        }
         if let Some(p) = &search.planner {
             out.extend_from_slice(b",\"planner\":{\"model\":");
             json_str(out, &p.model);

@@ -26,6 +26,10 @@ pub struct SearchMetrics {
     pub pages: IntCounterVec,
     /// Bytes of result pages read.
     pub page_bytes: prometheus::IntCounter,
+    /// Rankings by meaning, by outcome (`ok`, `shed`, `timeout`, `failed`).
+    pub reranks: IntCounterVec,
+    /// Time spent embedding a request's question and passages.
+    pub rerank_duration: Histogram,
 }
 
 const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -76,6 +80,20 @@ impl SearchMetrics {
                 "tollgate_search_page_bytes_total",
                 "Bytes of result pages read",
             )?,
+            reranks: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_search_rerank_total",
+                    "Passage rankings by meaning with the embedder, by outcome (ok; shed, timeout, failed: ranked by words alone)",
+                ),
+                &["outcome"],
+            )?,
+            rerank_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tollgate_search_rerank_duration_seconds",
+                    "Time spent embedding a searching request's question and passages",
+                )
+                .buckets(BUCKETS.to_vec()),
+            )?,
             tokens_added: IntCounterVec::new(
                 Opts::new(
                     "tollgate_search_tokens_added_total",
@@ -92,6 +110,8 @@ impl SearchMetrics {
         registry.register(Box::new(m.planner_duration.clone()))?;
         registry.register(Box::new(m.pages.clone()))?;
         registry.register(Box::new(m.page_bytes.clone()))?;
+        registry.register(Box::new(m.reranks.clone()))?;
+        registry.register(Box::new(m.rerank_duration.clone()))?;
         Ok(m)
     }
 }
@@ -116,6 +136,10 @@ impl Metrics {
             }
         }
         m.page_bytes.inc_by(facts.page_bytes);
+        if !facts.rerank.is_empty() {
+            m.reranks.with_label_values(&[facts.rerank]).inc();
+            m.rerank_duration.observe(facts.rerank_took.as_secs_f64());
+        }
         if let Some(p) = &facts.planner {
             m.planner_duration.observe(p.took.as_secs_f64());
             if let Some(u) = p.usage {

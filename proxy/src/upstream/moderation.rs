@@ -52,27 +52,7 @@ pub fn verdict(m: &Moderation, body: &[u8]) -> Verdict {
     let counts = |category: &str| m.categories.is_empty() || m.categories.iter().any(|c| c == category);
     match m.protocol {
         ModerationProtocol::OpenAi => match serde_json::from_slice::<OpenAiAnswer>(body) {
-            Ok(a) => {
-                let mut hit = Vec::new();
-                let mut flagged = false;
-                for r in a.results.iter().filter(|r| r.flagged) {
-                    let named: Vec<&String> = r.categories.iter().filter(|(_, on)| **on).map(|(c, _)| c).collect();
-                    if named.is_empty() && m.categories.is_empty() {
-                        flagged = true;
-                    }
-                    for c in named.into_iter().filter(|c| counts(c)) {
-                        flagged = true;
-                        if !hit.contains(c) {
-                            hit.push(c.clone());
-                        }
-                    }
-                }
-                if flagged {
-                    Verdict::Flagged(hit)
-                } else {
-                    Verdict::Clean
-                }
-            }
+            Ok(a) => judged(m, &a.results),
             Err(_) => Verdict::Failed("the moderation answer is not the moderations format".into()),
         },
         ModerationProtocol::Webhook => match serde_json::from_slice::<WebhookAnswer>(body) {
@@ -85,6 +65,31 @@ pub fn verdict(m: &Moderation, body: &[u8]) -> Verdict {
     }
 }
 
+/// The verdict over OpenAI-format `results`: flagged when one is flagged in a category that
+/// counts (any, when the rule names none).
+fn judged(m: &Moderation, results: &[OpenAiResult]) -> Verdict {
+    let counts = |category: &str| m.categories.is_empty() || m.categories.iter().any(|c| c == category);
+    let mut hit = Vec::new();
+    let mut flagged = false;
+    for r in results.iter().filter(|r| r.flagged) {
+        let named: Vec<&String> = r.categories.iter().filter(|(_, on)| **on).map(|(c, _)| c).collect();
+        if named.is_empty() && m.categories.is_empty() {
+            flagged = true;
+        }
+        for c in named.into_iter().filter(|c| counts(c)) {
+            flagged = true;
+            if !hit.contains(c) {
+                hit.push(c.clone());
+            }
+        }
+    }
+    if flagged {
+        Verdict::Flagged(hit)
+    } else {
+        Verdict::Clean
+    }
+}
+
 /// Ask the service about `texts`, within its timeout.
 pub async fn check(
     conns: &Connections,
@@ -94,6 +99,48 @@ pub async fn check(
     direction: &str,
     request_id: &str,
 ) -> Verdict {
+    match ask(conns, opts, m, texts, direction, request_id).await {
+        Ok(answer) => verdict(m, &answer),
+        Err(why) => Verdict::Failed(why),
+    }
+}
+
+/// Ask the service about `texts`, within its timeout: one verdict per text. An OpenAI-format
+/// service answers for each input; a webhook answers for all of them at once, so its verdict
+/// is each text's.
+pub async fn check_each(
+    conns: &Connections,
+    opts: &UpstreamOptions,
+    m: &Moderation,
+    texts: &[&str],
+    direction: &str,
+    request_id: &str,
+) -> Vec<Verdict> {
+    let answer = match ask(conns, opts, m, texts, direction, request_id).await {
+        Ok(answer) => answer,
+        Err(why) => return vec![Verdict::Failed(why); texts.len()],
+    };
+    if m.protocol == ModerationProtocol::OpenAi {
+        if let Ok(a) = serde_json::from_slice::<OpenAiAnswer>(&answer) {
+            if a.results.len() == texts.len() {
+                return a.results.iter().map(|r| judged(m, std::slice::from_ref(r))).collect();
+            }
+            let why = "the moderation answer does not have one result per input";
+            return vec![Verdict::Failed(why.into()); texts.len()];
+        }
+    }
+    vec![verdict(m, &answer); texts.len()]
+}
+
+/// One call to the service: its answer's body, or why there is none.
+async fn ask(
+    conns: &Connections,
+    opts: &UpstreamOptions,
+    m: &Moderation,
+    texts: &[&str],
+    direction: &str,
+    request_id: &str,
+) -> Result<Bytes, String> {
     let body = request_body(m, texts, direction);
     let mut peer = peer(&m.endpoint, opts);
     peer.options.read_timeout = Some(m.timeout);
@@ -116,9 +163,8 @@ pub async fn check(
         Ok(answer)
     };
     match tokio::time::timeout(m.timeout, call).await {
-        Ok(Ok(answer)) => verdict(m, &answer),
-        Ok(Err(why)) => Verdict::Failed(why),
-        Err(_) => Verdict::Failed(format!(
+        Ok(result) => result,
+        Err(_) => Err(format!(
             "the moderation service did not answer within {} ms",
             m.timeout.as_millis()
         )),

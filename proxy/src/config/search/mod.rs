@@ -60,6 +60,9 @@ pub struct RawSearch {
     #[serde(default = "yes")]
     pub references: bool,
     pub planner: Option<RawPlanner>,
+    /// Ranking passages by meaning beside their words, with the semantic embedder (off when
+    /// absent).
+    pub rerank: Option<RawRerank>,
     /// Fetching the full text of the top result pages.
     #[serde(default)]
     pub fetch: RawFetch,
@@ -102,6 +105,44 @@ fn default_fetch_timeout() -> Spanned<u64> {
 }
 fn default_max_bytes() -> u64 {
     1 << 20
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRerank {
+    /// Passages the embedder reads per request: the best by BM25 and the engines' order.
+    #[serde(default = "default_rerank_top")]
+    pub top: Spanned<u32>,
+    /// Share of the passage's similarity to the question in its score (the rest is BM25).
+    #[serde(default = "default_rerank_weight")]
+    pub weight: Spanned<f32>,
+    /// Longest wait for the embeddings; past it, or when the embedding queue would keep the
+    /// passages waiting longer, they are ranked by BM25 alone.
+    #[serde(default = "default_rerank_wait")]
+    pub wait_ms: Spanned<u64>,
+    /// The sentence model (a name under `--models-dir`'s `embedders/`, or a directory); default:
+    /// the semantic cache's (`--cache-embedder`), whose pool is then shared.
+    #[serde(default)]
+    pub embedder: Option<String>,
+}
+
+fn default_rerank_top() -> Spanned<u32> {
+    Spanned::new(0..0, 16)
+}
+fn default_rerank_weight() -> Spanned<f32> {
+    Spanned::new(0..0, 0.7)
+}
+fn default_rerank_wait() -> Spanned<u64> {
+    Spanned::new(0..0, 300)
+}
+
+/// Ranking passages with the semantic embedder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rerank {
+    pub top: usize,
+    pub weight: f32,
+    pub wait: Duration,
+    pub embedder: Option<String>,
 }
 
 /// How result pages are fetched.
@@ -268,6 +309,7 @@ pub struct SearchPolicy {
     pub cache_ttl: Duration,
     pub references: bool,
     pub planner: Option<Planner>,
+    pub rerank: Option<Rerank>,
     pub fetch: Fetch,
     pub engines: Vec<Arc<Engine>>,
 }
@@ -367,6 +409,21 @@ pub fn compile(
             skip: p.skip.clone(),
         })
     });
+    let rerank = raw.rerank.as_ref().map(|r| {
+        let (top, weight) = (*r.top.get_ref(), *r.weight.get_ref());
+        if !(1..=64).contains(&top) {
+            problems.at(r.top.span(), "search.rerank.top: from 1 to 64");
+        }
+        if !(0.0..=1.0).contains(&weight) {
+            problems.at(r.weight.span(), "search.rerank.weight: from 0 to 1");
+        }
+        Rerank {
+            top: top.clamp(1, 64) as usize,
+            weight: weight.clamp(0.0, 1.0),
+            wait: millis(&r.wait_ms, "search.rerank.wait_ms", problems),
+            embedder: r.embedder.clone().filter(|e| !e.is_empty()),
+        }
+    });
     let f = &raw.fetch;
     if f.pages > 10 {
         problems.note("search.fetch.pages: at most 10");
@@ -410,6 +467,7 @@ pub fn compile(
         cache_ttl: Duration::from_secs((*raw.cache_ttl_seconds.get_ref()).min(7 * 86_400)),
         references: raw.references,
         planner,
+        rerank,
         fetch,
         engines,
     })

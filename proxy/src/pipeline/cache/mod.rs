@@ -34,7 +34,7 @@ use crate::telemetry::metrics::CacheMetrics;
 /// through Redis when there is one.
 pub struct AnswerCache {
     pub store: Store<CachedAnswer>,
-    pub pool: Option<EmbedPool>,
+    pub pool: Option<Arc<EmbedPool>>,
     pub embed_wait: Duration,
     pub metrics: CacheMetrics,
     /// Set once at start with `--redis-url`.
