@@ -255,6 +255,17 @@ pub struct RunOpts {
     /// many result pages); 0 turns the search cache off.
     #[arg(long, env = "TOLLGATE_SEARCH_CACHE_ENTRIES", default_value_t = 10_000)]
     pub search_cache_entries: usize,
+    /// Threads that embed search passages for `[search.rerank]` (each with its own model
+    /// session; apart from the semantic cache's, so search never delays a cache lookup).
+    #[arg(long, env = "TOLLGATE_SEARCH_EMBED_THREADS", default_value_t = 1)]
+    pub search_embed_threads: usize,
+    /// Texts (questions and passages) waiting for an embedding at most; past it a request's
+    /// passages are ranked by their words alone (counted as shed).
+    #[arg(long, env = "TOLLGATE_SEARCH_EMBED_QUEUE", default_value_t = 128)]
+    pub search_embed_queue: usize,
+    /// Texts embedded together in one run of the model at most.
+    #[arg(long, env = "TOLLGATE_SEARCH_EMBED_BATCH", default_value_t = 17)]
+    pub search_embed_batch: usize,
     /// How often entries past their time are dropped from memory, in seconds (they are never
     /// answered once expired, whenever they are dropped).
     #[arg(long, env = "TOLLGATE_CACHE_SWEEP_SECS", default_value_t = 10)]

@@ -100,15 +100,29 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let node_id = opts.node_id.clone().unwrap_or_else(default_node_id);
     let limits = start_limits(&opts, redis.as_ref(), &metrics, &node_id, &shared_rt);
     let cache_embedder = match &cache_policy {
-        Some(c) if c.semantic => start_embedder(&opts, &opts.cache_embedder),
+        Some(c) if c.semantic => start_embedder(
+            &opts,
+            &opts.cache_embedder,
+            PoolSize {
+                threads: opts.cache_embed_threads,
+                queue: opts.cache_embed_queue,
+                max_batch: opts.cache_embed_batch,
+            },
+        ),
         _ => None,
     };
-    let search_embedder = rerank.map(|r| r.embedder.unwrap_or_else(|| opts.cache_embedder.clone()));
-    let search_embedder = match (search_embedder, &cache_embedder) {
-        (Some(name), Some(shared)) if name == opts.cache_embedder => Some(shared.clone()),
-        (Some(name), _) => start_embedder(&opts, &name),
-        (None, _) => None,
-    };
+    // Its own threads and queue: a search's passages never delay a cache lookup.
+    let search_embedder = rerank.and_then(|r| {
+        start_embedder(
+            &opts,
+            r.embedder.as_deref().unwrap_or(&opts.cache_embedder),
+            PoolSize {
+                threads: opts.search_embed_threads,
+                queue: opts.search_embed_queue,
+                max_batch: opts.search_embed_batch,
+            },
+        )
+    });
     let cache = answer_cache(
         &opts,
         cache_policy.as_deref(),
@@ -351,26 +365,18 @@ fn start_limits(
 /// semantic cache or search's ranking, started when the config at start uses it (a section
 /// added by a later reload goes without: exact cache repeats only, ranking by words only).
 /// `None`, said at start, when the model does not load.
-fn start_embedder(opts: &RunOpts, name: &str) -> Option<Arc<EmbedPool>> {
+fn start_embedder(opts: &RunOpts, name: &str, size: PoolSize) -> Option<Arc<EmbedPool>> {
     let embedder = std::path::Path::new(name);
     let dir = if embedder.is_dir() {
         embedder.to_path_buf()
     } else {
         opts.models_dir.join("embedders").join(name)
     };
-    let started = load_runtime(&opts.models_dir.join("onnxruntime/libonnxruntime.so")).and_then(|()| {
-        EmbedPool::start(
-            &ModelFiles::in_dir(&dir),
-            PoolSize {
-                threads: opts.cache_embed_threads,
-                queue: opts.cache_embed_queue,
-                max_batch: opts.cache_embed_batch,
-            },
-        )
-    });
+    let started = load_runtime(&opts.models_dir.join("onnxruntime/libonnxruntime.so"))
+        .and_then(|()| EmbedPool::start(&ModelFiles::in_dir(&dir), size));
     match started {
         Ok(pool) => {
-            tracing::info!(model = %dir.display(), threads = opts.cache_embed_threads, "embedder loaded (semantic cache, search ranking)");
+            tracing::info!(model = %dir.display(), threads = size.threads, "embedder loaded");
             Some(Arc::new(pool))
         }
         Err(e) => {

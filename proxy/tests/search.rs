@@ -830,6 +830,18 @@ async fn ranking_by_meaning_keeps_the_answer_that_words_alone_would_cut() {
     assert_eq!(ok, Some(1.0));
     drop(meaning);
 
+    // A queue that cannot hold the request's texts: it does not wait, words rank.
+    let extra = r#"rerank = { embedder = "all-minilm-l6-v2", top = 8 }"#;
+    let flags_full = ["--models-dir", models.as_str(), "--search-embed-queue", "1"];
+    let full = Gateway::start_with(&config(&upstream, &e, extra), &flags_full).await;
+    let r = full.chat(&bone_question()).await;
+    assert_eq!(r.header("x-tollgate-search"), Some("ok"));
+    let line = full.access_line(&r.request_id()).await;
+    assert_eq!(line["search"]["rerank"], "shed", "{line}");
+    let context = sent(&upstream)["messages"][0]["content"].as_str().unwrap().to_string();
+    assert!(!context.contains("fractures"), "{context}");
+    drop(full);
+
     // A model that does not load: said at start; search goes on, ranked by words.
     let extra = r#"rerank = { embedder = "no-such-model" }"#;
     let missing = Gateway::start_with(&config(&upstream, &e, extra), &flags).await;

@@ -47,8 +47,8 @@ pub struct GatewayState {
     pub cache: Option<Arc<crate::pipeline::cache::AnswerCache>>,
     /// Search engine answers and result pages of this node (see `[search] cache_ttl_seconds`).
     pub search_cache: Arc<crate::search::cache::SearchCache>,
-    /// The sentence embedder's pool of search's ranking (`[search.rerank]`; the semantic cache's
-    /// when they name the same model), when the config at start has it and the model loaded.
+    /// The sentence embedder's pool of search's ranking (`[search.rerank]`), when the config at
+    /// start has it and the model loaded.
     pub search_embedder: Option<Arc<tollgate_semantic::EmbedPool>>,
 }
 

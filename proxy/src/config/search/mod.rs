@@ -121,7 +121,7 @@ pub struct RawRerank {
     #[serde(default = "default_rerank_wait")]
     pub wait_ms: Spanned<u64>,
     /// The sentence model (a name under `--models-dir`'s `embedders/`, or a directory); default:
-    /// the semantic cache's (`--cache-embedder`), whose pool is then shared.
+    /// the semantic cache's model (`--cache-embedder`), in a pool of its own.
     #[serde(default)]
     pub embedder: Option<String>,
 }
