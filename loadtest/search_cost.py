@@ -58,7 +58,7 @@ def config(mock_port, engines_port, kb, setup):
     if setup.endswith("+rerank"):
         planner += "\nrerank = { top = 16 }"
     elif setup.endswith("+rerank-minilm"):
-        planner += '\nrerank = { top = 16, embedder = "all-minilm-l6-v2" }'
+        planner += '\nrerank = { top = 16, embedder = "all-minilm-l6-v2", wait_ms = 1000 }'
     return f"""
 [[providers]]
 name = "mock"
