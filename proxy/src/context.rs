@@ -98,6 +98,9 @@ pub struct AnswerFacts {
     pub attempts: u32,
     /// Time to the first body byte sent to the client.
     pub ttft: Option<Duration>,
+    /// Time spent waiting on providers: sending to them, waiting for and reading their answers,
+    /// backing off between attempts (the rest of the latency is the gateway's own).
+    pub waited: Duration,
     /// Tokens as the provider reported them.
     pub usage: Option<Usage>,
     /// Completion tokens counted by the gateway when the provider reported no usage (exact with
@@ -284,6 +287,31 @@ impl RequestCtx {
     /// gateway's own counts of the prompt and of what was streamed (a stream the client
     /// abandoned included); plus a search planner's tokens; `None` when no provider answered
     /// successfully (nothing to charge).
+    /// The answer's tokens: as the provider reported them, else the gateway's own counts
+    /// (exact, or estimated for a model without a tokenizer).
+    pub fn answer_usage(&self) -> Option<Usage> {
+        if let Some(u) = self.answer.usage {
+            return Some(u);
+        }
+        let completion = self.answer.completion_counted?.tokens() as u64;
+        let prompt = self.prompt.counted.map_or(0, |c| c.tokens() as u64);
+        Some(Usage {
+            prompt,
+            completion,
+            total: prompt + completion,
+            cached: 0,
+        })
+    }
+
+    /// The price the answer is costed at: its model's, unless the answer came from the cache
+    /// (no provider was asked).
+    pub fn price(&self) -> Option<&crate::config::routes::Price> {
+        match &self.model {
+            ModelStage::Routed { route, .. } if self.answer.attempts > 0 => route.price.as_ref(),
+            _ => None,
+        }
+    }
+
     pub fn tokens_used(&self) -> Option<u64> {
         if !(200..300).contains(&self.answer.status) {
             return None;

@@ -183,6 +183,24 @@ pub struct RawModel {
     pub retry: Option<super::fallback::RawRetry>,
     pub timeouts: Option<super::fallback::RawTimeouts>,
     pub health: Option<super::fallback::RawHealth>,
+    /// What this model's tokens cost, for `tollgate_cost_total` and the access line.
+    pub price: Option<RawPrice>,
+}
+
+/// Prices per million tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input: Spanned<f64>,
+    pub output: Spanned<f64>,
+    /// Prompt tokens served from the provider's prompt cache; default: `input`.
+    pub cached: Option<Spanned<f64>>,
+    #[serde(default = "default_currency")]
+    pub currency: Spanned<String>,
+}
+
+fn default_currency() -> Spanned<String> {
+    Spanned::new(0..0, "USD".to_string())
 }
 
 #[derive(Debug, Deserialize)]

@@ -42,6 +42,29 @@ pub struct Route {
     pub health: HealthPolicy,
     /// The retry budget of requests to this model (kept across reloads).
     pub budget: Arc<RetryBudget>,
+    /// What its tokens cost (`price` of the model), when configured.
+    pub price: Option<Price>,
+}
+
+/// Prices of a model's tokens, per million, in `currency`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cached: f64,
+    pub currency: String,
+}
+
+impl Price {
+    /// The cost of `usage`: prompt tokens at the input price (those served from the provider's
+    /// prompt cache at the cached price), completion tokens at the output price.
+    pub fn cost(&self, usage: &crate::api::Usage) -> f64 {
+        let cached = usage.cached.min(usage.prompt);
+        ((usage.prompt - cached) as f64 * self.input
+            + cached as f64 * self.cached
+            + usage.completion as f64 * self.output)
+            / 1e6
+    }
 }
 
 /// The `GET /v1/models` body listing `names`.

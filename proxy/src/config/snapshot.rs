@@ -200,6 +200,7 @@ pub fn compile(
                 timeouts: fallback::timeouts(m.timeouts.as_ref(), &at, &mut problems),
                 health: fallback::health(m.health.as_ref(), &at, &mut problems),
                 budget: Arc::default(),
+                price: m.price.as_ref().and_then(|p| price(p, &at, &mut problems)),
             },
             m,
         ));
@@ -279,6 +280,39 @@ fn in_order(routes: &foldhash::HashMap<String, Arc<Route>>, names: &[String]) ->
     names.iter().filter_map(|n| routes.get(n).cloned()).collect()
 }
 
+/// A model's `price`, checked: finite, non-negative amounts; a currency code of 1 to 8 letters.
+fn price(raw: &super::raw::RawPrice, at: &str, problems: &mut Problems<'_>) -> Option<super::routes::Price> {
+    let mut ok = true;
+    let mut amount = |v: &toml::Spanned<f64>, field: &str| {
+        let x = *v.get_ref();
+        if !x.is_finite() || x < 0.0 {
+            problems.at(
+                v.span(),
+                format_args!("{at}.price.{field}: a price per million tokens, 0 or more"),
+            );
+            ok = false;
+        }
+        x
+    };
+    let input = amount(&raw.input, "input");
+    let output = amount(&raw.output, "output");
+    let cached = raw.cached.as_ref().map_or(input, |c| amount(c, "cached"));
+    let currency = raw.currency.get_ref();
+    if currency.is_empty() || currency.len() > 8 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+        problems.at(
+            raw.currency.span(),
+            format_args!("{at}.price.currency: a currency code such as USD or CNY"),
+        );
+        ok = false;
+    }
+    ok.then(|| super::routes::Price {
+        input,
+        output,
+        cached,
+        currency: currency.to_ascii_uppercase(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::load_str;
@@ -298,6 +332,18 @@ base_url = "http://127.0.0.1:10/compatible-mode/v1/"
 name = "m1"
 targets = [{ provider = "a", model = "real-1", weight = 3 }, { provider = "b" }]
 "#;
+
+    #[test]
+    fn prices_are_checked_and_cached_defaults_to_input() {
+        let priced = format!("{GOOD}price = {{ input = 2.5, output = 10 }}\n");
+        let s = load_str(&priced, "t.toml", None, 1).unwrap();
+        let p = s.route("m1").unwrap().price.clone().unwrap();
+        assert_eq!((p.input, p.output, p.cached, p.currency.as_str()), (2.5, 10.0, 2.5, "USD"));
+        let bad = format!("{GOOD}price = {{ input = -1, output = 10, currency = \"U S\" }}\n");
+        let e = load_str(&bad, "t.toml", None, 1).unwrap_err().to_string();
+        assert!(e.contains("models[0].price.input"), "{e}");
+        assert!(e.contains("models[0].price.currency"), "{e}");
+    }
 
     #[test]
     fn compiles_routes_with_resolved_providers_and_rewrites() {

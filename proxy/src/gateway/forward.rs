@@ -58,8 +58,10 @@ pub async fn forward(
     let mut last: Option<UpstreamError> = None;
     let failure = loop {
         if !attempt.backoff.is_zero() {
-            let wake = tokio::time::Instant::now() + attempt.backoff;
+            let slept = tokio::time::Instant::now();
+            let wake = slept + attempt.backoff;
             tokio::time::sleep_until(deadline.map_or(wake, |d| d.min(wake))).await;
+            call.ctx.answer.waited += slept.elapsed();
         }
         let left = match deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now())) {
             Some(left) if left.is_zero() => {
@@ -110,7 +112,10 @@ pub async fn forward(
         };
         let opts = attempt_options(&state.upstream, attempt.route, left);
         let peer = upstream::peer(&target.provider, &opts);
-        let failure = match upstream::send(&state.upstreams, &peer, &head, &upstream_body).await {
+        let sending = std::time::Instant::now();
+        let sent = upstream::send(&state.upstreams, &peer, &head, &upstream_body).await;
+        call.ctx.answer.waited += sending.elapsed();
+        let failure = match sent {
             Err(e) => e,
             Ok(mut up) => {
                 let answered = answered(up.status());
@@ -127,10 +132,10 @@ pub async fn forward(
                 let failed = if answered {
                     None
                 } else {
-                    match judge(&mut up, &primary).await {
-                        Ok(failed) => failed,
-                        Err(e) => Some(e),
-                    }
+                    let reading = std::time::Instant::now();
+                    let judged = judge(&mut up, &primary).await;
+                    call.ctx.answer.waited += reading.elapsed();
+                    judged.unwrap_or_else(Some)
                 };
                 match &failed {
                     Some(f) if f.is_target_failure() => eject_if(state, &attempt, now),

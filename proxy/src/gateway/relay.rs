@@ -176,9 +176,9 @@ async fn relay_body(
     let mut header = Some(header);
     loop {
         let (ended, failure) = match deadline {
-            None => read_burst(&mut up, sink).await,
+            None => read_burst(&mut up, sink, &mut ctx.answer.waited).await,
             // Cancel-safe: what a dropped read got stays in the response's buffer.
-            Some(d) => match tokio::time::timeout_at(d, read_burst(&mut up, sink)).await {
+            Some(d) => match tokio::time::timeout_at(d, read_burst(&mut up, sink, &mut ctx.answer.waited)).await {
                 Ok(read) => read,
                 Err(_) => (
                     false,
@@ -280,10 +280,18 @@ async fn moderate(state: &GatewayState, sink: &mut BodySink, ctx: &mut RequestCt
     }
 }
 
-/// Wait for the next upstream chunk, then take every chunk already buffered behind it without
-/// waiting. Returns whether the body ended, and the error that broke it, if any.
-async fn read_burst(up: &mut Response, sink: &mut BodySink) -> (bool, Option<Box<Error>>) {
-    let mut taken = match up.read_body().await {
+/// Wait for the next upstream chunk (the wait added to `waited`), then take every chunk
+/// already buffered behind it without waiting. Returns whether the body ended, and the error
+/// that broke it, if any.
+async fn read_burst(
+    up: &mut Response,
+    sink: &mut BodySink,
+    waited: &mut std::time::Duration,
+) -> (bool, Option<Box<Error>>) {
+    let asked = std::time::Instant::now();
+    let first = up.read_body().await;
+    *waited += asked.elapsed();
+    let mut taken = match first {
         Ok(Some(c)) => {
             let n = c.len();
             sink.push(c);

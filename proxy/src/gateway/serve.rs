@@ -182,7 +182,11 @@ async fn search_stage(
     let searched = search::run(&env, policy, &route.name, ask, body, &admitted.view).await;
     admitted.edits.extend(searched.edits);
     call.ctx.guard.events.extend(searched.guard_events);
-    state.metrics.searched(&route.name, &searched.facts);
+    let planner = searched.facts.planner.as_ref().and_then(|p| live.route(&p.model));
+    let planner_price = planner.as_ref().and_then(|r| r.price.as_ref());
+    state
+        .metrics
+        .searched(&route.name, &searched.facts, consumer, planner_price);
     call.ctx.search = Some(Box::new(searched.facts));
     call.references = searched.references;
 }

@@ -196,6 +196,13 @@ fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duratio
     if !ctx.answer.failed_attempts.is_empty() {
         out.push(b']');
     }
+    if ctx.answer.attempts > 0 {
+        let _ = write!(out, ",\"upstream_ms\":{:.3}", ctx.answer.waited.as_secs_f64() * 1000.0);
+    }
+    if let (Some(price), Some(usage)) = (ctx.price(), ctx.answer_usage()) {
+        let _ = write!(out, ",\"cost\":{:.9},\"currency\":", price.cost(&usage));
+        json_str(out, &price.currency);
+    }
     if let Some(search) = &ctx.search {
         let _ = write!(
             out,

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub resilience: ResilienceMetrics,
     /// The search stage's series.
     pub search: super::search_metrics::SearchMetrics,
+    /// Tokens and cost by consumer, limit refusals by consumer, the gateway's overhead.
+    pub usage: super::usage_metrics::UsageMetrics,
     /// Content safety rules that fired, by direction, risk type, rule, action and consumer.
     pub guardrail_events: IntCounterVec,
     limit_state: LimitState,
@@ -68,6 +70,8 @@ pub struct ModelSeries {
     pub prompt_counted: [IntCounter; 2],
     /// Tokens by kind: prompt, completion, cached.
     pub tokens: [IntCounter; 3],
+    /// The gateway's own time of requests that reached a provider.
+    pub overhead: prometheus::Histogram,
 }
 
 /// Outcomes of a rate limit decision, in the order of [`RuleCounters::decisions`].
@@ -93,6 +97,7 @@ impl Metrics {
             ttft: self.ttft.with_label_values(&[model]),
             prompt_counted: ["exact", "estimate"].map(|m| self.prompt_tokens_counted.with_label_values(&[model, m])),
             tokens: ["prompt", "completion", "cached"].map(|k| self.tokens.with_label_values(&[model, k])),
+            overhead: self.usage.overhead.with_label_values(&[model]),
         }
     }
 
@@ -512,6 +517,7 @@ impl Metrics {
         let cache = CacheMetrics::new(&registry)?;
         let resilience = ResilienceMetrics::new(&registry)?;
         let search = super::search_metrics::SearchMetrics::new(&registry)?;
+        let usage = super::usage_metrics::UsageMetrics::new(&registry)?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
@@ -526,6 +532,7 @@ impl Metrics {
             upstream_attempts,
             resilience,
             search,
+            usage,
             reloads,
             config_version,
             upstream_idle,

@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod repeats;
 pub mod request_metrics;
 pub mod search_metrics;
+pub mod usage_metrics;
 
 pub use metrics::Metrics;

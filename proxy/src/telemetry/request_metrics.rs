@@ -13,6 +13,11 @@ pub fn update(ctx: &RequestCtx, series: Option<&ModelSeries>, metrics: &Metrics,
         Some(series) => update_model_series(ctx, series, metrics, latency),
         None => update_by_label(ctx, metrics, latency),
     }
+    if let Some(u) = ctx.answer_usage() {
+        metrics
+            .usage
+            .used(Some(ctx.names().consumer), ctx.model_label(), ctx.price(), &u);
+    }
 }
 
 /// A routed request: its model's series were looked up once per config, by route.
@@ -29,6 +34,10 @@ fn update_model_series(ctx: &RequestCtx, s: &ModelSeries, metrics: &Metrics, lat
     s.duration.observe(latency.as_secs_f64());
     if let Some(t) = ctx.answer.ttft {
         s.ttft.observe(t.as_secs_f64());
+    }
+    if ctx.answer.attempts > 0 {
+        s.overhead
+            .observe(latency.saturating_sub(ctx.answer.waited).as_secs_f64());
     }
     if let Some(c) = ctx.prompt.counted {
         s.prompt_counted[usize::from(c.is_estimate())].inc_by(c.tokens() as u64);

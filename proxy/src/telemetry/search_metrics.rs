@@ -117,8 +117,15 @@ impl SearchMetrics {
 }
 
 impl Metrics {
-    /// One request's search, as the stage reported it.
-    pub fn searched(&self, model: &str, facts: &SearchFacts) {
+    /// One request's search, as the stage reported it, for `consumer`; `planner_price` is the
+    /// planner model's price.
+    pub fn searched(
+        &self,
+        model: &str,
+        facts: &SearchFacts,
+        consumer: Option<&str>,
+        planner_price: Option<&crate::config::routes::Price>,
+    ) {
         let m = &self.search;
         m.searches.with_label_values(&[model, facts.status.name()]).inc();
         for (engine, outcome) in &facts.calls {
@@ -146,6 +153,7 @@ impl Metrics {
                 let series = self.model_series(&p.model);
                 series.tokens[0].inc_by(u.prompt);
                 series.tokens[1].inc_by(u.completion);
+                self.usage.used(consumer, &p.model, planner_price, &u);
             }
         }
         if facts.passages > 0 {

@@ -287,6 +287,7 @@ impl RateLimiter {
                     }
                     refused => {
                         self.release(holds, metrics);
+                        rejected(metrics, rule, if tokens { "tokens" } else { "requests" }, sources);
                         return Err(refusal(rule, limit, tokens, cost, demand.prompt_tokens, refused));
                     }
                 }
@@ -319,10 +320,12 @@ impl RateLimiter {
                     }
                     Err(SlotRefused::Full(in_use)) => {
                         self.release(holds, metrics);
+                        rejected(metrics, rule, "concurrent", sources);
                         return Err(concurrency_refusal(rule, capacity, in_use));
                     }
                     Err(SlotRefused::Unavailable) => {
                         self.release(holds, metrics);
+                        rejected(metrics, rule, "concurrent", sources);
                         return Err(refusal(
                             rule,
                             Limit::new(capacity, 1),
@@ -603,6 +606,16 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// Count a refusal by `rule` of a request of `sources`' consumer.
+fn rejected(metrics: &Metrics, rule: &LimitRule, kind: &str, sources: &KeySources<'_>) {
+    let consumer = sources.consumer.unwrap_or(crate::telemetry::usage_metrics::NO_CONSUMER);
+    metrics
+        .usage
+        .limit_rejections
+        .with_label_values(&[rule.name.as_str(), kind, consumer])
+        .inc();
 }
 
 fn refusal(rule: &LimitRule, limit: Limit, tokens: bool, cost: u64, prompt: u64, decision: Decision) -> Refusal {
