@@ -266,6 +266,29 @@ pub struct RunOpts {
     /// Texts embedded together in one run of the model at most.
     #[arg(long, env = "TOLLGATE_SEARCH_EMBED_BATCH", default_value_t = 17)]
     pub search_embed_batch: usize,
+    /// The OTLP/HTTP collector's base URL (`/v1/traces` is added): traces are exported when it
+    /// or `--otlp-traces-endpoint` is set. `http://` only (a local collector or agent).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The OTLP/HTTP traces endpoint as a whole URL (wins over `--otlp-endpoint`).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "tollgate")]
+    pub otel_service_name: String,
+    /// Share of requests traced when the client sends no `traceparent` (0 to 1); a client's
+    /// `traceparent` decides for its own trace.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 1.0)]
+    pub trace_sample: f64,
+    /// Spans waiting for export at most; past it a request's spans are dropped (counted).
+    #[arg(long, env = "TOLLGATE_TRACE_QUEUE", default_value_t = 4096)]
+    pub trace_queue: usize,
+    /// Spans posted to the collector in one batch at most (a batch also goes after a second).
+    #[arg(long, env = "TOLLGATE_TRACE_BATCH", default_value_t = 512)]
+    pub trace_batch: usize,
+    /// Longest time one post to the collector may take, in ms.
+    #[arg(long, env = "TOLLGATE_TRACE_EXPORT_TIMEOUT_MS", default_value_t = 2000)]
+    pub trace_export_timeout_ms: u64,
     /// How often entries past their time are dropped from memory, in seconds (they are never
     /// answered once expired, whenever they are dropped).
     #[arg(long, env = "TOLLGATE_CACHE_SWEEP_SECS", default_value_t = 10)]

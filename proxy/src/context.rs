@@ -265,6 +265,8 @@ pub struct RequestCtx {
     pub guard: GuardFacts,
     /// What the search stage did, when the request searched.
     pub search: Option<Box<SearchFacts>>,
+    /// Its trace, when it is traced (an exporter is configured and the sampler chose it).
+    pub trace: Option<Box<crate::telemetry::trace::Trace>>,
 }
 
 impl RequestCtx {
@@ -280,6 +282,7 @@ impl RequestCtx {
             answer: AnswerFacts::default(),
             guard: GuardFacts::default(),
             search: None,
+            trace: None,
         }
     }
 
@@ -309,6 +312,13 @@ impl RequestCtx {
         match &self.model {
             ModelStage::Routed { route, .. } if self.answer.attempts > 0 => route.price.as_ref(),
             _ => None,
+        }
+    }
+
+    /// A traced request's stage `name` starts now (see [`crate::telemetry::trace`]).
+    pub fn stage(&mut self, name: &'static str) {
+        if let Some(t) = self.trace.as_mut() {
+            t.stage(name);
         }
     }
 

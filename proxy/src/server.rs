@@ -173,6 +173,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         cache: cache.clone(),
         search_cache: Arc::new(crate::search::cache::SearchCache::new(opts.search_cache_entries)),
         search_embedder,
+        tracer: start_tracer(&opts, &metrics, &shared_rt)?,
         body_limits: BodyLimits {
             timeout: Duration::from_secs(opts.body_timeout_secs),
             min_rate: opts.body_min_rate,
@@ -359,6 +360,31 @@ fn start_limits(
             log_interval_ms: opts.log_repeat_interval_secs.saturating_mul(1000),
         },
     )
+}
+
+/// The trace exporter, when an OTLP endpoint is configured (flags or `OTEL_*` variables).
+fn start_tracer(
+    opts: &RunOpts,
+    metrics: &Metrics,
+    rt: &tokio::runtime::Handle,
+) -> anyhow::Result<Option<crate::telemetry::trace::Tracer>> {
+    let endpoint = match (&opts.otlp_traces_endpoint, &opts.otlp_endpoint) {
+        (Some(e), _) if !e.is_empty() => e.clone(),
+        (_, Some(base)) if !base.is_empty() => format!("{}/v1/traces", base.trim_end_matches('/')),
+        _ => return Ok(None),
+    };
+    let options = crate::telemetry::trace::TraceOptions {
+        endpoint: endpoint.clone(),
+        service: opts.otel_service_name.clone(),
+        sample: opts.trace_sample,
+        queue: opts.trace_queue,
+        batch: opts.trace_batch,
+        timeout: Duration::from_millis(opts.trace_export_timeout_ms.max(1)),
+    };
+    let tracer = crate::telemetry::trace::Tracer::start(&options, metrics.trace.clone(), rt)
+        .context("starting the trace exporter")?;
+    tracing::info!(endpoint = %endpoint, sample = tracer.sample, "traces exported over OTLP/HTTP");
+    Ok(Some(tracer))
 }
 
 /// An embedding pool of sentence model `name` (under `--models-dir`, or a directory), for the

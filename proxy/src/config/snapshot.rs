@@ -338,7 +338,10 @@ targets = [{ provider = "a", model = "real-1", weight = 3 }, { provider = "b" }]
         let priced = format!("{GOOD}price = {{ input = 2.5, output = 10 }}\n");
         let s = load_str(&priced, "t.toml", None, 1).unwrap();
         let p = s.route("m1").unwrap().price.clone().unwrap();
-        assert_eq!((p.input, p.output, p.cached, p.currency.as_str()), (2.5, 10.0, 2.5, "USD"));
+        assert_eq!(
+            (p.input, p.output, p.cached, p.currency.as_str()),
+            (2.5, 10.0, 2.5, "USD")
+        );
         let bad = format!("{GOOD}price = {{ input = -1, output = 10, currency = \"U S\" }}\n");
         let e = load_str(&bad, "t.toml", None, 1).unwrap_err().to_string();
         assert!(e.contains("models[0].price.input"), "{e}");

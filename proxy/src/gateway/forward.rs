@@ -99,12 +99,19 @@ pub async fn forward(
             }
         };
         let upstream_body = body::rewrite(body, &admitted.view, &target.model_json, admitted.force_usage, edits);
+        let operation = crate::telemetry::trace::operation(call.ctx.endpoint);
+        let traceparent = call
+            .ctx
+            .trace
+            .as_mut()
+            .map(|t| t.attempt(operation, provider, &target.model));
         let head = upstream::request_head(
             session.req_header(),
             target,
             &path_and_query,
             upstream_body.len(),
             &call.ctx.request_id,
+            traceparent.as_deref(),
         );
         let head = match head {
             Ok(h) => h,
@@ -318,14 +325,18 @@ fn record_failure(state: &GatewayState, call: &mut Call, attempt: &Attempt<'_>, 
         .upstream_attempts
         .with_label_values(&[provider, failure.outcome()])
         .inc();
+    let status = match failure {
+        UpstreamError::Status(s) | UpstreamError::ContextLength(s) => Some(s.as_u16()),
+        _ => None,
+    };
+    if let Some(t) = call.ctx.trace.as_mut() {
+        t.end_attempt(Some(failure.outcome()), status);
+    }
     call.ctx.answer.failed_attempts.push(FailedAttempt {
         provider: provider.to_string(),
         target_model: attempt.target.model.clone(),
         reason: failure.outcome(),
-        status: match failure {
-            UpstreamError::Status(s) | UpstreamError::ContextLength(s) => Some(s.as_u16()),
-            _ => None,
-        },
+        status,
     });
 }
 

@@ -50,6 +50,8 @@ pub struct GatewayState {
     /// The sentence embedder's pool of search's ranking (`[search.rerank]`), when the config at
     /// start has it and the model loaded.
     pub search_embedder: Option<Arc<tollgate_semantic::EmbedPool>>,
+    /// The trace exporter, when traces are exported.
+    pub tracer: Option<crate::telemetry::trace::Tracer>,
 }
 
 /// How long a request body may take to arrive (CLI flags).
@@ -183,5 +185,8 @@ impl ProxyHttp for Gateway {
             _ => None,
         };
         self.state.access_log.record(&call.ctx, series, metrics);
+        if let (Some(tracer), Some(mut trace)) = (&self.state.tracer, call.ctx.trace.take()) {
+            tracer.finish(&call.ctx, &mut trace);
+        }
     }
 }

@@ -29,6 +29,10 @@ pub async fn filter(state: &GatewayState, session: &mut Session, call: &mut Call
 /// Serve one request completely.
 pub async fn serve(state: &GatewayState, session: &mut Session, call: &mut Call) -> pingora::Result<()> {
     call.ctx.request_id = request_id(session.req_header().headers.get("x-request-id"));
+    if let Some(tracer) = &state.tracer {
+        let headers = &session.req_header().headers;
+        call.ctx.trace = crate::telemetry::trace::Trace::begin(headers, tracer.sample, call.ctx.started);
+    }
     match stages(state, session, call).await {
         Ok(forwarded) => forwarded,
         Err(answer) => respond::answer(state, session, call, answer).await,
@@ -40,6 +44,7 @@ pub async fn serve(state: &GatewayState, session: &mut Session, call: &mut Call)
 async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) -> Step<pingora::Result<()>> {
     let live = state.live.load();
     let ready = !state.drain.is_draining();
+    call.ctx.stage("authenticate");
     let opened = request::open(
         &live,
         &state.keys,
@@ -48,7 +53,9 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
         &incoming(session),
         &mut call.ctx,
     )?;
+    call.ctx.stage("read_body");
     let body = read_body(session, state.max_body_bytes, &state.body_limits).await?;
+    call.ctx.stage("admission");
     let parsed = request::parse(&live, &opened, &body, &mut call.ctx)?;
     let req = incoming(session);
     let mut admitted = request::admit(
@@ -63,6 +70,7 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
     )
     .await?;
     let consumer = opened.caller.as_ref().map(|c| c.consumer.name.as_str());
+    call.ctx.stage("guardrails");
     let guarded = guard_input(state, &live, consumer, &body, &mut admitted, &mut call.ctx).await?;
     let searches = live.search.as_deref().and_then(|policy| {
         let headers = &session.req_header().headers;
@@ -82,6 +90,7 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
         call.ctx.answer.cache = cache::CacheOutcome::Skipped;
     }
     if let (Some(policy), Some(cache), true) = (live.cache.as_deref(), state.cache.as_deref(), cacheable) {
+        call.ctx.stage("cache_lookup");
         let req = cache::CacheRequest {
             endpoint: opened.endpoint,
             body: &body,
@@ -118,6 +127,7 @@ async fn stages(state: &GatewayState, session: &mut Session, call: &mut Call) ->
         }
     }
     if let (Some(policy), Some(ask)) = (live.search.as_deref(), &searches) {
+        call.ctx.stage("search");
         Box::pin(search_stage(
             state,
             &live,

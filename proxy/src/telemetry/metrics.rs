@@ -48,6 +48,8 @@ pub struct Metrics {
     pub search: super::search_metrics::SearchMetrics,
     /// Tokens and cost by consumer, limit refusals by consumer, the gateway's overhead.
     pub usage: super::usage_metrics::UsageMetrics,
+    /// The trace exporter's drops and posts.
+    pub trace: super::trace::TraceMetrics,
     /// Content safety rules that fired, by direction, risk type, rule, action and consumer.
     pub guardrail_events: IntCounterVec,
     limit_state: LimitState,
@@ -518,6 +520,7 @@ impl Metrics {
         let resilience = ResilienceMetrics::new(&registry)?;
         let search = super::search_metrics::SearchMetrics::new(&registry)?;
         let usage = super::usage_metrics::UsageMetrics::new(&registry)?;
+        let trace = super::trace::TraceMetrics::new(&registry)?;
         let limit_state = LimitState::new(&registry)?;
         registry.register(Box::new(quota_rejections.clone()))?;
         registry.register(Box::new(quota_store_errors.clone()))?;
@@ -533,6 +536,7 @@ impl Metrics {
             resilience,
             search,
             usage,
+            trace,
             reloads,
             config_version,
             upstream_idle,

@@ -91,6 +91,7 @@ pub fn request_head(
     path_and_query: &str,
     body_len: usize,
     request_id: &str,
+    traceparent: Option<&str>,
 ) -> pingora::Result<BytesMut> {
     let provider = &target.provider;
     let path = provider.upstream_path(path_and_query);
@@ -120,8 +121,16 @@ pub fn request_head(
     if let Some(auth) = &provider.auth {
         line(b"authorization", auth.expose().as_bytes());
     }
+    // A traced request's attempt is the provider's parent; otherwise the client's header, if
+    // any, passes through with the others.
+    if let Some(t) = traceparent {
+        line(b"traceparent", t.as_bytes());
+    }
     for (name, value) in client.headers.iter() {
-        if DROPPED_REQUEST_HEADERS.contains(&name.as_str()) || name.as_str() == "x-request-id" {
+        if DROPPED_REQUEST_HEADERS.contains(&name.as_str())
+            || name.as_str() == "x-request-id"
+            || (traceparent.is_some() && name.as_str() == "traceparent")
+        {
             continue;
         }
         line(name.as_str().as_bytes(), value.as_bytes());
