@@ -22,7 +22,11 @@ With --guard it compares content safety: the plain gateway and the same with gua
 (deny list from examples/deny-list.txt blocking in and out, every kind of sensitive data masked
 in and out, injection rules), both sent the same 1 KB prompt that trips none of them.
 
-Usage: python3 loadtest/instructions.py [--requests 5000] [--no-build] [--tollgate PATH] [--cache | --guard] [--only LABEL]
+With --trace it compares OpenTelemetry tracing: off, and exporting to a local OTLP/HTTP
+receiver (a thread of this script answering 200) with sampling 0.01 and 1.0; the exporter's
+thread is counted, and the count waits for its last batch to be posted.
+
+Usage: python3 loadtest/instructions.py [--requests 5000] [--no-build] [--tollgate PATH] [--cache | --guard | --trace] [--only LABEL]
 Needs valgrind (callgrind_control, callgrind_annotate) and oha.
 """
 
@@ -99,6 +103,42 @@ action = "block"
             ("guardrails on: pii mask + deny list + injection, in and out", guarded, None, GUARD_PROMPT, [])]
 
 
+def trace_configs(mock_port, collector_port):
+    plain = gateway_configs(mock_port)["plain"]
+    endpoint = f"http://127.0.0.1:{collector_port}"
+    on = lambda sample: ("--otlp-endpoint", endpoint, "--trace-sample", sample)  # noqa: E731
+    return [("tollgate, tracing off", plain, None, "Say hello in three words.", [], ()),
+            ("tracing on, sampling 0.01", plain, None, "Say hello in three words.", [], on("0.01")),
+            ("tracing on, sampling 1.0", plain, None, "Say hello in three words.", [], on("1.0"))]
+
+
+def start_collector():
+    """An OTLP/HTTP receiver on a free port (a thread): answers 200 to every POST; the spans it
+    received, by count."""
+    import http.server
+    import json
+    import threading
+    received = {"spans": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            for rs in json.loads(body).get("resourceSpans", []):
+                for ss in rs.get("scopeSpans", []):
+                    received["spans"] += len(ss.get("spans", []))
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1], received
+
+
 EXPECTED = {"tollgate, cache off": None, "cache on: exact hits": "hit", "cache on: semantic hits": "semantic-hit",
             "cache on: misses (no-cache: embed, forward, store)": "miss"}
 
@@ -133,6 +173,7 @@ def main():
     ap.add_argument("--tollgate", help="the gateway binary to count (default: this tree's release build)")
     ap.add_argument("--cache", action="store_true", help="compare the answer cache's paths (see above)")
     ap.add_argument("--guard", action="store_true", help="compare guardrails on and off (see above)")
+    ap.add_argument("--trace", action="store_true", help="compare tracing off and on (see above)")
     ap.add_argument("--only", default="", help="only the variants whose label contains this (the first always runs)")
     args = ap.parse_args()
     bin_dir = release_bins(args.no_build)
@@ -141,26 +182,35 @@ def main():
     mock, mock_port = start_mock(bin_dir, work)
     results = []
     try:
+        received = None
         if args.cache:
-            variants = cache_configs(mock_port)
+            variants = [v + ((),) for v in cache_configs(mock_port)]
         elif args.guard:
-            variants = guard_configs(mock_port)
+            variants = [v + ((),) for v in guard_configs(mock_port)]
+        elif args.trace:
+            collector_port, received = start_collector()
+            variants = trace_configs(mock_port, collector_port)
         else:
-            variants = [(label, text, None, "Say hello in three words.", []) for label, text in configs(mock_port)]
+            variants = [(label, text, None, "Say hello in three words.", [], ()) for label, text in configs(mock_port)]
         variants = variants[:1] + [v for v in variants[1:] if args.only in v[0]]
-        for label, text, first, question, headers in variants:
+        for label, text, first, question, headers, flags in variants:
             out_file = os.path.join(work, f"callgrind.{len(results)}")
             valgrind = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}")
             # Under valgrind an embedding takes ~50 times longer: wait for it rather than shed.
-            extra = ("--models-dir", MODELS_DIR, "--cache-embed-wait-ms", "600000") if args.cache else ()
+            extra = ("--models-dir", MODELS_DIR, "--cache-embed-wait-ms", "600000") if args.cache else flags
             gw, url = start_gateway(tollgate, work, text, wrapper=valgrind, timeout=300, extra=extra)
             try:
                 if first:
                     drive(url, 1, first)
                 drive(url, min(500, args.requests), question, headers)  # warm-up, not counted
                 subprocess.run(["callgrind_control", "-i", "on", str(gw.pid)], capture_output=True, check=True)
+                spans_before = received["spans"] if received else 0
                 drive(url, args.requests, question, headers)
+                if flags:
+                    time.sleep(3)  # the exporter posts its last batch (a second after its first span)
                 subprocess.run(["callgrind_control", "-i", "off", str(gw.pid)], capture_output=True, check=True)
+                if received is not None and flags:
+                    print(f"{label}: {received['spans'] - spans_before} spans received", flush=True)
                 subprocess.run(["callgrind_control", "-d", str(gw.pid)], capture_output=True, check=True)
                 seen = cache_header(url, question, headers) if args.cache else None
                 if args.cache and seen != EXPECTED[label]:
@@ -177,7 +227,7 @@ def main():
     finally:
         mock.terminate()
         mock.wait(timeout=10)
-    what = "1 proxy thread" + (", 1 embedding thread" if args.cache else "")
+    what = "1 proxy thread" + (", 1 embedding thread" if args.cache else "") + (", the exporter" if args.trace else "")
     print(f"callgrind, {args.requests} JSON chat requests, oha -c 4, {what}\n")
     print("| gateway | instructions / request | vs plain |")
     print("|---|---|---|")

@@ -311,6 +311,20 @@ pub struct RunOpts {
     /// Log line format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// Access lines go to this file (rotated by size) instead of stdout; audit and guardrail
+    /// lines go with them unless `--audit-log` is set.
+    #[arg(long, env = "TOLLGATE_ACCESS_LOG")]
+    pub access_log: Option<PathBuf>,
+    /// Audit and guardrail lines (requests of consumers, admin actions, content safety events)
+    /// go to this file (rotated by size) instead of with the access lines.
+    #[arg(long, env = "TOLLGATE_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+    /// A log file is rotated when a write would take it past this many KiB (at a line boundary).
+    #[arg(long, env = "TOLLGATE_LOG_ROTATE_KB", default_value_t = 102_400)]
+    pub log_rotate_kb: u64,
+    /// Rotated files kept per log (`<file>.1` is the newest).
+    #[arg(long, env = "TOLLGATE_LOG_KEEP", default_value_t = 5)]
+    pub log_keep: usize,
     /// Log filter (e.g. `info`, `tollgate=debug`).
     #[arg(long, env = "TOLLGATE_LOG", default_value = "info")]
     pub log_level: String,

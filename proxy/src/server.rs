@@ -75,7 +75,15 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let access_log = AccessLog::start(opts.log_format).context("starting the access-log writer")?;
+    let log_files = crate::telemetry::access::LogFiles {
+        access: opts.access_log.clone(),
+        audit: opts.audit_log.clone(),
+        rotation: crate::telemetry::sink::Rotation {
+            max_bytes: opts.log_rotate_kb.saturating_mul(1 << 10).max(1),
+            keep: opts.log_keep,
+        },
+    };
+    let access_log = AccessLog::start(opts.log_format, &log_files).context("opening the access and audit logs")?;
     let shared_rt = shared_state_runtime()?;
     let redis_timeout = Duration::from_millis(opts.redis_timeout_ms);
     let redis = match &opts.redis_url {

@@ -467,3 +467,77 @@ async fn a_dead_collector_changes_nothing_for_clients() {
     assert!(dropped > 0.0, "spans beyond the queue are dropped and counted");
     drop(hole);
 }
+
+/// The JSON lines of `name` and its rotated files (`name.1`, `name.2`, ...) in `dir`; every
+/// line must parse (no line split by a rotation).
+fn lines_of(dir: &std::path::Path, name: &str) -> (Vec<serde_json::Value>, usize) {
+    let mut out = Vec::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        if file != name && !file.starts_with(&format!("{name}.")) {
+            continue;
+        }
+        files += 1;
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}: {e}: {line}")));
+        }
+    }
+    (out, files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_and_audit_lines_go_to_their_own_files_and_rotation_loses_no_line() {
+    let mock = start_mock("mock").await;
+    let dir = temp_dir();
+    let (access, audit) = (dir.join("access.log"), dir.join("audit.log"));
+    let (access_s, audit_s) = (access.display().to_string(), audit.display().to_string());
+    let flags = [
+        "--access-log",
+        access_s.as_str(),
+        "--audit-log",
+        audit_s.as_str(),
+        "--log-rotate-kb",
+        "4",
+        "--log-keep",
+        "10000",
+    ];
+    let gw = Gateway::start_with(&config(&mock.base_url()), &flags).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let r = ask(&gw, KEY_A, "priced").await;
+        assert_eq!(r.status, 200);
+        ids.insert(r.request_id());
+    }
+    let all_written = eventually(std::time::Duration::from_secs(10), || async {
+        lines_of(&dir, "access.log").0.len() >= 200 && lines_of(&dir, "audit.log").0.len() >= 200
+    })
+    .await;
+    assert!(all_written);
+    let (access_lines, access_files) = lines_of(&dir, "access.log");
+    let (audit_lines, audit_files) = lines_of(&dir, "audit.log");
+    assert!(
+        access_files > 2 && audit_files > 2,
+        "rotated: {access_files} and {audit_files} files"
+    );
+    let of = |lines: &[serde_json::Value], message: &str| -> Vec<String> {
+        let mut v: Vec<String> = lines
+            .iter()
+            .filter(|l| l["message"] == message && l["model"] == "priced")
+            .map(|l| l["request_id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let expected: Vec<String> = ids.iter().cloned().collect();
+    assert_eq!(
+        of(&access_lines, "access"),
+        expected,
+        "each access line once, none lost"
+    );
+    assert_eq!(of(&audit_lines, "audit"), expected, "each audit line once, none lost");
+    assert!(access_lines.iter().all(|l| l["message"] == "access"));
+    assert!(audit_lines.iter().all(|l| l["message"] == "audit"));
+    assert!(!gw.log().contains("\"message\":\"access\""), "no access line on stdout");
+}

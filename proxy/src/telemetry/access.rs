@@ -22,6 +22,7 @@ use super::audit::{self, AdminAudit};
 use super::logging::LogFormat;
 use super::metrics::ModelSeries;
 use super::request_metrics;
+use super::sink::{Rotation, Sink};
 use super::Metrics;
 use crate::context::{Caller, RequestCtx};
 use crate::json_spans::write_str as json_str;
@@ -33,7 +34,21 @@ const MAX_BUFFERED: usize = 8 << 20;
 
 struct Shared {
     buf: Mutex<Vec<u8>>,
+    /// Audit and guardrail lines, when they go to a file of their own (else into `buf`).
+    audit: Option<Mutex<Vec<u8>>>,
     format: LogFormat,
+    /// Where `buf` and `audit` are written (the writer thread's; a flush at shutdown takes it too).
+    sinks: Mutex<(Sink, Option<Sink>)>,
+}
+
+/// Where the lines go (CLI flags).
+#[derive(Debug, Clone)]
+pub struct LogFiles {
+    /// Access lines (and audit lines unless `audit` is set); stdout when `None`.
+    pub access: Option<std::path::PathBuf>,
+    /// Audit and guardrail lines in a file of their own.
+    pub audit: Option<std::path::PathBuf>,
+    pub rotation: Rotation,
 }
 
 /// Handle to the access log; cheap to share.
@@ -44,10 +59,17 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Start the writer thread.
-    pub fn start(format: LogFormat) -> std::io::Result<Self> {
+    pub fn start(format: LogFormat, files: &LogFiles) -> std::io::Result<Self> {
+        let access = Sink::open(files.access.as_deref(), files.rotation)?;
+        let audit = match &files.audit {
+            Some(p) => Some(Sink::open(Some(p), files.rotation)?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             buf: Mutex::new(Vec::with_capacity(64 * 1024)),
+            audit: audit.is_some().then(|| Mutex::new(Vec::with_capacity(16 * 1024))),
             format,
+            sinks: Mutex::new((access, audit)),
         });
         let writer = shared.clone();
         std::thread::Builder::new()
@@ -73,7 +95,7 @@ impl AccessLog {
         let mut stamp = Vec::with_capacity(32);
         timestamp(&mut stamp);
         audit::admin_line(&mut line, self.shared.format, &stamp, who, peer, a);
-        if let Ok(mut buf) = self.shared.buf.lock() {
+        if let Ok(mut buf) = self.shared.audit.as_ref().unwrap_or(&self.shared.buf).lock() {
             buf.extend_from_slice(&line);
         }
     }
@@ -88,11 +110,17 @@ impl AccessLog {
             LogFormat::Json => json_line(&mut line, &stamp, ctx, latency),
             LogFormat::Text => text_line(&mut line, &stamp, ctx, latency),
         }
+        let mut audit_lines = Vec::new();
+        let audit_out = if self.shared.audit.is_some() {
+            &mut audit_lines
+        } else {
+            &mut line
+        };
         if !matches!(ctx.caller, Caller::Open) {
-            audit::request_line(&mut line, self.shared.format, &stamp, ctx);
+            audit::request_line(audit_out, self.shared.format, &stamp, ctx);
         }
         for event in &ctx.guard.events {
-            audit::guard_line(&mut line, self.shared.format, &stamp, ctx, event);
+            audit::guard_line(audit_out, self.shared.format, &stamp, ctx, event);
             let consumer = ctx.names().consumer;
             metrics
                 .guardrail_events
@@ -105,15 +133,20 @@ impl AccessLog {
                 ])
                 .inc_by(u64::from(event.count));
         }
-        let dropped = match self.shared.buf.lock() {
-            Ok(mut buf) if buf.len() + line.len() <= MAX_BUFFERED => {
-                buf.extend_from_slice(&line);
-                false
+        let keep = |buf: &Mutex<Vec<u8>>, lines: &[u8]| match buf.lock() {
+            Ok(mut buf) if buf.len() + lines.len() <= MAX_BUFFERED => {
+                buf.extend_from_slice(lines);
+                true
             }
-            _ => true,
+            _ => false,
         };
-        if dropped {
+        if !keep(&self.shared.buf, &line) {
             metrics.access_log_dropped.inc();
+        }
+        if let (Some(audit), false) = (&self.shared.audit, audit_lines.is_empty()) {
+            if !keep(audit, &audit_lines) {
+                metrics.access_log_dropped.inc();
+            }
         }
         request_metrics::update(ctx, series, metrics, latency);
         if ctx.answer.cache != crate::pipeline::cache::CacheOutcome::Off {
@@ -127,16 +160,27 @@ impl AccessLog {
 }
 
 fn flush(shared: &Shared, spare: &mut Vec<u8>) {
-    if let Ok(mut buf) = shared.buf.lock() {
-        if buf.is_empty() {
-            return;
+    let Ok(mut sinks) = shared.sinks.lock() else { return };
+    let (access, audit) = &mut *sinks;
+    take(&shared.buf, spare);
+    if !spare.is_empty() {
+        let _ = access.write(spare);
+        spare.clear();
+    }
+    if let (Some(buf), Some(sink)) = (&shared.audit, audit) {
+        take(buf, spare);
+        if !spare.is_empty() {
+            let _ = sink.write(spare);
+            spare.clear();
         }
+    }
+}
+
+/// Swap `buf`'s lines into `spare` (empty), leaving `buf` empty.
+fn take(buf: &Mutex<Vec<u8>>, spare: &mut Vec<u8>) {
+    if let Ok(mut buf) = buf.lock() {
         std::mem::swap(&mut *buf, spare);
     }
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(spare);
-    let _ = out.flush();
-    spare.clear();
 }
 
 fn json_line(out: &mut Vec<u8>, stamp: &[u8], ctx: &RequestCtx, latency: Duration) {

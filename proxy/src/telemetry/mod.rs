@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod repeats;
 pub mod request_metrics;
 pub mod search_metrics;
+pub mod sink;
 pub mod trace;
 pub mod usage_metrics;
 
