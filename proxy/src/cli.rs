@@ -325,6 +325,10 @@ pub struct RunOpts {
     /// Rotated files kept per log (`<file>.1` is the newest).
     #[arg(long, env = "TOLLGATE_LOG_KEEP", default_value_t = 5)]
     pub log_keep: usize,
+    /// Hours of usage kept for `GET /admin/usage`, in days (in Redis with `--redis-url`, else
+    /// in this node's memory).
+    #[arg(long, env = "TOLLGATE_USAGE_RETENTION_DAYS", default_value_t = 35)]
+    pub usage_retention_days: u64,
     /// Log filter (e.g. `info`, `tollgate=debug`).
     #[arg(long, env = "TOLLGATE_LOG", default_value = "info")]
     pub log_level: String,

@@ -46,6 +46,8 @@ pub enum ErrorCode {
     LimitStoreUnavailable,
     KeyStoreUnavailable,
     CacheStoreUnavailable,
+    /// The usage ledger's Redis did not answer (`GET /admin/usage`).
+    UsageStoreUnavailable,
     /// A fail-closed moderation service did not answer.
     ModerationUnavailable,
     UpstreamTimeout,
@@ -119,6 +121,11 @@ impl ErrorCode {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "cache_store_unavailable",
+            ),
+            UsageStoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "usage_store_unavailable",
             ),
             ModerationUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -146,6 +146,20 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
     if redis.is_some() {
         shared_rt.spawn(api_keys::poll_forever(keys.clone()));
     }
+    let usage = crate::telemetry::usage::UsageLedger::new(
+        opts.usage_retention_days,
+        redis.as_ref().map(|r| {
+            let prefix = match opts.redis_namespace.as_str() {
+                "" => "tollgate:usage".to_string(),
+                ns => format!("tollgate:{ns}:usage"),
+            };
+            (r.client().clone(), prefix, redis_timeout)
+        }),
+    );
+    shared_rt.spawn(crate::telemetry::usage::UsageLedger::run(
+        Arc::downgrade(&usage),
+        Duration::from_secs(1),
+    ));
     let idle_timeout = Duration::from_secs(opts.upstream_idle_timeout_secs);
     let upstreams = Connections {
         connector: Connector::new(Some(ConnectorOptions::new(opts.upstream_pool_size))),
@@ -182,6 +196,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         search_cache: Arc::new(crate::search::cache::SearchCache::new(opts.search_cache_entries)),
         search_embedder,
         tracer: start_tracer(&opts, &metrics, &shared_rt)?,
+        usage: usage.clone(),
         body_limits: BodyLimits {
             timeout: Duration::from_secs(opts.body_timeout_secs),
             min_rate: opts.body_min_rate,
@@ -249,6 +264,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
             keys,
             audit: access_log.clone(),
             cache,
+            usage: usage.clone(),
         },
     );
     admin.threads = Some(1);

@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod cache;
 pub mod upstreams;
+pub mod usage;
 
 use crate::telemetry::audit::AdminAudit;
 
@@ -32,6 +33,7 @@ pub struct AdminApp {
     pub keys: Arc<KeyRegistry>,
     pub audit: AccessLog,
     pub cache: Option<Arc<crate::pipeline::cache::AnswerCache>>,
+    pub usage: Arc<crate::telemetry::usage::UsageLedger>,
 }
 
 pub(crate) fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -155,7 +157,11 @@ impl ServeHttp for AdminApp {
                 Ok(_) => upstreams::list(self),
                 Err(e) => error(e),
             },
-            (_, "/metrics" | "/healthz" | "/admin/reload" | "/admin/cache" | "/admin/upstreams") => {
+            ("GET", "/admin/usage") => match self.authorized(session) {
+                Ok(_) => usage::usage(&self.usage, session.req_header().uri.query()).await,
+                Err(e) => error(e),
+            },
+            (_, "/metrics" | "/healthz" | "/admin/reload" | "/admin/cache" | "/admin/upstreams" | "/admin/usage") => {
                 error(ApiError::method_not_allowed(&method, &path))
             }
             (_, p) if p.starts_with("/admin/consumers/") => {

@@ -52,6 +52,8 @@ pub struct GatewayState {
     pub search_embedder: Option<Arc<tollgate_semantic::EmbedPool>>,
     /// The trace exporter, when traces are exported.
     pub tracer: Option<crate::telemetry::trace::Tracer>,
+    /// Requests, tokens and cost per hour, consumer and model (`GET /admin/usage`).
+    pub usage: Arc<crate::telemetry::usage::UsageLedger>,
 }
 
 /// How long a request body may take to arrive (CLI flags).
@@ -185,6 +187,7 @@ impl ProxyHttp for Gateway {
             _ => None,
         };
         self.state.access_log.record(&call.ctx, series, metrics);
+        self.state.usage.record(&call.ctx);
         if let (Some(tracer), Some(mut trace)) = (&self.state.tracer, call.ctx.trace.take()) {
             tracer.finish(&call.ctx, &mut trace);
         }

@@ -12,6 +12,7 @@ pub mod request_metrics;
 pub mod search_metrics;
 pub mod sink;
 pub mod trace;
+pub mod usage;
 pub mod usage_metrics;
 
 pub use metrics::Metrics;
