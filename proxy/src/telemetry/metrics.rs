@@ -576,6 +576,45 @@ impl Metrics {
         let _ = self.cache_source.set(stats);
     }
 
+    /// The series of the families named `names` as JSON, for the dashboard:
+    /// `{"<family>": [{"labels": {...}, "value": n}` (counters, gauges) or
+    /// `{"labels": {...}, "buckets": [[le, cumulative], ...], "sum": s, "count": n}` (histograms)`]}`.
+    pub fn families_json(&self, names: &[&str]) -> serde_json::Value {
+        use prometheus::proto::MetricType;
+        let mut out = serde_json::Map::new();
+        for family in self.registry.gather() {
+            if !names.contains(&family.get_name()) {
+                continue;
+            }
+            let series: Vec<serde_json::Value> = family
+                .get_metric()
+                .iter()
+                .map(|m| {
+                    let labels: serde_json::Map<String, serde_json::Value> = m
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.get_name().to_string(), l.get_value().into()))
+                        .collect();
+                    match family.get_field_type() {
+                        MetricType::HISTOGRAM => {
+                            let h = m.get_histogram();
+                            let buckets: Vec<serde_json::Value> = h
+                                .get_bucket()
+                                .iter()
+                                .map(|b| serde_json::json!([b.get_upper_bound(), b.get_cumulative_count()]))
+                                .collect();
+                            serde_json::json!({"labels": labels, "buckets": buckets, "sum": h.get_sample_sum(), "count": h.get_sample_count()})
+                        }
+                        MetricType::GAUGE => serde_json::json!({"labels": labels, "value": m.get_gauge().get_value()}),
+                        _ => serde_json::json!({"labels": labels, "value": m.get_counter().get_value()}),
+                    }
+                })
+                .collect();
+            out.insert(family.get_name().to_string(), series.into());
+        }
+        serde_json::Value::Object(out)
+    }
+
     /// The exposition text.
     pub fn render(&self) -> Vec<u8> {
         if let Some(stats) = self.cache_source.get() {
