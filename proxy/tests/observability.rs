@@ -742,3 +742,40 @@ async fn the_dashboard_shows_live_figures_in_a_headless_browser() {
     .unwrap();
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_prompts_are_masked_as_the_provider_gets_them() {
+    let mock = start_mock("mock").await;
+    let cfg = config(&mock.base_url()).replace(
+        "[[consumers]]\nname = \"team-b\"",
+        "[[guardrails]]\nname = \"mask-email\"\ndetect = \"pii\"\nkinds = [\"email\"]\naction = \"mask\"\n\n[[consumers]]\nname = \"team-b\"\nlog_prompts = true",
+    );
+    assert!(cfg.contains("log_prompts = true"));
+    let gw = Gateway::start(&cfg).await;
+    let body = serde_json::json!({"model": "free", "messages": [{"role": "user", "content": "Write to jane.doe@example.com about the tides"}]});
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {KEY_B}"))],
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let id = r.request_id();
+    let mut audit = None;
+    for _ in 0..100 {
+        audit = gw
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "audit" && v["request_id"] == id.as_str());
+        if audit.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let logged = audit.unwrap()["request_body"].as_str().unwrap().to_string();
+    assert!(logged.contains("Write to [EMAIL] about the tides"), "{logged}");
+    assert!(!logged.contains("jane.doe"), "{logged}");
+    assert!(!mock.requests().last().unwrap().body.contains("jane.doe"));
+}

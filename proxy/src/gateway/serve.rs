@@ -266,6 +266,10 @@ async fn guard_input(
     if edits.is_empty() {
         return Ok(Guarded::No);
     }
+    if ctx.prompt.logged_body.is_some() {
+        // A consumer's logged prompts are kept as masked as the provider gets them.
+        ctx.prompt.logged_body = Some(crate::pipeline::body::with_edits(body, &admitted.view, &edits));
+    }
     admitted.edits.extend(edits);
     Ok(Guarded::Masked)
 }

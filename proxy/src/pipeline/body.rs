@@ -325,6 +325,11 @@ pub fn rewrite(body: &[u8], view: &RequestView, target_model_json: &[u8], force_
     Bytes::from(out)
 }
 
+/// `body` with only `edits` applied (its `model` as the client sent it).
+pub fn with_edits(body: &[u8], view: &RequestView, edits: &[Edit]) -> Bytes {
+    rewrite(body, view, &body[view.model_span.clone()], false, edits)
+}
+
 /// `stream_options` (an object or `null`) with `include_usage: true`, other members kept.
 fn stream_options_with_usage(value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + 24);

@@ -107,18 +107,29 @@ fn hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
 }
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
     }
 }
 
+/// A random id of `N` bytes (at most 16), never all zero.
 fn random_id<const N: usize>() -> [u8; N] {
     loop {
-        let id: [u8; N] = std::array::from_fn(|_| rand::random::<u8>());
+        let bytes = rand::random::<u128>().to_le_bytes();
+        let id: [u8; N] = std::array::from_fn(|i| bytes[i % 16]);
         if id.iter().any(|&b| b != 0) {
             return id;
         }
     }
+}
+
+/// `s` as a JSON string.
+fn push_json_str(out: &mut String, s: &str) {
+    let mut buf = Vec::with_capacity(s.len() + 2);
+    crate::json_spans::write_str(&mut buf, s);
+    out.push_str(&String::from_utf8_lossy(&buf));
 }
 
 impl Trace {
@@ -398,7 +409,7 @@ fn write_span(out: &mut String, trace: &Trace, span: &Span, parent: Option<&[u8;
         out.push('"');
     }
     out.push_str(",\"name\":");
-    out.push_str(&serde_json::Value::String(span.name.clone()).to_string());
+    push_json_str(out, &span.name);
     let _ = write!(
         out,
         ",\"kind\":{},\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\",\"attributes\":[",
@@ -414,7 +425,7 @@ fn write_span(out: &mut String, trace: &Trace, span: &Span, parent: Option<&[u8;
         match value {
             Value::Str(s) => {
                 out.push_str("{\"stringValue\":");
-                out.push_str(&serde_json::Value::String(s.clone()).to_string());
+                push_json_str(out, s);
                 out.push('}');
             }
             Value::Int(n) => {
@@ -532,15 +543,18 @@ impl Exporter {
         );
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body.as_bytes()).await?;
-        // The status line is all that is read: `HTTP/1.1 200 ...`.
-        let mut answer = [0u8; 64];
-        let mut got = 0;
-        while got < 12 {
-            let n = stream.read(&mut answer[got..]).await?;
+        // The answer is read to its end (the collector closes after it; at most 64 KiB are
+        // kept): only its status line counts, `HTTP/1.1 200 ...`.
+        let mut answer = Vec::with_capacity(256);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await?;
             if n == 0 {
                 break;
             }
-            got += n;
+            if answer.len() < 64 * 1024 {
+                answer.extend_from_slice(&chunk[..n]);
+            }
         }
         let status = answer
             .get(9..12)
