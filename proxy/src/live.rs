@@ -33,7 +33,7 @@ impl Live {
     /// The series of `route` (a route of this snapshot).
     pub fn model_series(&self, route: &Route, metrics: &Metrics) -> Option<&ModelSeries> {
         let slot = self.model_series.get(route.index)?;
-        Some(slot.get_or_init(|| metrics.model_series(&route.name)))
+        Some(slot.get_or_init(|| metrics.route_series(route)))
     }
 
     /// The counters of rate-limit rule number `index` of this snapshot.

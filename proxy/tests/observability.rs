@@ -134,6 +134,12 @@ async fn tokens_cost_refusals_and_overhead_are_booked_per_consumer_and_model() {
     let refused = r#"tollgate_limit_rejections_total{consumer="team-b",kind="requests",rule="b-per-minute"}"#;
     assert_eq!(metric(&gw, refused).await, Some(1.0));
 
+    // By the target that answered: 3 of team-a and 1 of team-b on `priced` (the refusal never
+    // reached one).
+    let target = r#"tollgate_target_requests_total{provider="mock",status="200",target="priced"}"#;
+    assert_eq!(metric(&gw, target).await, Some(4.0));
+    let timed = r#"tollgate_target_request_duration_seconds_count{provider="mock",target="priced"}"#;
+    assert_eq!(metric(&gw, timed).await, Some(4.0));
     // The overhead of every forwarded request (5 answered for team-a and team-b on `priced`).
     assert_eq!(
         metric(&gw, r#"tollgate_overhead_seconds_count{model="priced"}"#).await,

@@ -17,6 +17,9 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
+    /// Requests by the target that answered (provider and its model) and status.
+    pub target_requests: IntCounterVec,
+    pub target_duration: HistogramVec,
     pub ttft: HistogramVec,
     pub tokens: IntCounterVec,
     pub upstream_attempts: IntCounterVec,
@@ -74,6 +77,15 @@ pub struct ModelSeries {
     pub tokens: [IntCounter; 3],
     /// The gateway's own time of requests that reached a provider.
     pub overhead: prometheus::Histogram,
+    /// By target, in the route's order (empty for series looked up by name only).
+    pub targets: Vec<TargetSeries>,
+}
+
+/// One target's series: requests answered 200, and their latency.
+#[derive(Debug, Clone)]
+pub struct TargetSeries {
+    pub ok: IntCounter,
+    pub duration: prometheus::Histogram,
 }
 
 /// Outcomes of a rate limit decision, in the order of [`RuleCounters::decisions`].
@@ -100,7 +112,25 @@ impl Metrics {
             prompt_counted: ["exact", "estimate"].map(|m| self.prompt_tokens_counted.with_label_values(&[model, m])),
             tokens: ["prompt", "completion", "cached"].map(|k| self.tokens.with_label_values(&[model, k])),
             overhead: self.usage.overhead.with_label_values(&[model]),
+            targets: Vec::new(),
         }
+    }
+
+    /// The series of `route`, its targets' included.
+    pub fn route_series(&self, route: &crate::config::Route) -> ModelSeries {
+        let mut s = self.model_series(&route.name);
+        s.targets = route
+            .targets
+            .iter()
+            .map(|t| {
+                let (provider, target) = (t.provider.name.as_str(), t.model.as_str());
+                TargetSeries {
+                    ok: self.target_requests.with_label_values(&[provider, target, "200"]),
+                    duration: self.target_duration.with_label_values(&[provider, target]),
+                }
+            })
+            .collect();
+        s
     }
 
     /// The series of limit rule `rule`.
@@ -385,6 +415,23 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["model"],
         )?;
+        let target_requests = IntCounterVec::new(
+            Opts::new(
+                "tollgate_target_requests_total",
+                "Requests answered by a provider, by provider, target (the provider's model) and status",
+            ),
+            &["provider", "target", "status"],
+        )?;
+        let target_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tollgate_target_request_duration_seconds",
+                "Time from request to the last response byte, by the provider and target that answered",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["provider", "target"],
+        )?;
+        registry.register(Box::new(target_requests.clone()))?;
+        registry.register(Box::new(target_duration.clone()))?;
         let ttft = HistogramVec::new(
             HistogramOpts::new(
                 "tollgate_ttft_seconds",
@@ -530,6 +577,8 @@ impl Metrics {
             registry,
             requests,
             duration,
+            target_requests,
+            target_duration,
             ttft,
             tokens,
             upstream_attempts,

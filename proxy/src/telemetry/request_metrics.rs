@@ -39,6 +39,24 @@ fn update_model_series(ctx: &RequestCtx, s: &ModelSeries, metrics: &Metrics, lat
         s.overhead
             .observe(latency.saturating_sub(ctx.answer.waited).as_secs_f64());
     }
+    if let crate::context::ModelStage::Routed { route, target: Some(i) } = &ctx.model {
+        if let (Some(t), Some(target)) = (s.targets.get(*i), route.targets.get(*i)) {
+            if ctx.answer.status == 200 {
+                t.ok.inc();
+            } else {
+                let mut status_buf = [0u8; 3];
+                metrics
+                    .target_requests
+                    .with_label_values(&[
+                        target.provider.name.as_str(),
+                        target.model.as_str(),
+                        status_str(ctx.answer.status, &mut status_buf),
+                    ])
+                    .inc();
+            }
+            t.duration.observe(latency.as_secs_f64());
+        }
+    }
     if let Some(c) = ctx.prompt.counted {
         s.prompt_counted[usize::from(c.is_estimate())].inc_by(c.tokens() as u64);
     }
