@@ -14,7 +14,7 @@
     openai_client.py search BASE_URL MODEL QUESTION
         QUESTION asked of MODEL once as a chat completion and once streamed, with
         web_search_options: each answer's x-tollgate-search header, text and the references the
-        SDK exposes (`model_extra` of the completion and of the stream's chunks) (tests/search.rs)
+        SDK exposes (`model_extra` of the completion and of the stream's chunks) (tests/search/)
 """
 
 import hashlib
