@@ -129,8 +129,11 @@ async fn tokens_cost_refusals_and_overhead_are_booked_per_consumer_and_model() {
     );
 
     // team-b's second request in the minute is refused by its rule.
-    assert_eq!(ask(&gw, KEY_B, "priced").await.status, 200);
+    let answered = ask(&gw, KEY_B, "priced").await;
+    assert_eq!(answered.status, 200);
     assert_eq!(ask(&gw, KEY_B, "priced").await.status, 429);
+    // Its series are booked when it ends, just after its answer: its access line says so.
+    gw.access_line(&answered.request_id()).await;
     let refused = r#"tollgate_limit_rejections_total{consumer="team-b",kind="requests",rule="b-per-minute"}"#;
     assert_eq!(metric(&gw, refused).await, Some(1.0));
 

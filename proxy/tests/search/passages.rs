@@ -245,6 +245,8 @@ async fn moderation_services_read_the_passages_and_what_they_flag_stays_out() {
     assert_eq!(r.header("x-tollgate-search"), Some("ok"));
     let context = sent(&upstream)["messages"][1]["content"].as_str().unwrap().to_string();
     assert!(context.contains("mod-500"), "{context}");
+    // The request's events are booked when it ends, just after its answer: its access line says so.
+    open.access_line(&r.request_id()).await;
     let unavailable = metric(&open, r#"tollgate_guardrail_events_total{action="log",consumer="-",direction="search",risk="moderation_unavailable",rule="moderation"}"#).await;
     assert_eq!(unavailable, Some(1.0));
 }
