@@ -267,7 +267,7 @@ pub struct RunOpts {
     #[arg(long, env = "TOLLGATE_SEARCH_EMBED_BATCH", default_value_t = 17)]
     pub search_embed_batch: usize,
     /// The OTLP/HTTP collector's base URL (`/v1/traces` is added): traces are exported when it
-    /// or `--otlp-traces-endpoint` is set. `http://` only (a local collector or agent).
+    /// or `--otlp-traces-endpoint` is set. `http://` or `https://` (system CAs).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// The OTLP/HTTP traces endpoint as a whole URL (wins over `--otlp-endpoint`).

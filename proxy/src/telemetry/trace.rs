@@ -298,11 +298,23 @@ pub struct Tracer {
 impl Tracer {
     /// Start the exporter task on `rt`.
     pub fn start(opts: &TraceOptions, metrics: TraceMetrics, rt: &tokio::runtime::Handle) -> anyhow::Result<Tracer> {
-        let target = Target::parse(&opts.endpoint)?;
+        let endpoint = collector(&opts.endpoint)?;
         // Traces of a few spans each: the queue holds about `queue` spans.
         let (queue, rx) = mpsc::channel((opts.queue / 4).max(1));
         let exporter = Exporter {
-            target,
+            conns: crate::upstream::Connections {
+                connector: pingora::connectors::http::Connector::new(Some(pingora::connectors::ConnectorOptions::new(
+                    2,
+                ))),
+                pool: crate::upstream::Pool::new(2, Duration::from_secs(30)),
+            },
+            upstream: crate::upstream::UpstreamOptions {
+                connect_timeout: opts.timeout,
+                read_timeout: opts.timeout,
+                idle_timeout: Duration::from_secs(30),
+                total_timeout: Some(opts.timeout),
+            },
+            endpoint,
             service: opts.service.clone(),
             batch: opts.batch.max(1),
             timeout: opts.timeout,
@@ -445,34 +457,28 @@ fn write_span(out: &mut String, trace: &Trace, span: &Span, parent: Option<&[u8;
     });
 }
 
-/// The collector's address and path.
-#[derive(Debug, Clone)]
-struct Target {
-    authority: String,
-    path: String,
-}
-
-impl Target {
-    fn parse(endpoint: &str) -> anyhow::Result<Target> {
-        let Some(rest) = endpoint.strip_prefix("http://") else {
-            anyhow::bail!("the OTLP endpoint `{endpoint}` must be http:// (a local collector or agent)");
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/v1/traces"),
-        };
-        if authority.is_empty() {
-            anyhow::bail!("the OTLP endpoint `{endpoint}` has no host");
-        }
-        Ok(Target {
-            authority: authority.to_string(),
-            path: path.to_string(),
-        })
+/// The collector as the gateway reaches any HTTP service (providers, moderation, engines):
+/// `http://` or `https://` (system CAs), the host resolved now.
+fn collector(url: &str) -> anyhow::Result<crate::config::Provider> {
+    let raw = crate::config::raw::RawProvider {
+        index: 0,
+        name: toml::Spanned::new(0..0, "otlp".to_string()),
+        kind: crate::config::raw::ProviderKind::Openai,
+        base_url: toml::Spanned::new(0..0, url.to_string()),
+        api_key: None,
+        ca_file: None,
+    };
+    let mut problems = crate::config::problems::Problems::new("");
+    match crate::config::providers::compile_as(&raw, "the OTLP endpoint", "url", None, &mut problems) {
+        Some(endpoint) if problems.is_empty() => Ok(endpoint),
+        _ => anyhow::bail!("the OTLP endpoint `{url}`: {}", problems.into_vec().join("; ")),
     }
 }
 
 struct Exporter {
-    target: Target,
+    conns: crate::upstream::Connections,
+    upstream: crate::upstream::UpstreamOptions,
+    endpoint: crate::config::Provider,
     service: String,
     batch: usize,
     timeout: Duration,
@@ -531,37 +537,19 @@ impl Exporter {
         out
     }
 
-    /// One POST on a fresh connection (closed after the answer; a post a second at most).
+    /// One POST through the gateway's own HTTP client (pooled connections, TLS).
     async fn post(&self, body: String) -> anyhow::Result<()> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(&self.target.authority).await?;
-        let head = format!(
-            "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            self.target.path,
-            self.target.authority,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        // The answer is read to its end (the collector closes after it; at most 64 KiB are
-        // kept): only its status line counts, `HTTP/1.1 200 ...`.
-        let mut answer = Vec::with_capacity(256);
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            if answer.len() < 64 * 1024 {
-                answer.extend_from_slice(&chunk[..n]);
-            }
-        }
-        let status = answer
-            .get(9..12)
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .and_then(|s| s.parse::<u16>().ok())
-            .unwrap_or(0);
-        if !(200..300).contains(&status) {
+        use crate::upstream;
+        let body = bytes::Bytes::from(body);
+        let head = upstream::post_json_head(&self.endpoint, "", body.len(), "tollgate-trace-export");
+        let peer = upstream::peer(&self.endpoint, &self.upstream);
+        let up = upstream::send(&self.conns, &peer, &head, &body)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.outcome()))?;
+        let (status, _) = upstream::read_whole(&self.conns, &peer, up, 64 * 1024)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        if !status.is_success() {
             anyhow::bail!("the collector answered {status}");
         }
         Ok(())
