@@ -60,22 +60,15 @@ fn update_model_series(ctx: &RequestCtx, s: &ModelSeries, metrics: &Metrics, lat
     if let Some(c) = ctx.prompt.counted {
         s.prompt_counted[usize::from(c.is_estimate())].inc_by(c.tokens() as u64);
     }
-    let [prompt, completion, cached] = &s.tokens;
-    match (ctx.answer.usage, ctx.answer.completion_counted) {
-        (Some(u), _) => {
-            prompt.inc_by(u.prompt);
-            completion.inc_by(u.completion);
-            if u.cached > 0 {
-                cached.inc_by(u.cached);
-            }
+    // As the provider reported them, else the gateway's own counts (exact, or estimated for a
+    // model without a tokenizer; the access line says which).
+    if let Some(u) = ctx.answer_usage() {
+        let [prompt, completion, cached] = &s.tokens;
+        prompt.inc_by(u.prompt);
+        completion.inc_by(u.completion);
+        if u.cached > 0 {
+            cached.inc_by(u.cached);
         }
-        // The provider reported nothing: the gateway's own counts stand in (exact, or estimated
-        // for a model without a tokenizer; the access line says which).
-        (None, Some(c)) => {
-            prompt.inc_by(ctx.prompt.counted.map_or(0, |p| p.tokens() as u64));
-            completion.inc_by(c.tokens() as u64);
-        }
-        (None, None) => {}
     }
 }
 
@@ -101,16 +94,8 @@ fn update_by_label(ctx: &RequestCtx, metrics: &Metrics, latency: Duration) {
             .with_label_values(&[model, method])
             .inc_by(c.tokens() as u64);
     }
-    if let (None, Some(c)) = (ctx.answer.usage, ctx.answer.completion_counted) {
-        // The provider reported nothing: the gateway's own counts stand in.
-        let prompt = ctx.prompt.counted.map_or(0, |p| p.tokens() as u64);
-        metrics.tokens.with_label_values(&[model, "prompt"]).inc_by(prompt);
-        metrics
-            .tokens
-            .with_label_values(&[model, "completion"])
-            .inc_by(c.tokens() as u64);
-    }
-    if let Some(u) = ctx.answer.usage {
+    // As the provider reported them, else the gateway's own counts.
+    if let Some(u) = ctx.answer_usage() {
         metrics.tokens.with_label_values(&[model, "prompt"]).inc_by(u.prompt);
         metrics
             .tokens
