@@ -81,7 +81,8 @@ pub struct PromptFacts {
     pub user: Option<String>,
     /// Prompt tokens counted by the gateway (before forwarding), exact or estimated.
     pub counted: Option<Count>,
-    /// The request body, kept only when the caller's consumer allows logging prompts.
+    /// The request body, kept only when the caller's consumer logs prompts; redacted by the
+    /// guard stage ([`redact`](crate::pipeline::safety::redact)) when the model has rules.
     pub logged_body: Option<Bytes>,
 }
 
@@ -119,6 +120,8 @@ pub struct AnswerFacts {
     pub fallback_from: Option<Arc<Route>>,
     /// The attempts that failed before the answer, in order.
     pub failed_attempts: Vec<FailedAttempt>,
+    /// The answer as the client got it, kept for the audit line when the consumer logs answers.
+    pub logged: Option<Box<crate::telemetry::conversation::LoggedAnswer>>,
 }
 
 /// An upstream attempt that did not give the answer: where, and why (never a secret, never an
@@ -286,10 +289,6 @@ impl RequestCtx {
         }
     }
 
-    /// What this request cost in tokens, for rate limits: the provider's usage; without it the
-    /// gateway's own counts of the prompt and of what was streamed (a stream the client
-    /// abandoned included); plus a search planner's tokens; `None` when no provider answered
-    /// successfully (nothing to charge).
     /// The answer's tokens: as the provider reported them, else the gateway's own counts
     /// (exact, or estimated for a model without a tokenizer).
     pub fn answer_usage(&self) -> Option<Usage> {
@@ -315,6 +314,11 @@ impl RequestCtx {
         }
     }
 
+    /// Whether the caller's consumer has its answers logged (`log_answers`).
+    pub fn logs_answers(&self) -> bool {
+        matches!(&self.caller, Caller::Consumer { consumer, .. } if consumer.log_answers)
+    }
+
     /// A traced request's stage `name` starts now (see [`crate::telemetry::trace`]).
     pub fn stage(&mut self, name: &'static str) {
         if let Some(t) = self.trace.as_mut() {
@@ -322,6 +326,10 @@ impl RequestCtx {
         }
     }
 
+    /// What this request cost in tokens, for rate limits: the provider's usage; without it the
+    /// gateway's own counts of the prompt and of what was streamed (a stream the client
+    /// abandoned included); plus a search planner's tokens; `None` when no provider answered
+    /// successfully (nothing to charge).
     pub fn tokens_used(&self) -> Option<u64> {
         if !(200..300).contains(&self.answer.status) {
             return None;

@@ -9,15 +9,6 @@ mod common;
 
 use common::*;
 
-fn models_dir() -> String {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models");
-    assert!(
-        dir.join("onnxruntime/libonnxruntime.so").exists(),
-        "run scripts/setup.sh first"
-    );
-    dir.display().to_string()
-}
-
 async fn gateway(mock: &tollgate_loadtest::mock::MockHandle, cache: &str) -> Gateway {
     gateway_with(mock, cache, &[]).await
 }

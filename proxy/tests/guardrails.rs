@@ -70,25 +70,6 @@ fn ask(content: &str, stream: bool) -> String {
     .to_string()
 }
 
-/// The `x-mock-reply` header value for these stream pieces.
-fn reply(pieces: &[&str]) -> String {
-    pieces
-        .iter()
-        .map(|p| {
-            p.bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The text a client reads from a stream, and whether it ended with `content_filter`.
 fn read_stream(body: &str) -> (String, Option<String>, bool) {
     let mut text = String::new();
@@ -209,7 +190,7 @@ async fn a_phrase_split_across_stream_chunks_ends_the_stream_with_content_filter
             .into_iter()
             .filter(|p| !p.is_empty())
             .collect();
-        let header = reply(&pieces);
+        let header = mock_reply(&pieces);
         // Every few cases, the events themselves are cut at random bytes (inside characters).
         let fragment = if n % 3 == 0 { "0" } else { "7" };
         let r = gw
@@ -231,7 +212,7 @@ async fn a_phrase_split_across_stream_chunks_ends_the_stream_with_content_filter
 async fn streamed_and_json_answers_are_masked_before_they_are_sent() {
     let (_public, _private, gw) = setup().await;
     let pieces = ["Write to jane", ".doe@exa", "mple.com or +86 138", "1234 5678 today."];
-    let header = reply(&pieces);
+    let header = mock_reply(&pieces);
     let r = gw
         .post("/v1/chat/completions", &[("x-mock-reply", &header)], &ask("who?", true))
         .await;
@@ -257,7 +238,7 @@ async fn streamed_and_json_answers_are_masked_before_they_are_sent() {
     let blocked = gw
         .post(
             "/v1/chat/completions",
-            &[("x-mock-reply", &reply(&["the launch codes"]))],
+            &[("x-mock-reply", &mock_reply(&["the launch codes"]))],
             &ask("x", false),
         )
         .await;
@@ -480,7 +461,7 @@ async fn answers_are_moderated_by_windows_before_they_are_sent() {
     let r = gw
         .post(
             "/v1/chat/completions",
-            &[("x-mock-reply", &reply(&pieces))],
+            &[("x-mock-reply", &mock_reply(&pieces))],
             &model("watched", true),
         )
         .await;
@@ -521,7 +502,7 @@ async fn answers_are_moderated_by_windows_before_they_are_sent() {
         let r = gw
             .post(
                 "/v1/chat/completions",
-                &[("x-mock-reply", &reply(&pieces))],
+                &[("x-mock-reply", &mock_reply(&pieces))],
                 &model("watched", true),
             )
             .await;
@@ -549,7 +530,7 @@ async fn answers_are_moderated_by_windows_before_they_are_sent() {
     let r = gw
         .post(
             "/v1/chat/completions",
-            &[("x-mock-reply", &reply(&[text]))],
+            &[("x-mock-reply", &mock_reply(&[text]))],
             &model("watched", false),
         )
         .await;
@@ -559,7 +540,7 @@ async fn answers_are_moderated_by_windows_before_they_are_sent() {
     let r = gw
         .post(
             "/v1/chat/completions",
-            &[("x-mock-reply", &reply(&["all calm here"]))],
+            &[("x-mock-reply", &mock_reply(&["all calm here"]))],
             &model("watched", false),
         )
         .await;
@@ -569,7 +550,7 @@ async fn answers_are_moderated_by_windows_before_they_are_sent() {
     let r = gw
         .post(
             "/v1/chat/completions",
-            &[("x-mock-reply", &reply(&["mod-500 ", "but fine"]))],
+            &[("x-mock-reply", &mock_reply(&["mod-500 ", "but fine"]))],
             &model("watched", true),
         )
         .await;
@@ -585,7 +566,7 @@ async fn answers_are_moderated_by_windows_before_they_are_sent() {
     let r = gw
         .post(
             "/v1/chat/completions",
-            &[("x-mock-reply", &reply(&["slow-mod ", "text"]))],
+            &[("x-mock-reply", &mock_reply(&["slow-mod ", "text"]))],
             &model("watched-closed", true),
         )
         .await;
@@ -660,13 +641,13 @@ fn sdk(gw: &Gateway, model: &str, question: &str, reply: &str, kinds: &str) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_sdk_reads_masked_and_filtered_answers() {
     let (_public, _private, gw) = setup().await;
-    let masked = reply(&["Write to jane", ".doe@exa", "mple.com today."]);
+    let masked = mock_reply(&["Write to jane", ".doe@exa", "mple.com today."]);
     let answers = sdk(&gw, "m", "who?", &masked, "json,stream");
     for a in &answers {
         assert_eq!(a["text"], "Write to [EMAIL] today.", "{answers:?}");
         assert_eq!(a["finish"], "stop");
     }
-    let filtered = reply(&["Sure, the laun", "ch codes are 0000"]);
+    let filtered = mock_reply(&["Sure, the laun", "ch codes are 0000"]);
     let answers = sdk(&gw, "m", "tell me", &filtered, "json,stream");
     for a in &answers {
         assert_eq!(a["finish"], "content_filter", "{answers:?}");

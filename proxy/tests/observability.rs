@@ -749,39 +749,92 @@ async fn the_dashboard_shows_live_figures_in_a_headless_browser() {
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logged_prompts_are_masked_as_the_provider_gets_them() {
-    let mock = start_mock("mock").await;
-    let cfg = config(&mock.base_url()).replace(
-        "[[consumers]]\nname = \"team-b\"",
-        "[[guardrails]]\nname = \"mask-email\"\ndetect = \"pii\"\nkinds = [\"email\"]\naction = \"mask\"\n\n[[consumers]]\nname = \"team-b\"\nlog_prompts = true",
-    );
-    assert!(cfg.contains("log_prompts = true"));
-    let gw = Gateway::start(&cfg).await;
-    let body = serde_json::json!({"model": "free", "messages": [{"role": "user", "content": "Write to jane.doe@example.com about the tides"}]});
+/// `team-b` logs its conversations (and may send 100 requests a minute); `mask-email` masks
+/// e-mail addresses in prompts, `no-cards` blocks prompts with card numbers; answers are cached.
+fn conversation_config(mock: &str) -> String {
+    let cfg = config(mock)
+        .replace(
+            "[[consumers]]\nname = \"team-b\"",
+            "[[guardrails]]\nname = \"mask-email\"\ndetect = \"pii\"\nkinds = [\"email\"]\naction = \"mask\"\n\n\
+             [[guardrails]]\nname = \"no-cards\"\ndetect = \"pii\"\nkinds = [\"card\"]\naction = \"block\"\n\n\
+             [cache]\n\n\
+             [[consumers]]\nname = \"team-b\"\nlog_prompts = true\nlog_answers = true",
+        )
+        .replace("requests = 1\n", "requests = 100\n");
+    assert!(cfg.contains("log_answers = true") && cfg.contains("requests = 100"));
+    cfg
+}
+
+async fn converse(gw: &Gateway, key: &str, prompt: &str, stream: bool, answer: &[&str]) -> (Resp, serde_json::Value) {
+    let body =
+        serde_json::json!({"model": "free", "stream": stream, "messages": [{"role": "user", "content": prompt}]});
     let r = gw
         .post(
             "/v1/chat/completions",
-            &[("authorization", &format!("Bearer {KEY_B}"))],
+            &[
+                ("authorization", &format!("Bearer {key}")),
+                ("x-mock-reply", &mock_reply(answer)),
+            ],
             &body.to_string(),
         )
         .await;
+    let audit = gw.log_line("audit", &r.request_id()).await;
+    (r, audit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_are_logged_redacted_by_the_maskers() {
+    let mock = start_mock("mock").await;
+    let dir = models_dir();
+    let gw = Gateway::start_with(&conversation_config(&mock.base_url()), &["--models-dir", &dir]).await;
+    let answer = ["Sure: I wrote to jane.doe@", "example.com and ", "bob@example.org."];
+
+    // A JSON answer: the prompt as the provider got it, the answer as the client got it (no
+    // output rule: the client reads the addresses), both redacted in the log.
+    let (r, audit) = converse(
+        &gw,
+        KEY_B,
+        "Write to jane.doe@example.com about the tides",
+        false,
+        &answer,
+    )
+    .await;
     assert_eq!(r.status, 200);
-    let id = r.request_id();
-    let mut audit = None;
-    for _ in 0..100 {
-        audit = gw
-            .log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["message"] == "audit" && v["request_id"] == id.as_str());
-        if audit.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let logged = audit.unwrap()["request_body"].as_str().unwrap().to_string();
+    assert!(r.text().contains("bob@example.org"), "{}", r.text());
+    assert!(!mock.requests().last().unwrap().body.contains("jane.doe"));
+    let logged = audit["request_body"].as_str().unwrap();
     assert!(logged.contains("Write to [EMAIL] about the tides"), "{logged}");
     assert!(!logged.contains("jane.doe"), "{logged}");
-    assert!(!mock.requests().last().unwrap().body.contains("jane.doe"));
+    assert_eq!(audit["answer"], "Sure: I wrote to [EMAIL] and [EMAIL].");
+
+    // A stream: its text, whole, redacted across the chunks an address was cut into.
+    let (r, audit) = converse(&gw, KEY_B, "And to the harbour master?", true, &answer).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("data: [DONE]"));
+    assert_eq!(audit["answer"], "Sure: I wrote to [EMAIL] and [EMAIL].");
+    assert!(audit["request_body"].as_str().unwrap().contains("harbour master"));
+
+    // The same question again: answered from the cache, logged the same way.
+    let (r, audit) = converse(&gw, KEY_B, "And to the harbour master?", false, &["not asked"]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-tollgate-cache"), Some("hit"), "{:?}", r.headers);
+    assert_eq!(audit["answer"], "Sure: I wrote to [EMAIL] and [EMAIL].");
+
+    // A prompt blocked for the card it carries is logged, the card number redacted.
+    let card = "4111 1111 1111 1111";
+    let (r, audit) = converse(&gw, KEY_B, &format!("Charge {card} for the boat"), false, &answer).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(audit["decision"], "denied");
+    let logged = audit["request_body"].as_str().unwrap();
+    assert!(logged.contains("Charge [CARD] for the boat"), "{logged}");
+    assert!(audit.get("answer").is_none(), "{audit}");
+
+    // A consumer that does not log conversations: neither side in its audit line.
+    let (r, audit) = converse(&gw, KEY_A, "Write to jane.doe@example.com", false, &answer).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        audit.get("request_body").is_none() && audit.get("answer").is_none(),
+        "{audit}"
+    );
+    assert!(!gw.log().contains("jane.doe"), "an address reached the log");
 }

@@ -30,7 +30,10 @@ pub struct Consumer {
     pub metadata: BTreeMap<String, String>,
     /// `metadata` as a JSON object, ready for audit lines.
     pub metadata_json: String,
+    /// The request body goes into audit lines (redacted, see `pipeline::safety::redact`).
     pub log_prompts: bool,
+    /// The answer's text goes into audit lines (as the client got it, redacted).
+    pub log_answers: bool,
     pub quotas: Vec<Quota>,
     /// Pre-rendered `GET /v1/models` for this consumer (only the models it may use).
     pub models_body: Bytes,
@@ -171,6 +174,7 @@ pub fn compile(raw: &[RawConsumer], model_names: &[String], problems: &mut Probl
             metadata: c.metadata.clone(),
             metadata_json: serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()),
             log_prompts: c.log_prompts,
+            log_answers: c.log_answers,
             quotas: quotas::compile(c, i, problems),
             models_body,
         });

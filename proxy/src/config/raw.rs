@@ -245,6 +245,9 @@ pub struct RawConsumer {
     /// Whether prompt text may appear in this consumer's audit lines.
     #[serde(default)]
     pub log_prompts: bool,
+    /// Whether answer text may appear in this consumer's audit lines.
+    #[serde(default)]
+    pub log_answers: bool,
     /// Request quotas (e.g. 20 calls per user per day).
     #[serde(default)]
     pub quotas: Vec<RawQuota>,

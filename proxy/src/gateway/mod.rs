@@ -179,6 +179,14 @@ impl ProxyHttp for Gateway {
             Some(live) => serve::client_ip(session, live),
             None => serve::client_ip(session, &self.state.live.load()),
         };
+        if let (Some(logged), ModelStage::Routed { route, .. }) = (&mut call.ctx.answer.logged, &call.ctx.model) {
+            let guards = call.live.as_ref().and_then(|live| live.guards_of(route));
+            let consumer = match &call.ctx.caller {
+                crate::context::Caller::Consumer { consumer, .. } => Some(consumer.name.as_str()),
+                _ => None,
+            };
+            logged.settle(guards.map(|g| g.as_ref()), consumer);
+        }
         let how = Settlement::of(&call.ctx);
         self.state.admission.settle(&mut call.ledger, how).await;
         let metrics = &self.state.metrics;

@@ -26,6 +26,7 @@ use crate::context::{Outcome, RequestCtx};
 use crate::pipeline::admit::Settlement;
 use crate::pipeline::response::{concat, CountCompletion, Learnt, ResponseChain};
 use crate::pipeline::safety::output::OutputGuard;
+use crate::telemetry::conversation::LoggedAnswer;
 use crate::upstream::{self, moderation, Response};
 
 /// Most bytes gathered from already-buffered chunks into one downstream write.
@@ -146,6 +147,9 @@ pub async fn relay(
     }
     if let (Some(list), true) = (&call.references, status.is_success()) {
         sink.chain.add_references(list.clone());
+    }
+    if status.is_success() && call.ctx.logs_answers() {
+        call.ctx.answer.logged = Some(Box::new(LoggedAnswer::new(is_sse)));
     }
     let header = Box::new(downstream_header(status, up.take_headers(), is_sse, &call.ctx));
     call.ctx.answer.status = status.as_u16();
@@ -348,6 +352,9 @@ async fn write(session: &mut Session, ctx: &mut RequestCtx, data: Option<Bytes>)
         ctx.answer.ttft = Some(ctx.started.elapsed());
     }
     ctx.answer.bytes_out += data.len() as u64;
+    if let Some(logged) = &mut ctx.answer.logged {
+        logged.push(&data);
+    }
     to_client(ctx, session.write_response_body(Some(data), false).await)
 }
 

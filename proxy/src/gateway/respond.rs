@@ -136,6 +136,11 @@ async fn cached(
         (replay::json_body(answer, &to), "application/json")
     };
     ctx.answer.ttft = Some(ctx.started.elapsed());
+    if ctx.logs_answers() {
+        let mut logged = crate::telemetry::conversation::LoggedAnswer::new(reply.stream);
+        logged.push(&body);
+        ctx.answer.logged = Some(Box::new(logged));
+    }
     write_body(session, ctx, StatusCode::OK, content_type, body).await
 }
 

@@ -223,6 +223,11 @@ async fn guard_input(
     let Some(guards) = live.guards_of(&admitted.route) else {
         return Ok(Guarded::No);
     };
+    if ctx.prompt.logged_body.is_some() {
+        // Redacted before the rules decide: a blocked prompt is logged too, redacted as well.
+        let logged = safety::redact::prompt(guards, consumer, body, &admitted.view);
+        ctx.prompt.logged_body = Some(logged);
+    }
     let (mut reroute, edits) =
         match safety::inspect_input(guards, consumer, body, &admitted.view, &mut ctx.guard.events)? {
             InputVerdict::Pass => (None, Vec::new()),
@@ -265,10 +270,6 @@ async fn guard_input(
     }
     if edits.is_empty() {
         return Ok(Guarded::No);
-    }
-    if ctx.prompt.logged_body.is_some() {
-        // A consumer's logged prompts are kept as masked as the provider gets them.
-        ctx.prompt.logged_body = Some(crate::pipeline::body::with_edits(body, &admitted.view, &edits));
     }
     admitted.edits.extend(edits);
     Ok(Guarded::Masked)

@@ -2,6 +2,7 @@
 //! callers and for admin actions, in the process's log format; never a key, a token or (unless
 //! the consumer allows prompts to be logged) a prompt.
 
+use super::conversation;
 use super::line::Line;
 use super::logging::LogFormat;
 use crate::context::{Caller, GuardEvent, Outcome, RequestCtx};
@@ -26,9 +27,6 @@ pub fn admin_line(out: &mut Vec<u8>, format: LogFormat, stamp: &[u8], who: Optio
         .str("result", &a.result)
         .end();
 }
-
-/// Largest prompt excerpt written to an audit line (for consumers that allow it).
-const MAX_LOGGED_PROMPT: usize = 16 * 1024;
 
 /// The audit line of an authenticated decision: who (consumer, key id, user, client address;
 /// never the key), what (endpoint, model), the decision and why, and the tokens when known.
@@ -68,8 +66,12 @@ pub fn request_line(out: &mut Vec<u8>, format: LogFormat, stamp: &[u8], ctx: &Re
         .uint("completion_tokens", usage.completion)
         .uint("total_tokens", usage.total);
     if let Some(body) = &ctx.prompt.logged_body {
-        let cut = &body[..body.len().min(MAX_LOGGED_PROMPT)];
-        line.str("request_body", &String::from_utf8_lossy(cut));
+        let head = &body[..body.len().min(conversation::MAX_LOGGED_TEXT + 1)];
+        let text = String::from_utf8_lossy(head).into_owned();
+        line.str("request_body", &conversation::cut(text, false));
+    }
+    if let Some(text) = ctx.answer.logged.as_ref().and_then(|a| a.text.as_deref()) {
+        line.str("answer", text);
     }
     line.end();
 }

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod conversation;
 pub mod line;
 pub mod logging;
 pub mod metrics;

@@ -434,3 +434,32 @@ where
     }
     false
 }
+
+/// The `x-mock-reply` header value for these answer pieces (one stream chunk each).
+pub fn mock_reply(pieces: &[&str]) -> String {
+    pieces
+        .iter()
+        .map(|p| {
+            p.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The directory of the ONNX Runtime and the embedding models (`scripts/setup.sh` fills it).
+pub fn models_dir() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models");
+    assert!(
+        dir.join("onnxruntime/libonnxruntime.so").exists(),
+        "run scripts/setup.sh first"
+    );
+    dir.display().to_string()
+}

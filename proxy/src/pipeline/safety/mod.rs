@@ -9,6 +9,7 @@
 //! records. Every hit is an [`Event`] for the audit line and the metrics.
 
 pub mod output;
+pub mod redact;
 pub mod review;
 
 use std::borrow::Cow;
