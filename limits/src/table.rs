@@ -70,6 +70,8 @@ struct Shared {
     global_at_ms: u64,
     /// A report of this key is on its way to Redis.
     in_flight: bool,
+    /// Redis has answered a report of this key: the lease is no longer the implicit first one.
+    granted: bool,
     /// The key is in its shard's queue of keys to report.
     queued: bool,
     last_report_ms: u64,
@@ -152,6 +154,8 @@ pub struct BucketTable {
     nodes: AtomicU64,
     /// Set when a shared key appears, so the syncer reports it without waiting for its tick.
     pub(crate) new_keys: tokio::sync::Notify,
+    /// Woken when a shared key gets its first grant from Redis ([`BucketTable::first_grant`]).
+    first_grants: tokio::sync::Notify,
     pub stats: TableStats,
 }
 
@@ -164,6 +168,7 @@ impl BucketTable {
             store_ok: AtomicBool::new(true),
             nodes: AtomicU64::new(1),
             new_keys: tokio::sync::Notify::new(),
+            first_grants: tokio::sync::Notify::new(),
             stats: TableStats::default(),
         }
     }
@@ -289,6 +294,39 @@ impl BucketTable {
         }
     }
 
+    /// Whether the shared key `id` is on its implicit first lease (`capacity / nodes`, rounded
+    /// down), which Redis has not answered yet; `None` for a key not held or not shared.
+    fn on_first_lease(&self, KeyId(id): KeyId) -> Option<bool> {
+        let shard = self.shard(id);
+        Some(!shard.map.get(&id)?.shared.as_ref()?.granted)
+    }
+
+    /// Wait, at most `wait`, for the first grant of a shared key still on its implicit first
+    /// lease; whether it came (`false` at once for a key already granted, or not shared). For a reservation that lease refused:
+    /// a limit smaller than the number of nodes gives each an implicit lease of nothing, and a
+    /// request larger than `capacity / nodes` never fits one, yet the whole limit may be free.
+    /// The syncer reports a new key at once, so this is one Redis round trip, once per key.
+    pub async fn first_grant(&self, id: KeyId, wait: std::time::Duration) -> bool {
+        if self.on_first_lease(id) != Some(true) {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let granted = self.first_grants.notified();
+            let mut granted = std::pin::pin!(granted);
+            // Registered before the check, so a grant between the two is not missed.
+            granted.as_mut().enable();
+            match self.on_first_lease(id) {
+                Some(true) => {}
+                Some(false) => return true,
+                None => return false,
+            }
+            if !self.store_ok() || tokio::time::timeout_at(deadline, granted).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// A fresh entry; `shared` names the key of a shared limit.
     fn new_entry(&self, limit: Limit, now_ms: u64, shared: Option<&str>) -> Entry {
         let Some(key) = shared else {
@@ -314,6 +352,7 @@ impl BucketTable {
                 global: limit.capacity_f(),
                 global_at_ms: now_ms,
                 in_flight: false,
+                granted: false,
                 queued: false,
                 last_report_ms: 0,
             }),
@@ -466,6 +505,9 @@ impl BucketTable {
         let Some(s) = &mut e.shared else { return };
         s.in_flight = false;
         s.last_report_ms = now_ms;
+        if !std::mem::replace(&mut s.granted, true) {
+            self.first_grants.notify_waiters();
+        }
         e.bucket.add(grant.top_up);
         s.weight = grant.weight.clamp(0.0, 1.0);
         s.global = grant.global;
@@ -644,6 +686,46 @@ mod tests {
             .filter(|_| t.reserve("k", l, 1, 3, true, false).admitted())
             .count();
         assert_eq!(admitted, 30);
+    }
+
+    #[tokio::test]
+    async fn a_reservation_the_first_lease_refuses_can_wait_for_the_first_grant() {
+        let t = std::sync::Arc::new(table());
+        t.set_nodes(2);
+        // One request a minute on two nodes: the implicit first lease of each is nothing.
+        let l = Limit::new(1, 60_000);
+        assert!(!t.reserve("k", l, 1, 0, true, false).admitted());
+        let id = t.key_id("k");
+        let waiting = tokio::spawn({
+            let t = t.clone();
+            async move { t.first_grant(id, std::time::Duration::from_secs(5)).await }
+        });
+        let r = t.due_reports(1, 10, false).remove(0);
+        assert_eq!(r.wanted, 1.0, "the refusal is reported as demand");
+        tokio::task::yield_now().await;
+        t.apply(
+            &r,
+            Grant {
+                top_up: 1.0,
+                weight: 1.0,
+                global: 1.0,
+            },
+            2,
+        );
+        assert!(waiting.await.unwrap(), "the grant wakes the waiter");
+        assert!(t.reserve("k", l, 1, 2, true, false).admitted());
+        // Granted once: later refusals do not wait.
+        assert!(!t.first_grant(id, std::time::Duration::from_secs(5)).await);
+        assert!(
+            !t.first_grant(t.key_id("unknown"), std::time::Duration::from_secs(5))
+                .await
+        );
+        // Redis never answers: the wait ends at its bound.
+        assert!(!t.reserve("k2", l, 1, 0, true, false).admitted());
+        assert!(
+            !t.first_grant(t.key_id("k2"), std::time::Duration::from_millis(20))
+                .await
+        );
     }
 
     #[test]

@@ -193,7 +193,8 @@ pub struct RunOpts {
     /// Time between syncs of shared rate limits with Redis, in milliseconds.
     #[arg(long, env = "TOLLGATE_LIMITS_SYNC_INTERVAL_MS", default_value_t = 20)]
     pub limits_sync_interval_ms: u64,
-    /// Longest wait for Redis in an `exact` rate limit decision, in milliseconds.
+    /// Longest wait for Redis in an `exact` rate limit decision (and for the first grant of a
+    /// `sync` key whose implicit first lease cannot hold a request), in milliseconds.
     #[arg(long, env = "TOLLGATE_LIMITS_EXACT_TIMEOUT_MS", default_value_t = 100)]
     pub limits_exact_timeout_ms: u64,
     /// Most rate limit keys held in memory per node (idle keys go first).

@@ -176,6 +176,31 @@ async fn hundred_concurrent_requests_across_three_nodes_admit_at_most_ten() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_smaller_than_the_node_count_admits_its_first_request_on_any_node() {
+    let mock = start_mock("m").await;
+    // One request a minute per user, on three nodes: no node's even share holds a whole request.
+    let rule = "[[limits]]\nname = \"one-a-minute\"\nby = [\"header:x-user\"]\nrequests = 1\nper = \"minute\"\n";
+    let cfg = config(&mock.base_url(), rule);
+    let nodes = three_nodes(&cfg, &shared(&unique("tiny"))).await;
+    see_each_other(&nodes).await;
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    for (i, first) in nodes.iter().enumerate() {
+        let user = unique("user");
+        let r = call(first.addr, &[("x-user", &user)], body).await;
+        assert_eq!(r.status, 200, "first request of a user on node {i}: {}", r.text());
+        for other in &nodes {
+            let again = call(other.addr, &[("x-user", &user)], body).await;
+            assert_eq!(
+                again.status,
+                429,
+                "a second request within the minute: {}",
+                again.text()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exact_mode_admits_exactly_the_limit_across_three_nodes() {
     let mock = start_mock("m").await;
     let rule = FITS_TEN.replace("per = \"day\"", "per = \"day\"\nmode = \"exact\"");

@@ -419,7 +419,16 @@ impl RateLimiter {
                     (LimitMode::Sync, Some(_)) => (true, !rule.fail_open),
                     _ => (false, false),
                 };
-                let decision = self.table.reserve_at(id, key, limit, cost, now, shared, fail_closed);
+                let mut decision = self.table.reserve_at(id, key, limit, cost, now, shared, fail_closed);
+                if shared && matches!(decision, Decision::Refused { .. }) {
+                    // Refused by the implicit first lease of a key new to this node (less than
+                    // the request, or nothing with a limit smaller than the node count): once,
+                    // wait for Redis's answer on the whole limit (one round trip) and ask again.
+                    let first = self.table.first_grant(id, self.exact_timeout);
+                    if Box::pin(first).await {
+                        decision = self.table.reserve_at(id, key, limit, cost, now, shared, fail_closed);
+                    }
+                }
                 (decision, HeldIn::Table(id))
             }
         }
