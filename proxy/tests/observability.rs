@@ -729,6 +729,8 @@ async fn the_dashboard_shows_live_figures_in_a_headless_browser() {
     assert_ne!(element_text(&dom, "tokens-total"), "0");
     assert!(element_text(&dom, "cost-total").ends_with("USD"), "{dom}");
     assert!(element_text(&dom, "latency").ends_with(" ms"), "{dom}");
+    // The page's first read has no earlier one to take a window from.
+    assert!(dom.contains("<span class=\"window\">since start</span>"), "{dom}");
     let usage = &dom[dom.find("id=\"usage\"").unwrap()..];
     assert!(
         usage.contains("team-a") && usage.contains("priced") && usage.contains("team-b"),
