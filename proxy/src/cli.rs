@@ -290,6 +290,11 @@ pub struct RunOpts {
     /// Longest time one post to the collector may take, in ms.
     #[arg(long, env = "TOLLGATE_TRACE_EXPORT_TIMEOUT_MS", default_value_t = 2000)]
     pub trace_export_timeout_ms: u64,
+    /// Posts of a batch after the first when the collector is unreachable, times out or answers
+    /// 429/502/503/504 (backoff from 0.5 s, doubling, or the collector's `Retry-After`; at most
+    /// 10 s); then the batch is dropped (counted).
+    #[arg(long, env = "TOLLGATE_TRACE_RETRIES", default_value_t = 2)]
+    pub trace_retries: u32,
     /// How often entries past their time are dropped from memory, in seconds (they are never
     /// answered once expired, whenever they are dropped).
     #[arg(long, env = "TOLLGATE_CACHE_SWEEP_SECS", default_value_t = 10)]

@@ -404,6 +404,7 @@ fn start_tracer(
         queue: opts.trace_queue,
         batch: opts.trace_batch,
         timeout: Duration::from_millis(opts.trace_export_timeout_ms.max(1)),
+        retries: opts.trace_retries,
     };
     let tracer = crate::telemetry::trace::Tracer::start(&options, metrics.trace.clone(), rt)
         .context("starting the trace exporter")?;

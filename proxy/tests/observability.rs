@@ -256,18 +256,27 @@ async fn promtool_accepts_the_exposition() {
 struct Collector {
     addr: std::net::SocketAddr,
     bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// Posts answered 503 (`Retry-After: 0`) so far.
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Collector {
     async fn start() -> Collector {
+        Collector::refusing(0).await
+    }
+
+    /// A collector that answers its first `refuse` posts 503, as an overloaded one does.
+    async fn refusing(refuse: usize) -> Collector {
+        use std::sync::atomic::Ordering;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let kept = bodies.clone();
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (kept, counted) = (bodies.clone(), refused.clone());
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
-                let kept = kept.clone();
+                let (kept, counted) = (kept.clone(), counted.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
@@ -287,6 +296,13 @@ impl Collector {
                             .and_then(|v| v.trim().parse().ok())
                             .unwrap_or(0);
                         if buf.len() >= end + 4 + len {
+                            if counted.fetch_add(1, Ordering::SeqCst) < refuse {
+                                let busy =
+                                    b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\ncontent-length: 0\r\n\r\n";
+                                let _ = s.write_all(busy).await;
+                                return;
+                            }
+                            counted.fetch_sub(1, Ordering::SeqCst);
                             let body = serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap();
                             kept.lock().unwrap().push(body);
                             let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
@@ -296,7 +312,7 @@ impl Collector {
                 });
             }
         });
-        Collector { addr, bodies }
+        Collector { addr, bodies, refused }
     }
 
     /// The spans of trace `trace_id` received so far.
@@ -432,6 +448,46 @@ async fn traces_reach_the_collector_with_genai_attributes_under_the_clients_pare
     );
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(collector.bodies.lock().unwrap().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_collector_refuses_for_a_while_is_posted_again() {
+    let mock = start_mock("mock").await;
+    let collector = Collector::refusing(2).await;
+    let endpoint = format!("http://{}", collector.addr);
+    let flags = [
+        "--otlp-endpoint",
+        endpoint.as_str(),
+        "--otel-service-name",
+        "gateway-under-test",
+    ];
+    let gw = Gateway::start_with(&config(&mock.base_url()), &flags).await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let body = serde_json::json!({"model": "free", "messages": [{"role": "user", "content": "hi"}]});
+    let traceparent = format!("00-{trace_id}-b7ad6b7169203331-01");
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[
+                ("authorization", &format!("Bearer {KEY_A}")),
+                ("traceparent", &traceparent),
+            ],
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let arrived = eventually(std::time::Duration::from_secs(10), || async {
+        !collector.spans(trace_id).is_empty()
+    })
+    .await;
+    assert!(arrived, "the batch was not posted again after two 503s");
+    assert_eq!(collector.refused.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let retried = metric(&gw, r#"tollgate_trace_exports_total{result="retried"}"#).await;
+    assert_eq!(retried, Some(2.0));
+    assert_eq!(
+        metric(&gw, r#"tollgate_trace_exports_total{result="failed"}"#).await,
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -249,7 +249,7 @@ pub fn operation(endpoint: Option<crate::api::Endpoint>) -> &'static str {
 pub struct TraceMetrics {
     /// Spans dropped because the export queue was full.
     pub dropped: IntCounter,
-    /// Posts to the collector, by result (`ok`, `failed`).
+    /// Posts to the collector, by result (`ok`, `retried`, `failed`).
     pub exports: IntCounterVec,
 }
 
@@ -263,7 +263,7 @@ impl TraceMetrics {
             exports: IntCounterVec::new(
                 Opts::new(
                     "tollgate_trace_exports_total",
-                    "Batches of spans posted to the OTLP collector, by result (ok, failed)",
+                    "Posts of span batches to the OTLP collector, by result (ok; retried: a transient failure, posted again; failed: the batch dropped)",
                 ),
                 &["result"],
             )?,
@@ -286,6 +286,9 @@ pub struct TraceOptions {
     /// Spans per post at most.
     pub batch: usize,
     pub timeout: Duration,
+    /// Posts of a batch after the first when the collector is unreachable, times out or answers
+    /// 429, 502, 503 or 504.
+    pub retries: u32,
 }
 
 /// The exporter's handle: requests hand it their spans.
@@ -318,6 +321,7 @@ impl Tracer {
             service: opts.service.clone(),
             batch: opts.batch.max(1),
             timeout: opts.timeout,
+            retries: opts.retries,
             metrics: metrics.clone(),
         };
         rt.spawn(exporter.run(rx));
@@ -482,8 +486,24 @@ struct Exporter {
     service: String,
     batch: usize,
     timeout: Duration,
+    retries: u32,
     metrics: TraceMetrics,
 }
+
+/// Why a post failed, and whether it may be posted again (and after how long, if the collector
+/// said).
+#[derive(Debug)]
+struct PostError {
+    why: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+/// First wait before a batch is posted again (doubling after each try).
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Longest wait before a batch is posted again, whatever the collector asks.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Exporter {
     /// Take traces off the queue and post them in batches (a batch is posted when it is full,
@@ -508,16 +528,8 @@ impl Exporter {
                     Ok(None) | Err(_) => break,
                 }
             }
-            let body = self.body(&batch);
-            let result = match tokio::time::timeout(self.timeout, self.post(body)).await {
-                Ok(Ok(())) => "ok",
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "trace export failed");
-                    "failed"
-                }
-                Err(_) => "failed",
-            };
-            self.metrics.exports.with_label_values(&[result]).inc();
+            let body = bytes::Bytes::from(self.body(&batch));
+            self.export(&body).await;
             batch.clear();
             spans = 0;
         }
@@ -537,22 +549,62 @@ impl Exporter {
         out
     }
 
+    /// Post one batch; as OTLP asks of exporters, a transient failure (unreachable, timed out,
+    /// 429, 502, 503, 504) is posted again after a backoff (the collector's `Retry-After` when it
+    /// sends one, at most [`MAX_BACKOFF`]), up to `retries` times. Meanwhile requests go on
+    /// queueing their spans (and dropping them, counted, once the queue is full).
+    async fn export(&self, body: &bytes::Bytes) {
+        let mut backoff = FIRST_BACKOFF;
+        for tried in 0..=self.retries {
+            let failure = match tokio::time::timeout(self.timeout, self.post(body)).await {
+                Ok(Ok(())) => {
+                    self.metrics.exports.with_label_values(&["ok"]).inc();
+                    return;
+                }
+                Ok(Err(e)) => e,
+                Err(_) => PostError {
+                    why: format!("no answer within {:?}", self.timeout),
+                    retryable: true,
+                    retry_after: None,
+                },
+            };
+            if !failure.retryable || tried == self.retries {
+                tracing::debug!(error = %failure.why, tries = tried + 1, "trace export failed; batch dropped");
+                break;
+            }
+            self.metrics.exports.with_label_values(&["retried"]).inc();
+            tokio::time::sleep(failure.retry_after.unwrap_or(backoff).min(MAX_BACKOFF)).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        self.metrics.exports.with_label_values(&["failed"]).inc();
+    }
+
     /// One POST through the gateway's own HTTP client (pooled connections, TLS).
-    async fn post(&self, body: String) -> anyhow::Result<()> {
+    async fn post(&self, body: &bytes::Bytes) -> Result<(), PostError> {
         use crate::upstream;
-        let body = bytes::Bytes::from(body);
+        let transient = |why: String| PostError {
+            why,
+            retryable: true,
+            retry_after: None,
+        };
         let head = upstream::post_json_head(&self.endpoint, "", body.len(), "tollgate-trace-export");
         let peer = upstream::peer(&self.endpoint, &self.upstream);
-        let up = upstream::send(&self.conns, &peer, &head, &body)
+        let up = upstream::send(&self.conns, &peer, &head, body)
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.outcome()))?;
+            .map_err(|e| transient(e.outcome().to_string()))?;
+        let now_ms = tollgate_limits::clock::Clock::now_ms(&tollgate_limits::clock::SystemClock);
+        let retry_after = crate::pipeline::health::retry_after_ms(up.headers(), now_ms).map(Duration::from_millis);
         let (status, _) = upstream::read_whole(&self.conns, &peer, up, 64 * 1024)
             .await
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        if !status.is_success() {
-            anyhow::bail!("the collector answered {status}");
+            .map_err(|e| transient(format!("{e:?}")))?;
+        if status.is_success() {
+            return Ok(());
         }
-        Ok(())
+        Err(PostError {
+            why: format!("the collector answered {status}"),
+            retryable: matches!(status.as_u16(), 429 | 502 | 503 | 504),
+            retry_after,
+        })
     }
 }
 
