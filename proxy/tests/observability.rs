@@ -131,11 +131,50 @@ async fn tokens_cost_refusals_and_overhead_are_booked_per_consumer_and_model() {
     // team-b's second request in the minute is refused by its rule.
     let answered = ask(&gw, KEY_B, "priced").await;
     assert_eq!(answered.status, 200);
-    assert_eq!(ask(&gw, KEY_B, "priced").await.status, 429);
+    let second = ask(&gw, KEY_B, "priced").await;
+    assert_eq!(second.status, 429);
     // Its series are booked when it ends, just after its answer: its access line says so.
     gw.access_line(&answered.request_id()).await;
+    gw.access_line(&second.request_id()).await;
     let refused = r#"tollgate_limit_rejections_total{consumer="team-b",kind="requests",rule="b-per-minute"}"#;
     assert_eq!(metric(&gw, refused).await, Some(1.0));
+
+    // Requests, errors and latency by consumer: who got what, answered by whom.
+    let requests = |consumer: &str, model: &str, class: &str, source: &str| {
+        format!(
+            r#"tollgate_consumer_requests_total{{class="{class}",consumer="{consumer}",model="{model}",source="{source}"}}"#
+        )
+    };
+    assert_eq!(
+        metric(&gw, &requests("team-a", "priced", "2xx", "provider")).await,
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&gw, &requests("team-a", "free", "2xx", "provider")).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&gw, &requests("team-b", "priced", "2xx", "provider")).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&gw, &requests("team-b", "priced", "4xx", "gateway")).await,
+        Some(1.0)
+    );
+    let timed = |family: &str, consumer: &str| format!(r#"{family}_count{{consumer="{consumer}"}}"#);
+    assert_eq!(
+        metric(&gw, &timed("tollgate_consumer_request_duration_seconds", "team-a")).await,
+        Some(4.0)
+    );
+    // A refusal has a latency, and no first token.
+    assert_eq!(
+        metric(&gw, &timed("tollgate_consumer_request_duration_seconds", "team-b")).await,
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&gw, &timed("tollgate_consumer_ttft_seconds", "team-b")).await,
+        Some(1.0)
+    );
 
     // By the target that answered: 3 of team-a and 1 of team-b on `priced` (the refusal never
     // reached one).
@@ -787,6 +826,11 @@ async fn the_dashboard_shows_live_figures_in_a_headless_browser() {
     assert!(element_text(&dom, "latency").ends_with(" ms"), "{dom}");
     // The page's first read has no earlier one to take a window from.
     assert!(dom.contains("<span class=\"window\">since start</span>"), "{dom}");
+    let consumers = &dom[dom.find("id=\"consumers\"").unwrap()..dom.find("id=\"usage\"").unwrap()];
+    assert!(
+        consumers.contains("<td class=\"\">team-a</td><td class=\"n\">3</td>"),
+        "{consumers}"
+    );
     let usage = &dom[dom.find("id=\"usage\"").unwrap()..];
     assert!(
         usage.contains("team-a") && usage.contains("priced") && usage.contains("team-b"),
@@ -877,6 +921,9 @@ async fn conversations_are_logged_redacted_by_the_maskers() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-tollgate-cache"), Some("hit"), "{:?}", r.headers);
     assert_eq!(audit["answer"], "Sure: I wrote to [EMAIL] and [EMAIL].");
+    gw.access_line(&r.request_id()).await;
+    let hits = r#"tollgate_consumer_requests_total{class="2xx",consumer="team-b",model="free",source="cache"}"#;
+    assert_eq!(metric(&gw, hits).await, Some(1.0));
 
     // A prompt blocked for the card it carries is logged, the card number redacted.
     let card = "4111 1111 1111 1111";

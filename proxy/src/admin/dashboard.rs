@@ -1,7 +1,8 @@
 //! `GET /dashboard`: a live page served by the gateway itself (one static HTML file with its
 //! script, no build step), refreshed every 5 s from `GET /admin/dashboard.json`: the series it
 //! shows (requests, latency and time to first token, overhead, tokens and cost per consumer and
-//! model, cache lookups, rejections, guardrail events, fallbacks) and the targets' health.
+//! model, requests, errors, latency and answers from the cache or a fallback per consumer, cache
+//! lookups, rejections, guardrail events, fallbacks) and the targets' health.
 //!
 //! The page holds no data and is served to anyone who reaches the admin listener; the JSON
 //! needs the admin token when one is configured (the page asks for it, or takes it from
@@ -28,6 +29,9 @@ const FAMILIES: &[&str] = &[
     "tollgate_quota_rejections_total",
     "tollgate_guardrail_events_total",
     "tollgate_fallbacks_total",
+    "tollgate_consumer_requests_total",
+    "tollgate_consumer_request_duration_seconds",
+    "tollgate_consumer_ttft_seconds",
 ];
 
 pub fn page() -> Response<Vec<u8>> {

@@ -13,6 +13,7 @@ pub fn update(ctx: &RequestCtx, series: Option<&ModelSeries>, metrics: &Metrics,
         Some(series) => update_model_series(ctx, series, metrics, latency),
         None => update_by_label(ctx, metrics, latency),
     }
+    metrics.usage.requested(ctx, latency);
     if let Some(u) = ctx.answer_usage() {
         metrics
             .usage

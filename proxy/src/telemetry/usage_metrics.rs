@@ -1,10 +1,12 @@
 //! What requests used, per consumer: tokens by consumer, model and kind, their cost from the
-//! models' price table, rate-limit refusals by rule and consumer; and the gateway's own share of
-//! each forwarded request's time (its overhead). Labels are configured names (consumers, models,
+//! models' price table, rate-limit refusals by rule and consumer, requests by consumer, model,
+//! status class and source (provider, fallback, cache, gateway), latency and time to first token
+//! by consumer; and the gateway's own share of each forwarded request's time (its overhead). Labels are configured names (consumers, models,
 //! rules), `-` for a caller without a consumer, and fixed words.
 
 use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+use super::metrics::LATENCY_BUCKETS;
 use crate::api::Usage;
 use crate::config::routes::Price;
 
@@ -23,6 +25,32 @@ pub struct UsageMetrics {
     /// The gateway's own time of a forwarded request: its latency less the time it waited on
     /// providers, by public model.
     pub overhead: HistogramVec,
+    /// Requests of configured consumers by consumer, public model, status class and source.
+    pub consumer_requests: IntCounterVec,
+    /// Latency and time to first token of configured consumers' requests, by consumer.
+    pub consumer_duration: HistogramVec,
+    pub consumer_ttft: HistogramVec,
+}
+
+/// What answered a request, for `tollgate_consumer_requests_total`.
+pub fn source(ctx: &crate::context::RequestCtx) -> &'static str {
+    use crate::pipeline::cache::CacheOutcome;
+    match (ctx.answer.cache, ctx.answer.attempts, &ctx.answer.fallback_from) {
+        (CacheOutcome::Hit | CacheOutcome::SemanticHit, _, _) => "cache",
+        (_, 0, _) => "gateway",
+        (_, _, Some(_)) => "fallback",
+        (_, _, None) => "provider",
+    }
+}
+
+/// A status as its class (`2xx`, `4xx`, `5xx`; `other`, e.g. a client gone before any answer).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
 }
 
 /// From 50 µs: a forwarded request's own time is usually well under a millisecond.
@@ -62,12 +90,56 @@ impl UsageMetrics {
                 .buckets(OVERHEAD_BUCKETS.to_vec()),
                 &["model"],
             )?,
+            consumer_requests: IntCounterVec::new(
+                Opts::new(
+                    "tollgate_consumer_requests_total",
+                    "Requests of configured consumers by consumer, public model, status class (2xx, 4xx, 5xx, other) and source (provider; fallback: another model of the chain answered; cache; gateway: answered by the gateway itself, e.g. a refusal)",
+                ),
+                &["consumer", "model", "class", "source"],
+            )?,
+            consumer_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "tollgate_consumer_request_duration_seconds",
+                    "Latency of configured consumers' requests, by consumer",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["consumer"],
+            )?,
+            consumer_ttft: HistogramVec::new(
+                HistogramOpts::new(
+                    "tollgate_consumer_ttft_seconds",
+                    "Time to the first body byte of configured consumers' requests, by consumer",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["consumer"],
+            )?,
         };
+        registry.register(Box::new(m.consumer_requests.clone()))?;
+        registry.register(Box::new(m.consumer_duration.clone()))?;
+        registry.register(Box::new(m.consumer_ttft.clone()))?;
         registry.register(Box::new(m.consumer_tokens.clone()))?;
         registry.register(Box::new(m.cost.clone()))?;
         registry.register(Box::new(m.limit_rejections.clone()))?;
         registry.register(Box::new(m.overhead.clone()))?;
         Ok(m)
+    }
+
+    /// Book a finished request of a configured consumer (requests without one are in the
+    /// per-model series only).
+    pub fn requested(&self, ctx: &crate::context::RequestCtx, latency: std::time::Duration) {
+        let crate::context::Caller::Consumer { consumer, .. } = &ctx.caller else {
+            return;
+        };
+        let name = consumer.name.as_str();
+        self.consumer_requests
+            .with_label_values(&[name, ctx.model_label(), status_class(ctx.answer.status), source(ctx)])
+            .inc();
+        self.consumer_duration
+            .with_label_values(&[name])
+            .observe(latency.as_secs_f64());
+        if let Some(t) = ctx.answer.ttft {
+            self.consumer_ttft.with_label_values(&[name]).observe(t.as_secs_f64());
+        }
     }
 
     /// Book `usage` of public model `model` (priced by `price`) to `consumer`.
