@@ -61,6 +61,20 @@ async fn ask(gw: &Gateway, key: &str, model: &str) -> Resp {
     .await
 }
 
+/// Team A asks `model` under the client's `traceparent`.
+async fn ask_under(gw: &Gateway, model: &str, traceparent: &str) -> Resp {
+    let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    gw.post(
+        "/v1/chat/completions",
+        &[
+            ("authorization", &format!("Bearer {KEY_A}")),
+            ("traceparent", traceparent),
+        ],
+        &body.to_string(),
+    )
+    .await
+}
+
 async fn exposition(gw: &Gateway) -> String {
     request(gw.admin, "GET", "/metrics", &[], Bytes::new())
         .await
@@ -140,27 +154,17 @@ async fn tokens_cost_refusals_and_overhead_are_booked_per_consumer_and_model() {
     assert_eq!(metric(&gw, refused).await, Some(1.0));
 
     // Requests, errors and latency by consumer: who got what, answered by whom.
-    let requests = |consumer: &str, model: &str, class: &str, source: &str| {
-        format!(
+    for (consumer, model, class, source, n) in [
+        ("team-a", "priced", "2xx", "provider", 3.0),
+        ("team-a", "free", "2xx", "provider", 1.0),
+        ("team-b", "priced", "2xx", "provider", 1.0),
+        ("team-b", "priced", "4xx", "gateway", 1.0),
+    ] {
+        let series = format!(
             r#"tollgate_consumer_requests_total{{class="{class}",consumer="{consumer}",model="{model}",source="{source}"}}"#
-        )
-    };
-    assert_eq!(
-        metric(&gw, &requests("team-a", "priced", "2xx", "provider")).await,
-        Some(3.0)
-    );
-    assert_eq!(
-        metric(&gw, &requests("team-a", "free", "2xx", "provider")).await,
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&gw, &requests("team-b", "priced", "2xx", "provider")).await,
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&gw, &requests("team-b", "priced", "4xx", "gateway")).await,
-        Some(1.0)
-    );
+        );
+        assert_eq!(metric(&gw, &series).await, Some(n), "{series}");
+    }
     let timed = |family: &str, consumer: &str| format!(r#"{family}_count{{consumer="{consumer}"}}"#);
     assert_eq!(
         metric(&gw, &timed("tollgate_consumer_request_duration_seconds", "team-a")).await,
@@ -398,17 +402,7 @@ async fn traces_reach_the_collector_with_genai_attributes_under_the_clients_pare
     let gw = Gateway::start_with(&config(&mock.base_url()), &flags).await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent = "00f067aa0ba902b7";
-    let body = serde_json::json!({"model": "priced", "messages": [{"role": "user", "content": "hi"}]});
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            &[
-                ("authorization", &format!("Bearer {KEY_A}")),
-                ("traceparent", &format!("00-{trace_id}-{parent}-01")),
-            ],
-            &body.to_string(),
-        )
-        .await;
+    let r = ask_under(&gw, "priced", &format!("00-{trace_id}-{parent}-01")).await;
     assert_eq!(r.status, 200);
     let usage = r.json()["usage"].clone();
 
@@ -470,16 +464,7 @@ async fn traces_reach_the_collector_with_genai_attributes_under_the_clients_pare
     let before = collector.bodies.lock().unwrap().len();
     assert_eq!(ask(&gw, KEY_A, "priced").await.status, 200);
     let unsampled = format!("00-{trace_id}-{parent}-00");
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            &[
-                ("authorization", &format!("Bearer {KEY_A}")),
-                ("traceparent", &unsampled),
-            ],
-            &body.to_string(),
-        )
-        .await;
+    let r = ask_under(&gw, "priced", &unsampled).await;
     assert_eq!(r.status, 200);
     assert_eq!(
         mock.requests().last().unwrap().header("traceparent"),
@@ -502,18 +487,7 @@ async fn a_batch_the_collector_refuses_for_a_while_is_posted_again() {
     ];
     let gw = Gateway::start_with(&config(&mock.base_url()), &flags).await;
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
-    let body = serde_json::json!({"model": "free", "messages": [{"role": "user", "content": "hi"}]});
-    let traceparent = format!("00-{trace_id}-b7ad6b7169203331-01");
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            &[
-                ("authorization", &format!("Bearer {KEY_A}")),
-                ("traceparent", &traceparent),
-            ],
-            &body.to_string(),
-        )
-        .await;
+    let r = ask_under(&gw, "free", &format!("00-{trace_id}-b7ad6b7169203331-01")).await;
     assert_eq!(r.status, 200);
     let arrived = eventually(std::time::Duration::from_secs(10), || async {
         !collector.spans(trace_id).is_empty()
