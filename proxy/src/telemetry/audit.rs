@@ -70,8 +70,13 @@ pub fn request_line(out: &mut Vec<u8>, format: LogFormat, stamp: &[u8], ctx: &Re
         let text = String::from_utf8_lossy(head).into_owned();
         line.str("request_body", &conversation::cut(text, false));
     }
-    if let Some(text) = ctx.answer.logged.as_ref().and_then(|a| a.text.as_deref()) {
-        line.str("answer", text);
+    if let Some(answer) = ctx.answer.logged.as_deref() {
+        if let Some(text) = &answer.text {
+            line.str("answer", text);
+        }
+        if let Some(calls) = &answer.tool_calls {
+            line.json("answer_tool_calls", calls.as_bytes());
+        }
     }
     line.end();
 }

@@ -9,6 +9,7 @@ use crate::config::guardrails::ModelGuards;
 use crate::pipeline::response::concat;
 use crate::pipeline::safety::redact;
 use crate::sse::completion::completion_text;
+use crate::sse::scanner::{event_data, events};
 
 /// Most answer bytes kept (as sent: a stream's framing included) for one audit line.
 const MAX_KEPT: usize = 1 << 20;
@@ -26,6 +27,16 @@ pub struct LoggedAnswer {
     cut: bool,
     /// The answer's text, redacted; set when the request ends ([`LoggedAnswer::settle`]).
     pub text: Option<String>,
+    /// The tools the answer called, as a JSON array of `{"name", "arguments"}` (arguments
+    /// redacted and cut as the text is); `None` when it called none.
+    pub tool_calls: Option<String>,
+}
+
+/// A tool call of an answer, put together from a stream's fragments.
+#[derive(Debug, Default, serde::Serialize)]
+struct ToolCall {
+    name: String,
+    arguments: String,
 }
 
 impl LoggedAnswer {
@@ -37,6 +48,7 @@ impl LoggedAnswer {
             len: 0,
             cut: false,
             text: None,
+            tool_calls: None,
         }
     }
 
@@ -56,7 +68,65 @@ impl LoggedAnswer {
         let body = concat(&std::mem::take(&mut self.pieces));
         let text = redact::answer(guards, consumer, completion_text(&body, self.sse));
         self.text = Some(cut(text, self.cut));
+        let mut calls = tool_calls(&body, self.sse);
+        for c in &mut calls {
+            let arguments = redact::answer(guards, consumer, std::mem::take(&mut c.arguments));
+            c.arguments = cut(arguments, false);
+        }
+        if !calls.is_empty() {
+            self.tool_calls = serde_json::to_string(&calls).ok();
+        }
     }
+}
+
+/// The tool calls of a streamed (`sse`) or JSON chat answer: `tool_calls` (by their `index`
+/// in a stream, whose fragments are joined) and the older `function_call`, of every choice.
+fn tool_calls(body: &[u8], sse: bool) -> Vec<ToolCall> {
+    let mut calls: Vec<ToolCall> = Vec::new();
+    let mut take = |message: &serde_json::Value, joined: bool| {
+        let listed = message["tool_calls"].as_array().into_iter().flatten().enumerate();
+        let legacy = message.get("function_call").map(|f| (0, f));
+        let fragments = listed
+            .map(|(i, call)| {
+                let at = call["index"].as_u64().map_or(i, |n| n as usize);
+                (at, &call["function"])
+            })
+            .chain(legacy);
+        for (at, function) in fragments {
+            let at = if joined { at } else { calls.len() };
+            if at >= calls.len() {
+                // Bounded by what a real answer calls: an index past 128 is not a call to keep.
+                if at > 128 {
+                    continue;
+                }
+                calls.resize_with(at + 1, ToolCall::default);
+            }
+            let call = &mut calls[at];
+            call.name.push_str(function["name"].as_str().unwrap_or_default());
+            call.arguments
+                .push_str(function["arguments"].as_str().unwrap_or_default());
+        }
+    };
+    if sse {
+        for range in events(body) {
+            let data = event_data(&body[range]);
+            if data.first() != Some(&b'{') {
+                continue;
+            }
+            let Ok(chunk) = serde_json::from_slice::<serde_json::Value>(&data) else {
+                continue;
+            };
+            for choice in chunk["choices"].as_array().into_iter().flatten() {
+                take(&choice["delta"], true);
+            }
+        }
+    } else if let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) {
+        for choice in answer["choices"].as_array().into_iter().flatten() {
+            take(&choice["message"], false);
+        }
+    }
+    calls.retain(|c| !c.name.is_empty() || !c.arguments.is_empty());
+    calls
 }
 
 /// `text` within [`MAX_LOGGED_TEXT`]; `…` marks a cut (here or before).
@@ -106,5 +176,36 @@ mod tests {
         ));
         a.settle(None, None);
         assert_eq!(a.text.as_deref(), Some("Mail a@b.co"));
+        assert_eq!(a.tool_calls, None);
+    }
+
+    #[test]
+    fn tool_calls_are_logged_whole_from_a_stream_and_from_json() {
+        let mut a = LoggedAnswer::new(true);
+        for event in [
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":1,"id":"c2","function":{"name":"send","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Oslo\"}"}}]}}]}"#,
+        ] {
+            a.push(&Bytes::from(format!("data: {event}\n\n")));
+        }
+        a.push(&Bytes::from_static(b"data: [DONE]\n\n"));
+        a.settle(None, None);
+        assert_eq!(a.text.as_deref(), Some(""));
+        assert_eq!(
+            a.tool_calls.as_deref(),
+            Some(r#"[{"name":"get_weather","arguments":"{\"city\":\"Oslo\"}"},{"name":"send","arguments":"{}"}]"#)
+        );
+
+        let mut j = LoggedAnswer::new(false);
+        j.push(&Bytes::from_static(
+            br#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]}}]}"#,
+        ));
+        j.settle(None, None);
+        assert_eq!(
+            j.tool_calls.as_deref(),
+            Some(r#"[{"name":"f","arguments":"{\"x\":1}"}]"#)
+        );
     }
 }
