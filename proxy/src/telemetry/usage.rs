@@ -64,8 +64,10 @@ pub enum Source {
     Redis,
 }
 
-/// Rows by hour, then consumer, then model: a request finds its row by `&str` (no key to build).
-type Rows = HashMap<u64, HashMap<Arc<str>, HashMap<Arc<str>, Totals>>>;
+/// Rows by hour, then consumer, then model: a request finds its row by `&str` (no key to build),
+/// hashed with foldhash (booking a request hashes five times).
+type Rows = foldhash::HashMap<u64, Consumers>;
+type Consumers = foldhash::HashMap<Arc<str>, foldhash::HashMap<Arc<str>, Totals>>;
 
 pub struct UsageLedger {
     /// This node's rows (without Redis: the ledger; with Redis: not yet flushed).
@@ -150,7 +152,7 @@ pub fn hour_now() -> u64 {
 impl UsageLedger {
     pub fn new(retention_days: u64, redis: Option<(Client, String, Duration)>) -> Arc<UsageLedger> {
         Arc::new(UsageLedger {
-            rows: Mutex::new(HashMap::new()),
+            rows: Mutex::new(Rows::default()),
             retention_hours: retention_days.max(1) * 24,
             redis: redis.map(|(client, prefix, timeout)| RedisUsage {
                 client,
@@ -335,13 +337,9 @@ impl UsageLedger {
 
 /// The row of `consumer` and `model` in one hour's rows (created on first use: the names are
 /// copied then, and only then). Always `Some`.
-fn row<'a>(
-    hour: &'a mut HashMap<Arc<str>, HashMap<Arc<str>, Totals>>,
-    consumer: &str,
-    model: &str,
-) -> Option<&'a mut Totals> {
+fn row<'a>(hour: &'a mut Consumers, consumer: &str, model: &str) -> Option<&'a mut Totals> {
     if !hour.contains_key(consumer) {
-        hour.insert(Arc::from(consumer), HashMap::new());
+        hour.insert(Arc::from(consumer), Default::default());
     }
     let models = hour.get_mut(consumer)?;
     if !models.contains_key(model) {
