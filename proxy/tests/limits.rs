@@ -181,7 +181,12 @@ async fn a_limit_smaller_than_the_node_count_admits_its_first_request_on_any_nod
     // One request a minute per user, on three nodes: no node's even share holds a whole request.
     let rule = "[[limits]]\nname = \"one-a-minute\"\nby = [\"header:x-user\"]\nrequests = 1\nper = \"minute\"\n";
     let cfg = config(&mock.base_url(), rule);
-    let nodes = three_nodes(&cfg, &shared(&unique("tiny"))).await;
+    // The wait for Redis's first grant is bounded by --limits-exact-timeout-ms (100 ms): on a
+    // loaded test machine a debug build's sync round can take longer, which is the bound working,
+    // not the behaviour under test (without the wait, the first request is refused at once).
+    let mut flags = shared(&unique("tiny"));
+    flags.extend(["--limits-exact-timeout-ms".to_string(), "2000".to_string()]);
+    let nodes = three_nodes(&cfg, &flags).await;
     see_each_other(&nodes).await;
     let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
     for (i, first) in nodes.iter().enumerate() {
