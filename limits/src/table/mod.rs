@@ -21,6 +21,9 @@ use std::sync::Mutex;
 
 use crate::bucket::{Bucket, Decision, Limit};
 
+mod lease;
+pub use lease::{Grant, Report};
+
 const SHARDS: usize = 64;
 
 /// Sizes and timings of a table.
@@ -379,9 +382,6 @@ fn entry_remaining(limit: &Limit, s: &Shared, now_ms: u64) -> u64 {
     let refill = now_ms.saturating_sub(s.global_at_ms) as f64 * limit.rate_per_ms();
     (s.global - s.used + refill).min(limit.capacity_f()).max(0.0) as u64
 }
-
-mod lease;
-pub use lease::{Grant, Report};
 
 #[cfg(test)]
 mod tests;

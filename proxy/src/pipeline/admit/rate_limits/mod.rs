@@ -29,6 +29,13 @@ use crate::telemetry::metrics::RuleCounters;
 use crate::telemetry::repeats::Repeats;
 use crate::telemetry::Metrics;
 
+mod keys;
+mod refusal;
+
+pub use keys::KeySources;
+use keys::{bucket_suffix, rule_key};
+use refusal::{concurrency_refusal, refusal, rejected};
+
 /// The tokens a request reserves.
 #[derive(Debug, Clone, Copy)]
 pub struct Demand {
@@ -516,10 +523,3 @@ impl RateLimiter {
         }
     }
 }
-
-mod keys;
-mod refusal;
-
-pub use keys::KeySources;
-use keys::{bucket_suffix, rule_key};
-use refusal::{concurrency_refusal, refusal, rejected};
