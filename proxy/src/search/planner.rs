@@ -267,12 +267,17 @@ async fn exchange(
     body: &Bytes,
 ) -> Result<(http::StatusCode, Bytes), UpstreamError> {
     let up = upstream::send(conns, peer, head, body).await?;
-    upstream::read_whole(conns, peer, up, MAX_ANSWER).await.map_err(|e| {
-        UpstreamError::BrokeBeforeBody(match e {
-            WholeError::TooLarge => "the planner's answer is too large".to_string(),
-            WholeError::Broke(kind) => format!("upstream failed while reading the planner's answer: {kind}"),
+    upstream::read_whole(conns, peer, up, MAX_ANSWER)
+        .await
+        .map_err(|e| match e {
+            WholeError::TooLarge => UpstreamError::BrokeBeforeBody("the planner's answer is too large".to_string()),
+            WholeError::TimedOut => {
+                UpstreamError::Timeout("upstream timed out while reading the planner's answer".to_string())
+            }
+            WholeError::Broke(kind) => {
+                UpstreamError::BrokeBeforeBody(format!("upstream failed while reading the planner's answer: {kind}"))
+            }
         })
-    })
 }
 
 #[cfg(test)]

@@ -257,6 +257,8 @@ pub fn post_json_head(endpoint: &Provider, path: &str, body_len: usize, request_
 pub enum WholeError {
     /// Longer than allowed (the connection is dropped).
     TooLarge,
+    /// No byte came within the read timeout.
+    TimedOut,
     /// The connection failed while reading: the error's kind.
     Broke(&'static str),
 }
@@ -271,11 +273,13 @@ pub async fn read_whole(
 ) -> Result<(http::StatusCode, Bytes), WholeError> {
     let status = up.status();
     let mut answer = BytesMut::new();
-    while let Some(chunk) = up
-        .read_body()
-        .await
-        .map_err(|e| WholeError::Broke(e.etype().as_str()))?
-    {
+    while let Some(chunk) = up.read_body().await.map_err(|e| {
+        if is_timeout(&e) {
+            WholeError::TimedOut
+        } else {
+            WholeError::Broke(e.etype().as_str())
+        }
+    })? {
         if answer.len() + chunk.len() > max {
             return Err(WholeError::TooLarge);
         }

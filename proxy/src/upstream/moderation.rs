@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{peer, send, Connections, UpstreamOptions};
 use crate::config::guardrails::{Moderation, ModerationProtocol};
+use crate::pipeline::attempts::UpstreamError;
 
 /// Largest answer read from a moderation service.
 const MAX_ANSWER: usize = 1 << 20;
@@ -148,13 +149,15 @@ async fn ask(
     peer.options.total_connection_timeout = Some(m.timeout.min(opts.connect_timeout));
     let head = super::post_json_head(&m.endpoint, "", body.len(), request_id);
     let call = async {
-        let up = send(conns, &peer, &head, &body)
-            .await
-            .map_err(|e| e.outcome().to_string())?;
+        let up = send(conns, &peer, &head, &body).await.map_err(|e| match e {
+            UpstreamError::Timeout(_) => late(m),
+            e => e.outcome().to_string(),
+        })?;
         let (status, answer) = super::read_whole(conns, &peer, up, MAX_ANSWER)
             .await
             .map_err(|e| match e {
                 super::WholeError::TooLarge => "the moderation answer is too large".to_string(),
+                super::WholeError::TimedOut => late(m),
                 super::WholeError::Broke(kind) => kind.to_string(),
             })?;
         if !status.is_success() {
@@ -164,9 +167,13 @@ async fn ask(
     };
     match tokio::time::timeout(m.timeout, call).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "the moderation service did not answer within {} ms",
-            m.timeout.as_millis()
-        )),
+        Err(_) => Err(late(m)),
     }
+}
+
+fn late(m: &Moderation) -> String {
+    format!(
+        "the moderation service did not answer within {} ms",
+        m.timeout.as_millis()
+    )
 }

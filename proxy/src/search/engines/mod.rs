@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::config::search::{Backend, Engine, EngineKind};
 use crate::config::Provider;
 use crate::kb::KnowledgeBase;
+use crate::pipeline::attempts::UpstreamError;
 use crate::upstream::{self, Connections, UpstreamOptions, WholeError};
 
 /// Largest answer read from an engine.
@@ -101,17 +102,17 @@ pub async fn search(
             (Backend::Http(endpoint), Some(proto)) => {
                 let call = proto.request(engine, query, n);
                 let body = fetch(conns, opts, endpoint, engine, &call, request_id).await?;
-                proto.parse(&body, n)
+                proto.parse(&body, n).map_err(EngineError::Failed)
             }
-            (Backend::Local(Some(kb)), _) => local(kb, query, n).await,
-            _ => Err("the engine is not open".to_string()),
+            (Backend::Local(Some(kb)), _) => local(kb, query, n).await.map_err(EngineError::Failed),
+            _ => Err(EngineError::Failed("the engine is not open".to_string())),
         }
     };
-    match tokio::time::timeout(engine.timeout, asked).await {
-        Ok(Ok(hits)) => Ok(hits),
-        Ok(Err(why)) => Err(EngineError::Failed(why)),
-        Err(_) => Err(EngineError::Timeout),
-    }
+    // The connection's read timeout is the engine's too: whichever clock is seen first, a slow
+    // engine is a timeout.
+    tokio::time::timeout(engine.timeout, asked)
+        .await
+        .unwrap_or(Err(EngineError::Timeout))
 }
 
 /// The embedded knowledge base, searched on the blocking pool (an index read is CPU and disk
@@ -140,21 +141,25 @@ async fn fetch(
     engine: &Engine,
     call: &Call,
     request_id: &str,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, EngineError> {
     let mut peer = upstream::peer(endpoint, opts);
     peer.options.read_timeout = Some(engine.timeout);
     let head = head(endpoint, call, request_id);
     let up = upstream::send(conns, &peer, &head, &call.body)
         .await
-        .map_err(|e| e.outcome().to_string())?;
+        .map_err(|e| match e {
+            UpstreamError::Timeout(_) => EngineError::Timeout,
+            e => EngineError::Failed(e.outcome().to_string()),
+        })?;
     let (status, answer) = upstream::read_whole(conns, &peer, up, MAX_ANSWER)
         .await
         .map_err(|e| match e {
-            WholeError::TooLarge => "the engine's answer is too large".to_string(),
-            WholeError::Broke(kind) => kind.to_string(),
+            WholeError::TimedOut => EngineError::Timeout,
+            WholeError::TooLarge => EngineError::Failed("the engine's answer is too large".to_string()),
+            WholeError::Broke(kind) => EngineError::Failed(kind.to_string()),
         })?;
     if !status.is_success() {
-        return Err(format!("the engine answered {}", status.as_u16()));
+        return Err(EngineError::Failed(format!("the engine answered {}", status.as_u16())));
     }
     Ok(answer)
 }
@@ -214,5 +219,51 @@ mod tests {
     fn query_values_are_percent_encoded() {
         assert_eq!(encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
         assert_eq!(encode("Rust-1.85_x~"), "Rust-1.85_x~");
+    }
+
+    /// An engine at `addr` with a 50 ms timeout, as a config names it.
+    fn engine_at(addr: std::net::SocketAddr) -> Arc<Engine> {
+        let text = format!(
+            "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+             [[models]]\nname = \"chat\"\ntargets = [{{ provider = \"p\" }}]\n\n\
+             [search]\nengines = [{{ name = \"kb\", kind = \"elasticsearch\", url = \"http://{addr}/es\", index = \"docs\", timeout_ms = 50 }}]\n"
+        );
+        let snapshot = crate::config::load_str(&text, "t.toml", None, 1).unwrap();
+        snapshot.search.as_ref().unwrap().engines[0].clone()
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_never_answers_is_a_timeout_whichever_clock_sees_it_first() {
+        // The engine reads the request and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let engine = engine_at(addr);
+        let conns = Connections {
+            connector: pingora::connectors::http::Connector::new(None),
+            pool: upstream::Pool::new(2, std::time::Duration::from_secs(30)),
+        };
+        let opts = UpstreamOptions {
+            connect_timeout: std::time::Duration::from_secs(1),
+            read_timeout: std::time::Duration::from_secs(60),
+            idle_timeout: std::time::Duration::from_secs(30),
+            total_timeout: None,
+        };
+        // The connection's own read timeout (the engine's) ends the call: a timeout, not an error.
+        let Backend::Http(endpoint) = &engine.backend else {
+            panic!("an HTTP engine")
+        };
+        let call = elastic::Elastic.request(&engine, "zephyrine", 3);
+        let read = fetch(&conns, &opts, endpoint, &engine, &call, "r1").await;
+        assert_eq!(read, Err(EngineError::Timeout));
+        // And the engine's bound around the whole call.
+        let asked = search(&conns, &opts, &engine, "zephyrine", 3, "r2").await;
+        assert_eq!(asked, Err(EngineError::Timeout));
+        assert_eq!(asked.unwrap_err().outcome(), "timeout");
     }
 }
