@@ -29,21 +29,37 @@ pub struct Grant {
 }
 
 impl BucketTable {
-    /// Whether the shared key `id` is on its implicit first lease (`capacity / nodes`, rounded
-    /// down), which Redis has not answered yet; `None` for a key not held or not shared.
-    fn on_first_lease(&self, KeyId(id): KeyId) -> Option<bool> {
-        let shard = self.shard(id);
-        Some(!shard.map.get(&id)?.shared.as_ref()?.granted)
+    /// For a reservation of `id` its implicit first lease refused, whether to try again:
+    /// `Some(true)` once Redis's first grant is in (taking that refusal's one retry), `None`
+    /// while it is awaited; `Some(false)` when no such refusal is owed a retry (a key not held or
+    /// not shared, one refused by a granted lease, or whose refusals have had their retries).
+    fn first_lease_retry(&self, KeyId(id): KeyId) -> Option<bool> {
+        let mut shard = self.shard(id);
+        let Some(s) = shard.map.get_mut(&id).and_then(|e| e.shared.as_mut()) else {
+            return Some(false);
+        };
+        if s.first_lease_refusals == 0 {
+            return Some(false);
+        }
+        if !s.granted {
+            return None;
+        }
+        s.first_lease_refusals -= 1;
+        Some(true)
     }
 
-    /// Wait, at most `wait`, for the first grant of a shared key still on its implicit first
-    /// lease; whether it came (`false` at once for a key already granted, or not shared). For a reservation that lease refused:
-    /// a limit smaller than the number of nodes gives each an implicit lease of nothing, and a
-    /// request larger than `capacity / nodes` never fits one, yet the whole limit may be free.
-    /// The syncer reports a new key at once, so this is one Redis round trip, once per key.
+    /// After a reservation of the shared key `id` was refused: wait, at most `wait`, for the
+    /// first grant if it was the implicit first lease (`capacity / nodes`, rounded down) that
+    /// refused it; whether to try again (`false` at once for a refusal by a granted lease, or a
+    /// key not shared). A limit smaller than the number of nodes gives each an implicit lease of
+    /// nothing, and a request larger than `capacity / nodes` never fits one, yet the whole limit
+    /// may be free. The syncer reports a new key at once, so this is one Redis round trip, once
+    /// per key; a grant that came between the refusal and this call counts (the refusal was
+    /// recorded with the key, under its shard's lock).
     pub async fn first_grant(&self, id: KeyId, wait: std::time::Duration) -> bool {
-        if self.on_first_lease(id) != Some(true) {
-            return false;
+        // Most refusals are by a granted lease: answered without the shared waker.
+        if let Some(retry) = self.first_lease_retry(id) {
+            return retry;
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -51,10 +67,8 @@ impl BucketTable {
             let mut granted = std::pin::pin!(granted);
             // Registered before the check, so a grant between the two is not missed.
             granted.as_mut().enable();
-            match self.on_first_lease(id) {
-                Some(true) => {}
-                Some(false) => return true,
-                None => return false,
+            if let Some(retry) = self.first_lease_retry(id) {
+                return retry;
             }
             if !self.store_ok() || tokio::time::timeout_at(deadline, granted).await.is_err() {
                 return false;

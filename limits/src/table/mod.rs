@@ -75,6 +75,9 @@ struct Shared {
     in_flight: bool,
     /// Redis has answered a report of this key: the lease is no longer the implicit first one.
     granted: bool,
+    /// Reservations the implicit first lease refused: each may be tried once more when the
+    /// first grant is in ([`BucketTable::first_grant`]), even if it came before the caller looked.
+    first_lease_refusals: u32,
     /// The key is in its shard's queue of keys to report.
     queued: bool,
     last_report_ms: u64,
@@ -255,6 +258,9 @@ impl BucketTable {
                     }
                     Decision::Refused { remaining: here, .. } => {
                         s.wanted += cost as f64;
+                        if !s.granted {
+                            s.first_lease_refusals += 1;
+                        }
                         // What this node could still admit: the cluster may have more left that
                         // is not leased to it yet (granted at the next sync), but a refusal that
                         // said "2 remain" for a request needing 1 would contradict itself.
@@ -298,6 +304,7 @@ impl BucketTable {
                 global_at_ms: now_ms,
                 in_flight: false,
                 granted: false,
+                first_lease_refusals: 0,
                 queued: false,
                 last_report_ms: 0,
             }),

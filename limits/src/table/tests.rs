@@ -160,6 +160,29 @@ async fn a_reservation_the_first_lease_refuses_can_wait_for_the_first_grant() {
     );
 }
 
+#[tokio::test]
+async fn a_first_grant_in_before_the_refused_request_looks_still_gives_it_its_retry() {
+    let t = table();
+    t.set_nodes(3);
+    let l = Limit::new(1, 60_000);
+    assert!(!t.reserve("k", l, 1, 0, true, false).admitted());
+    let id = t.key_id("k");
+    // The syncer reports the new key and Redis grants the whole limit before the refused
+    // request's task runs again (a busy node): the grant is already in when it asks.
+    let r = t.due_reports(1, 10, false).remove(0);
+    let grant = Grant {
+        top_up: 1.0,
+        weight: 1.0,
+        global: 1.0,
+    };
+    t.apply(&r, grant, 2);
+    assert!(t.first_grant(id, std::time::Duration::from_secs(5)).await);
+    assert!(t.reserve("k", l, 1, 2, true, false).admitted());
+    // A refusal by the granted lease is not owed a retry.
+    assert!(!t.reserve("k", l, 1, 3, true, false).admitted());
+    assert!(!t.first_grant(id, std::time::Duration::from_secs(5)).await);
+}
+
 #[test]
 fn fail_closed_refuses_and_fail_open_serves_on_the_local_share() {
     let t = table();
