@@ -4,8 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pingora::connectors::http::Connector;
-use pingora::connectors::ConnectorOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
@@ -30,7 +28,7 @@ use crate::reload::{self, Reloader};
 use crate::telemetry::access::AccessLog;
 use crate::telemetry::Metrics;
 use crate::tls::CertStore;
-use crate::upstream::{Connections, Pool, UpstreamOptions};
+use crate::upstream::{Connections, UpstreamOptions};
 use tollgate_limits::redis_key::tagged_key;
 use tollgate_limits::{
     BucketTable, ExactBuckets, LocalCounters, SharedSlotOptions, SharedSlots, SlotTable, SyncOptions, Syncer,
@@ -161,10 +159,7 @@ pub fn run(opts: RunOpts) -> anyhow::Result<()> {
         Duration::from_secs(1),
     ));
     let idle_timeout = Duration::from_secs(opts.upstream_idle_timeout_secs);
-    let upstreams = Connections {
-        connector: Connector::new(Some(ConnectorOptions::new(opts.upstream_pool_size))),
-        pool: Pool::new(opts.upstream_pool_size, idle_timeout),
-    };
+    let upstreams = Connections::new(opts.upstream_pool_size, idle_timeout);
     let drain = Arc::new(Drain::default());
     let state = Arc::new(GatewayState {
         live: cell.clone(),

@@ -305,12 +305,7 @@ impl Tracer {
         // Traces of a few spans each: the queue holds about `queue` spans.
         let (queue, rx) = mpsc::channel((opts.queue / 4).max(1));
         let exporter = Exporter {
-            conns: crate::upstream::Connections {
-                connector: pingora::connectors::http::Connector::new(Some(pingora::connectors::ConnectorOptions::new(
-                    2,
-                ))),
-                pool: crate::upstream::Pool::new(2, Duration::from_secs(30)),
-            },
+            conns: crate::upstream::Connections::new(2, Duration::from_secs(30)),
             upstream: crate::upstream::UpstreamOptions {
                 connect_timeout: opts.timeout,
                 read_timeout: opts.timeout,

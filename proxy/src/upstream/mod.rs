@@ -47,6 +47,16 @@ pub struct Connections {
     pub pool: Pool,
 }
 
+impl Connections {
+    /// Up to `size` idle connections kept per peer, each for `idle_timeout`.
+    pub fn new(size: usize, idle_timeout: Duration) -> Connections {
+        Connections {
+            connector: Connector::new(Some(pingora::connectors::ConnectorOptions::new(size))),
+            pool: Pool::new(size, idle_timeout),
+        }
+    }
+}
+
 /// The peer to reach `provider`.
 pub fn peer(provider: &Provider, opts: &UpstreamOptions) -> HttpPeer {
     let mut peer = HttpPeer::new(provider.addr, provider.tls, provider.host.clone());

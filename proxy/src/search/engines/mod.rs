@@ -244,10 +244,7 @@ mod tests {
             }
         });
         let engine = engine_at(addr);
-        let conns = Connections {
-            connector: pingora::connectors::http::Connector::new(None),
-            pool: upstream::Pool::new(2, std::time::Duration::from_secs(30)),
-        };
+        let conns = Connections::new(2, std::time::Duration::from_secs(30));
         let opts = UpstreamOptions {
             connect_timeout: std::time::Duration::from_secs(1),
             read_timeout: std::time::Duration::from_secs(60),
